@@ -1,0 +1,114 @@
+"""The Python API: ``trustwatch.query(kql, tables=..., now=...) -> pyarrow.Table``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from trustwatch.engines.duckdb import DuckDBEngine, kql_type_of_arrow
+from trustwatch.errors import Source, TrustwatchError
+from trustwatch.kql.compiler import CatalogTable, CompiledStatement, compile_query
+from trustwatch.kql.parser import parse_query
+from trustwatch.schema.model import Column, TableSchema, builtin_schemas
+from trustwatch.tables import to_arrow
+
+TableInput = object  # path | pyarrow.Table | pandas.DataFrame | list[dict]
+
+
+@dataclass(slots=True)
+class QueryResult:
+    """Every result table of a query (one per tabular statement), the SQL run, and notices."""
+
+    tables: list[pa.Table]
+    sql: list[str]
+    notices: list[str] = field(default_factory=list)
+
+
+def _utc(now: datetime | str | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if isinstance(now, str):
+        from trustwatch.kql.parser import parse_datetime_text
+
+        return parse_datetime_text(now)
+    return now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+class Session:
+    """An engine with tables loaded, ready to compile and run queries against them."""
+
+    def __init__(self, tables: Mapping[str, TableInput] | None = None, *, engine: DuckDBEngine | None = None) -> None:
+        self.engine = engine or DuckDBEngine()
+        self.catalog: dict[str, CatalogTable] = {
+            name: CatalogTable(schema, None) for name, schema in builtin_schemas().items()
+        }
+        for name, value in (tables or {}).items():
+            self.load(name, to_arrow(value, name))
+        self.engine.lock()
+
+    def load(self, name: str, data: pa.Table) -> None:
+        known = self.catalog.get(name)
+        schema = known.schema if known else TableSchema(
+            name, tuple(Column(n, kql_type_of_arrow(data.schema.field(n).type)) for n in data.column_names))
+        sql_name, full = self.engine.load(schema, data)
+        self.catalog[name] = CatalogTable(full, sql_name)
+
+    def compile(self, kql: str, now: datetime | str | None = None, source_name: str = "<query>") -> tuple[list[CompiledStatement], list[str]]:
+        source = Source(kql, source_name)
+        try:
+            tree = parse_query(kql, source_name)
+            result = compile_query(tree, self.catalog, _utc(now))
+        except TrustwatchError as exc:
+            raise exc.with_source(source) from None
+        return result.statements, result.notices
+
+    def run(self, kql: str, now: datetime | str | None = None, source_name: str = "<query>") -> QueryResult:
+        statements, notices = self.compile(kql, now, source_name)
+        tables = [typed_result(self.engine.execute(s.sql), s.columns) for s in statements]
+        return QueryResult(tables, [s.to_sql(self.engine.dialect) for s in statements], notices)
+
+
+def typed_result(table: pa.Table, columns: tuple[tuple[str, str], ...]) -> pa.Table:
+    """Give each result column its KQL type: UTC timestamps, durations, and the type in metadata."""
+    arrays = []
+    fields = []
+    for i, (name, ktype) in enumerate(columns):
+        array = table.column(i)
+        if ktype == "datetime" and pa.types.is_timestamp(array.type):
+            array = pc.cast(array, pa.timestamp("us", tz="UTC"))
+        elif ktype == "timespan" and pa.types.is_interval(array.type):
+            micros = [None if v is None else v.days * 86_400_000_000 + v.nanoseconds // 1000 + v.months * 30 * 86_400_000_000
+                      for v in array.to_pylist()]
+            array = pa.chunked_array([pa.array(micros, type=pa.int64()).cast(pa.duration("us"))])
+        elif ktype == "dynamic" and not pa.types.is_string(array.type):
+            array = pc.cast(array, pa.string())
+        arrays.append(array)
+        fields.append(pa.field(name, array.type, metadata={"kql_type": ktype}))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def run(kql: str, tables: Mapping[str, TableInput] | None = None, now: datetime | str | None = None) -> QueryResult:
+    """Run a query and return every result table (see :func:`query` for the common case)."""
+    return Session(tables).run(kql, now)
+
+
+def query(kql: str, tables: Mapping[str, TableInput] | None = None, now: datetime | str | None = None) -> pa.Table:
+    """Run a KQL query on embedded DuckDB and return the (last) result as Arrow.
+
+    Args:
+        kql: the query text, as pasted from Sentinel or Defender Advanced Hunting.
+        tables: table name -> file path (JSONL, JSON array, CSV, Parquet), pyarrow.Table,
+            pandas.DataFrame or list of row dicts. Tables not given exist empty, fully typed.
+        now: the value of ``now()`` (a datetime or ISO 8601 text); default: the current time.
+
+    Returns:
+        The rows, with each field's KQL type in its metadata under ``kql_type``.
+
+    Raises:
+        TrustwatchError: a located syntax, semantic or input error.
+    """
+    return run(kql, tables, now).tables[-1]

@@ -1,0 +1,479 @@
+"""Frozen dataclass syntax tree for KQL, one class per construct, each with a source span.
+
+Names follow the Kusto documentation (Where, Project, Summarize, BinaryOp...). Literals keep
+typed values: a timespan is a ``timedelta``, a datetime a timezone-aware ``datetime``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from trustwatch.errors import Span
+
+_NO_SPAN = Span(0, 0)
+
+
+def _node(cls: type[Any]) -> type[Any]:
+    return dataclass(frozen=True, slots=True, kw_only=True)(cls)
+
+
+@_node
+class Node:
+    """Base of every node."""
+
+    span: Span = field(default=_NO_SPAN, compare=False, repr=False)
+
+    def children(self) -> Iterator[Node]:
+        """Yield the direct child nodes, in field order."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            yield from _nodes_in(value)
+
+    def walk(self) -> Iterator[Node]:
+        """Yield this node and all descendants, depth first."""
+        yield self
+        for child in self.children():
+            yield from child.walk()
+
+
+def _nodes_in(value: object) -> Iterator[Node]:
+    if isinstance(value, Node):
+        yield value
+    elif isinstance(value, tuple):
+        for item in value:
+            yield from _nodes_in(item)
+
+
+# --- scalar expressions -------------------------------------------------------------------------
+
+
+@_node
+class Expr(Node):
+    """Base of scalar expressions."""
+
+
+@_node
+class Literal(Expr):
+    """A typed constant. ``type`` is a KQL type name; ``value`` None is that type's null."""
+
+    value: object
+    type: str
+
+
+@_node
+class Name(Expr):
+    """A column, ``let`` variable or parameter reference."""
+
+    name: str
+
+
+@_node
+class Star(Expr):
+    """``*`` as an argument (``count(*)``, ``arg_max(t, *)``)."""
+
+
+@_node
+class Member(Expr):
+    """Property access ``target.name`` or ``target["name"]``."""
+
+    target: Expr
+    name: str
+
+
+@_node
+class Index(Expr):
+    """Element access ``target[index]`` with a non-constant-string index."""
+
+    target: Expr
+    index: Expr
+
+
+@_node
+class Call(Expr):
+    """A function call. ``args`` may contain a :class:`TabularExpr` (``toscalar(T | ...)``)."""
+
+    name: str
+    args: tuple[Node, ...] = ()
+    name_span: Span = field(default=_NO_SPAN, compare=False, repr=False)
+
+
+@_node
+class BinaryOp(Expr):
+    """``left op right`` for arithmetic, comparison, logic and string operators (``has``...)."""
+
+    op: str
+    left: Expr
+    right: Expr
+
+
+@_node
+class UnaryOp(Expr):
+    """``-x`` or ``+x``."""
+
+    op: str
+    operand: Expr
+
+
+@_node
+class InList(Expr):
+    """``x in (a, b)``, ``in~``, ``!in``, ``!in~``, ``has_any``, ``has_all`` and friends."""
+
+    op: str
+    target: Expr
+    items: tuple[Node, ...]
+
+
+@_node
+class Between(Expr):
+    """``x between (low .. high)`` and ``!between``."""
+
+    target: Expr
+    low: Expr
+    high: Expr
+    negated: bool = False
+
+
+# --- statements and tabular expressions ---------------------------------------------------------
+
+
+@_node
+class TabularExpr(Node):
+    """Base of tabular expressions."""
+
+
+@_node
+class Assignment(Node):
+    """``Name = expr`` (name may be None: default naming) or ``(A, B) = expr``."""
+
+    name: str | None
+    expr: Expr
+    names: tuple[str, ...] = ()
+
+
+@_node
+class TableRef(TabularExpr):
+    """A table by name (also a tabular ``let`` variable)."""
+
+    name: str
+
+
+@_node
+class Datatable(TabularExpr):
+    """``datatable(a:string, b:long) [ ... ]``."""
+
+    columns: tuple[tuple[str, str], ...]
+    values: tuple[Expr, ...]
+
+
+@_node
+class RangeSource(TabularExpr):
+    """``range x from a to b step s``."""
+
+    column: str
+    start: Expr
+    stop: Expr
+    step: Expr
+
+
+@_node
+class PrintSource(TabularExpr):
+    """``print a = 1, 2``."""
+
+    items: tuple[Assignment, ...]
+
+
+@_node
+class FunctionSource(TabularExpr):
+    """A call used as a table: a user lambda, ``materialize(T)``, ``table("T")``..."""
+
+    call: Call
+
+
+@_node
+class Pipeline(TabularExpr):
+    """``source | op | op ...``."""
+
+    source: TabularExpr
+    ops: tuple[PipeOp, ...] = ()
+
+
+@_node
+class PipeOp(Node):
+    """Base of pipe operators."""
+
+
+@_node
+class Where(PipeOp):
+    predicate: Expr
+
+
+@_node
+class Extend(PipeOp):
+    items: tuple[Assignment, ...]
+
+
+@_node
+class Project(PipeOp):
+    items: tuple[Assignment, ...]
+
+
+@_node
+class ColumnPattern(Node):
+    """A column name or wildcard pattern (``Initiating*``) in project-away and friends."""
+
+    pattern: str
+
+
+@_node
+class ProjectAway(PipeOp):
+    patterns: tuple[ColumnPattern, ...]
+
+
+@_node
+class ProjectKeep(PipeOp):
+    patterns: tuple[ColumnPattern, ...]
+
+
+@_node
+class ProjectRename(PipeOp):
+    pairs: tuple[tuple[str, str], ...]  # (new, old)
+
+
+@_node
+class ProjectReorder(PipeOp):
+    patterns: tuple[ColumnPattern, ...]
+    orders: tuple[str | None, ...] = ()
+
+
+@_node
+class SortKey(Node):
+    expr: Expr
+    descending: bool = True
+    nulls_first: bool | None = None
+
+
+@_node
+class Sort(PipeOp):
+    keys: tuple[SortKey, ...]
+
+
+@_node
+class Top(PipeOp):
+    count: Expr
+    key: SortKey
+
+
+@_node
+class Take(PipeOp):
+    count: Expr
+
+
+@_node
+class Distinct(PipeOp):
+    items: tuple[Expr, ...]  # empty tuple with star=True means "distinct *"
+    star: bool = False
+
+
+@_node
+class Count(PipeOp):
+    name: str = "Count"
+
+
+@_node
+class Summarize(PipeOp):
+    aggregates: tuple[Assignment, ...]
+    by: tuple[Assignment, ...] = ()
+
+
+@_node
+class JoinCondition(Node):
+    """``Col`` (same name on both sides) or ``$left.A == $right.B``."""
+
+    left: str
+    right: str
+
+
+@_node
+class Join(PipeOp):
+    kind: str
+    right: TabularExpr
+    on: tuple[JoinCondition, ...]
+    hints: tuple[tuple[str, str], ...] = ()
+
+
+@_node
+class Lookup(PipeOp):
+    kind: str
+    right: TabularExpr
+    on: tuple[JoinCondition, ...]
+
+
+@_node
+class Union(PipeOp):
+    tables: tuple[TabularExpr, ...]
+    kind: str = "outer"
+    withsource: str | None = None
+    isfuzzy: bool = False
+
+
+@_node
+class UnionSource(TabularExpr):
+    """``union A, B`` at the start of a query."""
+
+    union: Union
+
+
+@_node
+class MvExpandItem(Node):
+    name: str | None
+    expr: Expr
+    to_type: str | None = None
+
+
+@_node
+class MvExpand(PipeOp):
+    items: tuple[MvExpandItem, ...]
+    limit: Expr | None = None
+    bagexpansion: str | None = None
+    with_itemindex: str | None = None
+
+
+@_node
+class MvApply(PipeOp):
+    items: tuple[MvExpandItem, ...]
+    subquery: Pipeline
+    limit: Expr | None = None
+
+
+@_node
+class ParseColumn(Node):
+    name: str
+    type: str = "string"
+
+
+@_node
+class Parse(PipeOp):
+    """``parse [kind=simple|relaxed|regex] [flags=..] expr with pattern``."""
+
+    kind: str
+    source: Expr
+    parts: tuple[str | ParseColumn, ...]
+    flags: str = ""
+
+
+@_node
+class As(PipeOp):
+    name: str
+
+
+@_node
+class Serialize(PipeOp):
+    items: tuple[Assignment, ...] = ()
+
+
+@_node
+class Render(PipeOp):
+    visualization: str
+
+
+@_node
+class Getschema(PipeOp):
+    pass
+
+
+@_node
+class Invoke(PipeOp):
+    call: Call
+
+
+@_node
+class Evaluate(PipeOp):
+    call: Call
+    hints: tuple[tuple[str, str], ...] = ()
+
+
+@_node
+class MakeSeries(PipeOp):
+    aggregates: tuple[Assignment, ...]
+    on: Expr
+    start: Expr | None
+    stop: Expr | None
+    step: Expr
+    by: tuple[Assignment, ...] = ()
+
+
+@_node
+class Search(PipeOp):
+    predicate: Expr
+    tables: tuple[str, ...] = ()
+
+
+@_node
+class SearchSource(TabularExpr):
+    search: Search
+
+
+@_node
+class Sample(PipeOp):
+    count: Expr
+
+
+@_node
+class OtherOp(PipeOp):
+    """A documented operator we parse only loosely (``scan``, ``partition``...): never compiled."""
+
+    name: str
+    text: str
+
+
+# --- let and the query ---------------------------------------------------------------------------
+
+
+@_node
+class Parameter(Node):
+    name: str
+    type: str | None  # None for tabular parameters written (T:(*)) or untyped
+    default: Expr | None = None
+    tabular: bool = False
+
+
+@_node
+class Lambda(Node):
+    """``(x:string, y:long = 1) { let a = ...; body }``."""
+
+    params: tuple[Parameter, ...]
+    lets: tuple[Let, ...]
+    body: Node  # Expr or TabularExpr
+
+
+@_node
+class Let(Node):
+    name: str
+    value: Node  # Expr, TabularExpr or Lambda
+
+
+@_node
+class Query(Node):
+    """A whole query: ``let`` statements then tabular expressions separated by ``;``."""
+
+    lets: tuple[Let, ...]
+    body: tuple[TabularExpr, ...]
+
+
+AnyNode: TypeAlias = Node
+
+
+class Visitor:
+    """Dispatch on ``visit_<ClassName>``; unknown classes go to :meth:`generic_visit`."""
+
+    def visit(self, node: Node) -> Any:
+        method = getattr(self, "visit_" + type(node).__name__, self.generic_visit)
+        return method(node)
+
+    def generic_visit(self, node: Node) -> Any:
+        for child in node.children():
+            self.visit(child)
+        return None

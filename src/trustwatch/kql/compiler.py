@@ -1,0 +1,284 @@
+"""Checked KQL syntax tree -> sqlglot expression trees, one small function per pipe operator.
+
+Each pipe operator wraps the previous stage as a subquery and tracks the output columns and
+their KQL types, so an unknown column is reported where it is used, with a "did you mean".
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlglot import exp
+
+from trustwatch.errors import KqlSemanticError, Span, UnsupportedKql
+from trustwatch.kql import ast
+from trustwatch.kql.parser import TabularAsExpr
+from trustwatch.kql.scope import (
+    LambdaBinding,
+    Relation,
+    RelationBinding,
+    Scope,
+    TabularBinding,
+)
+from trustwatch.kql.semantics import Typed, not_null_string, sql_type
+from trustwatch.schema.model import TableSchema, suggest
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogTable:
+    """A table a query can read: its schema, and the engine's name for its data (None: empty)."""
+
+    schema: TableSchema
+    sql_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledStatement:
+    """One result-producing statement: the SQL tree and the output columns' KQL types."""
+
+    sql: exp.Query
+    columns: tuple[tuple[str, str], ...]
+
+    def to_sql(self, dialect: str = "duckdb") -> str:
+        return self.sql.sql(dialect=dialect)
+
+
+@dataclass(slots=True)
+class CompileResult:
+    statements: list[CompiledStatement]
+    notices: list[str] = field(default_factory=list)
+
+
+def _col(name: str, table: str | None = None) -> exp.Column:
+    return exp.column(name, table=table, quoted=True)
+
+
+def _ident(name: str) -> exp.Identifier:
+    return exp.to_identifier(name, quoted=True)
+
+
+def alias(sql: exp.Expression, name: str) -> exp.Expression:
+    return exp.alias_(sql, _ident(name))
+
+
+class Compiler:
+    """Compiles one query against a catalog of tables, with ``now()`` fixed once."""
+
+    def __init__(self, catalog: Mapping[str, CatalogTable], now: datetime) -> None:
+        self.catalog = catalog
+        self.now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
+        self._aliases = itertools.count(1)
+        self.notices: list[str] = []
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def fresh(self, prefix: str = "_t") -> str:
+        return f"{prefix}{next(self._aliases)}"
+
+    def source(self, rel: Relation) -> exp.Expression:
+        return exp.Subquery(this=rel.sql, alias=exp.TableAlias(this=_ident(self.fresh())))
+
+    def select(self, rel: Relation, projections: list[exp.Expression]) -> exp.Select:
+        return exp.Select(expressions=projections).from_(self.source(rel))
+
+    def star_projection(self, rel: Relation, *, keep_order: bool = True) -> list[exp.Expression]:
+        cols: list[exp.Expression] = [_col(n) for n in rel.names()]
+        if keep_order and rel.order:
+            cols.append(_col(rel.order))
+        return cols
+
+    def semantic_error(self, message: str, span: Span, hint: str | None = None, code: str = "KQL200") -> KqlSemanticError:
+        return KqlSemanticError(message, span=span, hint=hint, code=code)
+
+    def unsupported(self, what: str, span: Span) -> UnsupportedKql:
+        return UnsupportedKql(f"{what} is not supported by trustwatch's KQL engine", span=span,
+                              hint="see docs/kql-support.md for what is implemented")
+
+    # --- query ----------------------------------------------------------------------------------------
+
+    def compile_query(self, query: ast.Query) -> CompileResult:
+        scope = Scope()
+        for let in query.lets:
+            scope = self.bind_let(let, scope)
+        statements = []
+        for body in query.body:
+            rel = self.compile_tabular(body, scope)
+            statements.append(self.finish(rel))
+        return CompileResult(statements, self.notices)
+
+    def bind_let(self, let: ast.Let, scope: Scope) -> Scope:
+        value = let.value
+        if isinstance(value, ast.Lambda):
+            return scope.child(**{let.name: LambdaBinding(value, scope)})
+        if isinstance(value, ast.TabularExpr) or self.names_tabular(value, scope):
+            return scope.child(**{let.name: TabularBinding(value, scope)})
+        assert isinstance(value, ast.Expr)
+        typed = self.expr(value, scope, None)
+        return scope.child(**{let.name: typed})
+
+    def names_tabular(self, node: ast.Node, scope: Scope) -> bool:
+        """Is a bare name or call (``let T = DeviceEvents``, ``let T = f()``) tabular?"""
+        if isinstance(node, TabularAsExpr):
+            return True
+        if isinstance(node, ast.Name):
+            binding = scope.lookup(node.name)
+            if binding is None:
+                return node.name in self.catalog
+            return isinstance(binding, TabularBinding | RelationBinding)
+        if isinstance(node, ast.Call):
+            binding = scope.lookup(node.name)
+            if isinstance(binding, LambdaBinding):
+                return isinstance(binding.fn.body, ast.TabularExpr) or self.names_tabular(binding.fn.body, binding.scope)
+            return node.name in ("materialize", "table", "view")
+        return False
+
+    def finish(self, rel: Relation) -> CompiledStatement:
+        """Final projection: hidden columns removed, order applied."""
+        projections: list[exp.Expression] = [_col(n) for n in rel.names()]
+        select = exp.Select(expressions=projections).from_(self.source(rel))
+        if rel.order:
+            select = select.order_by(exp.Ordered(this=_col(rel.order)))
+        return CompiledStatement(select, rel.columns)
+
+    # --- tabular expressions ----------------------------------------------------------------------------
+
+    def compile_tabular(self, node: ast.Node, scope: Scope) -> Relation:
+        if isinstance(node, ast.Pipeline):
+            rel = self.compile_tabular(node.source, scope)
+            for op in node.ops:
+                rel, scope = self.compile_op(op, rel, scope)
+            return rel
+        if isinstance(node, ast.TableRef | ast.Name):
+            return self.table_ref(node.name, node.span, scope)
+        if isinstance(node, TabularAsExpr):
+            return self.compile_tabular(node.query, scope)
+        if isinstance(node, ast.FunctionSource):
+            return self.tabular_call(node.call, scope)
+        if isinstance(node, ast.Call):
+            return self.tabular_call(node, scope)
+        from trustwatch.kql import sources
+
+        handler = sources.SOURCES.get(type(node))
+        if handler is None:
+            raise self.semantic_error("expected a tabular expression", node.span, code="KQL206")
+        return handler(self, node, scope)
+
+    def table_ref(self, name: str, span: Span, scope: Scope) -> Relation:
+        binding = scope.lookup(name)
+        if isinstance(binding, RelationBinding):
+            return binding.relation
+        if isinstance(binding, TabularBinding):
+            return self.compile_tabular(binding.expr, binding.scope)
+        if isinstance(binding, LambdaBinding) and not binding.fn.params:
+            return self.compile_tabular(binding.fn.body, self.lambda_scope(binding, [], span))
+        table = self.catalog.get(name)
+        if table is None:
+            names = list(self.catalog) + [n for n, b in scope.bindings.items() if not isinstance(b, Typed)]
+            raise self.semantic_error(f"unknown table '{name}'", span, hint=suggest(name, names), code="KQL201")
+        columns = tuple((c.name, c.type) for c in table.schema.columns)
+        if table.sql_name is None:
+            return self.empty_relation(columns)
+        projections = [_col(n) for n, _ in columns]
+        return Relation(exp.Select(expressions=projections).from_(exp.to_table(table.sql_name, quoted=True)), columns)
+
+    def empty_relation(self, columns: tuple[tuple[str, str], ...]) -> Relation:
+        projections = [alias(exp.Cast(this=exp.null(), to=sql_type(t)), n) for n, t in columns]
+        return Relation(exp.Select(expressions=projections).where(exp.false()), columns)
+
+    def tabular_call(self, call: ast.Call, scope: Scope) -> Relation:
+        binding = scope.lookup(call.name)
+        if isinstance(binding, LambdaBinding):
+            body_scope = self.lambda_scope(binding, list(call.args), call.span, scope)
+            return self.compile_tabular(binding.fn.body, body_scope)
+        if call.name in ("materialize", "view") and len(call.args) == 1:
+            return self.compile_tabular(call.args[0], scope)
+        if call.name == "table" and len(call.args) == 1 and isinstance(call.args[0], ast.Literal):
+            return self.table_ref(str(call.args[0].value), call.args[0].span, scope)
+        if binding is None and call.name in self.catalog:
+            raise self.semantic_error(f"'{call.name}' is a table, not a function", call.name_span, code="KQL203")
+        raise self.semantic_error(f"unknown tabular function '{call.name}'", call.name_span,
+                                  hint=suggest(call.name, [n for n, b in scope.bindings.items() if isinstance(b, LambdaBinding)]),
+                                  code="KQL203")
+
+    def lambda_scope(self, binding: LambdaBinding, args: list[ast.Node], span: Span, caller: Scope | None = None,
+                     implicit: Relation | None = None) -> Scope:
+        """Bind a user function's parameters to the call's arguments (by position)."""
+        fn = binding.fn
+        params = list(fn.params)
+        bound: dict[str, object] = {}
+        if implicit is not None:
+            if not params or not params[0].tabular:
+                raise self.semantic_error("invoke needs a function whose first parameter is tabular", span, code="KQL204")
+            bound[params[0].name] = RelationBinding(implicit)
+            params = params[1:]
+        required = [p for p in params if p.default is None]
+        if not (len(required) <= len(args) <= len(params)):
+            raise self.semantic_error(
+                f"function takes {len(required)}" + (f" to {len(params)}" if len(params) != len(required) else "")
+                + f" arguments, got {len(args)}", span, code="KQL204")
+        caller = caller or Scope()
+        for i, param in enumerate(params):
+            if i < len(args):
+                arg = args[i]
+                if param.tabular:
+                    bound[param.name] = RelationBinding(self.compile_tabular(arg, caller))
+                else:
+                    bound[param.name] = self.expr(arg, caller, None)  # type: ignore[arg-type]
+            else:
+                assert param.default is not None
+                bound[param.name] = self.expr(param.default, binding.scope, None)
+        scope = binding.scope.child(**bound)  # type: ignore[arg-type]
+        for let in fn.lets:
+            scope = self.bind_let(let, scope)
+        return scope
+
+    # --- pipe operators -------------------------------------------------------------------------------
+
+    def compile_op(self, op: ast.PipeOp, rel: Relation, scope: Scope) -> tuple[Relation, Scope]:
+        from trustwatch.kql import operators
+
+        if isinstance(op, ast.As):
+            return rel, scope.child(**{op.name: RelationBinding(rel)})
+        handler = operators.OPERATORS.get(type(op))
+        if handler is None:
+            name = op.name if isinstance(op, ast.OtherOp) else type(op).__name__.lower()
+            raise self.unsupported(f"the '{name}' operator", op.span)
+        return handler(self, op, rel, scope), scope
+
+    # --- scalar expressions -----------------------------------------------------------------------------
+
+    def expr(self, node: ast.Node, scope: Scope, rel: Relation | None, *, overlay: Mapping[str, Typed] | None = None,
+             aggregate: AggregateContext | None = None) -> Typed:
+        """Compile a scalar expression against the columns of ``rel`` (None: no row context)."""
+        from trustwatch.kql.expressions import ExprCompiler
+
+        return ExprCompiler(self, scope, rel, overlay or {}, aggregate).compile(node)
+
+
+class AggregateContext:
+    """Collects aggregate calls met while compiling a ``summarize`` item."""
+
+    def __init__(self) -> None:
+        self.calls: list[ast.Call] = []
+
+
+OperatorHandler = Callable[[Compiler, ast.PipeOp, Relation, Scope], Relation]
+
+
+def compile_query(query: ast.Query, catalog: Mapping[str, CatalogTable], now: datetime) -> CompileResult:
+    """Compile a parsed query to SQL trees.
+
+    Args:
+        query: the parsed query.
+        catalog: every table the query may read.
+        now: the value of ``now()`` for the whole query.
+
+    Raises:
+        KqlSemanticError: unknown tables, columns or functions, or misused types.
+        UnsupportedKql: valid KQL this engine does not implement.
+    """
+    return Compiler(catalog, now).compile_query(query)

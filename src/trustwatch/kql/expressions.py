@@ -1,0 +1,426 @@
+"""Scalar expression compilation: names, literals, operators, calls -> typed sqlglot trees."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlglot import exp
+
+from trustwatch.errors import KqlSemanticError, Span
+from trustwatch.kql import ast
+from trustwatch.kql.parser import TabularAsExpr
+from trustwatch.kql.scope import LambdaBinding, Relation, RelationBinding, Scope, TabularBinding
+from trustwatch.kql.semantics import (
+    NUMERIC,
+    TEXTUAL,
+    Typed,
+    ascii_fold,
+    fold_sql,
+    func,
+    lit_string,
+    negate,
+    not_null_string,
+    sql_type,
+    string_predicate,
+)
+from trustwatch.schema.model import suggest
+
+if TYPE_CHECKING:
+    from trustwatch.kql.compiler import AggregateContext, Compiler
+
+_COMPARISONS = {"<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
+
+
+def literal(value: object, ktype: str) -> Typed:
+    """A typed SQL literal for a Python value of a KQL type."""
+    sql: exp.Expression
+    if value is None:
+        if ktype in TEXTUAL:
+            return Typed(lit_string(""), ktype, "", True)
+        return Typed(exp.Cast(this=exp.null(), to=sql_type(ktype)), ktype, None, True)
+    if ktype in TEXTUAL:
+        sql = lit_string(str(value))
+    elif ktype == "bool":
+        sql = exp.true() if value else exp.false()
+    elif ktype in ("long", "int"):
+        sql = exp.Cast(this=exp.Literal.number(int(value)), to=sql_type(ktype))  # type: ignore[call-overload]
+    elif ktype == "real":
+        number = float(value)  # type: ignore[arg-type]
+        if number != number or number in (float("inf"), float("-inf")):
+            sql = exp.Cast(this=lit_string(repr(number)), to=sql_type("real"))
+        else:
+            sql = exp.Cast(this=exp.Literal.number(repr(number)), to=sql_type("real"))
+    elif ktype == "datetime":
+        assert isinstance(value, datetime)
+        text = value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        sql = exp.Cast(this=lit_string(text), to=sql_type("datetime"))
+    elif ktype == "timespan":
+        assert isinstance(value, timedelta)
+        sql = func("to_microseconds", exp.Literal.number(value // timedelta(microseconds=1)))
+    elif ktype == "dynamic":
+        sql = exp.Cast(this=lit_string(json.dumps(value, separators=(",", ":"), ensure_ascii=False)), to=sql_type("dynamic"))
+    else:
+        raise KeyError(ktype)
+    return Typed(sql, ktype, value, True)
+
+
+class ExprCompiler:
+    """Compiles one scalar expression tree in a scope, against one input relation."""
+
+    def __init__(self, compiler: Compiler, scope: Scope, rel: Relation | None, overlay: Mapping[str, Typed],
+                 aggregate: AggregateContext | None) -> None:
+        self.compiler = compiler
+        self.scope = scope
+        self.rel = rel
+        self.overlay = overlay
+        self.aggregate = aggregate
+
+    def error(self, message: str, span: Span, hint: str | None = None, code: str = "KQL205") -> KqlSemanticError:
+        return KqlSemanticError(message, span=span, hint=hint, code=code)
+
+    def compile(self, node: ast.Node) -> Typed:
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        if method is None:
+            raise self.compiler.unsupported(f"the expression '{type(node).__name__}'", node.span)
+        result: Typed = method(node)
+        return result
+
+    # --- leaves ---------------------------------------------------------------------------------------
+
+    def visit_Literal(self, node: ast.Literal) -> Typed:
+        return literal(node.value, node.type)
+
+    def visit_Name(self, node: ast.Name) -> Typed:
+        name = node.name
+        if name in self.overlay:
+            t = self.overlay[name]
+            return Typed(t.sql.copy(), t.type, t.constant, t.is_constant)
+        if self.rel is not None:
+            ktype = self.rel.type_of(name)
+            if ktype is not None:
+                return Typed(exp.column(name, quoted=True), ktype)
+        binding = self.scope.lookup(name)
+        if isinstance(binding, Typed):
+            return Typed(binding.sql.copy(), binding.type, binding.constant, binding.is_constant)
+        if isinstance(binding, TabularBinding | RelationBinding) or (binding is None and name in self.compiler.catalog):
+            raise self.error(f"'{name}' is a table; a scalar value is needed here", node.span,
+                             hint="use toscalar(...) to take one value from a table", code="KQL205")
+        choices = list(self.overlay) + (self.rel.names() if self.rel else []) + [
+            n for n, b in self.scope.bindings.items() if isinstance(b, Typed)]
+        where = " in the input of this operator" if self.rel is not None else ""
+        raise self.error(f"unknown column or variable '{name}'{where}", node.span,
+                         hint=suggest(name, choices), code="KQL202")
+
+    def visit_Star(self, node: ast.Star) -> Typed:
+        raise self.error("'*' is not a value here", node.span, code="KQL205")
+
+    def visit__TabularAsExpr(self, node: TabularAsExpr) -> Typed:
+        return self.scalar_subquery(node.query, node.span)
+
+    def scalar_subquery(self, query: ast.Node, span: Span) -> Typed:
+        rel = self.compiler.compile_tabular(query, self.scope)
+        if not rel.columns:
+            raise self.error("the subquery has no columns", span)
+        name, ktype = rel.columns[0]
+        stmt = self.compiler.finish(rel)
+        sub = exp.select(exp.column(name, quoted=True)).from_(exp.Subquery(this=stmt.sql, alias=exp.TableAlias(this=exp.to_identifier(self.compiler.fresh()))))
+        sub = sub.limit(1)
+        sql: exp.Expression = exp.Subquery(this=sub)
+        if ktype in TEXTUAL:
+            sql = not_null_string(sql)
+        return Typed(sql, ktype)
+
+    def subquery_column(self, query: ast.Node, span: Span) -> tuple[exp.Query, str]:
+        rel = self.compiler.compile_tabular(query, self.scope)
+        if not rel.columns:
+            raise self.error("the subquery has no columns", span)
+        name, ktype = rel.columns[0]
+        stmt = self.compiler.finish(rel)
+        sub = exp.select(exp.column(name, quoted=True)).from_(exp.Subquery(this=stmt.sql, alias=exp.TableAlias(this=exp.to_identifier(self.compiler.fresh()))))
+        return sub, ktype
+
+    # --- dynamic access -------------------------------------------------------------------------------
+
+    def as_dynamic(self, t: Typed, span: Span) -> exp.Expression:
+        if t.type == "dynamic":
+            return t.sql
+        if t.type in TEXTUAL:
+            # A string holding JSON is parsed, as Kusto does for property access on such columns.
+            return exp.Case(ifs=[exp.If(this=func("json_valid", t.sql), true=exp.Cast(this=t.sql.copy(), to=sql_type("dynamic")))])
+        raise self.error(f"cannot access a property of a {t.type} value", span)
+
+    def visit_Member(self, node: ast.Member) -> Typed:
+        target = self.compile(node.target)
+        path = '$."' + node.name.replace('"', '\\"') + '"'
+        return Typed(func("json_extract", self.as_dynamic(target, node.span), lit_string(path)), "dynamic")
+
+    def visit_Index(self, node: ast.Index) -> Typed:
+        target = self.compile(node.target)
+        index = self.compile(node.index)
+        base = self.as_dynamic(target, node.span)
+        if index.is_constant and isinstance(index.constant, int):
+            i = index.constant
+            # Negative indexes count from the end: [-1] is the last element.
+            # https://learn.microsoft.com/kusto/query/array-split-function
+            path = f"$[#{i}]" if i < 0 else f"$[{i}]"
+            return Typed(func("json_extract", base, lit_string(path)), "dynamic")
+        if index.type in TEXTUAL:
+            path_sql = func("concat", lit_string('$."'), index.sql, lit_string('"'))
+            return Typed(func("json_extract", base, path_sql), "dynamic")
+        if index.type not in NUMERIC:
+            raise self.error(f"an array index must be a number, not {index.type}", node.index.span)
+        idx = index.sql
+        path_sql = exp.If(
+            this=exp.LT(this=idx, expression=exp.Literal.number(0)),
+            true=func("concat", lit_string("$[#"), idx.copy(), lit_string("]")),
+            false=func("concat", lit_string("$["), idx.copy(), lit_string("]")),
+        )
+        return Typed(func("json_extract", base, path_sql), "dynamic")
+
+    # --- coercions ------------------------------------------------------------------------------------
+
+    def to_string(self, t: Typed) -> Typed:
+        from trustwatch.kql.functions import to_string
+
+        return to_string(t)
+
+    def coerce_dynamic(self, t: Typed, ktype: str) -> Typed:
+        """Convert a dynamic value to ``ktype`` for comparison with a value of that type."""
+        if t.type != "dynamic":
+            return t
+        from trustwatch.kql.functions import convert
+
+        return convert(t, ktype)
+
+    def unify(self, left: Typed, right: Typed) -> tuple[Typed, Typed]:
+        if left.type == "dynamic" and right.type != "dynamic":
+            left = self.coerce_dynamic(left, right.type)
+        elif right.type == "dynamic" and left.type != "dynamic":
+            right = self.coerce_dynamic(right, left.type)
+        return left, right
+
+    def comparable(self, left: Typed, right: Typed, op: str, span: Span) -> None:
+        lt, rt = left.type, right.type
+        if lt == rt or (lt in NUMERIC and rt in NUMERIC) or (lt in TEXTUAL and rt in TEXTUAL):
+            return
+        if "dynamic" in (lt, rt):
+            return
+        raise self.error(f"cannot compare {lt} with {rt} using '{op}'", span,
+                         hint=f"convert one side, e.g. to{lt}(...)")
+
+    # --- operators ------------------------------------------------------------------------------------
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> Typed:
+        operand = self.compile(node.operand)
+        if operand.type not in NUMERIC | {"timespan"}:
+            raise self.error(f"unary '{node.op}' needs a number or timespan, not {operand.type}", node.span)
+        if node.op == "-":
+            return Typed(exp.Neg(this=exp.paren(operand.sql)), operand.type)
+        return operand
+
+    def visit_BinaryOp(self, node: ast.BinaryOp) -> Typed:
+        op = node.op
+        if op in ("and", "or"):
+            left = self.boolean(self.compile(node.left), node.left.span)
+            right = self.boolean(self.compile(node.right), node.right.span)
+            builder = exp.and_ if op == "and" else exp.or_
+            return Typed(builder(exp.paren(left), exp.paren(right)), "bool")
+        left = self.compile(node.left)
+        right = self.compile(node.right)
+        if op in ("+", "-", "*", "/", "%"):
+            from trustwatch.kql.arithmetic import arithmetic
+
+            return arithmetic(op, left, right, node.span, self.error)
+        if op in ("==", "!="):
+            left, right = self.unify(left, right)
+            self.comparable(left, right, op, node.span)
+            if left.type in TEXTUAL:
+                pred = string_predicate("==", left.sql, right)
+                return Typed(negate(pred) if op == "!=" else pred, "bool")
+            if op == "==":
+                return Typed(exp.EQ(this=left.sql, expression=right.sql), "bool")
+            # null != 5 is true in KQL; SQL's <> would give NULL and drop the row.
+            return Typed(exp.NullSafeNEQ(this=left.sql, expression=right.sql), "bool")
+        if op in _COMPARISONS:
+            left, right = self.unify(left, right)
+            self.comparable(left, right, op, node.span)
+            return Typed(_COMPARISONS[op](this=left.sql, expression=right.sql), "bool")
+        negated = op.startswith("!")
+        base = op[1:] if negated else op
+        if op == "!~":
+            negated, base = True, "=~"
+        left_s = self.to_string(left)
+        right_s = self.to_string(right)
+        pred = string_predicate(base, left_s.sql, right_s)
+        return Typed(negate(pred) if negated else pred, "bool")
+
+    def boolean(self, t: Typed, span: Span) -> exp.Expression:
+        if t.type == "bool":
+            return t.sql
+        if t.type == "dynamic":
+            return exp.TryCast(this=func("json_extract_string", t.sql, lit_string("$")), to=sql_type("bool"))
+        raise self.error(f"expected a boolean expression, found a {t.type} value", span,
+                         hint="compare it with something, e.g. x == 1 or isnotempty(x)")
+
+    def visit_Between(self, node: ast.Between) -> Typed:
+        target = self.compile(node.target)
+        low = self.compile(node.low)
+        high = self.compile(node.high)
+        target, low = self.unify(target, low)
+        target, high = self.unify(target, high)
+        self.comparable(target, low, "between", node.span)
+        if target.type == "datetime" and high.type == "timespan":
+            # datetime between (start .. 1d): the upper bound is start + timespan
+            high = Typed(exp.Add(this=low.sql.copy(), expression=high.sql), "datetime")
+        pred = exp.Between(this=target.sql, low=low.sql, high=high.sql)
+        return Typed(negate(pred) if node.negated else pred, "bool")
+
+    def list_items(self, items: tuple[ast.Node, ...], span: Span) -> tuple[list[Typed], exp.Query | None]:
+        """Expand an ``in``/``has_any`` operand: literals, dynamic arrays (flattened), or a subquery."""
+        values: list[Typed] = []
+        for item in items:
+            if isinstance(item, ast.TabularExpr | TabularAsExpr) or (
+                isinstance(item, ast.Name | ast.Call) and self.compiler.names_tabular(item, self.scope)
+                and (self.rel is None or self.rel.type_of(getattr(item, "name", "")) is None)
+            ):
+                if len(items) != 1:
+                    raise self.error("a table in an 'in' list must be the only item", item.span)
+                query = item.query if isinstance(item, TabularAsExpr) else item
+                sub, _ = self.subquery_column(query, item.span)
+                return [], sub
+            t = self.compile(item)
+            if t.type == "dynamic" and t.is_constant:
+                for v in _flatten(t.constant):
+                    values.append(literal(v, _python_type(v)))
+            elif t.type == "dynamic":
+                values.append(t)
+            else:
+                values.append(t)
+        return values, None
+
+    def visit_InList(self, node: ast.InList) -> Typed:
+        op = node.op
+        negated = op.startswith("!")
+        base = op.lstrip("!")
+        target = self.compile(node.target)
+        values, sub = self.list_items(node.items, node.span)
+        if base in ("has_any", "has_all"):
+            target_s = self.to_string(target)
+            if sub is not None:
+                raise self.compiler.unsupported(f"'{base}' with a tabular operand", node.span)
+            needles: list[Typed] = []
+            for v in values:
+                if v.type == "dynamic" and not v.is_constant:
+                    raise self.compiler.unsupported(f"'{base}' with a non-constant dynamic array", v.sql and node.span)
+                needles.append(self.to_string(v))
+            if not needles:
+                return Typed(exp.false() if base == "has_any" else exp.true(), "bool")
+            preds = [string_predicate("has", target_s.sql.copy(), n) for n in needles]
+            combined = exp.or_(*preds) if base == "has_any" else exp.and_(*preds)
+            return Typed(negate(combined) if negated else combined, "bool")
+        case_insensitive = base == "in~"
+        if sub is not None:
+            lhs = target.sql
+            if case_insensitive:
+                lhs = fold_sql(self.to_string(target).sql)
+                sub = exp.select(fold_sql(exp.column(sub.selects[0].alias_or_name, quoted=True))).from_(
+                    exp.Subquery(this=sub, alias=exp.TableAlias(this=exp.to_identifier(self.compiler.fresh()))))
+            pred: exp.Expression = exp.In(this=lhs, query=sub)
+            return Typed(negate(pred) if negated else pred, "bool")
+        dynamic_arrays = [v for v in values if v.type == "dynamic" and not v.is_constant]
+        scalars = [v for v in values if not (v.type == "dynamic" and not v.is_constant)]
+        preds_: list[exp.Expression] = []
+        if target.type in TEXTUAL or target.type == "dynamic" and any(v.type in TEXTUAL for v in scalars):
+            lhs_t = self.to_string(target)
+            lhs = fold_sql(lhs_t.sql) if case_insensitive else lhs_t.sql
+            consts = []
+            for v in scalars:
+                sv = self.to_string(v)
+                if sv.is_constant and isinstance(sv.constant, str):
+                    consts.append(lit_string(ascii_fold(sv.constant) if case_insensitive else sv.constant))
+                else:
+                    consts.append(fold_sql(sv.sql) if case_insensitive else sv.sql)
+            if consts:
+                preds_.append(exp.In(this=lhs, expressions=consts))
+            for arr in dynamic_arrays:
+                elements = func("json_extract_string", arr.sql, lit_string("$[*]"))
+                if case_insensitive:
+                    elements = func("list_transform", elements, exp.Lambda(this=fold_sql(exp.column("x")), expressions=[exp.to_identifier("x")]))
+                preds_.append(func("list_contains", elements, lhs.copy()))
+        else:
+            for v in scalars:
+                self.comparable(target, self.coerce_dynamic(v, target.type), "in", node.span)
+            if scalars:
+                preds_.append(exp.In(this=target.sql, expressions=[self.coerce_dynamic(v, target.type).sql for v in scalars]))
+            for arr in dynamic_arrays:
+                elements = exp.Cast(this=arr.sql, to=exp.DataType.build(f"{sql_type(target.type).sql('duckdb')}[]", dialect="duckdb"))
+                preds_.append(func("list_contains", elements, target.sql.copy()))
+        if not preds_:
+            pred = exp.false()
+        else:
+            pred = exp.or_(*preds_) if len(preds_) > 1 else preds_[0]
+        return Typed(negate(pred) if negated else pred, "bool")
+
+    # --- calls ----------------------------------------------------------------------------------------
+
+    def visit_Call(self, node: ast.Call) -> Typed:
+        from trustwatch.kql import aggregates, functions
+
+        binding = self.scope.lookup(node.name)
+        if isinstance(binding, LambdaBinding):
+            body_scope = self.compiler.lambda_scope(binding, list(node.args), node.span, self.scope)
+            body = binding.fn.body
+            if isinstance(body, ast.TabularExpr):
+                raise self.error(f"'{node.name}' returns a table; a scalar value is needed here", node.span)
+            return ExprCompiler(self.compiler, body_scope, self.rel, {}, self.aggregate).compile(body)
+        if node.name in aggregates.AGGREGATES:
+            if self.aggregate is None:
+                raise self.error(f"aggregation function '{node.name}' can only be used in summarize",
+                                 node.name_span, code="KQL205")
+            return aggregates.compile_aggregate(self, node)
+        handler = functions.FUNCTIONS.get(node.name)
+        if handler is None:
+            if node.name in functions.KNOWN_UNSUPPORTED:
+                raise self.compiler.unsupported(f"the function '{node.name}()'", node.name_span)
+            choices = list(functions.FUNCTIONS) + list(aggregates.AGGREGATES)
+            raise self.error(f"unknown function '{node.name}'", node.name_span,
+                             hint=suggest(node.name, choices), code="KQL203")
+        return handler(self, node)
+
+    def args(self, node: ast.Call, low: int, high: int | None = None) -> list[Typed]:
+        """Compile a call's arguments after checking their number."""
+        check_arity(node, low, high)
+        return [self.compile(a) for a in node.args]
+
+
+def check_arity(node: ast.Call, low: int, high: int | None = None) -> None:
+    high = low if high is None else high
+    n = len(node.args)
+    if not (low <= n <= (high if high >= 0 else n)):
+        expected = str(low) if low == high else (f"{low} or more" if high < 0 else f"{low} to {high}")
+        raise KqlSemanticError(f"{node.name}() takes {expected} argument{'s' if expected != '1' else ''}, got {n}",
+                               span=node.span, code="KQL204")
+
+
+def _flatten(value: object) -> list[object]:
+    if isinstance(value, list):
+        out: list[object] = []
+        for v in value:
+            out.extend(_flatten(v))
+        return out
+    return [value]
+
+
+def _python_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "long"
+    if isinstance(value, float):
+        return "real"
+    if isinstance(value, str):
+        return "string"
+    return "dynamic"

@@ -1,0 +1,208 @@
+"""Hand-written character scanner turning KQL text into tokens with spans."""
+
+from __future__ import annotations
+
+from trustwatch.errors import KqlSyntaxError, Span
+from trustwatch.kql.tokens import (
+    PUNCTUATION,
+    RAW_LITERAL_WORDS,
+    TIMESPAN_UNITS,
+    Token,
+    TokenType,
+)
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "0": "\0"}
+
+
+def _is_ident_start(ch: str) -> bool:
+    return ch.isalpha() or ch == "_"
+
+
+def _is_ident_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+class Lexer:
+    """Scans one source text. Use :func:`tokenize`."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.tokens: list[Token] = []
+
+    def error(self, message: str, start: int, end: int | None = None, hint: str | None = None) -> KqlSyntaxError:
+        return KqlSyntaxError(message, span=Span(start, end if end is not None else start + 1), hint=hint)
+
+    def peek(self, ahead: int = 0) -> str:
+        i = self.pos + ahead
+        return self.text[i] if i < len(self.text) else ""
+
+    def run(self) -> list[Token]:
+        text = self.text
+        while True:
+            self.skip_space_and_comments()
+            if self.pos >= len(text):
+                self.tokens.append(Token(TokenType.EOF, "", Span(len(text), len(text))))
+                return self.tokens
+            ch = text[self.pos]
+            if ch in "\"'":
+                self.scan_string(self.pos, self.pos, verbatim=False)
+            elif ch == "@" and self.peek(1) in ("\"", "'"):
+                self.scan_string(self.pos, self.pos + 1, verbatim=True)
+            elif ch in "hH" and self.peek(1) in ("\"", "'"):
+                self.scan_string(self.pos, self.pos + 1, verbatim=False)
+            elif ch in "hH" and self.peek(1) == "@" and self.peek(2) in ("\"", "'"):
+                self.scan_string(self.pos, self.pos + 2, verbatim=True)
+            elif text.startswith("```", self.pos):
+                self.scan_multiline_string()
+            elif ch.isdigit() or (ch == "." and self.peek(1).isdigit()):
+                self.scan_number()
+            elif _is_ident_start(ch) or (ch == "$" and _is_ident_start(self.peek(1))):
+                self.scan_word()
+            else:
+                self.scan_punctuation()
+
+    def skip_space_and_comments(self) -> None:
+        text = self.text
+        while self.pos < len(text):
+            ch = text[self.pos]
+            if ch.isspace():
+                self.pos += 1
+            elif text.startswith("//", self.pos):
+                eol = text.find("\n", self.pos)
+                self.pos = len(text) if eol < 0 else eol + 1
+            else:
+                return
+
+    def scan_string(self, start: int, quote_at: int, *, verbatim: bool) -> None:
+        text = self.text
+        quote = text[quote_at]
+        i = quote_at + 1
+        out: list[str] = []
+        while True:
+            if i >= len(text) or text[i] == "\n":
+                raise self.error("unterminated string literal", start, i, hint=f"close it with {quote}")
+            ch = text[i]
+            if verbatim:
+                if ch == quote:
+                    if i + 1 < len(text) and text[i + 1] == quote:
+                        out.append(quote)
+                        i += 2
+                        continue
+                    break
+                out.append(ch)
+                i += 1
+                continue
+            if ch == "\\":
+                nxt = text[i + 1] if i + 1 < len(text) else ""
+                if nxt in _ESCAPES:
+                    out.append(_ESCAPES[nxt])
+                    i += 2
+                    continue
+                if nxt == "u" and i + 6 <= len(text):
+                    out.append(chr(int(text[i + 2 : i + 6], 16)))
+                    i += 6
+                    continue
+                raise self.error(f"unknown escape sequence '\\{nxt}' in string literal", i, i + 2,
+                                 hint="use \\\\ for a backslash, or a verbatim string @\"...\"")
+            if ch == quote:
+                break
+            out.append(ch)
+            i += 1
+        self.pos = i + 1
+        self.tokens.append(Token(TokenType.STRING, text[start : self.pos], Span(start, self.pos), "".join(out)))
+
+    def scan_multiline_string(self) -> None:
+        start = self.pos
+        end = self.text.find("```", start + 3)
+        if end < 0:
+            raise self.error("unterminated ``` string literal", start, start + 3)
+        self.pos = end + 3
+        value = self.text[start + 3 : end]
+        self.tokens.append(Token(TokenType.STRING, self.text[start : self.pos], Span(start, self.pos), value))
+
+    def scan_number(self) -> None:
+        text = self.text
+        start = i = self.pos
+        if text.startswith(("0x", "0X"), i):
+            i += 2
+            while i < len(text) and text[i] in "0123456789abcdefABCDEF":
+                i += 1
+            self.pos = i
+            self.tokens.append(Token(TokenType.INT, text[start:i], Span(start, i), int(text[start + 2 : i], 16)))
+            return
+        while i < len(text) and text[i].isdigit():
+            i += 1
+        is_real = False
+        if i < len(text) and text[i] == "." and i + 1 < len(text) and text[i + 1].isdigit():
+            is_real = True
+            i += 1
+            while i < len(text) and text[i].isdigit():
+                i += 1
+        if i < len(text) and text[i] in "eE" and (
+            text[i + 1 : i + 2].isdigit() or (text[i + 1 : i + 2] in "+-" and text[i + 2 : i + 3].isdigit())
+        ):
+            is_real = True
+            i += 2
+            while i < len(text) and text[i].isdigit():
+                i += 1
+        number = text[start:i]
+        if i < len(text) and _is_ident_start(text[i]):
+            j = i
+            while j < len(text) and _is_ident_char(text[j]):
+                j += 1
+            unit = text[i:j]
+            if unit.lower() not in TIMESPAN_UNITS:
+                raise self.error(f"invalid number or timespan literal '{text[start:j]}'", start, j,
+                                 hint="timespan units are d, h, m, s, ms, microsecond, tick")
+            ticks = round(float(number) * TIMESPAN_UNITS[unit.lower()])
+            self.pos = j
+            self.tokens.append(Token(TokenType.TIMESPAN, text[start:j], Span(start, j), ticks))
+            return
+        self.pos = i
+        if is_real:
+            self.tokens.append(Token(TokenType.REAL, number, Span(start, i), float(number)))
+        else:
+            self.tokens.append(Token(TokenType.INT, number, Span(start, i), int(number)))
+
+    def scan_word(self) -> None:
+        text = self.text
+        start = i = self.pos
+        if text[i] == "$":
+            i += 1
+        while i < len(text) and _is_ident_char(text[i]):
+            i += 1
+        word = text[start:i]
+        self.pos = i
+        if word in RAW_LITERAL_WORDS:
+            j = i
+            while j < len(text) and text[j] in " \t":
+                j += 1
+            if j < len(text) and text[j] == "(":
+                close = text.find(")", j)
+                if close < 0:
+                    raise self.error(f"unterminated {word}(...) literal", start, j + 1)
+                self.pos = close + 1
+                raw = text[j + 1 : close].strip()
+                self.tokens.append(Token(TokenType.TYPED_RAW, word, Span(start, self.pos), raw))
+                return
+        self.tokens.append(Token(TokenType.IDENT, word, Span(start, i)))
+
+    def scan_punctuation(self) -> None:
+        text = self.text
+        for punct, ttype in PUNCTUATION:
+            if text.startswith(punct, self.pos):
+                start = self.pos
+                self.pos += len(punct)
+                self.tokens.append(Token(ttype, punct, Span(start, self.pos)))
+                return
+        raise self.error(f"unexpected character {text[self.pos]!r}", self.pos)
+
+
+def tokenize(text: str) -> list[Token]:
+    """Turn KQL text into tokens ending with an EOF token.
+
+    Raises:
+        KqlSyntaxError: on an unterminated string, a bad number or an unknown character.
+    """
+    return Lexer(text).run()

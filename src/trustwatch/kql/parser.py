@@ -1,0 +1,1261 @@
+"""Recursive-descent parser for KQL statements and pipe operators, Pratt loop for expressions."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+from trustwatch.errors import KqlSyntaxError, Source, Span
+from trustwatch.kql import ast
+from trustwatch.kql.lexer import tokenize
+from trustwatch.kql.tokens import TIMESPAN_UNITS, Token, TokenType
+
+T = TokenType
+
+# Binary operator precedence (higher binds tighter). String and comparison operators share a level.
+# https://learn.microsoft.com/kusto/query/operators
+_OR, _AND, _CMP, _ADD, _MUL = 1, 2, 3, 4, 5
+
+_PUNCT_BINARY: dict[TokenType, tuple[str, int]] = {
+    T.EQ: ("==", _CMP),
+    T.NEQ: ("!=", _CMP),
+    T.LT: ("<", _CMP),
+    T.LE: ("<=", _CMP),
+    T.GT: (">", _CMP),
+    T.GE: (">=", _CMP),
+    T.EQ_TILDE: ("=~", _CMP),
+    T.BANG_TILDE: ("!~", _CMP),
+    T.PLUS: ("+", _ADD),
+    T.MINUS: ("-", _ADD),
+    T.STAR: ("*", _MUL),
+    T.SLASH: ("/", _MUL),
+    T.PERCENT: ("%", _MUL),
+}
+
+_STRING_OP_WORDS = frozenset(
+    stem + suffix
+    for stem in ("has", "hasprefix", "hassuffix", "contains", "startswith", "endswith")
+    for suffix in ("", "_cs")
+)
+_LIST_OP_WORDS = frozenset({"in", "has_any", "has_all"})
+
+TYPE_NAMES = {
+    "string": "string", "int": "int", "long": "long", "real": "real", "double": "real",
+    "decimal": "real", "bool": "bool", "boolean": "bool", "datetime": "datetime", "date": "datetime",
+    "timespan": "timespan", "time": "timespan", "dynamic": "dynamic", "guid": "guid",
+    "uniqueid": "guid",
+}
+
+_JOIN_KINDS = frozenset({
+    "innerunique", "inner", "leftouter", "rightouter", "fullouter", "leftanti", "rightanti",
+    "leftsemi", "rightsemi", "anti", "leftantisemi", "rightantisemi",
+})
+
+
+class Parser:
+    """Parses one token list. Use :func:`parse_query` or :func:`parse_expression`."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = tokenize(text)
+        self.i = 0
+
+    # --- token helpers --------------------------------------------------------------------------
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.i]
+
+    def peek(self, ahead: int = 1) -> Token:
+        return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
+
+    def advance(self) -> Token:
+        tok = self.tokens[self.i]
+        if tok.type is not T.EOF:
+            self.i += 1
+        return tok
+
+    def at(self, ttype: TokenType) -> bool:
+        return self.tok.type is ttype
+
+    def at_word(self, *words: str) -> bool:
+        return self.tok.is_word(*words)
+
+    def match(self, ttype: TokenType) -> Token | None:
+        if self.tok.type is ttype:
+            return self.advance()
+        return None
+
+    def match_word(self, *words: str) -> Token | None:
+        if self.tok.is_word(*words):
+            return self.advance()
+        return None
+
+    def error(self, message: str, tok: Token | None = None, hint: str | None = None) -> KqlSyntaxError:
+        tok = tok or self.tok
+        span = tok.span if tok.type is not T.EOF else Span(max(0, tok.span.start - 1), tok.span.start)
+        return KqlSyntaxError(message, span=span, hint=hint)
+
+    def found(self) -> str:
+        return "end of query" if self.tok.type is T.EOF else f"'{self.tok.text}'"
+
+    def expect(self, ttype: TokenType, what: str) -> Token:
+        if self.tok.type is ttype:
+            return self.advance()
+        raise self.error(f"expected {what}, found {self.found()}")
+
+    def expect_word(self, *words: str) -> Token:
+        if self.tok.is_word(*words):
+            return self.advance()
+        listed = " or ".join(f"'{w}'" for w in words)
+        raise self.error(f"expected {listed}, found {self.found()}")
+
+    def expect_name(self, what: str = "a name") -> str:
+        """A plain identifier or a bracketed one: ``['My Column']``."""
+        if self.at(T.IDENT):
+            return self.advance().text
+        if self.at(T.LBRACK) and self.peek().type is T.STRING:
+            self.advance()
+            name = str(self.advance().value)
+            self.expect(T.RBRACK, "']'")
+            return name
+        raise self.error(f"expected {what}, found {self.found()}")
+
+    def adjacent(self, a: Token, b: Token) -> bool:
+        return a.span.end == b.span.start
+
+    def bang_word(self, words: frozenset[str]) -> str | None:
+        """``!has``-style operators: a '!' immediately followed by one of ``words``."""
+        if self.at(T.BANG) and self.peek().type is T.IDENT and self.peek().text in words and self.adjacent(self.tok, self.peek()):
+            return self.peek().text
+        return None
+
+    # --- statements -----------------------------------------------------------------------------
+
+    def parse_query(self) -> ast.Query:
+        lets: list[ast.Let] = []
+        body: list[ast.TabularExpr] = []
+        start = self.tok.span
+        while not self.at(T.EOF):
+            if self.match(T.SEMI):
+                continue
+            if self.at_word("let") and self.peek().type in (T.IDENT, T.LBRACK):
+                lets.append(self.parse_let())
+            elif self.at_word("set") and self.peek().type is T.IDENT and self.peek(2).type in (T.SEMI, T.ASSIGN):
+                self.skip_set_statement()
+            elif self.at_word("declare") and self.peek().is_word("query_parameters"):
+                raise self.error("'declare query_parameters' is not supported; use 'let' instead")
+            else:
+                body.append(self.parse_tabular())
+            if not self.at(T.EOF):
+                self.expect(T.SEMI, "';' or the end of the query")
+        if not body:
+            raise KqlSyntaxError(
+                "the query has no tabular expression to run",
+                span=Span(start.start, max(start.end, len(self.text))),
+                hint="end the query with an expression such as a table name",
+            )
+        return ast.Query(lets=tuple(lets), body=tuple(body), span=start.to(self.tok.span))
+
+    def skip_set_statement(self) -> None:
+        while not self.at(T.SEMI) and not self.at(T.EOF):
+            self.advance()
+
+    def parse_let(self) -> ast.Let:
+        start = self.expect_word("let")
+        name = self.expect_name("a name after 'let'")
+        self.expect(T.ASSIGN, "'=' after the let name")
+        value: ast.Node
+        lam = self.try_parse_lambda()
+        if lam is not None:
+            value = lam
+        else:
+            value = self.parse_tabular_or_expr()
+        return ast.Let(name=name, value=value, span=start.span.to(value.span))
+
+    def try_parse_lambda(self) -> ast.Lambda | None:
+        """``(params) { body }`` or ``view (params) { body }``; backtracks if it is not one."""
+        save = self.i
+        start = self.tok
+        self.match_word("view")
+        if not self.at(T.LPAREN):
+            self.i = save
+            return None
+        # Quick shape check: () { ... } or (name: ... ) { ... }
+        if not ((self.peek().type is T.RPAREN and self.peek(2).type is T.LBRACE)
+                or (self.peek().type is T.IDENT and self.peek(2).type is T.COLON)):
+            self.i = save
+            return None
+        self.advance()
+        params: list[ast.Parameter] = []
+        while not self.at(T.RPAREN):
+            params.append(self.parse_parameter())
+            if not self.match(T.COMMA):
+                break
+        self.expect(T.RPAREN, "')' after the parameters")
+        self.expect(T.LBRACE, "'{' to start the function body")
+        lets: list[ast.Let] = []
+        body: ast.Node | None = None
+        while not self.at(T.RBRACE):
+            if self.match(T.SEMI):
+                continue
+            if self.at_word("let") and self.peek().type in (T.IDENT, T.LBRACK):
+                lets.append(self.parse_let())
+            else:
+                body = self.parse_tabular_or_expr()
+            if not self.at(T.RBRACE):
+                self.expect(T.SEMI, "';' or '}'")
+        end = self.expect(T.RBRACE, "'}'")
+        if body is None:
+            raise self.error("the function body has no result expression", end)
+        return ast.Lambda(params=tuple(params), lets=tuple(lets), body=body, span=start.span.to(end.span))
+
+    def parse_parameter(self) -> ast.Parameter:
+        tok = self.tok
+        name = self.expect_name("a parameter name")
+        self.expect(T.COLON, "':' and a type after the parameter name")
+        if self.match(T.LPAREN):  # tabular parameter: (*) or (Col:type, ...)
+            depth = 1
+            while depth and not self.at(T.EOF):
+                t = self.advance()
+                depth += {T.LPAREN: 1, T.RPAREN: -1}.get(t.type, 0)
+            return ast.Parameter(name=name, type=None, tabular=True, span=tok.span)
+        ptype = self.parse_type_name()
+        default = None
+        if self.match(T.ASSIGN):
+            default = self.parse_expr()
+        return ast.Parameter(name=name, type=ptype, default=default, span=tok.span)
+
+    def parse_type_name(self) -> str:
+        tok = self.tok
+        if tok.type is T.TYPED_RAW:  # "datetime" followed by "(" cannot happen here; keep safe
+            raise self.error("expected a type name", tok)
+        word = self.expect_name("a type name")
+        if word not in TYPE_NAMES:
+            raise self.error(f"unknown type '{word}'", tok,
+                             hint="types are string, int, long, real, bool, datetime, timespan, dynamic, guid")
+        return TYPE_NAMES[word]
+
+    # --- tabular expressions --------------------------------------------------------------------
+
+    def parse_tabular(self) -> ast.TabularExpr:
+        node = self.parse_tabular_or_expr()
+        if isinstance(node, ast.TabularExpr):
+            return node
+        return self.as_tabular(node)
+
+    def as_tabular(self, node: ast.Node) -> ast.TabularExpr:
+        if isinstance(node, ast.TabularExpr):
+            return node
+        if isinstance(node, ast.Name):
+            return ast.TableRef(name=node.name, span=node.span)
+        if isinstance(node, ast.Call):
+            return ast.FunctionSource(call=node, span=node.span)
+        raise KqlSyntaxError("expected a tabular expression (a table, or a query in parentheses)",
+                             span=node.span)
+
+    def parse_tabular_or_expr(self) -> ast.Node:
+        """A scalar expression or a tabular expression, decided by what follows."""
+        start = self.tok
+        source: ast.Node
+        if self.at_word("datatable") and self.peek().type is T.LPAREN:
+            source = self.parse_datatable()
+        elif self.at_word("range") and self.peek().type is T.IDENT and self.peek(2).is_word("from"):
+            source = self.parse_range_source()
+        elif self.at_word("print"):
+            source = self.parse_print()
+        elif self.at_word("union"):
+            self.advance()
+            u = self.parse_union_body(start)
+            source = ast.UnionSource(union=u, span=u.span)
+        elif self.at_word("search") and self.peek().type in (T.STRING, T.IDENT, T.STAR) and not self.peek().is_word("in"):
+            self.advance()
+            s = self.parse_search_body(start)
+            source = ast.SearchSource(search=s, span=s.span)
+        else:
+            source = self.parse_expr()
+        if self.at(T.PIPE):
+            tab = self.as_tabular(source)
+            ops: list[ast.PipeOp] = []
+            while self.match(T.PIPE):
+                ops.append(self.parse_pipe_op())
+            return ast.Pipeline(source=tab, ops=tuple(ops), span=start.span.to(self.tokens[self.i - 1].span))
+        return source
+
+    def parse_datatable(self) -> ast.Datatable:
+        start = self.expect_word("datatable")
+        self.expect(T.LPAREN, "'(' after datatable")
+        columns: list[tuple[str, str]] = []
+        while not self.at(T.RPAREN):
+            name = self.expect_name("a column name")
+            self.expect(T.COLON, "':' and a type")
+            columns.append((name, self.parse_type_name()))
+            if not self.match(T.COMMA):
+                break
+        self.expect(T.RPAREN, "')' after the datatable columns")
+        self.expect(T.LBRACK, "'[' with the datatable values")
+        values: list[ast.Expr] = []
+        while not self.at(T.RBRACK):
+            values.append(self.parse_expr())
+            if not self.match(T.COMMA):
+                break
+        end = self.expect(T.RBRACK, "']' after the datatable values")
+        if columns and len(values) % len(columns):
+            raise KqlSyntaxError(
+                f"datatable has {len(values)} values, not a multiple of its {len(columns)} columns",
+                span=start.span.to(end.span))
+        return ast.Datatable(columns=tuple(columns), values=tuple(values), span=start.span.to(end.span))
+
+    def parse_range_source(self) -> ast.RangeSource:
+        start = self.expect_word("range")
+        column = self.expect_name("the range column name")
+        self.expect_word("from")
+        lo = self.parse_expr()
+        self.expect_word("to")
+        hi = self.parse_expr()
+        self.expect_word("step")
+        step = self.parse_expr()
+        return ast.RangeSource(column=column, start=lo, stop=hi, step=step, span=start.span.to(step.span))
+
+    def parse_print(self) -> ast.PrintSource:
+        start = self.expect_word("print")
+        items = self.parse_assignments()
+        return ast.PrintSource(items=items, span=start.span.to(self.prev_span()))
+
+    def prev_span(self) -> Span:
+        return self.tokens[max(0, self.i - 1)].span
+
+    # --- pipe operators -------------------------------------------------------------------------
+
+    def read_operator_name(self) -> Token:
+        tok = self.tok
+        if tok.type is not T.IDENT:
+            raise self.error(f"expected an operator name after '|', found {self.found()}",
+                             hint="for example: where, extend, project, summarize")
+        self.advance()
+        name, end = tok.text, tok.span.end
+        while (self.at(T.MINUS) and self.tok.span.start == end and self.peek().type is T.IDENT
+               and self.peek().span.start == self.tok.span.end):
+            self.advance()
+            word = self.advance()
+            name, end = f"{name}-{word.text}", word.span.end
+        return Token(T.IDENT, name, Span(tok.span.start, end))
+
+    def parse_pipe_op(self) -> ast.PipeOp:
+        tok = self.read_operator_name()
+        handler = PIPE_OPERATORS.get(tok.text)
+        if handler is None:
+            if tok.text in LOOSE_OPERATORS:
+                return self.parse_loose_operator(tok)
+            raise self.error(f"unknown query operator '{tok.text}'", tok,
+                             hint=_suggest(tok.text, list(PIPE_OPERATORS)))
+        op = handler(self, tok)
+        return op
+
+    def parse_loose_operator(self, tok: Token) -> ast.OtherOp:
+        start = self.i
+        depth = 0
+        while not self.at(T.EOF):
+            if depth == 0 and self.tok.type in (T.PIPE, T.SEMI, T.RPAREN):
+                break
+            depth += {T.LPAREN: 1, T.RPAREN: -1, T.LBRACE: 1, T.RBRACE: -1, T.LBRACK: 1, T.RBRACK: -1}.get(self.tok.type, 0)
+            self.advance()
+        text = self.text[self.tokens[start].span.start:self.prev_span().end] if self.i > start else ""
+        return ast.OtherOp(name=tok.text, text=text, span=tok.span.to(self.prev_span()))
+
+    def parse_where(self, tok: Token) -> ast.Where:
+        pred = self.parse_expr()
+        return ast.Where(predicate=pred, span=tok.span.to(pred.span))
+
+    def parse_extend(self, tok: Token) -> ast.Extend:
+        return ast.Extend(items=self.parse_assignments(), span=tok.span.to(self.prev_span()))
+
+    def parse_project(self, tok: Token) -> ast.Project:
+        return ast.Project(items=self.parse_assignments(), span=tok.span.to(self.prev_span()))
+
+    def parse_assignments(self) -> tuple[ast.Assignment, ...]:
+        items = [self.parse_assignment()]
+        while self.match(T.COMMA):
+            items.append(self.parse_assignment())
+        return tuple(items)
+
+    def parse_assignment(self) -> ast.Assignment:
+        tok = self.tok
+        if tok.type is T.IDENT and self.peek().type is T.ASSIGN:
+            self.advance()
+            self.advance()
+            expr = self.parse_expr()
+            return ast.Assignment(name=tok.text, expr=expr, span=tok.span.to(expr.span))
+        if tok.type is T.LBRACK and self.peek().type is T.STRING and self.peek(2).type is T.RBRACK and self.peek(3).type is T.ASSIGN:
+            name = self.expect_name()
+            self.advance()
+            expr = self.parse_expr()
+            return ast.Assignment(name=name, expr=expr, span=tok.span.to(expr.span))
+        if tok.type is T.LPAREN and self.is_tuple_assignment():
+            self.advance()
+            names = [self.expect_name("a column name")]
+            while self.match(T.COMMA):
+                names.append(self.expect_name("a column name"))
+            self.expect(T.RPAREN, "')'")
+            self.expect(T.ASSIGN, "'='")
+            expr = self.parse_expr()
+            return ast.Assignment(name=None, names=tuple(names), expr=expr, span=tok.span.to(expr.span))
+        expr = self.parse_expr()
+        return ast.Assignment(name=None, expr=expr, span=expr.span)
+
+    def is_tuple_assignment(self) -> bool:
+        j = self.i + 1
+        while self.tokens[j].type in (T.IDENT, T.COMMA):
+            j += 1
+        return self.tokens[j].type is T.RPAREN and self.tokens[j + 1].type is T.ASSIGN
+
+    def parse_patterns(self) -> tuple[ast.ColumnPattern, ...]:
+        patterns = [self.parse_pattern()]
+        while self.match(T.COMMA):
+            patterns.append(self.parse_pattern())
+        return tuple(patterns)
+
+    def parse_pattern(self) -> ast.ColumnPattern:
+        first = self.tok
+        if first.type is T.LBRACK:
+            name = self.expect_name()
+            return ast.ColumnPattern(pattern=name, span=first.span.to(self.prev_span()))
+        if first.type not in (T.IDENT, T.STAR):
+            raise self.error(f"expected a column name or wildcard, found {self.found()}")
+        parts = [self.advance()]
+        while self.tok.type in (T.IDENT, T.STAR, T.INT) and self.adjacent(parts[-1], self.tok):
+            parts.append(self.advance())
+        text = "".join(p.text for p in parts)
+        return ast.ColumnPattern(pattern=text, span=first.span.to(parts[-1].span))
+
+    def parse_project_away(self, tok: Token) -> ast.ProjectAway:
+        return ast.ProjectAway(patterns=self.parse_patterns(), span=tok.span.to(self.prev_span()))
+
+    def parse_project_keep(self, tok: Token) -> ast.ProjectKeep:
+        return ast.ProjectKeep(patterns=self.parse_patterns(), span=tok.span.to(self.prev_span()))
+
+    def parse_project_rename(self, tok: Token) -> ast.ProjectRename:
+        pairs = []
+        while True:
+            new = self.expect_name("the new column name")
+            self.expect(T.ASSIGN, "'=' in project-rename New = Old")
+            old = self.expect_name("the existing column name")
+            pairs.append((new, old))
+            if not self.match(T.COMMA):
+                break
+        return ast.ProjectRename(pairs=tuple(pairs), span=tok.span.to(self.prev_span()))
+
+    def parse_project_reorder(self, tok: Token) -> ast.ProjectReorder:
+        patterns: list[ast.ColumnPattern] = []
+        orders: list[str | None] = []
+        while True:
+            patterns.append(self.parse_pattern())
+            word = self.match_word("asc", "desc", "granny-asc", "granny-desc")
+            orders.append(word.text if word else None)
+            if not self.match(T.COMMA):
+                break
+        return ast.ProjectReorder(patterns=tuple(patterns), orders=tuple(orders),
+                                  span=tok.span.to(self.prev_span()))
+
+    def parse_sort_key(self) -> ast.SortKey:
+        expr = self.parse_expr()
+        descending = True
+        nulls_first: bool | None = None
+        if word := self.match_word("asc", "desc"):
+            descending = word.text == "desc"
+        if self.match_word("nulls"):
+            nulls_first = self.expect_word("first", "last").text == "first"
+        return ast.SortKey(expr=expr, descending=descending, nulls_first=nulls_first,
+                           span=expr.span.to(self.prev_span()))
+
+    def parse_sort(self, tok: Token) -> ast.Sort:
+        self.skip_hints()
+        self.expect_word("by")
+        keys = [self.parse_sort_key()]
+        while self.match(T.COMMA):
+            keys.append(self.parse_sort_key())
+        return ast.Sort(keys=tuple(keys), span=tok.span.to(self.prev_span()))
+
+    def parse_top(self, tok: Token) -> ast.Top:
+        count = self.parse_expr()
+        self.expect_word("by")
+        key = self.parse_sort_key()
+        return ast.Top(count=count, key=key, span=tok.span.to(self.prev_span()))
+
+    def parse_take(self, tok: Token) -> ast.Take:
+        self.skip_hints()
+        count = self.parse_expr()
+        return ast.Take(count=count, span=tok.span.to(count.span))
+
+    def parse_sample(self, tok: Token) -> ast.Sample:
+        count = self.parse_expr()
+        return ast.Sample(count=count, span=tok.span.to(count.span))
+
+    def parse_distinct(self, tok: Token) -> ast.Distinct:
+        self.skip_hints()
+        if self.match(T.STAR):
+            return ast.Distinct(items=(), star=True, span=tok.span.to(self.prev_span()))
+        items = [self.parse_expr()]
+        while self.match(T.COMMA):
+            items.append(self.parse_expr())
+        return ast.Distinct(items=tuple(items), span=tok.span.to(self.prev_span()))
+
+    def parse_count(self, tok: Token) -> ast.Count:
+        if self.match_word("as"):
+            return ast.Count(name=self.expect_name(), span=tok.span.to(self.prev_span()))
+        return ast.Count(span=tok.span)
+
+    def skip_hints(self) -> list[tuple[str, str]]:
+        """``hint.strategy=shuffle`` and similar: accepted, recorded, and ignored by the engine."""
+        hints = []
+        while self.at_word("hint") and self.peek().type is T.DOT:
+            self.advance()
+            self.advance()
+            key = self.expect_name("a hint name")
+            self.expect(T.ASSIGN, "'=' after the hint name")
+            value = self.advance()
+            hints.append((key, str(value.value if value.value is not None else value.text)))
+        return hints
+
+    def parse_summarize(self, tok: Token) -> ast.Summarize:
+        self.skip_hints()
+        aggs: tuple[ast.Assignment, ...] = ()
+        if not self.at_word("by"):
+            aggs = self.parse_assignments()
+        by: tuple[ast.Assignment, ...] = ()
+        if self.match_word("by"):
+            by = self.parse_assignments()
+        if not aggs and not by:
+            raise self.error("summarize needs an aggregation or a 'by' clause", tok)
+        return ast.Summarize(aggregates=aggs, by=by, span=tok.span.to(self.prev_span()))
+
+    def parse_kind(self, allowed: frozenset[str] | None) -> str | None:
+        if self.at_word("kind") and self.peek().type is T.ASSIGN:
+            self.advance()
+            self.advance()
+            tok = self.expect(T.IDENT, "a kind")
+            if allowed is not None and tok.text not in allowed:
+                raise self.error(f"unknown kind '{tok.text}'", tok, hint=_suggest(tok.text, sorted(allowed)))
+            return tok.text
+        return None
+
+    def parse_join_side(self) -> ast.TabularExpr:
+        if self.at(T.LPAREN):
+            self.advance()
+            inner = self.parse_tabular()
+            self.expect(T.RPAREN, "')' after the joined table")
+            return inner
+        name_tok = self.tok
+        name = self.expect_name("a table or '(' query ')'")
+        if self.at(T.LPAREN):
+            args = self.parse_call_args()
+            return ast.FunctionSource(call=ast.Call(name=name, args=args, span=name_tok.span.to(self.prev_span()),
+                                                    name_span=name_tok.span), span=name_tok.span)
+        return ast.TableRef(name=name, span=name_tok.span)
+
+    def parse_join_conditions(self) -> tuple[ast.JoinCondition, ...]:
+        conds = []
+        while True:
+            start = self.tok
+            left = self.parse_expr()
+            cond = self.join_condition(left, start)
+            conds.append(cond)
+            if not self.match(T.COMMA):
+                break
+            if self.at_word("and"):
+                self.advance()
+        return tuple(conds)
+
+    def join_condition(self, expr: ast.Expr, start: Token) -> ast.JoinCondition:
+        if isinstance(expr, ast.Name):
+            return ast.JoinCondition(left=expr.name, right=expr.name, span=expr.span)
+        if isinstance(expr, ast.BinaryOp) and expr.op == "and":
+            raise KqlSyntaxError("join conditions are separated by ',' here", span=expr.span)
+        if isinstance(expr, ast.BinaryOp) and expr.op == "==":
+            sides: dict[str, str] = {}
+            for side in (expr.left, expr.right):
+                if isinstance(side, ast.Member) and isinstance(side.target, ast.Name) and side.target.name in ("$left", "$right"):
+                    sides[side.target.name] = side.name
+            if len(sides) == 2:
+                return ast.JoinCondition(left=sides["$left"], right=sides["$right"], span=expr.span)
+        raise KqlSyntaxError("a join condition is a column name or '$left.A == $right.B'", span=expr.span)
+
+    def parse_join(self, tok: Token) -> ast.Join:
+        kind = "innerunique"
+        hints: list[tuple[str, str]] = []
+        while True:
+            hints += self.skip_hints()
+            k = self.parse_kind(_JOIN_KINDS)
+            if k is None:
+                break
+            kind = k
+        hints += self.skip_hints()
+        right = self.parse_join_side()
+        self.expect_word("on")
+        on = self.parse_join_conditions()
+        return ast.Join(kind=kind, right=right, on=on, hints=tuple(hints), span=tok.span.to(self.prev_span()))
+
+    def parse_lookup(self, tok: Token) -> ast.Lookup:
+        kind = self.parse_kind(frozenset({"leftouter", "inner"})) or "leftouter"
+        right = self.parse_join_side()
+        self.expect_word("on")
+        on = self.parse_join_conditions()
+        return ast.Lookup(kind=kind, right=right, on=on, span=tok.span.to(self.prev_span()))
+
+    def parse_union(self, tok: Token) -> ast.Union:
+        return self.parse_union_body(tok)
+
+    def parse_union_body(self, tok: Token) -> ast.Union:
+        kind, withsource, isfuzzy = "outer", None, False
+        while self.tok.type is T.IDENT and self.peek().type is T.ASSIGN and self.tok.text in ("kind", "withsource", "isfuzzy"):
+            key = self.advance().text
+            self.advance()
+            if key == "kind":
+                kind = self.expect_word("inner", "outer").text
+            elif key == "withsource":
+                withsource = self.expect_name("the withsource column name")
+            else:
+                isfuzzy = self.expect_word("true", "false").text == "true"
+        self.skip_hints()
+        tables = [self.parse_union_table()]
+        while self.match(T.COMMA):
+            tables.append(self.parse_union_table())
+        return ast.Union(tables=tuple(tables), kind=kind, withsource=withsource, isfuzzy=isfuzzy,
+                         span=tok.span.to(self.prev_span()))
+
+    def parse_union_table(self) -> ast.TabularExpr:
+        if self.at(T.LPAREN):
+            self.advance()
+            inner = self.parse_tabular()
+            self.expect(T.RPAREN, "')'")
+            return inner
+        if self.at(T.IDENT) and self.peek().type is T.STAR and self.adjacent(self.tok, self.peek()):
+            pat = self.parse_pattern()
+            return ast.TableRef(name=pat.pattern, span=pat.span)
+        return self.parse_join_side()
+
+    def parse_mv_expand_items(self) -> tuple[ast.MvExpandItem, ...]:
+        items = []
+        while True:
+            a = self.parse_assignment()
+            to_type = None
+            if self.match_word("to"):
+                self.expect_word("typeof")
+                self.expect(T.LPAREN, "'('")
+                to_type = self.parse_type_name()
+                self.expect(T.RPAREN, "')'")
+            items.append(ast.MvExpandItem(name=a.name, expr=a.expr, to_type=to_type, span=a.span.to(self.prev_span())))
+            if not self.match(T.COMMA):
+                break
+        return tuple(items)
+
+    def parse_mv_expand(self, tok: Token) -> ast.MvExpand:
+        bagexpansion = itemindex = None
+        while self.tok.type is T.IDENT and self.peek().type is T.ASSIGN and self.tok.text in ("bagexpansion", "with_itemindex", "kind"):
+            key = self.advance().text
+            self.advance()
+            value = self.expect_name()
+            if key == "with_itemindex":
+                itemindex = value
+            else:
+                bagexpansion = value
+        self.skip_hints()
+        items = self.parse_mv_expand_items()
+        limit = None
+        if self.match_word("limit"):
+            limit = self.parse_expr()
+        return ast.MvExpand(items=items, limit=limit, bagexpansion=bagexpansion, with_itemindex=itemindex,
+                            span=tok.span.to(self.prev_span()))
+
+    def parse_mv_apply(self, tok: Token) -> ast.MvApply:
+        while self.tok.type is T.IDENT and self.peek().type is T.ASSIGN and self.tok.text in ("with_itemindex", "bagexpansion"):
+            self.advance()
+            self.advance()
+            self.advance()
+        items = self.parse_mv_expand_items()
+        limit = None
+        if self.match_word("limit"):
+            limit = self.parse_expr()
+        self.expect_word("on")
+        open_tok = self.expect(T.LPAREN, "'(' with the subquery")
+        ops = [self.parse_pipe_op()]
+        while self.match(T.PIPE):
+            ops.append(self.parse_pipe_op())
+        close = self.expect(T.RPAREN, "')' after the subquery")
+        sub = ast.Pipeline(source=ast.TableRef(name="$mvapply", span=open_tok.span), ops=tuple(ops),
+                           span=open_tok.span.to(close.span))
+        return ast.MvApply(items=items, subquery=sub, limit=limit, span=tok.span.to(close.span))
+
+    def parse_parse(self, tok: Token) -> ast.Parse:
+        kind, flags = "simple", ""
+        while self.tok.type is T.IDENT and self.peek().type is T.ASSIGN and self.tok.text in ("kind", "flags"):
+            key = self.advance().text
+            self.advance()
+            value = self.expect_name()
+            if key == "kind":
+                if value not in ("simple", "relaxed", "regex"):
+                    raise self.error(f"unknown parse kind '{value}'", self.tokens[self.i - 1],
+                                     hint="kinds are simple, relaxed and regex")
+                kind = value
+            else:
+                flags = value
+        source = self.parse_expr()
+        self.expect_word("with")
+        parts: list[str | ast.ParseColumn] = []
+        while True:
+            if self.at(T.STRING):
+                parts.append(str(self.advance().value))
+            elif self.at(T.STAR):
+                self.advance()
+                parts.append(ast.ParseColumn(name="*", span=self.prev_span()))
+            elif self.at(T.IDENT) or self.at(T.LBRACK):
+                ptok = self.tok
+                name = self.expect_name("a column name")
+                ptype = "string"
+                if self.match(T.COLON):
+                    ptype = self.parse_type_name()
+                parts.append(ast.ParseColumn(name=name, type=ptype, span=ptok.span))
+            else:
+                break
+            if self.at(T.PIPE) or self.at(T.SEMI) or self.at(T.EOF) or self.at(T.RPAREN):
+                break
+        if not parts:
+            raise self.error("parse needs a pattern after 'with'")
+        return ast.Parse(kind=kind, source=source, parts=tuple(parts), flags=flags, span=tok.span.to(self.prev_span()))
+
+    def parse_as(self, tok: Token) -> ast.As:
+        self.skip_hints()
+        name = self.expect_name("a name after 'as'")
+        return ast.As(name=name, span=tok.span.to(self.prev_span()))
+
+    def parse_serialize(self, tok: Token) -> ast.Serialize:
+        items: tuple[ast.Assignment, ...] = ()
+        if self.at(T.IDENT) and self.peek().type is T.ASSIGN:
+            items = self.parse_assignments()
+        return ast.Serialize(items=items, span=tok.span.to(self.prev_span()))
+
+    def parse_render(self, tok: Token) -> ast.Render:
+        vis = self.expect_name("a visualization")
+        if self.match_word("with"):
+            self.expect(T.LPAREN, "'('")
+            depth = 1
+            while depth and not self.at(T.EOF):
+                t = self.advance()
+                depth += {T.LPAREN: 1, T.RPAREN: -1}.get(t.type, 0)
+        return ast.Render(visualization=vis, span=tok.span.to(self.prev_span()))
+
+    def parse_getschema(self, tok: Token) -> ast.Getschema:
+        return ast.Getschema(span=tok.span)
+
+    def parse_invoke(self, tok: Token) -> ast.Invoke:
+        call = self.parse_expr()
+        if not isinstance(call, ast.Call):
+            raise KqlSyntaxError("invoke needs a function call", span=call.span)
+        return ast.Invoke(call=call, span=tok.span.to(call.span))
+
+    def parse_evaluate(self, tok: Token) -> ast.Evaluate:
+        hints = self.skip_hints()
+        call = self.parse_expr()
+        if not isinstance(call, ast.Call):
+            raise KqlSyntaxError("evaluate needs a plugin call such as bag_unpack(Column)", span=call.span)
+        return ast.Evaluate(call=call, hints=tuple(hints), span=tok.span.to(call.span))
+
+    def parse_make_series(self, tok: Token) -> ast.MakeSeries:
+        self.skip_hints()
+        aggs = []
+        while True:
+            a = self.parse_assignment()
+            if self.match_word("default"):
+                self.expect(T.ASSIGN, "'='")
+                self.parse_expr()
+            aggs.append(a)
+            if not self.match(T.COMMA):
+                break
+        self.expect_word("on")
+        on = self.parse_expr()
+        start = stop = None
+        if self.match_word("from"):
+            start = self.parse_expr()
+        if self.match_word("to"):
+            stop = self.parse_expr()
+        if self.match_word("in"):
+            rng = self.parse_expr()
+            if not (isinstance(rng, ast.Call) and rng.name == "range" and len(rng.args) == 3):
+                raise KqlSyntaxError("expected range(start, stop, step)", span=rng.span)
+            start, stop, step = (a for a in rng.args if isinstance(a, ast.Expr))
+        else:
+            self.expect_word("step")
+            step = self.parse_expr()
+        by: tuple[ast.Assignment, ...] = ()
+        if self.match_word("by"):
+            by = self.parse_assignments()
+        return ast.MakeSeries(aggregates=tuple(aggs), on=on, start=start, stop=stop, step=step, by=by,
+                              span=tok.span.to(self.prev_span()))
+
+    def parse_search(self, tok: Token) -> ast.Search:
+        return self.parse_search_body(tok)
+
+    def parse_search_body(self, tok: Token) -> ast.Search:
+        self.parse_kind(frozenset({"case_sensitive", "case_insensitive"}))
+        tables: list[str] = []
+        if self.match_word("in"):
+            self.expect(T.LPAREN, "'('")
+            while not self.at(T.RPAREN):
+                tables.append(self.parse_pattern().pattern)
+                if not self.match(T.COMMA):
+                    break
+            self.expect(T.RPAREN, "')'")
+        pred = self.parse_expr()
+        return ast.Search(predicate=pred, tables=tuple(tables), span=tok.span.to(pred.span))
+
+    # --- expressions ----------------------------------------------------------------------------
+
+    def parse_expr(self, min_prec: int = 0) -> ast.Expr:
+        left = self.parse_unary()
+        while True:
+            info = self.binary_operator()
+            if info is None:
+                break
+            op, prec, ntokens = info
+            if prec <= min_prec:
+                break
+            for _ in range(ntokens):
+                self.advance()
+            left = self.parse_binary_rhs(op, prec, left)
+        return left
+
+    def binary_operator(self) -> tuple[str, int, int] | None:
+        """Look at the next tokens: (operator, precedence, how many tokens it spans) or None."""
+        tok = self.tok
+        if tok.type in _PUNCT_BINARY:
+            op, prec = _PUNCT_BINARY[tok.type]
+            return op, prec, 1
+        if tok.type is T.IDENT:
+            word = tok.text
+            if word == "and":
+                return "and", _AND, 1
+            if word == "or":
+                return "or", _OR, 1
+            if word in _STRING_OP_WORDS or word in ("has_any", "has_all", "between"):
+                return word, _CMP, 1
+            if word == "in":
+                if self.peek().type is T.TILDE and self.adjacent(tok, self.peek()):
+                    return "in~", _CMP, 2
+                return "in", _CMP, 1
+            if word == "matches" and self.peek().is_word("regex"):
+                return "matches regex", _CMP, 2
+            if word == "like" or word == "notlike":
+                return None
+        if tok.type is T.BANG:
+            nxt = self.peek()
+            if nxt.type is T.IDENT and self.adjacent(tok, nxt):
+                if nxt.text in _STRING_OP_WORDS or nxt.text == "between":
+                    return "!" + nxt.text, _CMP, 2
+                if nxt.text == "in":
+                    after = self.peek(2)
+                    if after.type is T.TILDE and self.adjacent(nxt, after):
+                        return "!in~", _CMP, 3
+                    return "!in", _CMP, 2
+        return None
+
+    def parse_binary_rhs(self, op: str, prec: int, left: ast.Expr) -> ast.Expr:
+        base = op.lstrip("!")
+        if base in ("in", "in~", "has_any", "has_all"):
+            items, end = self.parse_list_operand()
+            return ast.InList(op=op, target=left, items=items, span=left.span.to(end))
+        if base == "between":
+            self.expect(T.LPAREN, "'(' after between")
+            low = self.parse_expr()
+            self.expect(T.DOTDOT, "'..' between the bounds")
+            high = self.parse_expr()
+            end = self.expect(T.RPAREN, "')' after the bounds")
+            return ast.Between(target=left, low=low, high=high, negated=op.startswith("!"),
+                               span=left.span.to(end.span))
+        right = self.parse_expr(prec)
+        return ast.BinaryOp(op=op, left=left, right=right, span=left.span.to(right.span))
+
+    def parse_list_operand(self) -> tuple[tuple[ast.Node, ...], Span]:
+        if not self.at(T.LPAREN):
+            # has_any / in with a let-bound name or dynamic literal without parentheses
+            expr = self.parse_unary()
+            return (expr,), expr.span
+        self.advance()
+        items: list[ast.Node] = []
+        while not self.at(T.RPAREN):
+            items.append(self.parse_tabular_or_expr())
+            if not self.match(T.COMMA):
+                break
+        end = self.expect(T.RPAREN, "')' to close the list")
+        return tuple(items), end.span
+
+    def parse_unary(self) -> ast.Expr:
+        tok = self.tok
+        if tok.type in (T.MINUS, T.PLUS):
+            self.advance()
+            operand = self.parse_unary()
+            if tok.type is T.MINUS and isinstance(operand, ast.Literal) and isinstance(operand.value, (int, float, timedelta)) and not isinstance(operand.value, bool):
+                return ast.Literal(value=-operand.value, type=operand.type, span=tok.span.to(operand.span))
+            return ast.UnaryOp(op=tok.text, operand=operand, span=tok.span.to(operand.span))
+        return self.parse_postfix(self.parse_primary())
+
+    def parse_postfix(self, expr: ast.Expr) -> ast.Expr:
+        while True:
+            if self.at(T.DOT) and self.peek().type in (T.IDENT, T.LBRACK):
+                self.advance()
+                if self.at(T.LBRACK):
+                    name = self.expect_name("a property name")
+                else:
+                    name = self.advance().text
+                expr = ast.Member(target=expr, name=name, span=expr.span.to(self.prev_span()))
+            elif self.at(T.LBRACK):
+                self.advance()
+                index = self.parse_expr()
+                end = self.expect(T.RBRACK, "']'")
+                if isinstance(index, ast.Literal) and index.type == "string":
+                    expr = ast.Member(target=expr, name=str(index.value), span=expr.span.to(end.span))
+                else:
+                    expr = ast.Index(target=expr, index=index, span=expr.span.to(end.span))
+            else:
+                return expr
+
+    def parse_primary(self) -> ast.Expr:
+        tok = self.tok
+        ttype = tok.type
+        if ttype is T.INT:
+            self.advance()
+            return ast.Literal(value=tok.value, type="long", span=tok.span)
+        if ttype is T.REAL:
+            self.advance()
+            return ast.Literal(value=tok.value, type="real", span=tok.span)
+        if ttype is T.STRING:
+            self.advance()
+            value = str(tok.value)
+            span = tok.span
+            while self.at(T.STRING):  # adjacent literals concatenate
+                nxt = self.advance()
+                value += str(nxt.value)
+                span = span.to(nxt.span)
+            return ast.Literal(value=value, type="string", span=span)
+        if ttype is T.TIMESPAN:
+            self.advance()
+            assert isinstance(tok.value, int)
+            return ast.Literal(value=_ticks_to_timedelta(tok.value), type="timespan", span=tok.span)
+        if ttype is T.TYPED_RAW:
+            self.advance()
+            return self.typed_raw_literal(tok)
+        if ttype is T.STAR:
+            self.advance()
+            return ast.Star(span=tok.span)
+        if ttype is T.LPAREN:
+            self.advance()
+            inner = self.parse_tabular_or_expr()
+            end = self.expect(T.RPAREN, "')'")
+            if isinstance(inner, ast.TabularExpr):
+                # a parenthesised query used as a scalar (toscalar-like) or list operand
+                return _TabularAsExpr(query=inner, span=tok.span.to(end.span))
+            return inner
+        if ttype is T.LBRACK and self.peek().type is T.STRING and self.peek(2).type is T.RBRACK:
+            name = self.expect_name()
+            return ast.Name(name=name, span=tok.span.to(self.prev_span()))
+        if ttype is T.IDENT:
+            return self.parse_word(tok)
+        raise self.error(f"expected an expression, found {self.found()}")
+
+    def parse_word(self, tok: Token) -> ast.Expr:
+        word = tok.text
+        self.advance()
+        if word in ("true", "false") and not self.at(T.LPAREN):
+            return ast.Literal(value=word == "true", type="bool", span=tok.span)
+        if self.at(T.LPAREN):
+            if word == "dynamic":
+                return self.parse_dynamic_literal(tok)
+            if word in ("int", "long", "real", "double", "bool", "decimal", "string") :
+                return self.parse_typed_scalar(tok, TYPE_NAMES[word])
+            args = self.parse_call_args()
+            return ast.Call(name=word, args=args, span=tok.span.to(self.prev_span()), name_span=tok.span)
+        return ast.Name(name=word, span=tok.span)
+
+    def parse_call_args(self) -> tuple[ast.Node, ...]:
+        self.expect(T.LPAREN, "'('")
+        args: list[ast.Node] = []
+        while not self.at(T.RPAREN):
+            if self.at(T.IDENT) and self.peek().type is T.ASSIGN:
+                args.append(self.parse_assignment())
+            else:
+                args.append(self.parse_tabular_or_expr())
+            if not self.match(T.COMMA):
+                break
+        self.expect(T.RPAREN, "')' to close the argument list")
+        return tuple(args)
+
+    def parse_typed_scalar(self, tok: Token, ktype: str) -> ast.Literal:
+        self.expect(T.LPAREN, "'('")
+        inner = self.tok
+        if inner.is_word("null"):
+            self.advance()
+            end = self.expect(T.RPAREN, "')'")
+            return ast.Literal(value=None, type=ktype, span=tok.span.to(end.span))
+        negative = bool(self.match(T.MINUS))
+        val_tok = self.advance()
+        end = self.expect(T.RPAREN, "')'")
+        span = tok.span.to(end.span)
+        try:
+            if ktype == "bool":
+                if val_tok.text.lower() not in ("true", "false"):
+                    raise ValueError
+                return ast.Literal(value=val_tok.text.lower() == "true", type="bool", span=span)
+            if ktype == "string":
+                return ast.Literal(value=str(val_tok.value if val_tok.value is not None else val_tok.text), type="string", span=span)
+            if ktype == "real":
+                text = val_tok.text.lower()
+                special = {"nan": float("nan"), "+inf": float("inf"), "inf": float("inf"), "-inf": float("-inf")}
+                value: float | int = special[text] if text in special else float(val_tok.text)
+            else:
+                value = int(val_tok.text, 0) if val_tok.type is T.INT else int(float(val_tok.text))
+        except (ValueError, KeyError):
+            raise KqlSyntaxError(f"invalid {ktype} literal", span=span) from None
+        return ast.Literal(value=-value if negative else value, type=ktype, span=span)
+
+    def typed_raw_literal(self, tok: Token) -> ast.Literal:
+        raw = str(tok.value)
+        kind = tok.text
+        if raw == "null":
+            ktype = {"datetime": "datetime", "timespan": "timespan", "time": "timespan", "guid": "guid"}[kind]
+            return ast.Literal(value=None, type=ktype, span=tok.span)
+        try:
+            if kind == "datetime":
+                return ast.Literal(value=parse_datetime_text(raw), type="datetime", span=tok.span)
+            if kind in ("timespan", "time"):
+                return ast.Literal(value=parse_timespan_text(raw), type="timespan", span=tok.span)
+            if not re.fullmatch(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}", raw):
+                raise ValueError
+            return ast.Literal(value=raw.lower(), type="guid", span=tok.span)
+        except ValueError:
+            raise KqlSyntaxError(f"invalid {kind} literal '{raw}'", span=tok.span,
+                                 hint="use ISO 8601, e.g. datetime(2024-01-31 13:45:00)" if kind == "datetime" else None) from None
+
+    def parse_dynamic_literal(self, tok: Token) -> ast.Literal:
+        self.expect(T.LPAREN, "'('")
+        value = self.parse_json_value()
+        end = self.expect(T.RPAREN, "')' to close dynamic(...)")
+        return ast.Literal(value=value, type="dynamic", span=tok.span.to(end.span))
+
+    def parse_json_value(self) -> object:
+        tok = self.tok
+        if self.match(T.LBRACK):
+            items = []
+            while not self.at(T.RBRACK):
+                items.append(self.parse_json_value())
+                if not self.match(T.COMMA):
+                    break
+            self.expect(T.RBRACK, "']'")
+            return items
+        if self.match(T.LBRACE):
+            obj: dict[str, object] = {}
+            while not self.at(T.RBRACE):
+                key_tok = self.advance()
+                if key_tok.type not in (T.STRING, T.IDENT):
+                    raise self.error("expected a property name", key_tok)
+                key = str(key_tok.value) if key_tok.type is T.STRING else key_tok.text
+                self.expect(T.COLON, "':'")
+                obj[key] = self.parse_json_value()
+                if not self.match(T.COMMA):
+                    break
+            self.expect(T.RBRACE, "'}'")
+            return obj
+        if self.match(T.MINUS):
+            num = self.advance()
+            if num.type not in (T.INT, T.REAL):
+                raise self.error("expected a number", num)
+            return -num.value  # type: ignore[operator]
+        if tok.type in (T.INT, T.REAL, T.STRING):
+            self.advance()
+            return tok.value
+        if tok.type is T.TIMESPAN:
+            self.advance()
+            return format_timespan_value(_ticks_to_timedelta(int(tok.value)))  # type: ignore[arg-type]
+        if tok.type is T.TYPED_RAW:
+            self.advance()
+            lit = self.typed_raw_literal(tok)
+            if isinstance(lit.value, datetime):
+                return format_datetime_value(lit.value)
+            if isinstance(lit.value, timedelta):
+                return format_timespan_value(lit.value)
+            return lit.value
+        if tok.is_word("true", "false"):
+            self.advance()
+            return tok.text == "true"
+        if tok.is_word("null"):
+            self.advance()
+            return None
+        raise self.error(f"expected a dynamic value, found {self.found()}")
+
+
+def _ticks_to_timedelta(ticks: int) -> timedelta:
+    return timedelta(microseconds=ticks / 10)
+
+
+def parse_datetime_text(raw: str) -> datetime:
+    """Parse the text of a ``datetime(...)`` literal (ISO 8601 and RFC 822 forms) to aware UTC.
+
+    https://learn.microsoft.com/kusto/query/scalar-data-types/datetime
+    """
+    text = raw.strip()
+    m = re.fullmatch(
+        r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?",
+        text,
+    )
+    if m:
+        year, month, day, hh, mm, ss, frac, tz = m.groups()
+        micro = int((frac or "0").ljust(7, "0")[:6])
+        value = datetime(int(year), int(month), int(day), int(hh or 0), int(mm or 0), int(ss or 0), micro,
+                         tzinfo=UTC)
+        if tz and tz != "Z":
+            sign = 1 if tz[0] == "+" else -1
+            digits = tz[1:].replace(":", "")
+            value -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        return value
+    m = re.fullmatch(r"(\d{4})(\d{2})(\d{2})", text)
+    if m:
+        return datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=UTC)
+    try:
+        value = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(raw) from None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def parse_timespan_text(raw: str) -> timedelta:
+    """Parse the text of a ``timespan(...)`` literal: ``2d``, ``15 seconds``, ``0.12:34:56.7``, ``2``."""
+    text = raw.strip()
+    m = re.fullmatch(r"(-)?(?:(\d+)\.)?(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?", text)
+    if m:
+        neg, days, hh, mm, ss, frac = m.groups()
+        ticks = int((frac or "0").ljust(7, "0"))
+        value = timedelta(days=int(days or 0), hours=int(hh), minutes=int(mm), seconds=int(ss or 0),
+                          microseconds=ticks / 10)
+        return -value if neg else value
+    m = re.fullmatch(r"(-?\d+(?:\.\d+)?)\s*([A-Za-z]*)", text)
+    if m:
+        number, unit = m.groups()
+        unit = unit.lower() or "d"
+        if unit in TIMESPAN_UNITS:
+            return _ticks_to_timedelta(round(float(number) * TIMESPAN_UNITS[unit]))
+    raise ValueError(raw)
+
+
+def format_datetime_value(value: datetime) -> str:
+    """ISO 8601 UTC with ``Z``; the fraction only when non-zero, without trailing zeros."""
+    value = value.astimezone(UTC) if value.tzinfo else value
+    base = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        base += "." + f"{value.microsecond:06d}".rstrip("0")
+    return base + "Z"
+
+
+def format_timespan_value(value: timedelta) -> str:
+    """Kusto's timespan text ``[-][d.]hh:mm:ss[.fffffff]``."""
+    total_us = value // timedelta(microseconds=1)
+    sign = "-" if total_us < 0 else ""
+    total_us = abs(total_us)
+    days, rem = divmod(total_us, 86_400_000_000)
+    hours, rem = divmod(rem, 3_600_000_000)
+    minutes, rem = divmod(rem, 60_000_000)
+    seconds, micros = divmod(rem, 1_000_000)
+    text = f"{sign}{str(days) + '.' if days else ''}{hours:02d}:{minutes:02d}:{seconds:02d}"
+    if micros:
+        text += f".{micros * 10:07d}"
+    return text
+
+
+@ast._node
+class _TabularAsExpr(ast.Expr):
+    """A parenthesised tabular expression in a scalar position (``in ((T | project x))``)."""
+
+    query: ast.TabularExpr
+
+
+TabularAsExpr = _TabularAsExpr
+
+
+def _suggest(word: str, choices: list[str]) -> str | None:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+PIPE_OPERATORS: dict[str, Callable[[Parser, Token], ast.PipeOp]] = {
+    "where": Parser.parse_where,
+    "filter": Parser.parse_where,
+    "extend": Parser.parse_extend,
+    "project": Parser.parse_project,
+    "project-away": Parser.parse_project_away,
+    "project-keep": Parser.parse_project_keep,
+    "project-rename": Parser.parse_project_rename,
+    "project-reorder": Parser.parse_project_reorder,
+    "sort": Parser.parse_sort,
+    "order": Parser.parse_sort,
+    "top": Parser.parse_top,
+    "take": Parser.parse_take,
+    "limit": Parser.parse_take,
+    "sample": Parser.parse_sample,
+    "distinct": Parser.parse_distinct,
+    "count": Parser.parse_count,
+    "summarize": Parser.parse_summarize,
+    "join": Parser.parse_join,
+    "lookup": Parser.parse_lookup,
+    "union": Parser.parse_union,
+    "mv-expand": Parser.parse_mv_expand,
+    "mvexpand": Parser.parse_mv_expand,
+    "mv-apply": Parser.parse_mv_apply,
+    "parse": Parser.parse_parse,
+    "as": Parser.parse_as,
+    "serialize": Parser.parse_serialize,
+    "render": Parser.parse_render,
+    "getschema": Parser.parse_getschema,
+    "invoke": Parser.parse_invoke,
+    "evaluate": Parser.parse_evaluate,
+    "make-series": Parser.parse_make_series,
+    "search": Parser.parse_search,
+}
+
+# Documented operators parsed loosely (skipped to the next pipe) and refused when compiled.
+LOOSE_OPERATORS = frozenset({
+    "scan", "partition", "top-nested", "top-hitters", "fork", "facet", "find", "parse-where",
+    "parse-kv", "project-smart", "reduce", "sample-distinct", "consume", "externaldata",
+    "make-graph", "graph-match", "mv-apply-keys", "extend-with", "assert-schema", "macro-expand",
+})
+
+
+def parse_query(text: str, source_name: str = "<query>") -> ast.Query:
+    """Parse a whole KQL query (``let`` statements and tabular expressions).
+
+    Args:
+        text: the query text.
+        source_name: a name for the text in diagnostics (a file path, a rule id).
+
+    Returns:
+        The query's syntax tree.
+
+    Raises:
+        KqlSyntaxError: with the source attached, for any syntax error.
+    """
+    try:
+        return Parser(text).parse_query()
+    except KqlSyntaxError as exc:
+        raise exc.with_source(Source(text, source_name)) from None
+
+
+def parse_expression(text: str) -> ast.Expr:
+    """Parse a single scalar expression (used by tests and tools)."""
+    parser = Parser(text)
+    try:
+        expr = parser.parse_expr()
+        if not parser.at(T.EOF):
+            raise parser.error(f"unexpected {parser.found()} after the expression")
+    except KqlSyntaxError as exc:
+        raise exc.with_source(Source(text)) from None
+    return expr
+

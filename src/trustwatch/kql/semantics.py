@@ -1,0 +1,207 @@
+"""KQL's meaning in one place: types, null rules, case folding and the string-operator family.
+
+Every rule here links to the Kusto documentation it follows; `docs/kql-semantics.md` in the
+repository and `../shared/reference/kql-semantics.md` explain the measured edge cases.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+# --- types --------------------------------------------------------------------------------------
+
+# KQL scalar type -> DuckDB/Spark SQL type. guid travels as text.
+# https://learn.microsoft.com/kusto/query/scalar-data-types/
+SQL_TYPES: dict[str, str] = {
+    "string": "VARCHAR",
+    "int": "INTEGER",
+    "long": "BIGINT",
+    "real": "DOUBLE",
+    "bool": "BOOLEAN",
+    "datetime": "TIMESTAMP",
+    "timespan": "INTERVAL",
+    "dynamic": "JSON",
+    "guid": "VARCHAR",
+}
+
+NUMERIC = frozenset({"int", "long", "real"})
+TEXTUAL = frozenset({"string", "guid"})
+
+
+@dataclass(frozen=True, slots=True)
+class Typed:
+    """A compiled scalar: its SQL tree and KQL type.
+
+    Invariant: a ``string`` never evaluates to SQL NULL. KQL strings have no null (a missing
+    string is ``""``), so every place that can produce NULL text (loaded data, outer joins, JSON
+    extraction) coalesces to ``''``. Negated string predicates then keep empty-string rows
+    without three-valued-logic surprises.
+    https://learn.microsoft.com/kusto/query/scalar-data-types/null-values
+    """
+
+    sql: exp.Expression
+    type: str
+    constant: object = None  # the Python value when the expression is a literal
+    is_constant: bool = False
+
+
+def sql_type(ktype: str) -> exp.DataType:
+    """The SQL data type of a KQL type."""
+    return exp.DataType.build(SQL_TYPES[ktype], dialect="duckdb")
+
+
+def lit_string(value: str) -> exp.Expression:
+    return exp.Literal.string(value)
+
+
+def func(name: str, *args: exp.Expression) -> exp.Expression:
+    """An anonymous SQL function call (kept verbatim by sqlglot for the DuckDB dialect)."""
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def not_null_string(sql: exp.Expression) -> exp.Expression:
+    """COALESCE(sql, '') — restore the string invariant after an operation that can yield NULL."""
+    return exp.Coalesce(this=sql, expressions=[lit_string("")])
+
+
+# --- case folding -------------------------------------------------------------------------------
+
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+
+
+def ascii_fold(value: str) -> str:
+    """Lower-case ASCII letters only, as Kusto's case-insensitive operators do.
+
+    https://learn.microsoft.com/kusto/query/in-operator ("case-insensitive ... ASCII only")
+    """
+    return value.translate(str.maketrans(_UPPER, _LOWER))
+
+
+def fold_sql(sql: exp.Expression) -> exp.Expression:
+    """SQL for :func:`ascii_fold`: translate() maps A-Z only and leaves other letters alone."""
+    return func("translate", sql, lit_string(_UPPER), lit_string(_LOWER))
+
+
+# --- terms: the has family ----------------------------------------------------------------------
+
+# A term is a maximal run of alphanumeric characters; anything else delimits.
+# https://learn.microsoft.com/kusto/query/datatypes-string-operators
+_TERM_CHAR = r"[\p{L}\p{N}]"
+_NOT_TERM_CHAR = r"[^\p{L}\p{N}]"
+
+
+def _is_term_char(ch: str) -> bool:
+    return ch.isalnum()
+
+
+def has_regex(needle: str, *, leading: bool = True, trailing: bool = True) -> str | None:
+    """The RE2 pattern that makes ``needle`` match on term boundaries, or None for plain substring.
+
+    A boundary is required only where the needle's own edge character is alphanumeric: so
+    ``has "Root\\"`` needs a delimiter (or the start) before ``Root`` but nothing after the
+    backslash, and a needle made only of delimiters is a substring test.
+    https://learn.microsoft.com/kusto/query/has-operator
+    """
+    if not needle:
+        return None
+    need_before = leading and _is_term_char(needle[0])
+    need_after = trailing and _is_term_char(needle[-1])
+    if not need_before and not need_after:
+        return None
+    pattern = re.escape(needle)
+    if need_before:
+        pattern = f"(^|{_NOT_TERM_CHAR}){pattern}"
+    if need_after:
+        pattern = f"{pattern}($|{_NOT_TERM_CHAR})"
+    return pattern
+
+
+def term_match(
+    haystack: exp.Expression, needle: str, *, case_sensitive: bool, leading: bool = True, trailing: bool = True
+) -> exp.Expression:
+    """SQL for ``haystack has needle`` (and hasprefix/hassuffix via ``leading``/``trailing``).
+
+    A cheap substring test runs first so that the regular expression only sees candidate rows.
+    """
+    text = haystack if case_sensitive else fold_sql(haystack)
+    probe = needle if case_sensitive else ascii_fold(needle)
+    if not probe:
+        return exp.true()
+    substring = func("contains", text, lit_string(probe))
+    pattern = has_regex(probe, leading=leading, trailing=trailing)
+    if pattern is None:
+        return substring
+    return exp.and_(substring, func("regexp_matches", text.copy(), lit_string(pattern)))
+
+
+def term_match_dynamic(
+    haystack: exp.Expression, needle: exp.Expression, *, case_sensitive: bool,
+    leading: bool = True, trailing: bool = True,
+) -> exp.Expression:
+    """:func:`term_match` for a needle known only at run time (a column or expression)."""
+    text = haystack if case_sensitive else fold_sql(haystack)
+    probe = needle if case_sensitive else fold_sql(needle)
+    escaped = func("regexp_escape", probe)
+    first_is_term = func("regexp_matches", probe.copy(), lit_string(f"^{_TERM_CHAR}"))
+    last_is_term = func("regexp_matches", probe.copy(), lit_string(f"{_TERM_CHAR}$"))
+    before = exp.If(this=first_is_term, true=lit_string(f"(^|{_NOT_TERM_CHAR})"), false=lit_string("")) if leading else lit_string("")
+    after = exp.If(this=last_is_term, true=lit_string(f"($|{_NOT_TERM_CHAR})"), false=lit_string("")) if trailing else lit_string("")
+    pattern = func("concat", before, escaped, after)
+    return exp.or_(
+        exp.EQ(this=probe.copy(), expression=lit_string("")),
+        func("regexp_matches", text, pattern),
+    )
+
+
+STRING_PREDICATES = frozenset({
+    "has", "has_cs", "hasprefix", "hasprefix_cs", "hassuffix", "hassuffix_cs",
+    "contains", "contains_cs", "startswith", "startswith_cs", "endswith", "endswith_cs",
+    "==", "=~", "matches regex",
+})
+
+
+def string_predicate(op: str, left: exp.Expression, right: Typed) -> exp.Expression:
+    """SQL for a positive string predicate ``left op right`` (both non-null strings).
+
+    https://learn.microsoft.com/kusto/query/datatypes-string-operators
+    """
+    cs = op.endswith("_cs")
+    base = op.removesuffix("_cs")
+    needle = right.constant if right.is_constant and isinstance(right.constant, str) else None
+    if base in ("has", "hasprefix", "hassuffix"):
+        leading = base != "hassuffix"
+        trailing = base != "hasprefix"
+        if needle is not None:
+            return term_match(left, needle, case_sensitive=cs, leading=leading, trailing=trailing)
+        return term_match_dynamic(left, right.sql, case_sensitive=cs, leading=leading, trailing=trailing)
+    if base == "matches regex":
+        return func("regexp_matches", left, right.sql)
+    if base == "==":
+        return exp.EQ(this=left, expression=right.sql)
+    lhs = left if cs else fold_sql(left)
+    rhs: exp.Expression
+    if needle is not None:
+        rhs = lit_string(needle if cs else ascii_fold(needle))
+    else:
+        rhs = right.sql if cs else fold_sql(right.sql)
+    if base == "=~":
+        return exp.EQ(this=lhs, expression=rhs)
+    if base == "contains":
+        return func("contains", lhs, rhs)
+    if base == "startswith":
+        return func("starts_with", lhs, rhs)
+    if base == "endswith":
+        return func("ends_with", lhs, rhs)
+    raise KeyError(op)
+
+
+def negate(predicate: exp.Expression) -> exp.Expression:
+    """``NOT p`` that is TRUE when p is NULL: KQL's negated predicates keep such rows.
+
+    https://learn.microsoft.com/kusto/query/scalar-data-types/null-values
+    """
+    return exp.Not(this=exp.Coalesce(this=exp.paren(predicate), expressions=[exp.false()]))

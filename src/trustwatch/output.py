@@ -1,0 +1,81 @@
+"""Rendering result tables: JSON-ready values, JSON / JSONL / CSV text and terminal tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+
+from trustwatch.kql.parser import format_datetime_value, format_timespan_value
+
+
+def kql_types(table: pa.Table) -> list[str]:
+    """The KQL type of each column (from field metadata; inferred when absent)."""
+    out = []
+    for f in table.schema:
+        meta = f.metadata or {}
+        out.append(meta.get(b"kql_type", b"").decode() or "string")
+    return out
+
+
+def json_value(value: Any, ktype: str) -> Any:
+    """One cell in the JSON output form (datetimes ISO 8601 with Z, timespans in Kusto's text)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return format_datetime_value(value)
+    if isinstance(value, timedelta):
+        return format_timespan_value(value)
+    if ktype == "dynamic" and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def json_rows(table: pa.Table) -> Iterator[dict[str, Any]]:
+    types = kql_types(table)
+    names = table.column_names
+    for row in table.to_pylist():
+        yield {n: json_value(row[n], t) for n, t in zip(names, types, strict=True)}
+
+
+def json_matrix(table: pa.Table) -> list[list[Any]]:
+    """Rows as lists in column order, in the JSON output form (used by tests)."""
+    return [list(r.values()) for r in json_rows(table)]
+
+
+def to_json(table: pa.Table) -> str:
+    return json.dumps(list(json_rows(table)), ensure_ascii=False, indent=None)
+
+
+def to_jsonl(table: pa.Table) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in json_rows(table))
+
+
+def text_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def to_csv(table: pa.Table) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(table.column_names)
+    for r in json_rows(table):
+        writer.writerow([text_cell(v) for v in r.values()])
+    return buf.getvalue()
