@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import yaml
 
-import trustwatch
 from trustwatch.errors import TrustwatchError
 from trustwatch.output import json_matrix, kql_types
 
@@ -21,7 +20,11 @@ def load_cases() -> list[Any]:
     params = []
     for path in sorted(CASES_DIR.glob("*.yaml")):
         for case in yaml.safe_load(path.read_text(encoding="utf-8")):
-            params.append(pytest.param(case, id=f"{path.stem}/{case['id']}"))
+            marks = []
+            if case.get("known_gap"):
+                # documented gap (docs/kql-support.md): must fail today, and is reported if it starts passing
+                marks.append(pytest.mark.xfail(reason=case["known_gap"], strict=True))
+            params.append(pytest.param(case, id=f"{path.stem}/{case['id']}", marks=marks))
     return params
 
 
@@ -109,4 +112,3 @@ def test_conformance(case: dict[str, Any]) -> None:
     assert equal_rows(actual, expect["rows"], bool(expect.get("ordered", False))), (
         f"\nquery: {case['kql']}\nactual:   {actual}\nexpected: {expect['rows']}"
     )
-    _ = trustwatch

@@ -61,6 +61,7 @@ class DuckDBEngine:
         self.con.create_function("tw_parse_url", udfs.parse_url, ["VARCHAR"], "JSON", null_handling="special")
         self.con.create_function("tw_parse_urlquery", udfs.parse_urlquery, ["VARCHAR"], "JSON", null_handling="special")
         self.con.create_function("tw_parse_path", udfs.parse_path, ["VARCHAR"], "JSON", null_handling="special")
+        self.con.create_function("tw_todatetime_us", udfs.todatetime, ["VARCHAR"], "BIGINT", null_handling="special")
         self.con.create_function("tw_totimespan_us", udfs.totimespan, ["VARCHAR"], "BIGINT", null_handling="special")
 
     def load(self, schema: TableSchema, data: pa.Table) -> tuple[str, TableSchema]:

@@ -6,7 +6,9 @@ import json
 import re
 from urllib.parse import parse_qsl, urlsplit
 
-from trustwatch.kql.parser import parse_timespan_text
+from datetime import UTC, datetime, timedelta
+
+from trustwatch.kql.parser import parse_datetime_text, parse_timespan_text
 
 
 def parse_command_line(command_line: str | None, parser: str | None = "windows") -> str | None:
@@ -128,6 +130,18 @@ def parse_path(path: str | None) -> str | None:
         "Extension": ext,
         "AlternateDataStreamName": stream,
     }, ensure_ascii=False)
+
+
+def todatetime(text: str | None) -> int | None:
+    """A datetime text in any form Kusto accepts (ISO 8601, RFC 822, RFC 850) as microseconds."""
+    if not text:
+        return None
+    try:
+        value = parse_datetime_text(text)
+    except ValueError:
+        return None
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return delta // timedelta(microseconds=1)
 
 
 def totimespan(text: str | None) -> int | None:

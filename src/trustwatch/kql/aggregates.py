@@ -124,8 +124,8 @@ def _numeric_agg(sql_name: str, with_predicate: bool, result: str | None, zero: 
         ktype = result or value.type
         if ktype == "int":
             ktype = "long"
-        if zero:  # sum over nothing is 0
-            agg = exp.Coalesce(this=agg, expressions=[exp.Cast(this=exp.Literal.number(0), to=sql_type(ktype))])
+        if zero:  # sum over nothing is 0; DuckDB widens integer sums to HUGEINT, Kusto keeps long
+            agg = exp.Cast(this=exp.Coalesce(this=agg, expressions=[exp.Literal.number(0)]), to=sql_type(ktype))
         if sql_name in ("min", "max") and value.type in TEXTUAL:
             agg = not_null_string(agg)
         return Typed(agg, ktype)
@@ -170,10 +170,22 @@ def _make_list(distinct: bool, with_predicate: bool) -> AggHandler:
         element = _json_element(value)
         not_null = exp.Not(this=exp.Is(this=value.sql.copy(), expression=exp.null()))
         cond = not_null if pred is None else exp.and_(not_null, pred)
-        # make_set/make_list skip nulls and return [] over nothing
+        # make_set/make_list skip nulls and return [] over nothing; make_set flattens arrays.
         # https://learn.microsoft.com/kusto/query/make-set-aggregation-function
-        inner: exp.Expression = exp.Distinct(expressions=[element]) if distinct else element
-        agg = _filter(exp.ArrayAgg(this=inner), cond)
+        order = ec.rel.order if ec.rel is not None else None
+        if distinct and value.type == "dynamic":
+            elements = exp.Case(ifs=[exp.If(this=exp.EQ(this=func("json_type", element), expression=lit_string("ARRAY")),
+                                            true=func("json_extract", element.copy(), lit_string("$[*]")))],
+                                default=func("list_value", element.copy()))
+            agg = func("list_distinct", func("flatten", _filter(exp.ArrayAgg(this=elements), cond)))
+        elif distinct:
+            agg = func("list_distinct", _filter(exp.ArrayAgg(this=element), cond))
+        elif order is not None:
+            # serialized input (after sort): make_list keeps the row order
+            ordered = exp.Order(this=element, expressions=[exp.Ordered(this=exp.column(order, quoted=True))])
+            agg = _filter(exp.ArrayAgg(this=ordered), cond)
+        else:
+            agg = _filter(exp.ArrayAgg(this=element), cond)
         lst = exp.Coalesce(this=agg, expressions=[func("list_value")])
         limit = args[low] if len(args) > low else None
         if limit is not None:
@@ -222,7 +234,7 @@ def default_name(node: ast.Call) -> str | None:
     prefix = DEFAULT_PREFIX.get(node.name)
     if prefix is None:
         return None
-    if node.name == "count" or node.name == "countif":
+    if node.name == "countif" or (node.name == "count" and not node.args):
         return prefix
     if node.name == "percentile" and len(node.args) == 2 and isinstance(node.args[1], ast.Literal):
         arg = column_name_of(node.args[0])

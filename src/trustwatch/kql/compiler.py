@@ -205,7 +205,7 @@ class Compiler:
                                   code="KQL203")
 
     def lambda_scope(self, binding: LambdaBinding, args: list[ast.Node], span: Span, caller: Scope | None = None,
-                     implicit: Relation | None = None) -> Scope:
+                     implicit: Relation | None = None, row: Relation | None = None) -> Scope:
         """Bind a user function's parameters to the call's arguments (by position)."""
         fn = binding.fn
         params = list(fn.params)
@@ -227,7 +227,7 @@ class Compiler:
                 if param.tabular:
                     bound[param.name] = RelationBinding(self.compile_tabular(arg, caller))
                 else:
-                    bound[param.name] = self.expr(arg, caller, None)  # type: ignore[arg-type]
+                    bound[param.name] = self.expr(arg, caller, row)  # type: ignore[arg-type]
             else:
                 assert param.default is not None
                 bound[param.name] = self.expr(param.default, binding.scope, None)

@@ -38,7 +38,7 @@ def literal(value: object, ktype: str) -> Typed:
     """A typed SQL literal for a Python value of a KQL type."""
     sql: exp.Expression
     if value is None:
-        if ktype in TEXTUAL:
+        if ktype == "string":
             return Typed(lit_string(""), ktype, "", True)
         return Typed(exp.Cast(this=exp.null(), to=sql_type(ktype)), ktype, None, True)
     if ktype in TEXTUAL:
@@ -228,8 +228,8 @@ class ExprCompiler:
             right = self.boolean(self.compile(node.right), node.right.span)
             builder = exp.and_ if op == "and" else exp.or_
             return Typed(builder(exp.paren(left), exp.paren(right)), "bool")
-        left = self.compile(node.left)
-        right = self.compile(node.right)
+        left = _parenthesised(self.compile(node.left))
+        right = _parenthesised(self.compile(node.right))
         if op in ("+", "-", "*", "/", "%"):
             from trustwatch.kql.arithmetic import arithmetic
 
@@ -310,7 +310,16 @@ class ExprCompiler:
         if base in ("has_any", "has_all"):
             target_s = self.to_string(target)
             if sub is not None:
-                raise self.compiler.unsupported(f"'{base}' with a tabular operand", node.span)
+                if base == "has_all":
+                    raise self.compiler.unsupported("'has_all' with a tabular operand", node.span)
+                from trustwatch.kql.semantics import term_match_dynamic
+
+                alias_name = self.compiler.fresh()
+                needle = exp.column(sub.selects[0].alias_or_name, table=alias_name, quoted=True)
+                match = term_match_dynamic(target_s.sql, needle, case_sensitive=False)
+                exists = exp.Exists(this=exp.select(exp.Literal.number(1)).from_(
+                    exp.Subquery(this=sub, alias=exp.TableAlias(this=exp.to_identifier(alias_name)))).where(match))
+                return Typed(negate(exists) if negated else exists, "bool")
             needles: list[Typed] = []
             for v in values:
                 if v.type == "dynamic" and not v.is_constant:
@@ -328,7 +337,7 @@ class ExprCompiler:
                 lhs = fold_sql(self.to_string(target).sql)
                 sub = exp.select(fold_sql(exp.column(sub.selects[0].alias_or_name, quoted=True))).from_(
                     exp.Subquery(this=sub, alias=exp.TableAlias(this=exp.to_identifier(self.compiler.fresh()))))
-            pred: exp.Expression = exp.In(this=lhs, query=sub)
+            pred: exp.Expression = exp.In(this=lhs, query=exp.Subquery(this=sub))
             return Typed(negate(pred) if negated else pred, "bool")
         dynamic_arrays = [v for v in values if v.type == "dynamic" and not v.is_constant]
         scalars = [v for v in values if not (v.type == "dynamic" and not v.is_constant)]
@@ -371,7 +380,7 @@ class ExprCompiler:
 
         binding = self.scope.lookup(node.name)
         if isinstance(binding, LambdaBinding):
-            body_scope = self.compiler.lambda_scope(binding, list(node.args), node.span, self.scope)
+            body_scope = self.compiler.lambda_scope(binding, list(node.args), node.span, self.scope, row=self.rel)
             body = binding.fn.body
             if isinstance(body, ast.TabularExpr):
                 raise self.error(f"'{node.name}' returns a table; a scalar value is needed here", node.span)
@@ -394,6 +403,13 @@ class ExprCompiler:
         """Compile a call's arguments after checking their number."""
         check_arity(node, low, high)
         return [self.compile(a) for a in node.args]
+
+
+def _parenthesised(t: Typed) -> Typed:
+    """sqlglot prints trees without adding parentheses: keep ``(a + b) * c`` grouped."""
+    if isinstance(t.sql, exp.Binary | exp.Not | exp.Neg | exp.Between | exp.In | exp.Is):
+        return Typed(exp.paren(t.sql), t.type, t.constant, t.is_constant)
+    return t
 
 
 def check_arity(node: ast.Call, low: int, high: int | None = None) -> None:

@@ -92,8 +92,10 @@ def to_string(t: Typed) -> Typed:
 
     https://learn.microsoft.com/kusto/query/tostring-function
     """
-    if t.type in TEXTUAL:
-        return Typed(t.sql, "string", t.constant, t.is_constant)
+    if t.type == "string":
+        return t
+    if t.type == "guid":  # a guid, unlike a string, can be null
+        return Typed(not_null_string(t.sql), "string", t.constant or "", t.is_constant)
     if t.is_constant and t.constant is None:
         return Typed(lit_string(""), "string", "", True)
     sql: exp.Expression
@@ -142,7 +144,10 @@ def convert(t: Typed, ktype: str) -> Typed:
     if ktype == "datetime":
         if t.type in NUMERIC:
             raise KqlSemanticError("todatetime() of a number is not supported; use unixtime_*_todatetime()")
-        return Typed(exp.Cast(this=exp.TryCast(this=src, to=exp.DataType.build("TIMESTAMPTZ")), to=sql_type("datetime")), "datetime")
+        iso = exp.Cast(this=exp.TryCast(this=src, to=exp.DataType.build("TIMESTAMPTZ")), to=sql_type("datetime"))
+        # RFC 822 / RFC 850 forms go through a Python parser, only for rows ISO parsing rejected
+        return Typed(exp.Case(ifs=[exp.If(this=exp.Not(this=exp.Is(this=iso, expression=exp.null())), true=iso.copy())],
+                              default=func("make_timestamp", func("tw_todatetime_us", src.copy()))), "datetime")
     if ktype == "timespan":
         if t.is_constant and isinstance(t.constant, str):
             try:
@@ -176,7 +181,11 @@ def _toguid(ec: ExprCompiler, node: ast.Call) -> Typed:
     (arg,) = ec.args(node, 1)
     s = to_string(arg).sql
     valid = func("regexp_matches", s, lit_string(r"^\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?$"))
-    return Typed(exp.If(this=valid, true=func("lower", func("trim", s.copy(), lit_string("{}"))), false=lit_string("")), "guid")
+    hexed = func("replace", func("lower", func("trim", s.copy(), lit_string("{}"))), lit_string("-"), lit_string(""))
+    canonical = func("concat", func("substr", hexed, exp.Literal.number(1), exp.Literal.number(8)), lit_string("-"), func("substr", hexed.copy(), exp.Literal.number(9), exp.Literal.number(4)), lit_string("-"),
+                     func("substr", hexed.copy(), exp.Literal.number(13), exp.Literal.number(4)), lit_string("-"), func("substr", hexed.copy(), exp.Literal.number(17), exp.Literal.number(4)), lit_string("-"),
+                     func("substr", hexed.copy(), exp.Literal.number(21), exp.Literal.number(12)))
+    return Typed(exp.Case(ifs=[exp.If(this=valid, true=canonical)]), "guid")
 
 
 @register("parse_json", "todynamic", "toobject", "parse_xml_json")
@@ -242,6 +251,8 @@ def _coalesce(ec: ExprCompiler, node: ast.Call) -> Typed:
 
 
 def _is_empty(t: Typed) -> exp.Expression:
+    if t.type == "guid":
+        return exp.Is(this=t.sql, expression=exp.null())
     if t.type in TEXTUAL:
         return exp.EQ(this=t.sql, expression=lit_string(""))
     if t.type == "dynamic":
@@ -251,7 +262,7 @@ def _is_empty(t: Typed) -> exp.Expression:
 
 
 def _is_null(t: Typed) -> exp.Expression:
-    if t.type in TEXTUAL:
+    if t.type == "string":
         return exp.false()  # strings are never null in KQL
     if t.type == "dynamic":
         return exp.or_(exp.Is(this=t.sql, expression=exp.null()),
@@ -371,7 +382,11 @@ def _strrep(ec: ExprCompiler, node: ast.Call) -> Typed:
 def _substring(ec: ExprCompiler, node: ast.Call) -> Typed:
     args = ec.args(node, 2, 3)
     s = to_string(args[0]).sql
-    start = exp.Add(this=func("greatest", args[1].sql, exp.Literal.number(0)), expression=exp.Literal.number(1))
+    # a negative start counts from the end: substring("123456", -2, 2) == "56"
+    raw = args[1].sql
+    from_end = exp.Add(this=func("length", s.copy()), expression=raw.copy())
+    start0 = exp.If(this=exp.LT(this=raw, expression=exp.Literal.number(0)), true=func("greatest", from_end, exp.Literal.number(0)), false=raw.copy())
+    start = exp.Add(this=start0, expression=exp.Literal.number(1))
     if len(args) == 3:
         return Typed(not_null_string(func("substring", s, start, args[2].sql)), "string")
     return Typed(not_null_string(func("substring", s, start)), "string")
@@ -379,11 +394,14 @@ def _substring(ec: ExprCompiler, node: ast.Call) -> Typed:
 
 @register("indexof")
 def _indexof(ec: ExprCompiler, node: ast.Call) -> Typed:
-    args = ec.args(node, 2, 3)
+    args = ec.args(node, 2, 4)
     s, lookup = to_string(args[0]).sql, to_string(args[1]).sql
-    if len(args) == 3:
+    if len(args) >= 3:
         start = args[2].sql
         tail = func("substring", s, exp.Add(this=start, expression=exp.Literal.number(1)))
+        if len(args) == 4:  # length: -1 means to the end
+            tail = exp.If(this=exp.EQ(this=args[3].sql, expression=exp.Literal.number(-1)), true=tail,
+                          false=func("substring", s.copy(), exp.Add(this=start.copy(), expression=exp.Literal.number(1)), args[3].sql.copy()))
         pos = func("strpos", tail, lookup)
         return Typed(exp.If(this=exp.GT(this=pos, expression=exp.Literal.number(0)),
                             true=exp.Add(this=exp.Sub(this=pos.copy(), expression=exp.Literal.number(1)), expression=start.copy()),
@@ -448,7 +466,7 @@ def _extract(ec: ExprCompiler, node: ast.Call) -> Typed:
     regex, group, source = (ec.compile(a) for a in node.args[:3]) if len(node.args) >= 3 else ec.args(node, 3, 4)
     _const_str(regex, node.args[0], "the extract regex")
     text = to_string(source).sql
-    value = func("regexp_extract", text, regex.sql, group.sql)
+    value = func("regexp_extract", text, regex.sql, exp.Cast(this=group.sql, to=sql_type("int")))
     if ktype and ktype not in TEXTUAL:
         return convert(Typed(exp.Nullif(this=value, expression=lit_string("")), "string"), ktype)
     return Typed(not_null_string(value), "string")
@@ -465,7 +483,7 @@ def _extract_all(ec: ExprCompiler, node: ast.Call) -> Typed:
         raise KqlSemanticError("extract_all() with several capture groups is not supported yet",
                                span=node.span, code="KQL301")
     group = exp.Literal.number(1 if groups else 0)
-    matches = func("regexp_extract_all", source, regex.sql, group)
+    matches = func("regexp_extract_all", source, regex.sql, exp.Cast(this=group, to=sql_type("int")))
     return Typed(exp.If(this=exp.GT(this=func("len", matches), expression=exp.Literal.number(0)),
                         true=func("to_json", matches.copy()), false=exp.Cast(this=exp.null(), to=sql_type("dynamic"))), "dynamic")
 
@@ -640,7 +658,9 @@ def _pack_all(ec: ExprCompiler, node: ast.Call) -> Typed:
 @register("bag_keys")
 def _bag_keys(ec: ExprCompiler, node: ast.Call) -> Typed:
     (bag,) = ec.args(node, 1)
-    return Typed(func("to_json", func("json_keys", _dyn(bag))), "dynamic")
+    d = _dyn(bag)
+    is_object = exp.EQ(this=func("json_type", d), expression=lit_string("OBJECT"))
+    return Typed(exp.Case(ifs=[exp.If(this=is_object, true=func("to_json", func("json_keys", d.copy())))]), "dynamic")
 
 
 @register("bag_has_key")
@@ -736,11 +756,35 @@ def _math(sql_name: str, result: str | None = "real", nargs: int = 1) -> Handler
 
 
 FUNCTIONS.update({
-    "abs": _math("abs", None), "sqrt": _math("sqrt"), "exp": _math("exp"), "log": _math("ln"),
-    "log2": _math("log2"), "log10": _math("log10"), "pow": _math("pow", "real", 2), "sign": _math("sign", None),
+    "exp": _math("exp"), "pow": _math("pow", "real", 2), "sign": _math("sign", None),
     "ceiling": _math("ceil", None), "isnan": _math("isnan", "bool"), "isinf": _math("isinf", "bool"),
     "isfinite": _math("isfinite", "bool"),
 })
+
+
+def _domain(sql_name: str, strict: bool) -> Handler:
+    """log/sqrt: outside the function's domain the result is null, as in Kusto."""
+
+    def handler(ec: ExprCompiler, node: ast.Call) -> Typed:
+        (x,) = ec.args(node, 1)
+        test = exp.GT if strict else exp.GTE
+        return Typed(exp.Case(ifs=[exp.If(this=test(this=x.sql, expression=exp.Literal.number(0)), true=func(sql_name, x.sql.copy()))]), "real")
+
+    return handler
+
+
+FUNCTIONS.update({"log": _domain("ln", True), "log2": _domain("log2", True), "log10": _domain("log10", True),
+                  "sqrt": _domain("sqrt", False)})
+
+
+@register("abs")
+def _abs(ec: ExprCompiler, node: ast.Call) -> Typed:
+    (x,) = ec.args(node, 1)
+    if x.type == "timespan":
+        return Typed(func("to_microseconds", func("abs", func("epoch_us", x.sql))), "timespan")
+    if x.type not in NUMERIC:
+        raise _error(node.args[0], f"abs() needs a number or timespan, not {x.type}")
+    return Typed(func("abs", x.sql), x.type)
 
 
 @register("exp2")
@@ -758,7 +802,11 @@ def _exp10(ec: ExprCompiler, node: ast.Call) -> Typed:
 @register("round")
 def _round(ec: ExprCompiler, node: ast.Call) -> Typed:
     args = ec.args(node, 1, 2)
-    precision = args[1].sql if len(args) == 2 else exp.Literal.number(0)
+    precision = exp.Cast(this=args[1].sql, to=sql_type("int")) if len(args) == 2 else exp.Literal.number(0)
+    if args[0].type == "real":
+        # round half away from zero on the decimal value written (2.15 -> 2.2), not on its binary double
+        as_decimal = exp.Cast(this=args[0].sql, to=exp.DataType.build("DECIMAL(38,15)"))
+        return Typed(exp.Cast(this=func("round", as_decimal, precision), to=sql_type("real")), "real")
     return Typed(func("round", args[0].sql, precision), args[0].type)
 
 
@@ -858,13 +906,20 @@ def _bin_fn(ec: ExprCompiler, node: ast.Call) -> Typed:
         (x,) = ec.args(node, 1)
         return Typed(func("floor", x.sql), x.type)
     value, size = ec.args(node, 2)
-    return _bin(value, size, node)
+    return _positive_size(_bin(value, size, node), size)
+
+
+def _positive_size(result: Typed, size: Typed) -> Typed:
+    """bin() with a null, zero or negative size is null."""
+    measure = micros(size.sql) if size.type == "timespan" else size.sql
+    positive = exp.GT(this=measure.copy(), expression=exp.Literal.number(0))
+    return Typed(exp.Case(ifs=[exp.If(this=positive, true=result.sql)]), result.type)
 
 
 @register("bin_at")
 def _bin_at(ec: ExprCompiler, node: ast.Call) -> Typed:
     value, size, origin = ec.args(node, 3)
-    return _bin(value, size, node, origin)
+    return _positive_size(_bin(value, size, node, origin), size)
 
 
 def _datetime_arg(ec: ExprCompiler, node: ast.Call, low: int = 1, high: int | None = None) -> list[Typed]:
@@ -956,6 +1011,12 @@ def _part_name(ec: ExprCompiler, t: Typed, node: ast.Node) -> str:
 def _datetime_diff(ec: ExprCompiler, node: ast.Call) -> Typed:
     part, d1, d2 = ec.args(node, 3)
     name = _part_name(ec, part, node.args[0])
+    if name == "week":  # Kusto's weeks start on Sunday; DuckDB's on Monday
+        def week_start(d: exp.Expression) -> exp.Expression:
+            return exp.Sub(this=func("date_trunc", lit_string("day"), d), expression=func("to_days", func("dayofweek", d.copy())))
+
+        days = func("date_diff", lit_string("day"), week_start(d2.sql), week_start(d1.sql))
+        return Typed(exp.IntDiv(this=days, expression=exp.Literal.number(7)), "long")
     diff = func("date_diff", lit_string(_PARTS[name]), d2.sql, d1.sql)
     if name == "nanosecond":
         diff = exp.Mul(this=diff, expression=exp.Literal.number(1000))
@@ -1121,10 +1182,11 @@ def _ipv4_in_range(ec: ExprCompiler, node: ast.Call) -> Typed:
 
 @register("ipv4_compare")
 def _ipv4_compare(ec: ExprCompiler, node: ast.Call) -> Typed:
-    args = _strings(ec, node, 2, 3)
+    raw = ec.args(node, 2, 3)
+    args = [to_string(a) for a in raw[:2]]
     a, pa = _split_cidr(args[0].sql, exp.Literal.number(32))
     b, pb = _split_cidr(args[1].sql, exp.Literal.number(32))
-    prefix = func("least", pa, pb) if len(args) == 2 else func("least", pa, pb, args[2].sql)
+    prefix = func("least", pa, pb) if len(raw) == 2 else func("least", pa, pb, exp.Cast(this=raw[2].sql, to=sql_type("long")))
     ma, mb = _masked(a, prefix), _masked(b, prefix.copy())
     return Typed(exp.Cast(this=func("sign", exp.Sub(this=ma, expression=mb)), to=sql_type("long")), "long")
 

@@ -356,6 +356,8 @@ def _parse_regex(op: ast.Parse) -> tuple[str, list[ast.ParseColumn]]:
         is_last = all(isinstance(p, ast.ParseColumn) and p.name == "*" for p in parts[i + 1:])
         if op.kind == "regex":
             pieces.append("(.*?)" if not is_last else "(.*)")
+        elif op.kind == "relaxed":
+            pieces.append("(.*)" if is_last else "(.*?)")
         elif part.type in ("long", "int"):
             pieces.append(r"(-?\d+)")
         elif part.type == "real":
@@ -363,8 +365,6 @@ def _parse_regex(op: ast.Parse) -> tuple[str, list[ast.ParseColumn]]:
         else:
             pieces.append("(.*)" if is_last and op.kind != "regex" else "(.*?)")
     pattern = "".join(pieces)
-    if op.kind != "regex":
-        pattern = pattern  # simple/relaxed: the pattern may match anywhere in the string
     flags = op.flags.replace("U", "")
     if flags:
         pattern = f"(?{flags}){pattern}"
@@ -419,9 +419,9 @@ def compile_mv_expand(c: Compiler, op: ast.MvExpand, rel: Relation, scope: Scope
             t = convert(t, "dynamic")
         d = t.sql
         is_object = exp.EQ(this=func("json_type", d), expression=lit_string("OBJECT"))
-        bag_items = func("list_transform", func("json_keys", d.copy()),
-                         exp.Lambda(this=func("json_object", exp.column("k"), func("json_extract", d.copy(), func("concat", lit_string('$."'), exp.column("k"), lit_string('"')))),
-                                    expressions=[exp.to_identifier("k")]))
+        value_of_k = func("json_extract", d.copy(), func("concat", lit_string('$."'), exp.column("k"), lit_string('"')))
+        pair = func("json_array", exp.column("k"), value_of_k) if op.bagexpansion == "array" else func("json_object", exp.column("k"), value_of_k)
+        bag_items = func("list_transform", func("json_keys", d.copy()), exp.Lambda(this=pair, expressions=[exp.to_identifier("k")]))
         elements = exp.Case(ifs=[
             exp.If(this=is_object, true=bag_items),
             exp.If(this=exp.EQ(this=func("json_type", d.copy()), expression=lit_string("ARRAY")), true=func("json_extract", d.copy(), lit_string("$[*]"))),
@@ -434,10 +434,12 @@ def compile_mv_expand(c: Compiler, op: ast.MvExpand, rel: Relation, scope: Scope
         inner_cols.append(col(rel.order))
     # Zip several arrays: unnest each in the same SELECT (DuckDB pads the shorter ones with NULL).
     unnests = [alias(exp.Unnest(expressions=[elements]), f"__tw_x_{name}") for name, (elements, _) in expanded.items()]
-    inner = c.select(rel, inner_cols + unnests)
     if op.with_itemindex:
-        inner_rel = Relation(inner, ())
-        inner = exp.Select(expressions=[exp.Star(), alias(exp.Sub(this=exp.Window(this=exp.RowNumber(), partition_by=[col(n) for n in rel.names()] or None), expression=exp.Literal.number(1)), op.with_itemindex)]).from_(c.source(inner_rel))
+        lengths = [func("len", elements.copy()) for elements, _ in expanded.values()]
+        longest = func("greatest", *lengths) if len(lengths) > 1 else lengths[0]
+        index_list = func("range", exp.Cast(this=longest, to=sql_type("long")))
+        unnests.append(alias(exp.Unnest(expressions=[index_list]), op.with_itemindex))
+    inner = c.select(rel, inner_cols + unnests)
     inner_rel = Relation(inner, ())
     for name, ktype in rel.columns:
         if name in expanded:
@@ -598,6 +600,8 @@ def union_relations(c: Compiler, op: ast.Union, first: Relation | None, scope: S
             inputs += [(n, c.table_ref(n, t.span, scope)) for n in matched]
         else:
             label = t.name if isinstance(t, ast.TableRef) else ""
+            if isinstance(t, ast.Pipeline) and t.ops and isinstance(t.ops[-1], ast.As):
+                label = t.ops[-1].name
             inputs.append((label, c.compile_tabular(t, scope)))
     # Same name, different types: Kusto keeps both as name_type.
     types: dict[str, set[str]] = {}

@@ -41,7 +41,7 @@ def summarize(c: Compiler, op: ast.Summarize, rel: Relation, scope: Scope) -> Re
         if not ctx.calls:
             raise KqlSemanticError("a summarize item needs an aggregation function such as count() or make_set(X)",
                                    span=item.span, code="KQL205")
-        name = item.name or (default_name(expr) if isinstance(expr, ast.Call) else None) or namer.next()
+        name = item.name or _unique(default_name(expr) if isinstance(expr, ast.Call) else None, columns) or namer.next()
         if item.names:
             raise KqlSemanticError("tuple names are only valid for arg_max, arg_min and percentiles", span=item.span, code="KQL205")
         inner.append(alias(t.sql, name))
@@ -53,6 +53,18 @@ def summarize(c: Compiler, op: ast.Summarize, rel: Relation, scope: Scope) -> Re
         select = select.group_by(*group_sql)
     final = exp.Select(expressions=outer).from_(c.source(Relation(select, ())))
     return Relation(final, tuple(columns))
+
+
+def _unique(name: str | None, columns: list[tuple[str, str]]) -> str | None:
+    """Two aggregates with the same default name: the second gets 1, then 2 (set_y, set_y1)."""
+    if name is None:
+        return None
+    taken = {n for n, _ in columns}
+    candidate, n = name, 0
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}{n}"
+    return candidate
 
 
 def _check_unique(columns: list[tuple[str, str]], op: ast.Summarize) -> None:
@@ -121,7 +133,8 @@ def _multi(c: Compiler, call: ast.Call, item: ast.Assignment, rel: Relation, sco
                                      for i, (_, t) in enumerate(picked)])
     if key_t is not None:
         agg_name = "arg_max" if call.name == "arg_max" else "arg_min"
-        agg = func(agg_name, struct, key_t.sql.copy())
+        # a group whose keys are all null still yields a row (with a null key)
+        agg = exp.Coalesce(this=func(agg_name, struct, key_t.sql.copy()), expressions=[func("any_value", struct.copy())])
     elif len(picked) == 1 and picked[0][1].type in TEXTUAL:
         # take_any of one column prefers a non-empty value
         only = picked[0][1]
