@@ -1,4 +1,4 @@
-"""trustwatch: detect certificate trust abuse on Windows with Sentinel / Defender KQL, run anywhere."""
+"""trustwatch: detect certificate trust abuse on Windows with Sentinel / Defender KQL."""
 
 from __future__ import annotations
 

@@ -41,7 +41,9 @@ def _utc(now: datetime | str | None) -> datetime:
 class Session:
     """An engine with tables loaded, ready to compile and run queries against them."""
 
-    def __init__(self, tables: Mapping[str, TableInput] | None = None, *, engine: DuckDBEngine | None = None) -> None:
+    def __init__(
+        self, tables: Mapping[str, TableInput] | None = None, *, engine: DuckDBEngine | None = None
+    ) -> None:
         self.engine = engine or DuckDBEngine()
         self.catalog: dict[str, CatalogTable] = {
             name: CatalogTable(schema, None) for name, schema in builtin_schemas().items()
@@ -52,12 +54,23 @@ class Session:
 
     def load(self, name: str, data: pa.Table) -> None:
         known = self.catalog.get(name)
-        schema = known.schema if known else TableSchema(
-            name, tuple(Column(n, kql_type_of_arrow(data.schema.field(n).type)) for n in data.column_names))
+        schema = (
+            known.schema
+            if known
+            else TableSchema(
+                name,
+                tuple(
+                    Column(n, kql_type_of_arrow(data.schema.field(n).type))
+                    for n in data.column_names
+                ),
+            )
+        )
         sql_name, full = self.engine.load(schema, data)
         self.catalog[name] = CatalogTable(full, sql_name)
 
-    def compile(self, kql: str, now: datetime | str | None = None, source_name: str = "<query>") -> tuple[list[CompiledStatement], list[str]]:
+    def compile(
+        self, kql: str, now: datetime | str | None = None, source_name: str = "<query>"
+    ) -> tuple[list[CompiledStatement], list[str]]:
         source = Source(kql, source_name)
         try:
             tree = parse_query(kql, source_name)
@@ -66,7 +79,9 @@ class Session:
             raise exc.with_source(source) from None
         return result.statements, result.notices
 
-    def run(self, kql: str, now: datetime | str | None = None, source_name: str = "<query>") -> QueryResult:
+    def run(
+        self, kql: str, now: datetime | str | None = None, source_name: str = "<query>"
+    ) -> QueryResult:
         statements, notices = self.compile(kql, now, source_name)
         tables = [typed_result(self.engine.execute(s.sql), s.columns) for s in statements]
         return QueryResult(tables, [s.to_sql(self.engine.dialect) for s in statements], notices)
@@ -81,8 +96,14 @@ def typed_result(table: pa.Table, columns: tuple[tuple[str, str], ...]) -> pa.Ta
         if ktype == "datetime" and pa.types.is_timestamp(array.type):
             array = pc.cast(array, pa.timestamp("us", tz="UTC"))
         elif ktype == "timespan" and pa.types.is_interval(array.type):
-            micros = [None if v is None else v.days * 86_400_000_000 + v.nanoseconds // 1000 + v.months * 30 * 86_400_000_000
-                      for v in array.to_pylist()]
+            micros = [
+                None
+                if v is None
+                else v.days * 86_400_000_000
+                + v.nanoseconds // 1000
+                + v.months * 30 * 86_400_000_000
+                for v in array.to_pylist()
+            ]
             array = pa.chunked_array([pa.array(micros, type=pa.int64()).cast(pa.duration("us"))])
         elif ktype == "dynamic" and not pa.types.is_string(array.type):
             array = pc.cast(array, pa.string())
@@ -91,12 +112,16 @@ def typed_result(table: pa.Table, columns: tuple[tuple[str, str], ...]) -> pa.Ta
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def run(kql: str, tables: Mapping[str, TableInput] | None = None, now: datetime | str | None = None) -> QueryResult:
+def run(
+    kql: str, tables: Mapping[str, TableInput] | None = None, now: datetime | str | None = None
+) -> QueryResult:
     """Run a query and return every result table (see :func:`query` for the common case)."""
     return Session(tables).run(kql, now)
 
 
-def query(kql: str, tables: Mapping[str, TableInput] | None = None, now: datetime | str | None = None) -> pa.Table:
+def query(
+    kql: str, tables: Mapping[str, TableInput] | None = None, now: datetime | str | None = None
+) -> pa.Table:
     """Run a KQL query on embedded DuckDB and return the (last) result as Arrow.
 
     Args:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +93,7 @@ class KqlSyntaxError(TrustwatchError):
 
 
 class KqlSemanticError(TrustwatchError):
-    """The query is valid KQL but refers to unknown tables, columns or functions, or misuses types."""
+    """Valid KQL that names unknown tables, columns or functions, or misuses types."""
 
     default_code = "KQL200"
 
@@ -134,7 +134,9 @@ def render_diagnostic(diag: Diagnostic, source: Source | None, color: bool = Fal
     lines = [f"{bold}{red}error[{diag.code}]{reset}{bold}: {diag.message}{reset}"]
     if source is not None and diag.span is not None:
         line_no, col = source.line_col(diag.span.start)
-        text_line = source.text.splitlines()[line_no - 1 - source.line_offset] if source.text else ""
+        text_line = (
+            source.text.splitlines()[line_no - 1 - source.line_offset] if source.text else ""
+        )
         gutter = " " * len(str(line_no))
         eol = source.text.find("\n", diag.span.start)
         eol = len(source.text) if eol < 0 else eol

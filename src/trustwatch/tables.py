@@ -12,7 +12,6 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from trustwatch.errors import InputError
-from trustwatch.schema.model import TableSchema
 
 SUPPORTED = ".jsonl, .ndjson, .json, .csv, .parquet"
 
@@ -24,23 +23,21 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def rows_to_arrow(rows: Iterable[Mapping[str, Any]], schema: TableSchema | None = None, origin: str = "rows") -> pa.Table:
+def rows_to_arrow(rows: Iterable[Mapping[str, Any]], origin: str = "rows") -> pa.Table:
     """Build an Arrow table from row dicts; values of a column are made one Arrow type.
 
     Columns holding several kinds of value (numbers and text) are read as text and converted
     by the engine to the column's KQL type.
     """
     columns: dict[str, list[Any]] = {}
-    count = 0
-    for i, row in enumerate(rows):
+    for count, row in enumerate(rows):
         if not isinstance(row, Mapping):
-            raise InputError(f"{origin}: record {i + 1} is not an object")
+            raise InputError(f"{origin}: record {count + 1} is not an object")
         for key in row:
             if key not in columns:
                 columns[key] = [None] * count
         for key, values in columns.items():
             values.append(_cell(row.get(key)))
-        count += 1
     arrays: dict[str, pa.Array] = {}
     for key, values in columns.items():
         kinds = {type(v) for v in values if v is not None}
@@ -50,8 +47,10 @@ def rows_to_arrow(rows: Iterable[Mapping[str, Any]], schema: TableSchema | None 
                 continue
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
                 pass
-        arrays[key] = pa.array([None if v is None else (v if isinstance(v, str) else json.dumps(v)) for v in values],
-                               type=pa.string())
+        arrays[key] = pa.array(
+            [None if v is None else (v if isinstance(v, str) else json.dumps(v)) for v in values],
+            type=pa.string(),
+        )
     if not arrays:
         return pa.table({})
     return pa.table(arrays)
@@ -72,8 +71,11 @@ def read_table_file(path: str | Path) -> pa.Table:
             return pq.read_table(p)
         if suffix in (".csv", ".tsv"):
             opts = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
-            return pacsv.read_csv(p, parse_options=opts,
-                                  convert_options=pacsv.ConvertOptions(strings_can_be_null=False))
+            return pacsv.read_csv(
+                p,
+                parse_options=opts,
+                convert_options=pacsv.ConvertOptions(strings_can_be_null=False),
+            )
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"{p}: cannot read {suffix[1:]} table: {exc}") from exc
     if suffix not in (".json", ".jsonl", ".ndjson"):
@@ -106,5 +108,7 @@ def to_arrow(value: object, name: str) -> pa.Table:
     if isinstance(value, list):
         return rows_to_arrow(value, origin=f"table {name}")
     if hasattr(value, "to_dict") and hasattr(value, "columns"):  # pandas, without importing it
-        return pa.Table.from_pandas(value)  # type: ignore[arg-type]
-    raise InputError(f"table {name}: expected a file path, a pyarrow.Table, a pandas DataFrame or a list of dicts")
+        return pa.Table.from_pandas(value)
+    raise InputError(
+        f"table {name}: expected a file path, pyarrow.Table, pandas DataFrame or list of dicts"
+    )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+from duckdb.func import SPECIAL
 from sqlglot import exp
 
 from trustwatch.engines import udfs
 from trustwatch.errors import EngineError, InputError
-from trustwatch.kql.semantics import SQL_TYPES, TEXTUAL
+from trustwatch.kql.semantics import TEXTUAL, func, not_null_string, sql_type
 from trustwatch.schema.model import Column, KqlType, TableSchema
 
 _ARROW_TO_KQL: list[tuple[Any, KqlType]] = [
@@ -26,16 +28,23 @@ _ARROW_TO_KQL: list[tuple[Any, KqlType]] = [
 ]
 
 
+# (SQL name, Python function, parameter types, result type) of engines/udfs.py functions
+UDFS: list[tuple[str, Callable[..., Any], list[Any], str]] = [
+    ("tw_parse_command_line", udfs.parse_command_line, ["VARCHAR", "VARCHAR"], "JSON"),
+    ("tw_parse_url", udfs.parse_url, ["VARCHAR"], "JSON"),
+    ("tw_parse_urlquery", udfs.parse_urlquery, ["VARCHAR"], "JSON"),
+    ("tw_parse_path", udfs.parse_path, ["VARCHAR"], "JSON"),
+    ("tw_todatetime_us", udfs.todatetime, ["VARCHAR"], "BIGINT"),
+    ("tw_totimespan_us", udfs.totimespan, ["VARCHAR"], "BIGINT"),
+]
+
+
 def kql_type_of_arrow(dtype: pa.DataType) -> KqlType:
     """The KQL type for an undocumented column found in loaded data."""
     for test, ktype in _ARROW_TO_KQL:
         if test(dtype):
             return ktype
     return "dynamic"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class DuckDBEngine:
@@ -56,13 +65,8 @@ class DuckDBEngine:
         self._count = 0
 
     def _register_udfs(self) -> None:
-        self.con.create_function("tw_parse_command_line", udfs.parse_command_line, ["VARCHAR", "VARCHAR"], "JSON",
-                                 null_handling="special")
-        self.con.create_function("tw_parse_url", udfs.parse_url, ["VARCHAR"], "JSON", null_handling="special")
-        self.con.create_function("tw_parse_urlquery", udfs.parse_urlquery, ["VARCHAR"], "JSON", null_handling="special")
-        self.con.create_function("tw_parse_path", udfs.parse_path, ["VARCHAR"], "JSON", null_handling="special")
-        self.con.create_function("tw_todatetime_us", udfs.todatetime, ["VARCHAR"], "BIGINT", null_handling="special")
-        self.con.create_function("tw_totimespan_us", udfs.totimespan, ["VARCHAR"], "BIGINT", null_handling="special")
+        for name, fn, params, result in UDFS:
+            self.con.create_function(name, fn, params, result, null_handling=SPECIAL)
 
     def load(self, schema: TableSchema, data: pa.Table) -> tuple[str, TableSchema]:
         """Copy ``data`` into a typed table following ``schema``.
@@ -79,48 +83,85 @@ class DuckDBEngine:
         self._count += 1
         sql_name = f"tw_{re.sub(r'[^A-Za-z0-9_]', '_', schema.name)}_{self._count}"
         present = {name: data.schema.field(name).type for name in data.column_names}
-        extra = [Column(n, kql_type_of_arrow(t)) for n, t in present.items() if schema.column(n) is None]
+        extra = [
+            Column(n, kql_type_of_arrow(t)) for n, t in present.items() if schema.column(n) is None
+        ]
         full = schema.with_extra_columns(extra)
-        selects = [f"{self._cast(col, present.get(col.name))} AS {_quote(col.name)}" for col in full.columns]
+        projections = [
+            exp.alias_(
+                self._cast(col, present.get(col.name)), exp.to_identifier(col.name, quoted=True)
+            )
+            for col in full.columns
+        ]
         view = f"__tw_src_{self._count}"
+        create = exp.Create(
+            this=exp.to_table(sql_name, quoted=True),
+            kind="TABLE",
+            expression=exp.Select(expressions=projections).from_(exp.to_table(view)),
+        )
         self.con.register(view, data)
         try:
-            self.con.execute(f"CREATE TABLE {_quote(sql_name)} AS SELECT {', '.join(selects)} FROM {view}")  # noqa: S608 - names are quoted identifiers
+            self.con.execute(create.sql(dialect=self.dialect))
         except duckdb.Error as exc:
-            raise InputError(f"table {schema.name}: the data does not fit the table's schema: {exc}") from exc
+            raise InputError(
+                f"table {schema.name}: the data does not fit the table's schema: {exc}"
+            ) from exc
         finally:
             self.con.unregister(view)
         return sql_name, full
 
     @staticmethod
-    def _cast(col: Column, source: pa.DataType | None) -> str:
-        target = SQL_TYPES[col.type]
+    def _cast(col: Column, source: pa.DataType | None) -> exp.Expr:
+        """The expression turning a loaded column into its KQL type (strings never NULL)."""
+        target = sql_type(col.type)
         if source is None:
-            return "''" if col.type in TEXTUAL else f"CAST(NULL AS {target})"
-        ref = _quote(col.name)
+            if col.type in TEXTUAL:
+                return exp.Literal.string("")
+            return exp.Cast(this=exp.null(), to=target)
+        ref = exp.column(col.name, quoted=True)
+        text = pa.types.is_string(source) or pa.types.is_large_string(source)
+        nested = pa.types.is_struct(source) or pa.types.is_list(source) or pa.types.is_map(source)
         if col.type in TEXTUAL:
-            if pa.types.is_string(source) or pa.types.is_large_string(source):
-                return f"COALESCE({ref}, '')"
-            if pa.types.is_struct(source) or pa.types.is_list(source) or pa.types.is_map(source):
-                return f"COALESCE(CAST(to_json({ref}) AS VARCHAR), '')"
-            return f"COALESCE(CAST({ref} AS VARCHAR), '')"
+            if text:
+                return not_null_string(ref)
+            if nested:
+                return not_null_string(exp.Cast(this=func("to_json", ref), to=sql_type("string")))
+            return not_null_string(exp.Cast(this=ref, to=sql_type("string")))
         if col.type == "dynamic":
-            if pa.types.is_string(source) or pa.types.is_large_string(source):
-                return f"CASE WHEN json_valid({ref}) THEN CAST({ref} AS JSON) WHEN {ref} IS NULL OR {ref} = '' THEN NULL ELSE to_json({ref}) END"
-            return f"to_json({ref})"
+            if not text:
+                return func("to_json", ref)
+            empty = exp.or_(
+                exp.Is(this=ref.copy(), expression=exp.null()),
+                exp.EQ(this=ref.copy(), expression=exp.Literal.string("")),
+            )
+            return exp.Case(
+                ifs=[
+                    exp.If(
+                        this=func("json_valid", ref.copy()),
+                        true=exp.Cast(this=ref.copy(), to=target),
+                    ),
+                    exp.If(this=empty, true=exp.null()),
+                ],
+                default=func("to_json", ref.copy()),
+            )
         if col.type == "datetime":
             if pa.types.is_timestamp(source) or pa.types.is_date(source):
-                return f"CAST({ref} AS TIMESTAMP)"
-            return f"CAST(TRY_CAST({ref} AS TIMESTAMPTZ) AS TIMESTAMP)"
+                return exp.Cast(this=ref, to=target)
+            as_tz = exp.TryCast(this=ref, to=exp.DataType.build("TIMESTAMPTZ"))
+            return exp.Cast(this=as_tz, to=target)
         if col.type == "timespan":
             if pa.types.is_duration(source):
-                return f"CAST({ref} AS INTERVAL)"
-            if pa.types.is_integer(source):
-                return f"to_microseconds(CAST({ref} AS BIGINT) // 10)"  # ticks
-            return f"to_microseconds(tw_totimespan_us(CAST({ref} AS VARCHAR)))"
-        if col.type == "bool" and (pa.types.is_string(source) or pa.types.is_large_string(source)):
-            return f"TRY_CAST(lower({ref}) AS BOOLEAN)"
-        return f"TRY_CAST({ref} AS {target})"
+                return exp.Cast(this=ref, to=target)
+            if pa.types.is_integer(source):  # ticks of 100 ns
+                ticks = exp.Cast(this=ref, to=sql_type("long"))
+                return func(
+                    "to_microseconds", exp.IntDiv(this=ticks, expression=exp.Literal.number(10))
+                )
+            as_text = exp.Cast(this=ref, to=sql_type("string"))
+            return func("to_microseconds", func("tw_totimespan_us", as_text))
+        if col.type == "bool" and text:
+            return exp.TryCast(this=func("lower", ref), to=target)
+        return exp.TryCast(this=ref, to=target)
 
     def lock(self) -> None:
         """Switch off file and network access and lock the configuration.
@@ -138,8 +179,10 @@ class DuckDBEngine:
         try:
             return self.con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
-            raise EngineError(f"DuckDB failed to run the compiled query: {exc}",
-                              hint="run with --explain to see the SQL; please report this as a bug") from exc
+            raise EngineError(
+                f"DuckDB failed to run the compiled query: {exc}",
+                hint="run with --explain to see the SQL; please report this as a bug",
+            ) from exc
 
     def close(self) -> None:
         self.con.close()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import parse_qsl, urlsplit
-
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, urlsplit
 
 from trustwatch.kql.parser import parse_datetime_text, parse_timespan_text
 
@@ -81,22 +80,27 @@ def parse_url(url: str | None) -> str | None:
         return json.dumps({})
     if not parts.scheme:
         return json.dumps({})
-    return json.dumps({
-        "Scheme": parts.scheme,
-        "Host": parts.hostname or "",
-        "Port": port,
-        "Path": parts.path,
-        "Username": parts.username or "",
-        "Password": parts.password or "",
-        "Query Parameters": dict(parse_qsl(parts.query, keep_blank_values=True)),
-        "Fragment": parts.fragment,
-    }, ensure_ascii=False)
+    return json.dumps(
+        {
+            "Scheme": parts.scheme,
+            "Host": parts.hostname or "",
+            "Port": port,
+            "Path": parts.path,
+            "Username": parts.username or "",
+            "Password": parts.password or "",
+            "Query Parameters": dict(parse_qsl(parts.query, keep_blank_values=True)),
+            "Fragment": parts.fragment,
+        },
+        ensure_ascii=False,
+    )
 
 
 def parse_urlquery(query: str | None) -> str | None:
     if query is None:
         return None
-    return json.dumps({"Query Parameters": dict(parse_qsl(query.lstrip("?"), keep_blank_values=True))})
+    return json.dumps(
+        {"Query Parameters": dict(parse_qsl(query.lstrip("?"), keep_blank_values=True))}
+    )
 
 
 def parse_path(path: str | None) -> str | None:
@@ -110,7 +114,7 @@ def parse_path(path: str | None) -> str | None:
     rest = path
     m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]+)://", path)
     if m:
-        scheme, rest = m.group(1), path[m.end():]
+        scheme, rest = m.group(1), path[m.end() :]
     stream = ""
     sep = "/" if "/" in rest and "\\" not in rest else "\\"
     directory, _, filename = rest.rpartition(sep)
@@ -121,15 +125,18 @@ def parse_path(path: str | None) -> str | None:
     if rm:
         root = rm.group(1)
     ext = filename.rpartition(".")[2] if "." in filename else ""
-    return json.dumps({
-        "Scheme": scheme,
-        "RootPath": root,
-        "DirectoryPath": directory,
-        "DirectoryName": directory.rpartition(sep)[2],
-        "Filename": filename,
-        "Extension": ext,
-        "AlternateDataStreamName": stream,
-    }, ensure_ascii=False)
+    return json.dumps(
+        {
+            "Scheme": scheme,
+            "RootPath": root,
+            "DirectoryPath": directory,
+            "DirectoryName": directory.rpartition(sep)[2],
+            "Filename": filename,
+            "Extension": ext,
+            "AlternateDataStreamName": stream,
+        },
+        ensure_ascii=False,
+    )
 
 
 def todatetime(text: str | None) -> int | None:
@@ -153,4 +160,3 @@ def totimespan(text: str | None) -> int | None:
     except ValueError:
         return None
     return int(value.total_seconds() * 1_000_000)
-

@@ -13,7 +13,15 @@ from sqlglot import exp
 
 from trustwatch.errors import KqlSemanticError
 from trustwatch.kql import ast
-from trustwatch.kql.semantics import NUMERIC, TEXTUAL, Typed, func, lit_string, not_null_string, sql_type
+from trustwatch.kql.semantics import (
+    NUMERIC,
+    TEXTUAL,
+    Typed,
+    func,
+    lit_string,
+    not_null_string,
+    sql_type,
+)
 
 if TYPE_CHECKING:
     from trustwatch.kql.expressions import ExprCompiler
@@ -22,16 +30,39 @@ AggHandler = Callable[["ExprCompiler", ast.Call], Typed]
 AGGREGATES: dict[str, AggHandler] = {}
 
 # Aggregates that produce several columns; compiled by the summarize operator itself.
-MULTI_COLUMN = frozenset({"arg_max", "arg_min", "take_any", "percentiles", "percentiles_array", "any"})
+MULTI_COLUMN = frozenset(
+    {"arg_max", "arg_min", "take_any", "percentiles", "percentiles_array", "any"}
+)
 
 # name -> prefix of the default output column (prefix_X for an argument column X)
 DEFAULT_PREFIX = {
-    "count": "count_", "countif": "countif_", "dcount": "dcount_", "dcountif": "dcountif_", "sum": "sum_",
-    "sumif": "sumif_", "avg": "avg_", "avgif": "avgif_", "min": "min_", "max": "max_", "minif": "minif_",
-    "maxif": "maxif_", "make_set": "set_", "make_set_if": "set_", "make_list": "list_", "make_list_if": "list_",
-    "make_bag": "bag_", "make_bag_if": "bag_", "stdev": "stdev_", "stdevif": "stdevif_", "variance": "variance_",
-    "varianceif": "varianceif_", "count_distinct": "count_distinct_", "count_distinctif": "count_distinctif_",
-    "percentile": "percentile_", "take_anyif": "take_anyif_", "binary_all_or": "binary_all_or_",
+    "count": "count_",
+    "countif": "countif_",
+    "dcount": "dcount_",
+    "dcountif": "dcountif_",
+    "sum": "sum_",
+    "sumif": "sumif_",
+    "avg": "avg_",
+    "avgif": "avgif_",
+    "min": "min_",
+    "max": "max_",
+    "minif": "minif_",
+    "maxif": "maxif_",
+    "make_set": "set_",
+    "make_set_if": "set_",
+    "make_list": "list_",
+    "make_list_if": "list_",
+    "make_bag": "bag_",
+    "make_bag_if": "bag_",
+    "stdev": "stdev_",
+    "stdevif": "stdevif_",
+    "variance": "variance_",
+    "varianceif": "varianceif_",
+    "count_distinct": "count_distinct_",
+    "count_distinctif": "count_distinctif_",
+    "percentile": "percentile_",
+    "take_anyif": "take_anyif_",
+    "binary_all_or": "binary_all_or_",
     "binary_all_and": "binary_all_and_",
 }
 
@@ -47,8 +78,11 @@ def register(*names: str) -> Callable[[AggHandler], AggHandler]:
 
 def compile_aggregate(ec: ExprCompiler, node: ast.Call) -> Typed:
     if node.name in MULTI_COLUMN:
-        raise KqlSemanticError(f"{node.name}() must be a summarize item of its own, not part of an expression",
-                               span=node.span, code="KQL205")
+        raise KqlSemanticError(
+            f"{node.name}() must be a summarize item of its own, not part of an expression",
+            span=node.span,
+            code="KQL205",
+        )
     assert ec.aggregate is not None
     ec.aggregate.calls.append(node)
     return AGGREGATES[node.name](ec, node)
@@ -65,17 +99,17 @@ def _args(ec: ExprCompiler, node: ast.Call, low: int, high: int | None = None) -
     return _inner(ec).args(node, low, high)
 
 
-def _pred(ec: ExprCompiler, t: Typed, node: ast.Node) -> exp.Expression:
+def _pred(ec: ExprCompiler, t: Typed, node: ast.Node) -> exp.Expr:
     return _inner(ec).boolean(t, node.span)
 
 
-def _filter(agg: exp.Expression, predicate: exp.Expression | None) -> exp.Expression:
+def _filter(agg: exp.Expr, predicate: exp.Expr | None) -> exp.Expr:
     if predicate is None:
         return agg
     return exp.Filter(this=agg, expression=exp.Where(this=predicate))
 
 
-def _value(t: Typed) -> exp.Expression:
+def _value(t: Typed) -> exp.Expr:
     """Aggregates skip nulls; KQL's empty strings are values, so they are kept."""
     return t.sql
 
@@ -111,7 +145,9 @@ def _dcountif(ec: ExprCompiler, node: ast.Call) -> Typed:
     return _dcount(ec, node, True)
 
 
-def _numeric_agg(sql_name: str, with_predicate: bool, result: str | None, zero: bool = False) -> AggHandler:
+def _numeric_agg(
+    sql_name: str, with_predicate: bool, result: str | None, zero: bool = False
+) -> AggHandler:
     def handler(ec: ExprCompiler, node: ast.Call) -> Typed:
         args = _args(ec, node, 2 if with_predicate else 1)
         value = args[0]
@@ -125,7 +161,9 @@ def _numeric_agg(sql_name: str, with_predicate: bool, result: str | None, zero: 
         if ktype == "int":
             ktype = "long"
         if zero:  # sum over nothing is 0; DuckDB widens integer sums to HUGEINT, Kusto keeps long
-            agg = exp.Cast(this=exp.Coalesce(this=agg, expressions=[exp.Literal.number(0)]), to=sql_type(ktype))
+            agg = exp.Cast(
+                this=exp.Coalesce(this=agg, expressions=[exp.Literal.number(0)]), to=sql_type(ktype)
+            )
         if sql_name in ("min", "max") and value.type in TEXTUAL:
             agg = not_null_string(agg)
         return Typed(agg, ktype)
@@ -133,25 +171,27 @@ def _numeric_agg(sql_name: str, with_predicate: bool, result: str | None, zero: 
     return handler
 
 
-AGGREGATES.update({
-    "sum": _numeric_agg("sum", False, None, zero=True),
-    "sumif": _numeric_agg("sum", True, None, zero=True),
-    "avg": _numeric_agg("avg", False, "real"),
-    "avgif": _numeric_agg("avg", True, "real"),
-    "min": _numeric_agg("min", False, None),
-    "max": _numeric_agg("max", False, None),
-    "minif": _numeric_agg("min", True, None),
-    "maxif": _numeric_agg("max", True, None),
-    "stdev": _numeric_agg("stddev_samp", False, "real"),
-    "stdevif": _numeric_agg("stddev_samp", True, "real"),
-    "stdevp": _numeric_agg("stddev_pop", False, "real"),
-    "variance": _numeric_agg("var_samp", False, "real"),
-    "varianceif": _numeric_agg("var_samp", True, "real"),
-    "variancep": _numeric_agg("var_pop", False, "real"),
-})
+AGGREGATES.update(
+    {
+        "sum": _numeric_agg("sum", False, None, zero=True),
+        "sumif": _numeric_agg("sum", True, None, zero=True),
+        "avg": _numeric_agg("avg", False, "real"),
+        "avgif": _numeric_agg("avg", True, "real"),
+        "min": _numeric_agg("min", False, None),
+        "max": _numeric_agg("max", False, None),
+        "minif": _numeric_agg("min", True, None),
+        "maxif": _numeric_agg("max", True, None),
+        "stdev": _numeric_agg("stddev_samp", False, "real"),
+        "stdevif": _numeric_agg("stddev_samp", True, "real"),
+        "stdevp": _numeric_agg("stddev_pop", False, "real"),
+        "variance": _numeric_agg("var_samp", False, "real"),
+        "varianceif": _numeric_agg("var_samp", True, "real"),
+        "variancep": _numeric_agg("var_pop", False, "real"),
+    }
+)
 
 
-def _json_element(t: Typed) -> exp.Expression:
+def _json_element(t: Typed) -> exp.Expr:
     from trustwatch.kql.functions import to_string
 
     if t.type == "dynamic":
@@ -174,19 +214,29 @@ def _make_list(distinct: bool, with_predicate: bool) -> AggHandler:
         # https://learn.microsoft.com/kusto/query/make-set-aggregation-function
         order = ec.rel.order if ec.rel is not None else None
         if distinct and value.type == "dynamic":
-            elements = exp.Case(ifs=[exp.If(this=exp.EQ(this=func("json_type", element), expression=lit_string("ARRAY")),
-                                            true=func("json_extract", element.copy(), lit_string("$[*]")))],
-                                default=func("list_value", element.copy()))
+            elements = exp.Case(
+                ifs=[
+                    exp.If(
+                        this=exp.EQ(
+                            this=func("json_type", element), expression=lit_string("ARRAY")
+                        ),
+                        true=func("json_extract", element.copy(), lit_string("$[*]")),
+                    )
+                ],
+                default=func("list_value", element.copy()),
+            )
             agg = func("list_distinct", func("flatten", _filter(exp.ArrayAgg(this=elements), cond)))
         elif distinct:
             agg = func("list_distinct", _filter(exp.ArrayAgg(this=element), cond))
         elif order is not None:
             # serialized input (after sort): make_list keeps the row order
-            ordered = exp.Order(this=element, expressions=[exp.Ordered(this=exp.column(order, quoted=True))])
+            ordered = exp.Order(
+                this=element, expressions=[exp.Ordered(this=exp.column(order, quoted=True))]
+            )
             agg = _filter(exp.ArrayAgg(this=ordered), cond)
         else:
             agg = _filter(exp.ArrayAgg(this=element), cond)
-        lst = exp.Coalesce(this=agg, expressions=[func("list_value")])
+        lst: exp.Expr = exp.Coalesce(this=agg, expressions=[func("list_value")])
         limit = args[low] if len(args) > low else None
         if limit is not None:
             lst = func("list_slice", lst, exp.Literal.number(1), limit.sql)
@@ -195,13 +245,15 @@ def _make_list(distinct: bool, with_predicate: bool) -> AggHandler:
     return handler
 
 
-AGGREGATES.update({
-    "make_set": _make_list(True, False),
-    "make_set_if": _make_list(True, True),
-    "make_list": _make_list(False, False),
-    "make_list_if": _make_list(False, True),
-    "make_list_with_nulls": _make_list(False, False),
-})
+AGGREGATES.update(
+    {
+        "make_set": _make_list(True, False),
+        "make_set_if": _make_list(True, True),
+        "make_list": _make_list(False, False),
+        "make_list_if": _make_list(False, True),
+        "make_list_with_nulls": _make_list(False, False),
+    }
+)
 
 
 @register("make_bag", "make_bag_if")
@@ -210,19 +262,35 @@ def _make_bag(ec: ExprCompiler, node: ast.Call) -> Typed:
     args = _args(ec, node, 2 if with_predicate else 1, 3 if with_predicate else 2)
     pred = _pred(ec, args[1], node.args[1]) if with_predicate else None
     bags = _filter(exp.ArrayAgg(this=args[0].sql), pred)
-    merged = func("list_reduce", bags, exp.Lambda(this=func("json_merge_patch", exp.column("a"), exp.column("b")),
-                                                 expressions=[exp.to_identifier("a"), exp.to_identifier("b")]))
-    return Typed(exp.Coalesce(this=merged, expressions=[exp.Cast(this=lit_string("{}"), to=sql_type("dynamic"))]), "dynamic")
+    merged = func(
+        "list_reduce",
+        bags,
+        exp.Lambda(
+            this=func("json_merge_patch", exp.column("a"), exp.column("b")),
+            expressions=[exp.to_identifier("a"), exp.to_identifier("b")],
+        ),
+    )
+    return Typed(
+        exp.Coalesce(
+            this=merged, expressions=[exp.Cast(this=lit_string("{}"), to=sql_type("dynamic"))]
+        ),
+        "dynamic",
+    )
 
 
 @register("percentile")
 def _percentile(ec: ExprCompiler, node: ast.Call) -> Typed:
     value, p = _args(ec, node, 2)
     if not (p.is_constant and isinstance(p.constant, int | float)):
-        raise KqlSemanticError("the percentile must be a constant number", span=node.args[1].span, code="KQL205")
+        raise KqlSemanticError(
+            "the percentile must be a constant number", span=node.args[1].span, code="KQL205"
+        )
     fraction = exp.Literal.number(float(p.constant) / 100)
     # nearest-rank percentile: https://learn.microsoft.com/kusto/query/percentiles-aggregation-function
-    return Typed(func("quantile_disc", value.sql, fraction), value.type if value.type in NUMERIC | {"datetime", "timespan"} else "real")
+    return Typed(
+        func("quantile_disc", value.sql, fraction),
+        value.type if value.type in NUMERIC | {"datetime", "timespan"} else "real",
+    )
 
 
 for _name in ("arg_max", "arg_min", "take_any", "any", "percentiles", "percentiles_array"):
@@ -239,7 +307,11 @@ def default_name(node: ast.Call) -> str | None:
     if node.name == "percentile" and len(node.args) == 2 and isinstance(node.args[1], ast.Literal):
         arg = column_name_of(node.args[0])
         p = node.args[1].value
-        text = str(p).replace(".", "_") if not (isinstance(p, float) and p.is_integer()) else str(int(p))
+        text = (
+            str(p).replace(".", "_")
+            if not (isinstance(p, float) and p.is_integer())
+            else str(int(p))
+        )
         return f"{prefix}{arg}_{text}" if arg else None
     arg = column_name_of(node.args[0]) if node.args else None
     return f"{prefix}{arg}" if arg else None

@@ -16,12 +16,12 @@ from trustwatch.kql.semantics import NUMERIC, Typed, func, sql_type
 ErrorFactory = Callable[..., KqlSemanticError]
 
 
-def micros(sql: exp.Expression) -> exp.Expression:
+def micros(sql: exp.Expr) -> exp.Expr:
     """A timespan (SQL INTERVAL) as a count of microseconds."""
     return func("epoch_us", sql)
 
 
-def from_micros(sql: exp.Expression) -> exp.Expression:
+def from_micros(sql: exp.Expr) -> exp.Expr:
     return func("to_microseconds", exp.Cast(this=func("round", sql), to=sql_type("long")))
 
 
@@ -34,7 +34,14 @@ def _coerce_dynamic(t: Typed, other: Typed) -> Typed:
     if t.type == "dynamic":
         from trustwatch.kql.functions import convert
 
-        return convert(t, "real" if other.type == "real" or other.type == "dynamic" else other.type if other.type in NUMERIC else "real")
+        return convert(
+            t,
+            "real"
+            if other.type == "real" or other.type == "dynamic"
+            else other.type
+            if other.type in NUMERIC
+            else "real",
+        )
     return t
 
 
@@ -58,8 +65,10 @@ def arithmetic(op: str, left: Typed, right: Typed, span: Span, error: ErrorFacto
             return Typed(exp.Div(this=exp.Cast(this=a, to=sql_type("real")), expression=b), "real")
         # Kusto's modulo is never negative: 0 <= N % D < abs(D)
         absb = exp.Abs(this=b.copy())
-        inner = exp.Mod(this=exp.paren(exp.Add(this=exp.paren(exp.Mod(this=a, expression=b)), expression=absb)),
-                        expression=absb.copy())
+        inner = exp.Mod(
+            this=exp.paren(exp.Add(this=exp.paren(exp.Mod(this=a, expression=b)), expression=absb)),
+            expression=absb.copy(),
+        )
         return Typed(inner, result)
     if lt == "datetime" and rt == "timespan" and op in "+-":
         cls = exp.Add if op == "+" else exp.Sub
@@ -73,13 +82,27 @@ def arithmetic(op: str, left: Typed, right: Typed, span: Span, error: ErrorFacto
             cls = exp.Add if op == "+" else exp.Sub
             return Typed(cls(this=a, expression=b), "timespan")
         if op == "/":
-            return Typed(exp.Div(this=exp.Cast(this=micros(a), to=sql_type("real")), expression=micros(b)), "real")
+            return Typed(
+                exp.Div(this=exp.Cast(this=micros(a), to=sql_type("real")), expression=micros(b)),
+                "real",
+            )
         if op == "%":
-            return Typed(func("to_microseconds", exp.Mod(this=micros(a), expression=micros(b))), "timespan")
+            return Typed(
+                func("to_microseconds", exp.Mod(this=micros(a), expression=micros(b))), "timespan"
+            )
     if lt == "timespan" and rt in NUMERIC and op in "*/":
-        cls = exp.Mul if op == "*" else exp.Div
-        return Typed(from_micros(cls(this=exp.Cast(this=micros(a), to=sql_type("real")), expression=b)), "timespan")
+        scale = exp.Mul if op == "*" else exp.Div
+        return Typed(
+            from_micros(scale(this=exp.Cast(this=micros(a), to=sql_type("real")), expression=b)),
+            "timespan",
+        )
     if lt in NUMERIC and rt == "timespan" and op == "*":
-        return Typed(from_micros(exp.Mul(this=exp.Cast(this=a, to=sql_type("real")), expression=micros(b))), "timespan")
-    raise error(f"operator '{op}' cannot combine {lt} and {rt}", span,
-                hint="use strcat() to join strings" if "string" in (lt, rt) and op == "+" else None)
+        return Typed(
+            from_micros(exp.Mul(this=exp.Cast(this=a, to=sql_type("real")), expression=micros(b))),
+            "timespan",
+        )
+    raise error(
+        f"operator '{op}' cannot combine {lt} and {rt}",
+        span,
+        hint="use strcat() to join strings" if "string" in (lt, rt) and op == "+" else None,
+    )

@@ -9,14 +9,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar, dataclass_transform
 
 from trustwatch.errors import Span
 
 _NO_SPAN = Span(0, 0)
+_N = TypeVar("_N")
 
 
-def _node(cls: type[Any]) -> type[Any]:
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(field,))
+def _node(cls: type[_N]) -> type[_N]:
+    """Declare a syntax-tree node: a frozen, slotted, keyword-only dataclass."""
     return dataclass(frozen=True, slots=True, kw_only=True)(cls)
 
 
@@ -47,7 +50,7 @@ def _nodes_in(value: object) -> Iterator[Node]:
             yield from _nodes_in(item)
 
 
-# --- scalar expressions -------------------------------------------------------------------------
+# --- scalar expressions ----------------------------------------------------------------------
 
 
 @_node
@@ -136,7 +139,7 @@ class Between(Expr):
     negated: bool = False
 
 
-# --- statements and tabular expressions ---------------------------------------------------------
+# --- statements and tabular expressions ------------------------------------------------------
 
 
 @_node
@@ -429,7 +432,7 @@ class OtherOp(PipeOp):
     text: str
 
 
-# --- let and the query ---------------------------------------------------------------------------
+# --- let and the query -----------------------------------------------------------------------
 
 
 @_node

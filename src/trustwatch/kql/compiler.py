@@ -6,7 +6,6 @@ their KQL types, so an unknown column is reported where it is used, with a "did 
 
 from __future__ import annotations
 
-import fnmatch
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from trustwatch.kql.scope import (
     Scope,
     TabularBinding,
 )
-from trustwatch.kql.semantics import Typed, not_null_string, sql_type
+from trustwatch.kql.semantics import Typed, sql_type
 from trustwatch.schema.model import TableSchema, suggest
 
 
@@ -61,7 +60,7 @@ def _ident(name: str) -> exp.Identifier:
     return exp.to_identifier(name, quoted=True)
 
 
-def alias(sql: exp.Expression, name: str) -> exp.Expression:
+def alias(sql: exp.Expr, name: str) -> exp.Expr:
     return exp.alias_(sql, _ident(name))
 
 
@@ -74,31 +73,36 @@ class Compiler:
         self._aliases = itertools.count(1)
         self.notices: list[str] = []
 
-    # --- helpers ------------------------------------------------------------------------------------
+    # --- helpers ------------------------------------------------------------------------------
 
     def fresh(self, prefix: str = "_t") -> str:
         return f"{prefix}{next(self._aliases)}"
 
-    def source(self, rel: Relation) -> exp.Expression:
+    def source(self, rel: Relation) -> exp.Expr:
         return exp.Subquery(this=rel.sql, alias=exp.TableAlias(this=_ident(self.fresh())))
 
-    def select(self, rel: Relation, projections: list[exp.Expression]) -> exp.Select:
+    def select(self, rel: Relation, projections: list[exp.Expr]) -> exp.Select:
         return exp.Select(expressions=projections).from_(self.source(rel))
 
-    def star_projection(self, rel: Relation, *, keep_order: bool = True) -> list[exp.Expression]:
-        cols: list[exp.Expression] = [_col(n) for n in rel.names()]
+    def star_projection(self, rel: Relation, *, keep_order: bool = True) -> list[exp.Expr]:
+        cols: list[exp.Expr] = [_col(n) for n in rel.names()]
         if keep_order and rel.order:
             cols.append(_col(rel.order))
         return cols
 
-    def semantic_error(self, message: str, span: Span, hint: str | None = None, code: str = "KQL200") -> KqlSemanticError:
+    def semantic_error(
+        self, message: str, span: Span, hint: str | None = None, code: str = "KQL200"
+    ) -> KqlSemanticError:
         return KqlSemanticError(message, span=span, hint=hint, code=code)
 
     def unsupported(self, what: str, span: Span) -> UnsupportedKql:
-        return UnsupportedKql(f"{what} is not supported by trustwatch's KQL engine", span=span,
-                              hint="see docs/kql-support.md for what is implemented")
+        return UnsupportedKql(
+            f"{what} is not supported by trustwatch's KQL engine",
+            span=span,
+            hint="see docs/kql-support.md for what is implemented",
+        )
 
-    # --- query ----------------------------------------------------------------------------------------
+    # --- query --------------------------------------------------------------------------------
 
     def compile_query(self, query: ast.Query) -> CompileResult:
         scope = Scope()
@@ -132,19 +136,21 @@ class Compiler:
         if isinstance(node, ast.Call):
             binding = scope.lookup(node.name)
             if isinstance(binding, LambdaBinding):
-                return isinstance(binding.fn.body, ast.TabularExpr) or self.names_tabular(binding.fn.body, binding.scope)
+                return isinstance(binding.fn.body, ast.TabularExpr) or self.names_tabular(
+                    binding.fn.body, binding.scope
+                )
             return node.name in ("materialize", "table", "view")
         return False
 
     def finish(self, rel: Relation) -> CompiledStatement:
         """Final projection: hidden columns removed, order applied."""
-        projections: list[exp.Expression] = [_col(n) for n in rel.names()]
+        projections: list[exp.Expr] = [_col(n) for n in rel.names()]
         select = exp.Select(expressions=projections).from_(self.source(rel))
         if rel.order:
             select = select.order_by(exp.Ordered(this=_col(rel.order)))
         return CompiledStatement(select, rel.columns)
 
-    # --- tabular expressions ----------------------------------------------------------------------------
+    # --- tabular expressions ------------------------------------------------------------------
 
     def compile_tabular(self, node: ast.Node, scope: Scope) -> Relation:
         if isinstance(node, ast.Pipeline):
@@ -177,13 +183,20 @@ class Compiler:
             return self.compile_tabular(binding.fn.body, self.lambda_scope(binding, [], span))
         table = self.catalog.get(name)
         if table is None:
-            names = list(self.catalog) + [n for n, b in scope.bindings.items() if not isinstance(b, Typed)]
-            raise self.semantic_error(f"unknown table '{name}'", span, hint=suggest(name, names), code="KQL201")
+            names = list(self.catalog) + [
+                n for n, b in scope.bindings.items() if not isinstance(b, Typed)
+            ]
+            raise self.semantic_error(
+                f"unknown table '{name}'", span, hint=suggest(name, names), code="KQL201"
+            )
         columns = tuple((c.name, c.type) for c in table.schema.columns)
         if table.sql_name is None:
             return self.empty_relation(columns)
         projections = [_col(n) for n, _ in columns]
-        return Relation(exp.Select(expressions=projections).from_(exp.to_table(table.sql_name, quoted=True)), columns)
+        return Relation(
+            exp.Select(expressions=projections).from_(exp.to_table(table.sql_name, quoted=True)),
+            columns,
+        )
 
     def empty_relation(self, columns: tuple[tuple[str, str], ...]) -> Relation:
         projections = [alias(exp.Cast(this=exp.null(), to=sql_type(t)), n) for n, t in columns]
@@ -199,27 +212,47 @@ class Compiler:
         if call.name == "table" and len(call.args) == 1 and isinstance(call.args[0], ast.Literal):
             return self.table_ref(str(call.args[0].value), call.args[0].span, scope)
         if binding is None and call.name in self.catalog:
-            raise self.semantic_error(f"'{call.name}' is a table, not a function", call.name_span, code="KQL203")
-        raise self.semantic_error(f"unknown tabular function '{call.name}'", call.name_span,
-                                  hint=suggest(call.name, [n for n, b in scope.bindings.items() if isinstance(b, LambdaBinding)]),
-                                  code="KQL203")
+            raise self.semantic_error(
+                f"'{call.name}' is a table, not a function", call.name_span, code="KQL203"
+            )
+        raise self.semantic_error(
+            f"unknown tabular function '{call.name}'",
+            call.name_span,
+            hint=suggest(
+                call.name, [n for n, b in scope.bindings.items() if isinstance(b, LambdaBinding)]
+            ),
+            code="KQL203",
+        )
 
-    def lambda_scope(self, binding: LambdaBinding, args: list[ast.Node], span: Span, caller: Scope | None = None,
-                     implicit: Relation | None = None, row: Relation | None = None) -> Scope:
+    def lambda_scope(
+        self,
+        binding: LambdaBinding,
+        args: list[ast.Node],
+        span: Span,
+        caller: Scope | None = None,
+        implicit: Relation | None = None,
+        row: Relation | None = None,
+    ) -> Scope:
         """Bind a user function's parameters to the call's arguments (by position)."""
         fn = binding.fn
         params = list(fn.params)
         bound: dict[str, object] = {}
         if implicit is not None:
             if not params or not params[0].tabular:
-                raise self.semantic_error("invoke needs a function whose first parameter is tabular", span, code="KQL204")
+                raise self.semantic_error(
+                    "invoke needs a function whose first parameter is tabular", span, code="KQL204"
+                )
             bound[params[0].name] = RelationBinding(implicit)
             params = params[1:]
         required = [p for p in params if p.default is None]
         if not (len(required) <= len(args) <= len(params)):
             raise self.semantic_error(
-                f"function takes {len(required)}" + (f" to {len(params)}" if len(params) != len(required) else "")
-                + f" arguments, got {len(args)}", span, code="KQL204")
+                f"function takes {len(required)}"
+                + (f" to {len(params)}" if len(params) != len(required) else "")
+                + f" arguments, got {len(args)}",
+                span,
+                code="KQL204",
+            )
         caller = caller or Scope()
         for i, param in enumerate(params):
             if i < len(args):
@@ -227,7 +260,7 @@ class Compiler:
                 if param.tabular:
                     bound[param.name] = RelationBinding(self.compile_tabular(arg, caller))
                 else:
-                    bound[param.name] = self.expr(arg, caller, row)  # type: ignore[arg-type]
+                    bound[param.name] = self.expr(arg, caller, row)
             else:
                 assert param.default is not None
                 bound[param.name] = self.expr(param.default, binding.scope, None)
@@ -236,7 +269,7 @@ class Compiler:
             scope = self.bind_let(let, scope)
         return scope
 
-    # --- pipe operators -------------------------------------------------------------------------------
+    # --- pipe operators -----------------------------------------------------------------------
 
     def compile_op(self, op: ast.PipeOp, rel: Relation, scope: Scope) -> tuple[Relation, Scope]:
         from trustwatch.kql import operators
@@ -249,10 +282,17 @@ class Compiler:
             raise self.unsupported(f"the '{name}' operator", op.span)
         return handler(self, op, rel, scope), scope
 
-    # --- scalar expressions -----------------------------------------------------------------------------
+    # --- scalar expressions -------------------------------------------------------------------
 
-    def expr(self, node: ast.Node, scope: Scope, rel: Relation | None, *, overlay: Mapping[str, Typed] | None = None,
-             aggregate: AggregateContext | None = None) -> Typed:
+    def expr(
+        self,
+        node: ast.Node,
+        scope: Scope,
+        rel: Relation | None,
+        *,
+        overlay: Mapping[str, Typed] | None = None,
+        aggregate: AggregateContext | None = None,
+    ) -> Typed:
         """Compile a scalar expression against the columns of ``rel`` (None: no row context)."""
         from trustwatch.kql.expressions import ExprCompiler
 
@@ -269,7 +309,9 @@ class AggregateContext:
 OperatorHandler = Callable[[Compiler, ast.PipeOp, Relation, Scope], Relation]
 
 
-def compile_query(query: ast.Query, catalog: Mapping[str, CatalogTable], now: datetime) -> CompileResult:
+def compile_query(
+    query: ast.Query, catalog: Mapping[str, CatalogTable], now: datetime
+) -> CompileResult:
     """Compile a parsed query to SQL trees.
 
     Args:

@@ -36,7 +36,7 @@ _COMPARISONS = {"<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
 
 def literal(value: object, ktype: str) -> Typed:
     """A typed SQL literal for a Python value of a KQL type."""
-    sql: exp.Expression
+    sql: exp.Expr
     if value is None:
         if ktype == "string":
             return Typed(lit_string(""), ktype, "", True)
@@ -61,7 +61,10 @@ def literal(value: object, ktype: str) -> Typed:
         assert isinstance(value, timedelta)
         sql = func("to_microseconds", exp.Literal.number(value // timedelta(microseconds=1)))
     elif ktype == "dynamic":
-        sql = exp.Cast(this=lit_string(json.dumps(value, separators=(",", ":"), ensure_ascii=False)), to=sql_type("dynamic"))
+        sql = exp.Cast(
+            this=lit_string(json.dumps(value, separators=(",", ":"), ensure_ascii=False)),
+            to=sql_type("dynamic"),
+        )
     else:
         raise KeyError(ktype)
     return Typed(sql, ktype, value, True)
@@ -70,15 +73,23 @@ def literal(value: object, ktype: str) -> Typed:
 class ExprCompiler:
     """Compiles one scalar expression tree in a scope, against one input relation."""
 
-    def __init__(self, compiler: Compiler, scope: Scope, rel: Relation | None, overlay: Mapping[str, Typed],
-                 aggregate: AggregateContext | None) -> None:
+    def __init__(
+        self,
+        compiler: Compiler,
+        scope: Scope,
+        rel: Relation | None,
+        overlay: Mapping[str, Typed],
+        aggregate: AggregateContext | None,
+    ) -> None:
         self.compiler = compiler
         self.scope = scope
         self.rel = rel
         self.overlay = overlay
         self.aggregate = aggregate
 
-    def error(self, message: str, span: Span, hint: str | None = None, code: str = "KQL205") -> KqlSemanticError:
+    def error(
+        self, message: str, span: Span, hint: str | None = None, code: str = "KQL205"
+    ) -> KqlSemanticError:
         return KqlSemanticError(message, span=span, hint=hint, code=code)
 
     def compile(self, node: ast.Node) -> Typed:
@@ -88,7 +99,7 @@ class ExprCompiler:
         result: Typed = method(node)
         return result
 
-    # --- leaves ---------------------------------------------------------------------------------------
+    # --- leaves -------------------------------------------------------------------------------
 
     def visit_Literal(self, node: ast.Literal) -> Typed:
         return literal(node.value, node.type)
@@ -105,14 +116,27 @@ class ExprCompiler:
         binding = self.scope.lookup(name)
         if isinstance(binding, Typed):
             return Typed(binding.sql.copy(), binding.type, binding.constant, binding.is_constant)
-        if isinstance(binding, TabularBinding | RelationBinding) or (binding is None and name in self.compiler.catalog):
-            raise self.error(f"'{name}' is a table; a scalar value is needed here", node.span,
-                             hint="use toscalar(...) to take one value from a table", code="KQL205")
-        choices = list(self.overlay) + (self.rel.names() if self.rel else []) + [
-            n for n, b in self.scope.bindings.items() if isinstance(b, Typed)]
+        if isinstance(binding, TabularBinding | RelationBinding) or (
+            binding is None and name in self.compiler.catalog
+        ):
+            raise self.error(
+                f"'{name}' is a table; a scalar value is needed here",
+                node.span,
+                hint="use toscalar(...) to take one value from a table",
+                code="KQL205",
+            )
+        choices = (
+            list(self.overlay)
+            + (self.rel.names() if self.rel else [])
+            + [n for n, b in self.scope.bindings.items() if isinstance(b, Typed)]
+        )
         where = " in the input of this operator" if self.rel is not None else ""
-        raise self.error(f"unknown column or variable '{name}'{where}", node.span,
-                         hint=suggest(name, choices), code="KQL202")
+        raise self.error(
+            f"unknown column or variable '{name}'{where}",
+            node.span,
+            hint=suggest(name, choices),
+            code="KQL202",
+        )
 
     def visit_Star(self, node: ast.Star) -> Typed:
         raise self.error("'*' is not a value here", node.span, code="KQL205")
@@ -126,9 +150,13 @@ class ExprCompiler:
             raise self.error("the subquery has no columns", span)
         name, ktype = rel.columns[0]
         stmt = self.compiler.finish(rel)
-        sub = exp.select(exp.column(name, quoted=True)).from_(exp.Subquery(this=stmt.sql, alias=exp.TableAlias(this=exp.to_identifier(self.compiler.fresh()))))
+        sub = exp.select(exp.column(name, quoted=True)).from_(
+            exp.Subquery(
+                this=stmt.sql, alias=exp.TableAlias(this=exp.to_identifier(self.compiler.fresh()))
+            )
+        )
         sub = sub.limit(1)
-        sql: exp.Expression = exp.Subquery(this=sub)
+        sql: exp.Expr = exp.Subquery(this=sub)
         if ktype in TEXTUAL:
             sql = not_null_string(sql)
         return Typed(sql, ktype)
@@ -139,23 +167,36 @@ class ExprCompiler:
             raise self.error("the subquery has no columns", span)
         name, ktype = rel.columns[0]
         stmt = self.compiler.finish(rel)
-        sub = exp.select(exp.column(name, quoted=True)).from_(exp.Subquery(this=stmt.sql, alias=exp.TableAlias(this=exp.to_identifier(self.compiler.fresh()))))
+        sub = exp.select(exp.column(name, quoted=True)).from_(
+            exp.Subquery(
+                this=stmt.sql, alias=exp.TableAlias(this=exp.to_identifier(self.compiler.fresh()))
+            )
+        )
         return sub, ktype
 
-    # --- dynamic access -------------------------------------------------------------------------------
+    # --- dynamic access -----------------------------------------------------------------------
 
-    def as_dynamic(self, t: Typed, span: Span) -> exp.Expression:
+    def as_dynamic(self, t: Typed, span: Span) -> exp.Expr:
         if t.type == "dynamic":
             return t.sql
         if t.type in TEXTUAL:
             # A string holding JSON is parsed, as Kusto does for property access on such columns.
-            return exp.Case(ifs=[exp.If(this=func("json_valid", t.sql), true=exp.Cast(this=t.sql.copy(), to=sql_type("dynamic")))])
+            return exp.Case(
+                ifs=[
+                    exp.If(
+                        this=func("json_valid", t.sql),
+                        true=exp.Cast(this=t.sql.copy(), to=sql_type("dynamic")),
+                    )
+                ]
+            )
         raise self.error(f"cannot access a property of a {t.type} value", span)
 
     def visit_Member(self, node: ast.Member) -> Typed:
         target = self.compile(node.target)
         path = '$."' + node.name.replace('"', '\\"') + '"'
-        return Typed(func("json_extract", self.as_dynamic(target, node.span), lit_string(path)), "dynamic")
+        return Typed(
+            func("json_extract", self.as_dynamic(target, node.span), lit_string(path)), "dynamic"
+        )
 
     def visit_Index(self, node: ast.Index) -> Typed:
         target = self.compile(node.target)
@@ -180,7 +221,7 @@ class ExprCompiler:
         )
         return Typed(func("json_extract", base, path_sql), "dynamic")
 
-    # --- coercions ------------------------------------------------------------------------------------
+    # --- coercions ----------------------------------------------------------------------------
 
     def to_string(self, t: Typed) -> Typed:
         from trustwatch.kql.functions import to_string
@@ -208,15 +249,20 @@ class ExprCompiler:
             return
         if "dynamic" in (lt, rt):
             return
-        raise self.error(f"cannot compare {lt} with {rt} using '{op}'", span,
-                         hint=f"convert one side, e.g. to{lt}(...)")
+        raise self.error(
+            f"cannot compare {lt} with {rt} using '{op}'",
+            span,
+            hint=f"convert one side, e.g. to{lt}(...)",
+        )
 
-    # --- operators ------------------------------------------------------------------------------------
+    # --- operators ----------------------------------------------------------------------------
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Typed:
         operand = self.compile(node.operand)
         if operand.type not in NUMERIC | {"timespan"}:
-            raise self.error(f"unary '{node.op}' needs a number or timespan, not {operand.type}", node.span)
+            raise self.error(
+                f"unary '{node.op}' needs a number or timespan, not {operand.type}", node.span
+            )
         if node.op == "-":
             return Typed(exp.Neg(this=exp.paren(operand.sql)), operand.type)
         return operand
@@ -224,10 +270,10 @@ class ExprCompiler:
     def visit_BinaryOp(self, node: ast.BinaryOp) -> Typed:
         op = node.op
         if op in ("and", "or"):
-            left = self.boolean(self.compile(node.left), node.left.span)
-            right = self.boolean(self.compile(node.right), node.right.span)
+            lhs = self.boolean(self.compile(node.left), node.left.span)
+            rhs = self.boolean(self.compile(node.right), node.right.span)
             builder = exp.and_ if op == "and" else exp.or_
-            return Typed(builder(exp.paren(left), exp.paren(right)), "bool")
+            return Typed(builder(exp.paren(lhs), exp.paren(rhs)), "bool")
         left = _parenthesised(self.compile(node.left))
         right = _parenthesised(self.compile(node.right))
         if op in ("+", "-", "*", "/", "%"):
@@ -257,13 +303,18 @@ class ExprCompiler:
         pred = string_predicate(base, left_s.sql, right_s)
         return Typed(negate(pred) if negated else pred, "bool")
 
-    def boolean(self, t: Typed, span: Span) -> exp.Expression:
+    def boolean(self, t: Typed, span: Span) -> exp.Expr:
         if t.type == "bool":
             return t.sql
         if t.type == "dynamic":
-            return exp.TryCast(this=func("json_extract_string", t.sql, lit_string("$")), to=sql_type("bool"))
-        raise self.error(f"expected a boolean expression, found a {t.type} value", span,
-                         hint="compare it with something, e.g. x == 1 or isnotempty(x)")
+            return exp.TryCast(
+                this=func("json_extract_string", t.sql, lit_string("$")), to=sql_type("bool")
+            )
+        raise self.error(
+            f"expected a boolean expression, found a {t.type} value",
+            span,
+            hint="compare it with something, e.g. x == 1 or isnotempty(x)",
+        )
 
     def visit_Between(self, node: ast.Between) -> Typed:
         target = self.compile(node.target)
@@ -278,12 +329,15 @@ class ExprCompiler:
         pred = exp.Between(this=target.sql, low=low.sql, high=high.sql)
         return Typed(negate(pred) if node.negated else pred, "bool")
 
-    def list_items(self, items: tuple[ast.Node, ...], span: Span) -> tuple[list[Typed], exp.Query | None]:
-        """Expand an ``in``/``has_any`` operand: literals, dynamic arrays (flattened), or a subquery."""
+    def list_items(
+        self, items: tuple[ast.Node, ...], span: Span
+    ) -> tuple[list[Typed], exp.Query | None]:
+        """Expand an ``in``/``has_any`` operand: literals, flattened dynamic arrays, a subquery."""
         values: list[Typed] = []
         for item in items:
             if isinstance(item, ast.TabularExpr | TabularAsExpr) or (
-                isinstance(item, ast.Name | ast.Call) and self.compiler.names_tabular(item, self.scope)
+                isinstance(item, ast.Name | ast.Call)
+                and self.compiler.names_tabular(item, self.scope)
                 and (self.rel is None or self.rel.type_of(getattr(item, "name", "")) is None)
             ):
                 if len(items) != 1:
@@ -317,13 +371,22 @@ class ExprCompiler:
                 alias_name = self.compiler.fresh()
                 needle = exp.column(sub.selects[0].alias_or_name, table=alias_name, quoted=True)
                 match = term_match_dynamic(target_s.sql, needle, case_sensitive=False)
-                exists = exp.Exists(this=exp.select(exp.Literal.number(1)).from_(
-                    exp.Subquery(this=sub, alias=exp.TableAlias(this=exp.to_identifier(alias_name)))).where(match))
+                exists = exp.Exists(
+                    this=exp.select(exp.Literal.number(1))
+                    .from_(
+                        exp.Subquery(
+                            this=sub, alias=exp.TableAlias(this=exp.to_identifier(alias_name))
+                        )
+                    )
+                    .where(match)
+                )
                 return Typed(negate(exists) if negated else exists, "bool")
             needles: list[Typed] = []
             for v in values:
                 if v.type == "dynamic" and not v.is_constant:
-                    raise self.compiler.unsupported(f"'{base}' with a non-constant dynamic array", v.sql and node.span)
+                    raise self.compiler.unsupported(
+                        f"'{base}' with a non-constant dynamic array", node.span
+                    )
                 needles.append(self.to_string(v))
             if not needles:
                 return Typed(exp.false() if base == "has_any" else exp.true(), "bool")
@@ -335,21 +398,33 @@ class ExprCompiler:
             lhs = target.sql
             if case_insensitive:
                 lhs = fold_sql(self.to_string(target).sql)
-                sub = exp.select(fold_sql(exp.column(sub.selects[0].alias_or_name, quoted=True))).from_(
-                    exp.Subquery(this=sub, alias=exp.TableAlias(this=exp.to_identifier(self.compiler.fresh()))))
-            pred: exp.Expression = exp.In(this=lhs, query=exp.Subquery(this=sub))
+                sub = exp.select(
+                    fold_sql(exp.column(sub.selects[0].alias_or_name, quoted=True))
+                ).from_(
+                    exp.Subquery(
+                        this=sub,
+                        alias=exp.TableAlias(this=exp.to_identifier(self.compiler.fresh())),
+                    )
+                )
+            pred: exp.Expr = exp.In(this=lhs, query=exp.Subquery(this=sub))
             return Typed(negate(pred) if negated else pred, "bool")
         dynamic_arrays = [v for v in values if v.type == "dynamic" and not v.is_constant]
         scalars = [v for v in values if not (v.type == "dynamic" and not v.is_constant)]
-        preds_: list[exp.Expression] = []
-        if target.type in TEXTUAL or target.type == "dynamic" and any(v.type in TEXTUAL for v in scalars):
+        preds_: list[exp.Expr] = []
+        if (
+            target.type in TEXTUAL
+            or target.type == "dynamic"
+            and any(v.type in TEXTUAL for v in scalars)
+        ):
             lhs_t = self.to_string(target)
             lhs = fold_sql(lhs_t.sql) if case_insensitive else lhs_t.sql
             consts = []
             for v in scalars:
                 sv = self.to_string(v)
                 if sv.is_constant and isinstance(sv.constant, str):
-                    consts.append(lit_string(ascii_fold(sv.constant) if case_insensitive else sv.constant))
+                    consts.append(
+                        lit_string(ascii_fold(sv.constant) if case_insensitive else sv.constant)
+                    )
                 else:
                     consts.append(fold_sql(sv.sql) if case_insensitive else sv.sql)
             if consts:
@@ -357,15 +432,31 @@ class ExprCompiler:
             for arr in dynamic_arrays:
                 elements = func("json_extract_string", arr.sql, lit_string("$[*]"))
                 if case_insensitive:
-                    elements = func("list_transform", elements, exp.Lambda(this=fold_sql(exp.column("x")), expressions=[exp.to_identifier("x")]))
+                    elements = func(
+                        "list_transform",
+                        elements,
+                        exp.Lambda(
+                            this=fold_sql(exp.column("x")), expressions=[exp.to_identifier("x")]
+                        ),
+                    )
                 preds_.append(func("list_contains", elements, lhs.copy()))
         else:
             for v in scalars:
                 self.comparable(target, self.coerce_dynamic(v, target.type), "in", node.span)
             if scalars:
-                preds_.append(exp.In(this=target.sql, expressions=[self.coerce_dynamic(v, target.type).sql for v in scalars]))
+                preds_.append(
+                    exp.In(
+                        this=target.sql,
+                        expressions=[self.coerce_dynamic(v, target.type).sql for v in scalars],
+                    )
+                )
             for arr in dynamic_arrays:
-                elements = exp.Cast(this=arr.sql, to=exp.DataType.build(f"{sql_type(target.type).sql('duckdb')}[]", dialect="duckdb"))
+                elements = exp.Cast(
+                    this=arr.sql,
+                    to=exp.DataType.build(
+                        f"{sql_type(target.type).sql('duckdb')}[]", dialect="duckdb"
+                    ),
+                )
                 preds_.append(func("list_contains", elements, target.sql.copy()))
         if not preds_:
             pred = exp.false()
@@ -373,30 +464,43 @@ class ExprCompiler:
             pred = exp.or_(*preds_) if len(preds_) > 1 else preds_[0]
         return Typed(negate(pred) if negated else pred, "bool")
 
-    # --- calls ----------------------------------------------------------------------------------------
+    # --- calls --------------------------------------------------------------------------------
 
     def visit_Call(self, node: ast.Call) -> Typed:
         from trustwatch.kql import aggregates, functions
 
         binding = self.scope.lookup(node.name)
         if isinstance(binding, LambdaBinding):
-            body_scope = self.compiler.lambda_scope(binding, list(node.args), node.span, self.scope, row=self.rel)
+            body_scope = self.compiler.lambda_scope(
+                binding, list(node.args), node.span, self.scope, row=self.rel
+            )
             body = binding.fn.body
             if isinstance(body, ast.TabularExpr):
-                raise self.error(f"'{node.name}' returns a table; a scalar value is needed here", node.span)
-            return ExprCompiler(self.compiler, body_scope, self.rel, {}, self.aggregate).compile(body)
+                raise self.error(
+                    f"'{node.name}' returns a table; a scalar value is needed here", node.span
+                )
+            return ExprCompiler(self.compiler, body_scope, self.rel, {}, self.aggregate).compile(
+                body
+            )
         if node.name in aggregates.AGGREGATES:
             if self.aggregate is None:
-                raise self.error(f"aggregation function '{node.name}' can only be used in summarize",
-                                 node.name_span, code="KQL205")
+                raise self.error(
+                    f"aggregation function '{node.name}' can only be used in summarize",
+                    node.name_span,
+                    code="KQL205",
+                )
             return aggregates.compile_aggregate(self, node)
         handler = functions.FUNCTIONS.get(node.name)
         if handler is None:
             if node.name in functions.KNOWN_UNSUPPORTED:
                 raise self.compiler.unsupported(f"the function '{node.name}()'", node.name_span)
             choices = list(functions.FUNCTIONS) + list(aggregates.AGGREGATES)
-            raise self.error(f"unknown function '{node.name}'", node.name_span,
-                             hint=suggest(node.name, choices), code="KQL203")
+            raise self.error(
+                f"unknown function '{node.name}'",
+                node.name_span,
+                hint=suggest(node.name, choices),
+                code="KQL203",
+            )
         return handler(self, node)
 
     def args(self, node: ast.Call, low: int, high: int | None = None) -> list[Typed]:
@@ -416,9 +520,14 @@ def check_arity(node: ast.Call, low: int, high: int | None = None) -> None:
     high = low if high is None else high
     n = len(node.args)
     if not (low <= n <= (high if high >= 0 else n)):
-        expected = str(low) if low == high else (f"{low} or more" if high < 0 else f"{low} to {high}")
-        raise KqlSemanticError(f"{node.name}() takes {expected} argument{'s' if expected != '1' else ''}, got {n}",
-                               span=node.span, code="KQL204")
+        expected = (
+            str(low) if low == high else (f"{low} or more" if high < 0 else f"{low} to {high}")
+        )
+        raise KqlSemanticError(
+            f"{node.name}() takes {expected} argument{'s' if expected != '1' else ''}, got {n}",
+            span=node.span,
+            code="KQL204",
+        )
 
 
 def _flatten(value: object) -> list[object]:

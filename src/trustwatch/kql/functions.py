@@ -34,13 +34,37 @@ Handler = Callable[["ExprCompiler", ast.Call], Typed]
 FUNCTIONS: dict[str, Handler] = {}
 
 # Documented Kusto functions we refuse with a clear error rather than guess at.
-KNOWN_UNSUPPORTED = frozenset({
-    "geo_info_from_ip_address", "parse_user_agent", "ingestion_time", "hash", "series_decompose_anomalies",
-    "series_decompose", "series_stats", "series_fir", "jaccard_index", "datetime_local_to_utc",
-    "datetime_utc_to_local", "parse_xml", "unicode_codepoints_from_string", "has_any_index", "dcount_hll",
-    "hll_merge", "estimate_data_size", "cursor_after", "current_cluster_endpoint", "extent_id",
-    "geo_distance_2points", "new_guid", "zip", "treepath", "bag_unpack", "cursor_current", "percentile_tdigest",
-})
+KNOWN_UNSUPPORTED = frozenset(
+    {
+        "geo_info_from_ip_address",
+        "parse_user_agent",
+        "ingestion_time",
+        "hash",
+        "series_decompose_anomalies",
+        "series_decompose",
+        "series_stats",
+        "series_fir",
+        "jaccard_index",
+        "datetime_local_to_utc",
+        "datetime_utc_to_local",
+        "parse_xml",
+        "unicode_codepoints_from_string",
+        "has_any_index",
+        "dcount_hll",
+        "hll_merge",
+        "estimate_data_size",
+        "cursor_after",
+        "current_cluster_endpoint",
+        "extent_id",
+        "geo_distance_2points",
+        "new_guid",
+        "zip",
+        "treepath",
+        "bag_unpack",
+        "cursor_current",
+        "percentile_tdigest",
+    }
+)
 
 _EPOCH_0001_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z in microseconds since 1970
 
@@ -64,10 +88,10 @@ def _const_str(t: Typed, node: ast.Node, what: str) -> str:
     return t.constant
 
 
-# --- conversions -------------------------------------------------------------------------------
+# --- conversions -----------------------------------------------------------------------------
 
 
-def _timespan_text(sql: exp.Expression) -> exp.Expression:
+def _timespan_text(sql: exp.Expr) -> exp.Expr:
     """Kusto's ``[-][d.]hh:mm:ss[.fffffff]`` text for an INTERVAL."""
     us = func("epoch_us", sql)
     a = exp.Abs(this=us)
@@ -77,13 +101,34 @@ def _timespan_text(sql: exp.Expression) -> exp.Expression:
     frac = exp.Mod(this=a.copy(), expression=exp.Literal.number(1_000_000))
     return func(
         "concat",
-        exp.If(this=exp.LT(this=us.copy(), expression=exp.Literal.number(0)), true=lit_string("-"), false=lit_string("")),
-        exp.If(this=exp.GT(this=days, expression=exp.Literal.number(0)),
-               true=func("concat", days.copy(), lit_string(".")), false=lit_string("")),
+        exp.If(
+            this=exp.LT(this=us.copy(), expression=exp.Literal.number(0)),
+            true=lit_string("-"),
+            false=lit_string(""),
+        ),
+        exp.If(
+            this=exp.GT(this=days, expression=exp.Literal.number(0)),
+            true=func("concat", days.copy(), lit_string(".")),
+            false=lit_string(""),
+        ),
         hms,
-        exp.If(this=exp.GT(this=frac, expression=exp.Literal.number(0)),
-               true=func("concat", lit_string("."), func("lpad", exp.Cast(this=exp.Mul(this=frac.copy(), expression=exp.Literal.number(10)), to=sql_type("string")), exp.Literal.number(7), lit_string("0"))),
-               false=lit_string("")),
+        exp.If(
+            this=exp.GT(this=frac, expression=exp.Literal.number(0)),
+            true=func(
+                "concat",
+                lit_string("."),
+                func(
+                    "lpad",
+                    exp.Cast(
+                        this=exp.Mul(this=frac.copy(), expression=exp.Literal.number(10)),
+                        to=sql_type("string"),
+                    ),
+                    exp.Literal.number(7),
+                    lit_string("0"),
+                ),
+            ),
+            false=lit_string(""),
+        ),
     )
 
 
@@ -98,7 +143,7 @@ def to_string(t: Typed) -> Typed:
         return Typed(not_null_string(t.sql), "string", t.constant or "", t.is_constant)
     if t.is_constant and t.constant is None:
         return Typed(lit_string(""), "string", "", True)
-    sql: exp.Expression
+    sql: exp.Expr
     if t.type == "dynamic":
         sql = func("json_extract_string", t.sql, lit_string("$"))
     elif t.type == "datetime":
@@ -107,7 +152,12 @@ def to_string(t: Typed) -> Typed:
     elif t.type == "timespan":
         sql = _timespan_text(t.sql)
     elif t.type == "real":
-        sql = func("regexp_replace", exp.Cast(this=t.sql, to=sql_type("string")), lit_string(r"\.0$"), lit_string(""))
+        sql = func(
+            "regexp_replace",
+            exp.Cast(this=t.sql, to=sql_type("string")),
+            lit_string(r"\.0$"),
+            lit_string(""),
+        )
     else:
         sql = exp.Cast(this=t.sql, to=sql_type("string"))
     return Typed(not_null_string(sql), "string")
@@ -130,10 +180,10 @@ def convert(t: Typed, ktype: str) -> Typed:
             src = func("trunc", src)
         elif t.type in ("string", "dynamic"):
             src = func("trunc", exp.TryCast(this=src, to=sql_type("real")))
-        elif t.type == "datetime":
-            return Typed(exp.Mul(this=func("epoch_us", src), expression=exp.Literal.number(10)), ktype)
-        elif t.type == "timespan":
-            return Typed(exp.Mul(this=func("epoch_us", src), expression=exp.Literal.number(10)), ktype)
+        elif t.type == "datetime" or t.type == "timespan":
+            return Typed(
+                exp.Mul(this=func("epoch_us", src), expression=exp.Literal.number(10)), ktype
+            )
         return Typed(exp.TryCast(this=src, to=sql_type(ktype)), ktype)
     if ktype == "real":
         return Typed(exp.TryCast(this=src, to=sql_type("real")), "real")
@@ -143,19 +193,50 @@ def convert(t: Typed, ktype: str) -> Typed:
         return Typed(exp.TryCast(this=func("lower", src), to=sql_type("bool")), "bool")
     if ktype == "datetime":
         if t.type in NUMERIC:
-            raise KqlSemanticError("todatetime() of a number is not supported; use unixtime_*_todatetime()")
-        iso = exp.Cast(this=exp.TryCast(this=src, to=exp.DataType.build("TIMESTAMPTZ")), to=sql_type("datetime"))
+            raise KqlSemanticError(
+                "todatetime() of a number is not supported; use unixtime_*_todatetime()"
+            )
+        iso = exp.Cast(
+            this=exp.TryCast(this=src, to=exp.DataType.build("TIMESTAMPTZ")),
+            to=sql_type("datetime"),
+        )
         # RFC 822 / RFC 850 forms go through a Python parser, only for rows ISO parsing rejected
-        return Typed(exp.Case(ifs=[exp.If(this=exp.Not(this=exp.Is(this=iso, expression=exp.null())), true=iso.copy())],
-                              default=func("make_timestamp", func("tw_todatetime_us", src.copy()))), "datetime")
+        return Typed(
+            exp.Case(
+                ifs=[
+                    exp.If(
+                        this=exp.Not(this=exp.Is(this=iso, expression=exp.null())), true=iso.copy()
+                    )
+                ],
+                default=func("make_timestamp", func("tw_todatetime_us", src.copy())),
+            ),
+            "datetime",
+        )
     if ktype == "timespan":
         if t.is_constant and isinstance(t.constant, str):
             try:
-                return Typed(func("to_microseconds", exp.Literal.number(parse_timespan_text(t.constant) // timedelta(microseconds=1))), "timespan")
+                return Typed(
+                    func(
+                        "to_microseconds",
+                        exp.Literal.number(
+                            parse_timespan_text(t.constant) // timedelta(microseconds=1)
+                        ),
+                    ),
+                    "timespan",
+                )
             except ValueError:
                 return Typed(exp.Cast(this=exp.null(), to=sql_type("timespan")), "timespan")
         if t.type in NUMERIC:  # ticks
-            return Typed(func("to_microseconds", exp.IntDiv(this=exp.Cast(this=src, to=sql_type("long")), expression=exp.Literal.number(10))), "timespan")
+            return Typed(
+                func(
+                    "to_microseconds",
+                    exp.IntDiv(
+                        this=exp.Cast(this=src, to=sql_type("long")),
+                        expression=exp.Literal.number(10),
+                    ),
+                ),
+                "timespan",
+            )
         return Typed(func("to_microseconds", func("tw_totimespan_us", src)), "timespan")
     raise KeyError(ktype)
 
@@ -169,9 +250,18 @@ def _conversion(ktype: str) -> Handler:
 
 
 for _name, _ktype in {
-    "tostring": "string", "toint": "int", "tolong": "long", "todouble": "real", "toreal": "real",
-    "todecimal": "real", "tobool": "bool", "toboolean": "bool", "todatetime": "datetime",
-    "totimespan": "timespan", "totime": "timespan", "dynamic_to_json": "string",
+    "tostring": "string",
+    "toint": "int",
+    "tolong": "long",
+    "todouble": "real",
+    "toreal": "real",
+    "todecimal": "real",
+    "tobool": "bool",
+    "toboolean": "bool",
+    "todatetime": "datetime",
+    "totimespan": "timespan",
+    "totime": "timespan",
+    "dynamic_to_json": "string",
 }.items():
     FUNCTIONS[_name] = _conversion(_ktype)
 
@@ -180,11 +270,31 @@ for _name, _ktype in {
 def _toguid(ec: ExprCompiler, node: ast.Call) -> Typed:
     (arg,) = ec.args(node, 1)
     s = to_string(arg).sql
-    valid = func("regexp_matches", s, lit_string(r"^\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?$"))
-    hexed = func("replace", func("lower", func("trim", s.copy(), lit_string("{}"))), lit_string("-"), lit_string(""))
-    canonical = func("concat", func("substr", hexed, exp.Literal.number(1), exp.Literal.number(8)), lit_string("-"), func("substr", hexed.copy(), exp.Literal.number(9), exp.Literal.number(4)), lit_string("-"),
-                     func("substr", hexed.copy(), exp.Literal.number(13), exp.Literal.number(4)), lit_string("-"), func("substr", hexed.copy(), exp.Literal.number(17), exp.Literal.number(4)), lit_string("-"),
-                     func("substr", hexed.copy(), exp.Literal.number(21), exp.Literal.number(12)))
+    valid = func(
+        "regexp_matches",
+        s,
+        lit_string(
+            r"^\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?$"
+        ),
+    )
+    hexed = func(
+        "replace",
+        func("lower", func("trim", s.copy(), lit_string("{}"))),
+        lit_string("-"),
+        lit_string(""),
+    )
+    canonical = func(
+        "concat",
+        func("substr", hexed, exp.Literal.number(1), exp.Literal.number(8)),
+        lit_string("-"),
+        func("substr", hexed.copy(), exp.Literal.number(9), exp.Literal.number(4)),
+        lit_string("-"),
+        func("substr", hexed.copy(), exp.Literal.number(13), exp.Literal.number(4)),
+        lit_string("-"),
+        func("substr", hexed.copy(), exp.Literal.number(17), exp.Literal.number(4)),
+        lit_string("-"),
+        func("substr", hexed.copy(), exp.Literal.number(21), exp.Literal.number(12)),
+    )
     return Typed(exp.Case(ifs=[exp.If(this=valid, true=canonical)]), "guid")
 
 
@@ -198,13 +308,23 @@ def _parse_json(ec: ExprCompiler, node: ast.Call) -> Typed:
     # A string that is not JSON becomes a dynamic string; an empty string becomes null.
     # https://learn.microsoft.com/kusto/query/parse-json-function
     s = arg.sql
-    return Typed(exp.Case(ifs=[
-        exp.If(this=func("json_valid", s), true=exp.Cast(this=s.copy(), to=sql_type("dynamic"))),
-        exp.If(this=exp.NEQ(this=s.copy(), expression=lit_string("")), true=func("to_json", s.copy())),
-    ]), "dynamic")
+    return Typed(
+        exp.Case(
+            ifs=[
+                exp.If(
+                    this=func("json_valid", s), true=exp.Cast(this=s.copy(), to=sql_type("dynamic"))
+                ),
+                exp.If(
+                    this=exp.NEQ(this=s.copy(), expression=lit_string("")),
+                    true=func("to_json", s.copy()),
+                ),
+            ]
+        ),
+        "dynamic",
+    )
 
 
-# --- logic and nulls -------------------------------------------------------------------------------
+# --- logic and nulls -------------------------------------------------------------------------
 
 
 @register("iff", "iif")
@@ -232,11 +352,17 @@ def _same_type(node: ast.Node, *values: Typed) -> tuple[Typed, ...]:
 @register("case")
 def _case(ec: ExprCompiler, node: ast.Call) -> Typed:
     if len(node.args) < 3 or len(node.args) % 2 == 0:
-        raise KqlSemanticError("case() takes predicate/value pairs and a final else value",
-                               span=node.span, code="KQL204")
+        raise KqlSemanticError(
+            "case() takes predicate/value pairs and a final else value",
+            span=node.span,
+            code="KQL204",
+        )
     args = [ec.compile(a) for a in node.args]
     values = _same_type(node, *args[1::2], args[-1])
-    ifs = [exp.If(this=ec.boolean(args[i], node.args[i].span), true=values[i // 2].sql) for i in range(0, len(args) - 1, 2)]
+    ifs = [
+        exp.If(this=ec.boolean(args[i], node.args[i].span), true=values[i // 2].sql)
+        for i in range(0, len(args) - 1, 2)
+    ]
     return Typed(exp.Case(ifs=ifs, default=values[-1].sql), values[0].type)
 
 
@@ -246,27 +372,38 @@ def _coalesce(ec: ExprCompiler, node: ast.Call) -> Typed:
     if args[0].type in TEXTUAL:
         # coalesce skips empty strings: coalesce("", "x") == "x"
         parts = [exp.Nullif(this=a.sql, expression=lit_string("")) for a in args]
-        return Typed(not_null_string(exp.Coalesce(this=parts[0], expressions=parts[1:])), args[0].type)
-    return Typed(exp.Coalesce(this=args[0].sql, expressions=[a.sql for a in args[1:]]), args[0].type)
+        return Typed(
+            not_null_string(exp.Coalesce(this=parts[0], expressions=parts[1:])), args[0].type
+        )
+    return Typed(
+        exp.Coalesce(this=args[0].sql, expressions=[a.sql for a in args[1:]]), args[0].type
+    )
 
 
-def _is_empty(t: Typed) -> exp.Expression:
+def _is_empty(t: Typed) -> exp.Expr:
     if t.type == "guid":
         return exp.Is(this=t.sql, expression=exp.null())
     if t.type in TEXTUAL:
         return exp.EQ(this=t.sql, expression=lit_string(""))
     if t.type == "dynamic":
-        return exp.or_(exp.Is(this=t.sql, expression=exp.null()),
-                       exp.EQ(this=func("json_extract_string", t.sql.copy(), lit_string("$")), expression=lit_string("")))
+        return exp.or_(
+            exp.Is(this=t.sql, expression=exp.null()),
+            exp.EQ(
+                this=func("json_extract_string", t.sql.copy(), lit_string("$")),
+                expression=lit_string(""),
+            ),
+        )
     return exp.Is(this=t.sql, expression=exp.null())
 
 
-def _is_null(t: Typed) -> exp.Expression:
+def _is_null(t: Typed) -> exp.Expr:
     if t.type == "string":
         return exp.false()  # strings are never null in KQL
     if t.type == "dynamic":
-        return exp.or_(exp.Is(this=t.sql, expression=exp.null()),
-                       exp.EQ(this=func("json_type", t.sql.copy()), expression=lit_string("NULL")))
+        return exp.or_(
+            exp.Is(this=t.sql, expression=exp.null()),
+            exp.EQ(this=func("json_type", t.sql.copy()), expression=lit_string("NULL")),
+        )
     return exp.Is(this=t.sql, expression=exp.null())
 
 
@@ -306,12 +443,28 @@ def _gettype(ec: ExprCompiler, node: ast.Call) -> Typed:
     if arg.type != "dynamic":
         return Typed(lit_string(arg.type), "string", arg.type, True)
     t = func("json_type", arg.sql)
-    mapping = {"VARCHAR": "string", "BIGINT": "long", "UBIGINT": "long", "DOUBLE": "real", "BOOLEAN": "bool",
-               "ARRAY": "array", "OBJECT": "dictionary", "NULL": "null"}
-    return Typed(not_null_string(exp.Case(this=t, ifs=[exp.If(this=lit_string(k), true=lit_string(v)) for k, v in mapping.items()])), "string")
+    mapping = {
+        "VARCHAR": "string",
+        "BIGINT": "long",
+        "UBIGINT": "long",
+        "DOUBLE": "real",
+        "BOOLEAN": "bool",
+        "ARRAY": "array",
+        "OBJECT": "dictionary",
+        "NULL": "null",
+    }
+    return Typed(
+        not_null_string(
+            exp.Case(
+                this=t,
+                ifs=[exp.If(this=lit_string(k), true=lit_string(v)) for k, v in mapping.items()],
+            )
+        ),
+        "string",
+    )
 
 
-# --- strings ------------------------------------------------------------------------------------
+# --- strings ---------------------------------------------------------------------------------
 
 
 def _strings(ec: ExprCompiler, node: ast.Call, low: int, high: int | None = None) -> list[Typed]:
@@ -374,7 +527,14 @@ def _strrep(ec: ExprCompiler, node: ast.Call) -> Typed:
     if len(args) == 3:
         d = to_string(args[2]).sql
         body = func("repeat", func("concat", s, d), args[1].sql)
-        return Typed(func("left", body, exp.Sub(this=func("length", body.copy()), expression=func("length", d.copy()))), "string")
+        return Typed(
+            func(
+                "left",
+                body,
+                exp.Sub(this=func("length", body.copy()), expression=func("length", d.copy())),
+            ),
+            "string",
+        )
     return Typed(func("repeat", s, args[1].sql), "string")
 
 
@@ -385,7 +545,11 @@ def _substring(ec: ExprCompiler, node: ast.Call) -> Typed:
     # a negative start counts from the end: substring("123456", -2, 2) == "56"
     raw = args[1].sql
     from_end = exp.Add(this=func("length", s.copy()), expression=raw.copy())
-    start0 = exp.If(this=exp.LT(this=raw, expression=exp.Literal.number(0)), true=func("greatest", from_end, exp.Literal.number(0)), false=raw.copy())
+    start0 = exp.If(
+        this=exp.LT(this=raw, expression=exp.Literal.number(0)),
+        true=func("greatest", from_end, exp.Literal.number(0)),
+        false=raw.copy(),
+    )
     start = exp.Add(this=start0, expression=exp.Literal.number(1))
     if len(args) == 3:
         return Typed(not_null_string(func("substring", s, start, args[2].sql)), "string")
@@ -400,12 +564,28 @@ def _indexof(ec: ExprCompiler, node: ast.Call) -> Typed:
         start = args[2].sql
         tail = func("substring", s, exp.Add(this=start, expression=exp.Literal.number(1)))
         if len(args) == 4:  # length: -1 means to the end
-            tail = exp.If(this=exp.EQ(this=args[3].sql, expression=exp.Literal.number(-1)), true=tail,
-                          false=func("substring", s.copy(), exp.Add(this=start.copy(), expression=exp.Literal.number(1)), args[3].sql.copy()))
+            tail = exp.If(
+                this=exp.EQ(this=args[3].sql, expression=exp.Literal.number(-1)),
+                true=tail,
+                false=func(
+                    "substring",
+                    s.copy(),
+                    exp.Add(this=start.copy(), expression=exp.Literal.number(1)),
+                    args[3].sql.copy(),
+                ),
+            )
         pos = func("strpos", tail, lookup)
-        return Typed(exp.If(this=exp.GT(this=pos, expression=exp.Literal.number(0)),
-                            true=exp.Add(this=exp.Sub(this=pos.copy(), expression=exp.Literal.number(1)), expression=start.copy()),
-                            false=exp.Literal.number(-1)), "long")
+        return Typed(
+            exp.If(
+                this=exp.GT(this=pos, expression=exp.Literal.number(0)),
+                true=exp.Add(
+                    this=exp.Sub(this=pos.copy(), expression=exp.Literal.number(1)),
+                    expression=start.copy(),
+                ),
+                false=exp.Literal.number(-1),
+            ),
+            "long",
+        )
     return Typed(exp.Sub(this=func("strpos", s, lookup), expression=exp.Literal.number(1)), "long")
 
 
@@ -413,7 +593,12 @@ def _indexof(ec: ExprCompiler, node: ast.Call) -> Typed:
 def _replace_string(ec: ExprCompiler, node: ast.Call) -> Typed:
     if node.name == "replace":
         regex, rewrite, text = _strings(ec, node, 3)
-        return Typed(not_null_string(func("regexp_replace", text.sql, regex.sql, rewrite.sql, lit_string("g"))), "string")
+        return Typed(
+            not_null_string(
+                func("regexp_replace", text.sql, regex.sql, rewrite.sql, lit_string("g"))
+            ),
+            "string",
+        )
     text, lookup, rewrite = _strings(ec, node, 3)
     return Typed(func("replace", text.sql, lookup.sql, rewrite.sql), "string")
 
@@ -421,7 +606,10 @@ def _replace_string(ec: ExprCompiler, node: ast.Call) -> Typed:
 @register("replace_regex")
 def _replace_regex(ec: ExprCompiler, node: ast.Call) -> Typed:
     text, regex, rewrite = _strings(ec, node, 3)
-    return Typed(not_null_string(func("regexp_replace", text.sql, regex.sql, rewrite.sql, lit_string("g"))), "string")
+    return Typed(
+        not_null_string(func("regexp_replace", text.sql, regex.sql, rewrite.sql, lit_string("g"))),
+        "string",
+    )
 
 
 def _trim(ec: ExprCompiler, node: ast.Call, leading: bool, trailing: bool) -> Typed:
@@ -451,7 +639,12 @@ def _trim_end(ec: ExprCompiler, node: ast.Call) -> Typed:
 
 
 def _typeof_arg(node: ast.Node) -> str | None:
-    if isinstance(node, ast.Call) and node.name == "typeof" and len(node.args) == 1 and isinstance(node.args[0], ast.Name):
+    if (
+        isinstance(node, ast.Call)
+        and node.name == "typeof"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Name)
+    ):
         name = node.args[0].name
         if name in TYPE_NAMES:
             return TYPE_NAMES[name]
@@ -463,7 +656,9 @@ def _extract(ec: ExprCompiler, node: ast.Call) -> Typed:
     ktype = _typeof_arg(node.args[3]) if len(node.args) == 4 else None
     if len(node.args) == 4 and ktype is None:
         raise _error(node.args[3], "the fourth argument of extract() is typeof(type)")
-    regex, group, source = (ec.compile(a) for a in node.args[:3]) if len(node.args) >= 3 else ec.args(node, 3, 4)
+    regex, group, source = (
+        (ec.compile(a) for a in node.args[:3]) if len(node.args) >= 3 else ec.args(node, 3, 4)
+    )
     _const_str(regex, node.args[0], "the extract regex")
     text = to_string(source).sql
     value = func("regexp_extract", text, regex.sql, exp.Cast(this=group.sql, to=sql_type("int")))
@@ -480,12 +675,23 @@ def _extract_all(ec: ExprCompiler, node: ast.Call) -> Typed:
     source = to_string(args[-1]).sql
     groups = re.compile(pattern).groups if _re_ok(pattern) else 1
     if len(args) == 3 or groups > 1:
-        raise KqlSemanticError("extract_all() with several capture groups is not supported yet",
-                               span=node.span, code="KQL301")
+        raise KqlSemanticError(
+            "extract_all() with several capture groups is not supported yet",
+            span=node.span,
+            code="KQL301",
+        )
     group = exp.Literal.number(1 if groups else 0)
-    matches = func("regexp_extract_all", source, regex.sql, exp.Cast(this=group, to=sql_type("int")))
-    return Typed(exp.If(this=exp.GT(this=func("len", matches), expression=exp.Literal.number(0)),
-                        true=func("to_json", matches.copy()), false=exp.Cast(this=exp.null(), to=sql_type("dynamic"))), "dynamic")
+    matches = func(
+        "regexp_extract_all", source, regex.sql, exp.Cast(this=group, to=sql_type("int"))
+    )
+    return Typed(
+        exp.If(
+            this=exp.GT(this=func("len", matches), expression=exp.Literal.number(0)),
+            true=func("to_json", matches.copy()),
+            false=exp.Cast(this=exp.null(), to=sql_type("dynamic")),
+        ),
+        "dynamic",
+    )
 
 
 def _re_ok(pattern: str) -> bool:
@@ -505,8 +711,14 @@ def _split(ec: ExprCompiler, node: ast.Call) -> Typed:
         # https://learn.microsoft.com/kusto/query/split-function
         idx = exp.Add(this=args[2].sql, expression=exp.Literal.number(1))
         element = func("list_extract", parts, idx)
-        return Typed(exp.If(this=exp.Is(this=element, expression=exp.null()), true=exp.Cast(this=lit_string("[]"), to=sql_type("dynamic")),
-                            false=func("json_array", element.copy())), "dynamic")
+        return Typed(
+            exp.If(
+                this=exp.Is(this=element, expression=exp.null()),
+                true=exp.Cast(this=lit_string("[]"), to=sql_type("dynamic")),
+                false=func("json_array", element.copy()),
+            ),
+            "dynamic",
+        )
     return Typed(func("to_json", parts), "dynamic")
 
 
@@ -568,8 +780,6 @@ def _udf(sql_name: str, ktype: str, nargs: tuple[int, int]) -> Handler:
     return handler
 
 
-
-
 @register("parse_command_line")
 def _parse_command_line(ec: ExprCompiler, node: ast.Call) -> Typed:
     args = _strings(ec, node, 1, 2)
@@ -588,18 +798,25 @@ def _tohex(ec: ExprCompiler, node: ast.Call) -> Typed:
     return Typed(func("lower", func("hex", args[0].sql)), "string")
 
 
-# --- dynamic ------------------------------------------------------------------------------------
+# --- dynamic ---------------------------------------------------------------------------------
 
 
-def _dyn(t: Typed) -> exp.Expression:
+def _dyn(t: Typed) -> exp.Expr:
     if t.type == "dynamic":
         return t.sql
     if t.type in TEXTUAL:
-        return exp.Case(ifs=[exp.If(this=func("json_valid", t.sql), true=exp.Cast(this=t.sql.copy(), to=sql_type("dynamic")))])
+        return exp.Case(
+            ifs=[
+                exp.If(
+                    this=func("json_valid", t.sql),
+                    true=exp.Cast(this=t.sql.copy(), to=sql_type("dynamic")),
+                )
+            ]
+        )
     return func("to_json", t.sql)
 
 
-def _json_value(t: Typed) -> exp.Expression:
+def _json_value(t: Typed) -> exp.Expr:
     """A value as a JSON element (for building arrays and bags)."""
     if t.type == "dynamic":
         return t.sql
@@ -614,8 +831,17 @@ def _json_value(t: Typed) -> exp.Expression:
 def _array_length(ec: ExprCompiler, node: ast.Call) -> Typed:
     (arr,) = ec.args(node, 1)
     d = _dyn(arr)
-    return Typed(exp.Case(ifs=[exp.If(this=exp.EQ(this=func("json_type", d), expression=lit_string("ARRAY")),
-                                      true=func("json_array_length", d.copy()))]), "long")
+    return Typed(
+        exp.Case(
+            ifs=[
+                exp.If(
+                    this=exp.EQ(this=func("json_type", d), expression=lit_string("ARRAY")),
+                    true=func("json_array_length", d.copy()),
+                )
+            ]
+        ),
+        "long",
+    )
 
 
 @register("array_concat")
@@ -638,8 +864,10 @@ def _pack_array(ec: ExprCompiler, node: ast.Call) -> Typed:
 def _bag_pack(ec: ExprCompiler, node: ast.Call) -> Typed:
     values = ec.args(node, 0, 128)
     if len(values) % 2:
-        raise KqlSemanticError(f"{node.name}() takes key/value pairs", span=node.span, code="KQL204")
-    args: list[exp.Expression] = []
+        raise KqlSemanticError(
+            f"{node.name}() takes key/value pairs", span=node.span, code="KQL204"
+        )
+    args: list[exp.Expr] = []
     for i in range(0, len(values), 2):
         args += [to_string(values[i]).sql, _json_value(values[i + 1])]
     return Typed(func("json_object", *args), "dynamic")
@@ -649,7 +877,7 @@ def _bag_pack(ec: ExprCompiler, node: ast.Call) -> Typed:
 def _pack_all(ec: ExprCompiler, node: ast.Call) -> Typed:
     if ec.rel is None:
         raise _error(node, "pack_all() needs a row context")
-    args: list[exp.Expression] = []
+    args: list[exp.Expr] = []
     for name, ktype in ec.rel.columns:
         args += [lit_string(name), _json_value(Typed(exp.column(name, quoted=True), ktype))]
     return Typed(func("json_object", *args), "dynamic")
@@ -660,7 +888,10 @@ def _bag_keys(ec: ExprCompiler, node: ast.Call) -> Typed:
     (bag,) = ec.args(node, 1)
     d = _dyn(bag)
     is_object = exp.EQ(this=func("json_type", d), expression=lit_string("OBJECT"))
-    return Typed(exp.Case(ifs=[exp.If(this=is_object, true=func("to_json", func("json_keys", d.copy())))]), "dynamic")
+    return Typed(
+        exp.Case(ifs=[exp.If(this=is_object, true=func("to_json", func("json_keys", d.copy())))]),
+        "dynamic",
+    )
 
 
 @register("bag_has_key")
@@ -682,14 +913,32 @@ def _bag_merge(ec: ExprCompiler, node: ast.Call) -> Typed:
 @register("set_has_element")
 def _set_has_element(ec: ExprCompiler, node: ast.Call) -> Typed:
     arr, value = ec.args(node, 2)
-    return Typed(func("coalesce", func("list_contains", func("json_extract", _dyn(arr), lit_string("$[*]")), _json_value(value)), exp.false()), "bool")
+    return Typed(
+        func(
+            "coalesce",
+            func(
+                "list_contains",
+                func("json_extract", _dyn(arr), lit_string("$[*]")),
+                _json_value(value),
+            ),
+            exp.false(),
+        ),
+        "bool",
+    )
 
 
 @register("array_index_of")
 def _array_index_of(ec: ExprCompiler, node: ast.Call) -> Typed:
     arr, value = ec.args(node, 2)
-    pos = func("list_position", func("json_extract", _dyn(arr), lit_string("$[*]")), _json_value(value))
-    return Typed(exp.Sub(this=func("coalesce", pos, exp.Literal.number(0)), expression=exp.Literal.number(1)), "long")
+    pos = func(
+        "list_position", func("json_extract", _dyn(arr), lit_string("$[*]")), _json_value(value)
+    )
+    return Typed(
+        exp.Sub(
+            this=func("coalesce", pos, exp.Literal.number(0)), expression=exp.Literal.number(1)
+        ),
+        "long",
+    )
 
 
 @register("array_slice")
@@ -698,11 +947,25 @@ def _array_slice(ec: ExprCompiler, node: ast.Call) -> Typed:
     lst = func("json_extract", _dyn(arr), lit_string("$[*]"))
     n = func("len", lst)
 
-    def norm(i: exp.Expression) -> exp.Expression:
-        return exp.If(this=exp.LT(this=i, expression=exp.Literal.number(0)), true=exp.Add(this=i.copy(), expression=n.copy()), false=i.copy())
+    def norm(i: exp.Expr) -> exp.Expr:
+        return exp.If(
+            this=exp.LT(this=i, expression=exp.Literal.number(0)),
+            true=exp.Add(this=i.copy(), expression=n.copy()),
+            false=i.copy(),
+        )
 
-    return Typed(func("to_json", func("list_slice", lst.copy(), exp.Add(this=norm(start.sql), expression=exp.Literal.number(1)),
-                                      exp.Add(this=norm(end.sql), expression=exp.Literal.number(1)))), "dynamic")
+    return Typed(
+        func(
+            "to_json",
+            func(
+                "list_slice",
+                lst.copy(),
+                exp.Add(this=norm(start.sql), expression=exp.Literal.number(1)),
+                exp.Add(this=norm(end.sql), expression=exp.Literal.number(1)),
+            ),
+        ),
+        "dynamic",
+    )
 
 
 def _set_op(sql_name: str) -> Handler:
@@ -729,18 +992,26 @@ def _set_difference(ec: ExprCompiler, node: ast.Call) -> Typed:
     rest = others[0]
     for o in others[1:]:
         rest = func("list_concat", rest, o)
-    kept = func("list_filter", first, exp.Lambda(this=exp.Not(this=func("list_contains", rest, exp.column("x"))),
-                                                  expressions=[exp.to_identifier("x")]))
+    kept = func(
+        "list_filter",
+        first,
+        exp.Lambda(
+            this=exp.Not(this=func("list_contains", rest, exp.column("x"))),
+            expressions=[exp.to_identifier("x")],
+        ),
+    )
     return Typed(func("to_json", func("list_distinct", kept)), "dynamic")
 
 
 @register("extractjson", "extract_json")
 def _extractjson(ec: ExprCompiler, node: ast.Call) -> Typed:
     path, text = ec.args(node, 2, 3)[:2]
-    return Typed(not_null_string(func("json_extract_string", _dyn(text), to_string(path).sql)), "string")
+    return Typed(
+        not_null_string(func("json_extract_string", _dyn(text), to_string(path).sql)), "string"
+    )
 
 
-# --- numbers ------------------------------------------------------------------------------------
+# --- numbers ---------------------------------------------------------------------------------
 
 
 def _math(sql_name: str, result: str | None = "real", nargs: int = 1) -> Handler:
@@ -755,11 +1026,17 @@ def _math(sql_name: str, result: str | None = "real", nargs: int = 1) -> Handler
     return handler
 
 
-FUNCTIONS.update({
-    "exp": _math("exp"), "pow": _math("pow", "real", 2), "sign": _math("sign", None),
-    "ceiling": _math("ceil", None), "isnan": _math("isnan", "bool"), "isinf": _math("isinf", "bool"),
-    "isfinite": _math("isfinite", "bool"),
-})
+FUNCTIONS.update(
+    {
+        "exp": _math("exp"),
+        "pow": _math("pow", "real", 2),
+        "sign": _math("sign", None),
+        "ceiling": _math("ceil", None),
+        "isnan": _math("isnan", "bool"),
+        "isinf": _math("isinf", "bool"),
+        "isfinite": _math("isfinite", "bool"),
+    }
+)
 
 
 def _domain(sql_name: str, strict: bool) -> Handler:
@@ -768,13 +1045,29 @@ def _domain(sql_name: str, strict: bool) -> Handler:
     def handler(ec: ExprCompiler, node: ast.Call) -> Typed:
         (x,) = ec.args(node, 1)
         test = exp.GT if strict else exp.GTE
-        return Typed(exp.Case(ifs=[exp.If(this=test(this=x.sql, expression=exp.Literal.number(0)), true=func(sql_name, x.sql.copy()))]), "real")
+        return Typed(
+            exp.Case(
+                ifs=[
+                    exp.If(
+                        this=test(this=x.sql, expression=exp.Literal.number(0)),
+                        true=func(sql_name, x.sql.copy()),
+                    )
+                ]
+            ),
+            "real",
+        )
 
     return handler
 
 
-FUNCTIONS.update({"log": _domain("ln", True), "log2": _domain("log2", True), "log10": _domain("log10", True),
-                  "sqrt": _domain("sqrt", False)})
+FUNCTIONS.update(
+    {
+        "log": _domain("ln", True),
+        "log2": _domain("log2", True),
+        "log10": _domain("log10", True),
+        "sqrt": _domain("sqrt", False),
+    }
+)
 
 
 @register("abs")
@@ -802,11 +1095,15 @@ def _exp10(ec: ExprCompiler, node: ast.Call) -> Typed:
 @register("round")
 def _round(ec: ExprCompiler, node: ast.Call) -> Typed:
     args = ec.args(node, 1, 2)
-    precision = exp.Cast(this=args[1].sql, to=sql_type("int")) if len(args) == 2 else exp.Literal.number(0)
+    precision = (
+        exp.Cast(this=args[1].sql, to=sql_type("int")) if len(args) == 2 else exp.Literal.number(0)
+    )
     if args[0].type == "real":
-        # round half away from zero on the decimal value written (2.15 -> 2.2), not on its binary double
+        # round half away from zero on the decimal written (2.15 -> 2.2), not its binary double
         as_decimal = exp.Cast(this=args[0].sql, to=exp.DataType.build("DECIMAL(38,15)"))
-        return Typed(exp.Cast(this=func("round", as_decimal, precision), to=sql_type("real")), "real")
+        return Typed(
+            exp.Cast(this=func("round", as_decimal, precision), to=sql_type("real")), "real"
+        )
     return Typed(func("round", args[0].sql, precision), args[0].type)
 
 
@@ -814,7 +1111,13 @@ def _round(ec: ExprCompiler, node: ast.Call) -> Typed:
 def _rand(ec: ExprCompiler, node: ast.Call) -> Typed:
     args = ec.args(node, 0, 1)
     if args:
-        return Typed(exp.Cast(this=func("floor", exp.Mul(this=func("random"), expression=args[0].sql)), to=sql_type("long")), "long")
+        return Typed(
+            exp.Cast(
+                this=func("floor", exp.Mul(this=func("random"), expression=args[0].sql)),
+                to=sql_type("long"),
+            ),
+            "long",
+        )
     return Typed(func("random"), "real")
 
 
@@ -830,7 +1133,7 @@ FUNCTIONS["min_of"] = _extreme("least")
 FUNCTIONS["max_of"] = _extreme("greatest")
 
 
-def _binary(build: Callable[[exp.Expression, exp.Expression], exp.Expression]) -> Handler:
+def _binary(build: Callable[[exp.Expr, exp.Expr], exp.Expr]) -> Handler:
     def handler(ec: ExprCompiler, node: ast.Call) -> Typed:
         a, b = ec.args(node, 2)
         return Typed(build(a.sql, b.sql), "long")
@@ -845,7 +1148,7 @@ FUNCTIONS["binary_shift_left"] = _binary(lambda a, b: exp.BitwiseLeftShift(this=
 FUNCTIONS["binary_shift_right"] = _binary(lambda a, b: exp.BitwiseRightShift(this=a, expression=b))
 
 
-# --- time ---------------------------------------------------------------------------------------
+# --- time ------------------------------------------------------------------------------------
 
 
 def _now_typed(ec: ExprCompiler) -> Typed:
@@ -872,27 +1175,60 @@ def _ago(ec: ExprCompiler, node: ast.Call) -> Typed:
     return Typed(exp.Sub(this=_now_typed(ec).sql, expression=span.sql), "datetime")
 
 
-def _bin_datetime(value: exp.Expression, size_us: exp.Expression, origin_us: exp.Expression) -> exp.Expression:
+def _bin_datetime(value: exp.Expr, size_us: exp.Expr, origin_us: exp.Expr) -> exp.Expr:
     offset = exp.Sub(this=func("epoch_us", value), expression=origin_us)
-    floored = exp.Mul(this=func("floor", exp.Div(this=exp.Cast(this=offset, to=sql_type("real")), expression=size_us)),
-                      expression=size_us.copy())
-    return func("make_timestamp", exp.Cast(this=exp.Add(this=floored, expression=origin_us.copy()), to=sql_type("long")))
+    floored = exp.Mul(
+        this=func(
+            "floor", exp.Div(this=exp.Cast(this=offset, to=sql_type("real")), expression=size_us)
+        ),
+        expression=size_us.copy(),
+    )
+    return func(
+        "make_timestamp",
+        exp.Cast(this=exp.Add(this=floored, expression=origin_us.copy()), to=sql_type("long")),
+    )
 
 
 def _bin(value: Typed, size: Typed, node: ast.Call, origin: Typed | None = None) -> Typed:
     if value.type == "datetime":
         if size.type != "timespan":
             raise _error(node, "bin() of a datetime needs a timespan size such as 1h")
-        origin_us = func("epoch_us", origin.sql) if origin is not None else exp.Literal.number(_EPOCH_0001_US)
+        origin_us = (
+            func("epoch_us", origin.sql)
+            if origin is not None
+            else exp.Literal.number(_EPOCH_0001_US)
+        )
         return Typed(_bin_datetime(value.sql, micros(size.sql), origin_us), "datetime")
     if value.type == "timespan":
         size_us = micros(size.sql)
         base = micros(origin.sql) if origin is not None else exp.Literal.number(0)
-        floored = exp.Mul(this=func("floor", exp.Div(this=exp.Cast(this=exp.Sub(this=micros(value.sql), expression=base), to=sql_type("real")), expression=size_us)), expression=size_us.copy())
+        floored = exp.Mul(
+            this=func(
+                "floor",
+                exp.Div(
+                    this=exp.Cast(
+                        this=exp.Sub(this=micros(value.sql), expression=base), to=sql_type("real")
+                    ),
+                    expression=size_us,
+                ),
+            ),
+            expression=size_us.copy(),
+        )
         return Typed(from_micros(exp.Add(this=floored, expression=base.copy())), "timespan")
     if value.type in NUMERIC:
         base = origin.sql if origin is not None else exp.Literal.number(0)
-        floored = exp.Mul(this=func("floor", exp.Div(this=exp.Cast(this=exp.Sub(this=value.sql, expression=base), to=sql_type("real")), expression=size.sql)), expression=size.sql.copy())
+        floored = exp.Mul(
+            this=func(
+                "floor",
+                exp.Div(
+                    this=exp.Cast(
+                        this=exp.Sub(this=value.sql, expression=base), to=sql_type("real")
+                    ),
+                    expression=size.sql,
+                ),
+            ),
+            expression=size.sql.copy(),
+        )
         out = exp.Add(this=floored, expression=base.copy())
         if value.type != "real" and size.type != "real":
             return Typed(exp.Cast(this=out, to=sql_type("long")), "long")
@@ -922,7 +1258,9 @@ def _bin_at(ec: ExprCompiler, node: ast.Call) -> Typed:
     return _positive_size(_bin(value, size, node, origin), size)
 
 
-def _datetime_arg(ec: ExprCompiler, node: ast.Call, low: int = 1, high: int | None = None) -> list[Typed]:
+def _datetime_arg(
+    ec: ExprCompiler, node: ast.Call, low: int = 1, high: int | None = None
+) -> list[Typed]:
     args = ec.args(node, low, high)
     if args[0].type == "dynamic" or args[0].type in TEXTUAL:
         args[0] = convert(args[0], "datetime")
@@ -939,13 +1277,19 @@ def _start_of(unit: str) -> Handler:
         d = args[0].sql
         if unit == "week":
             # Kusto weeks start on Sunday; DuckDB's dayofweek() is 0 for Sunday.
-            start: exp.Expression = exp.Sub(this=func("date_trunc", lit_string("day"), d),
-                                            expression=func("to_days", func("dayofweek", d.copy())))
+            start: exp.Expr = exp.Sub(
+                this=func("date_trunc", lit_string("day"), d),
+                expression=func("to_days", func("dayofweek", d.copy())),
+            )
         else:
             start = func("date_trunc", lit_string(unit), d)
         start = exp.Cast(this=start, to=sql_type("datetime"))
         if len(args) == 2:
-            n = args[1].sql if unit != "week" else exp.Mul(this=args[1].sql, expression=exp.Literal.number(7))
+            n = (
+                args[1].sql
+                if unit != "week"
+                else exp.Mul(this=args[1].sql, expression=exp.Literal.number(7))
+            )
             start = exp.Add(this=start, expression=func(units[unit], n))
         return Typed(start, "datetime")
 
@@ -959,7 +1303,13 @@ def _end_of(unit: str) -> Handler:
     def handler(ec: ExprCompiler, node: ast.Call) -> Typed:
         start = start_handler(ec, node)
         n = exp.Literal.number(7 if unit == "week" else 1)
-        return Typed(exp.Sub(this=exp.Add(this=start.sql, expression=func(step, n)), expression=func("to_microseconds", exp.Literal.number(1))), "datetime")
+        return Typed(
+            exp.Sub(
+                this=exp.Add(this=start.sql, expression=func(step, n)),
+                expression=func("to_microseconds", exp.Literal.number(1)),
+            ),
+            "datetime",
+        )
 
     return handler
 
@@ -977,11 +1327,18 @@ def _part(sql_name: str, ktype: str = "int") -> Handler:
     return handler
 
 
-FUNCTIONS.update({
-    "hourofday": _part("hour"), "dayofmonth": _part("dayofmonth"), "dayofyear": _part("dayofyear"),
-    "getyear": _part("year"), "getmonth": _part("month"), "monthofyear": _part("month"),
-    "week_of_year": _part("weekofyear"), "weekofyear": _part("weekofyear"),
-})
+FUNCTIONS.update(
+    {
+        "hourofday": _part("hour"),
+        "dayofmonth": _part("dayofmonth"),
+        "dayofyear": _part("dayofyear"),
+        "getyear": _part("year"),
+        "getmonth": _part("month"),
+        "monthofyear": _part("month"),
+        "week_of_year": _part("weekofyear"),
+        "weekofyear": _part("weekofyear"),
+    }
+)
 
 
 @register("dayofweek")
@@ -992,16 +1349,35 @@ def _dayofweek(ec: ExprCompiler, node: ast.Call) -> Typed:
 
 
 _PARTS = {
-    "year": "year", "quarter": "quarter", "month": "month", "week": "week", "day": "day", "hour": "hour",
-    "minute": "minute", "second": "second", "millisecond": "millisecond", "microsecond": "microsecond",
+    "year": "year",
+    "quarter": "quarter",
+    "month": "month",
+    "week": "week",
+    "day": "day",
+    "hour": "hour",
+    "minute": "minute",
+    "second": "second",
+    "millisecond": "millisecond",
+    "microsecond": "microsecond",
     "nanosecond": "microsecond",
 }
 
 
 def _part_name(ec: ExprCompiler, t: Typed, node: ast.Node) -> str:
     name = _const_str(t, node, "the date part").lower()
-    name = {"yy": "year", "mm": "month", "dd": "day", "hh": "hour", "mi": "minute", "ss": "second",
-            "ms": "millisecond", "mcs": "microsecond", "ns": "nanosecond", "wk": "week", "ww": "week"}.get(name, name)
+    name = {
+        "yy": "year",
+        "mm": "month",
+        "dd": "day",
+        "hh": "hour",
+        "mi": "minute",
+        "ss": "second",
+        "ms": "millisecond",
+        "mcs": "microsecond",
+        "ns": "nanosecond",
+        "wk": "week",
+        "ww": "week",
+    }.get(name, name)
     if name not in _PARTS:
         raise _error(node, f"unknown date part '{name}'")
     return name
@@ -1012,8 +1388,12 @@ def _datetime_diff(ec: ExprCompiler, node: ast.Call) -> Typed:
     part, d1, d2 = ec.args(node, 3)
     name = _part_name(ec, part, node.args[0])
     if name == "week":  # Kusto's weeks start on Sunday; DuckDB's on Monday
-        def week_start(d: exp.Expression) -> exp.Expression:
-            return exp.Sub(this=func("date_trunc", lit_string("day"), d), expression=func("to_days", func("dayofweek", d.copy())))
+
+        def week_start(d: exp.Expr) -> exp.Expr:
+            return exp.Sub(
+                this=func("date_trunc", lit_string("day"), d),
+                expression=func("to_days", func("dayofweek", d.copy())),
+            )
 
         days = func("date_diff", lit_string("day"), week_start(d2.sql), week_start(d1.sql))
         return Typed(exp.IntDiv(this=days, expression=exp.Literal.number(7)), "long")
@@ -1027,22 +1407,37 @@ def _datetime_diff(ec: ExprCompiler, node: ast.Call) -> Typed:
 def _datetime_add(ec: ExprCompiler, node: ast.Call) -> Typed:
     part, amount, d = ec.args(node, 3)
     name = _part_name(ec, part, node.args[0])
-    conv = {"year": "to_years", "quarter": "to_months", "month": "to_months", "week": "to_weeks", "day": "to_days",
-            "hour": "to_hours", "minute": "to_minutes", "second": "to_seconds", "millisecond": "to_milliseconds",
-            "microsecond": "to_microseconds", "nanosecond": "to_microseconds"}[name]
+    conv = {
+        "year": "to_years",
+        "quarter": "to_months",
+        "month": "to_months",
+        "week": "to_weeks",
+        "day": "to_days",
+        "hour": "to_hours",
+        "minute": "to_minutes",
+        "second": "to_seconds",
+        "millisecond": "to_milliseconds",
+        "microsecond": "to_microseconds",
+        "nanosecond": "to_microseconds",
+    }[name]
     n = amount.sql
     if name == "quarter":
         n = exp.Mul(this=n, expression=exp.Literal.number(3))
     if name == "nanosecond":
         n = exp.IntDiv(this=n, expression=exp.Literal.number(1000))
-    return Typed(exp.Cast(this=exp.Add(this=d.sql, expression=func(conv, n)), to=sql_type("datetime")), "datetime")
+    return Typed(
+        exp.Cast(this=exp.Add(this=d.sql, expression=func(conv, n)), to=sql_type("datetime")),
+        "datetime",
+    )
 
 
 @register("datetime_part", "datepart")
 def _datetime_part(ec: ExprCompiler, node: ast.Call) -> Typed:
     part, d = ec.args(node, 2)
     name = _part_name(ec, part, node.args[0])
-    return Typed(exp.Cast(this=func("date_part", lit_string(_PARTS[name]), d.sql), to=sql_type("int")), "int")
+    return Typed(
+        exp.Cast(this=func("date_part", lit_string(_PARTS[name]), d.sql), to=sql_type("int")), "int"
+    )
 
 
 @register("make_datetime")
@@ -1057,7 +1452,10 @@ def _unixtime(scale_to_us: float) -> Handler:
     def handler(ec: ExprCompiler, node: ast.Call) -> Typed:
         (n,) = ec.args(node, 1)
         value = convert(n, "real").sql if n.type not in NUMERIC else n.sql
-        us = exp.Cast(this=func("round", exp.Mul(this=value, expression=exp.Literal.number(scale_to_us))), to=sql_type("long"))
+        us = exp.Cast(
+            this=func("round", exp.Mul(this=value, expression=exp.Literal.number(scale_to_us))),
+            to=sql_type("long"),
+        )
         return Typed(func("make_timestamp", us), "datetime")
 
     return handler
@@ -1070,10 +1468,28 @@ FUNCTIONS["unixtime_nanoseconds_todatetime"] = _unixtime(0.001)
 
 # .NET custom format specifiers -> strftime. https://learn.microsoft.com/kusto/query/format-datetime-function
 _DT_FORMATS = [
-    ("yyyy", "%Y"), ("yy", "%y"), ("MM", "%m"), ("M", "%-m"), ("dd", "%d"), ("d", "%-d"), ("HH", "%H"),
-    ("H", "%-H"), ("hh", "%I"), ("h", "%-I"), ("mm", "%M"), ("m", "%-M"), ("ss", "%S"), ("s", "%-S"),
-    ("tt", "%p"), ("fffffff", "%f0"), ("ffffff", "%f"), ("fffff", "<f5>"), ("ffff", "<f4>"), ("fff", "%g"),
-    ("ff", "<f2>"), ("f", "<f1>"),
+    ("yyyy", "%Y"),
+    ("yy", "%y"),
+    ("MM", "%m"),
+    ("M", "%-m"),
+    ("dd", "%d"),
+    ("d", "%-d"),
+    ("HH", "%H"),
+    ("H", "%-H"),
+    ("hh", "%I"),
+    ("h", "%-I"),
+    ("mm", "%M"),
+    ("m", "%-M"),
+    ("ss", "%S"),
+    ("s", "%-S"),
+    ("tt", "%p"),
+    ("fffffff", "%f0"),
+    ("ffffff", "%f"),
+    ("fffff", "<f5>"),
+    ("ffff", "<f4>"),
+    ("fff", "%g"),
+    ("ff", "<f2>"),
+    ("f", "<f1>"),
 ]
 
 
@@ -1096,8 +1512,11 @@ def _format_datetime(ec: ExprCompiler, node: ast.Call) -> Typed:
     d, fmt = _datetime_arg(ec, node, 2)
     pattern = _dotnet_to_strftime(_const_str(fmt, node.args[1], "the format"))
     if "<f" in pattern:
-        raise KqlSemanticError("format_datetime() supports f, ff only as fff, ffffff or fffffff here",
-                               span=node.args[1].span, code="KQL301")
+        raise KqlSemanticError(
+            "format_datetime() supports f, ff only as fff, ffffff or fffffff here",
+            span=node.args[1].span,
+            code="KQL301",
+        )
     return Typed(not_null_string(func("strftime", d.sql, lit_string(pattern))), "string")
 
 
@@ -1107,7 +1526,7 @@ def _format_timespan(ec: ExprCompiler, node: ast.Call) -> Typed:
     text = _const_str(fmt, node.args[1], "the format")
     us = micros(t.sql)
     a = exp.Abs(this=us)
-    pieces: list[exp.Expression] = []
+    pieces: list[exp.Expr] = []
     units = {"d": 86_400_000_000, "h": 3_600_000_000, "m": 60_000_000, "s": 1_000_000}
     mods = {"d": None, "h": 24, "m": 60, "s": 60}
     i = 0
@@ -1119,18 +1538,37 @@ def _format_timespan(ec: ExprCompiler, node: ast.Call) -> Typed:
         run = j - i
         key = ch.lower() if ch in "dhHms" else ch
         if key in units:
-            value: exp.Expression = exp.IntDiv(this=a.copy(), expression=exp.Literal.number(units[key]))
+            value: exp.Expr = exp.IntDiv(this=a.copy(), expression=exp.Literal.number(units[key]))
             if mods[key]:
                 value = exp.Mod(this=value, expression=exp.Literal.number(mods[key]))
-            pieces.append(func("lpad", exp.Cast(this=value, to=sql_type("string")), exp.Literal.number(run), lit_string("0")))
+            pieces.append(
+                func(
+                    "lpad",
+                    exp.Cast(this=value, to=sql_type("string")),
+                    exp.Literal.number(run),
+                    lit_string("0"),
+                )
+            )
         elif ch in "fF":
-            frac = exp.IntDiv(this=exp.Mod(this=exp.Mul(this=a.copy(), expression=exp.Literal.number(10)), expression=exp.Literal.number(10_000_000)),
-                              expression=exp.Literal.number(10 ** (7 - min(run, 7))))
-            pieces.append(func("lpad", exp.Cast(this=frac, to=sql_type("string")), exp.Literal.number(min(run, 7)), lit_string("0")))
+            frac = exp.IntDiv(
+                this=exp.Mod(
+                    this=exp.Mul(this=a.copy(), expression=exp.Literal.number(10)),
+                    expression=exp.Literal.number(10_000_000),
+                ),
+                expression=exp.Literal.number(10 ** (7 - min(run, 7))),
+            )
+            pieces.append(
+                func(
+                    "lpad",
+                    exp.Cast(this=frac, to=sql_type("string")),
+                    exp.Literal.number(min(run, 7)),
+                    lit_string("0"),
+                )
+            )
         elif ch in "'\"":
             end = text.find(ch, i + 1)
             end = len(text) if end < 0 else end
-            pieces.append(lit_string(text[i + 1:end]))
+            pieces.append(lit_string(text[i + 1 : end]))
             j = end + 1
         else:
             pieces.append(lit_string(text[i:j]))
@@ -1138,31 +1576,58 @@ def _format_timespan(ec: ExprCompiler, node: ast.Call) -> Typed:
     return Typed(func("concat", *pieces), "string")
 
 
-# --- IPv4 ---------------------------------------------------------------------------------------
+# --- IPv4 ------------------------------------------------------------------------------------
 
 
-def _ipv4_to_long(s: exp.Expression) -> exp.Expression:
+def _ipv4_to_long(s: exp.Expr) -> exp.Expr:
     """An IPv4 address text as a number, or NULL when it is not one."""
     parts = func("string_split", s, lit_string("."))
-    octet = [exp.TryCast(this=func("list_extract", parts.copy(), exp.Literal.number(i)), to=sql_type("long")) for i in range(1, 5)]
+    octet = [
+        exp.TryCast(
+            this=func("list_extract", parts.copy(), exp.Literal.number(i)), to=sql_type("long")
+        )
+        for i in range(1, 5)
+    ]
     value = exp.Add(
-        this=exp.Add(this=exp.Mul(this=octet[0], expression=exp.Literal.number(16777216)),
-                     expression=exp.Mul(this=octet[1], expression=exp.Literal.number(65536))),
-        expression=exp.Add(this=exp.Mul(this=octet[2], expression=exp.Literal.number(256)), expression=octet[3]),
+        this=exp.Add(
+            this=exp.Mul(this=octet[0], expression=exp.Literal.number(16777216)),
+            expression=exp.Mul(this=octet[1], expression=exp.Literal.number(65536)),
+        ),
+        expression=exp.Add(
+            this=exp.Mul(this=octet[2], expression=exp.Literal.number(256)), expression=octet[3]
+        ),
     )
-    valid = func("regexp_matches", s.copy(), lit_string(r"^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$"))
+    valid = func(
+        "regexp_matches",
+        s.copy(),
+        lit_string(r"^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$"),
+    )
     return exp.Case(ifs=[exp.If(this=valid, true=value)])
 
 
-def _split_cidr(s: exp.Expression, default_prefix: exp.Expression) -> tuple[exp.Expression, exp.Expression]:
+def _split_cidr(s: exp.Expr, default_prefix: exp.Expr) -> tuple[exp.Expr, exp.Expr]:
     addr = func("split_part", s, lit_string("/"), exp.Literal.number(1))
-    prefix = func("coalesce", exp.TryCast(this=exp.Nullif(this=func("split_part", s.copy(), lit_string("/"), exp.Literal.number(2)), expression=lit_string("")), to=sql_type("long")), default_prefix)
+    prefix = func(
+        "coalesce",
+        exp.TryCast(
+            this=exp.Nullif(
+                this=func("split_part", s.copy(), lit_string("/"), exp.Literal.number(2)),
+                expression=lit_string(""),
+            ),
+            to=sql_type("long"),
+        ),
+        default_prefix,
+    )
     return _ipv4_to_long(addr), prefix
 
 
-def _masked(value: exp.Expression, prefix: exp.Expression) -> exp.Expression:
-    block = func("pow", exp.Literal.number(2), exp.Sub(this=exp.Literal.number(32), expression=prefix))
-    return exp.Mul(this=func("floor", exp.Div(this=value, expression=block)), expression=block.copy())
+def _masked(value: exp.Expr, prefix: exp.Expr) -> exp.Expr:
+    block = func(
+        "pow", exp.Literal.number(2), exp.Sub(this=exp.Literal.number(32), expression=prefix)
+    )
+    return exp.Mul(
+        this=func("floor", exp.Div(this=value, expression=block)), expression=block.copy()
+    )
 
 
 @register("parse_ipv4")
@@ -1177,7 +1642,9 @@ def _ipv4_in_range(ec: ExprCompiler, node: ast.Call) -> Typed:
     ip, rng = _strings(ec, node, 2)
     value, _ = _split_cidr(ip.sql, exp.Literal.number(32))
     base, prefix = _split_cidr(rng.sql, exp.Literal.number(32))
-    return Typed(exp.EQ(this=_masked(value, prefix), expression=_masked(base, prefix.copy())), "bool")
+    return Typed(
+        exp.EQ(this=_masked(value, prefix), expression=_masked(base, prefix.copy())), "bool"
+    )
 
 
 @register("ipv4_compare")
@@ -1186,9 +1653,15 @@ def _ipv4_compare(ec: ExprCompiler, node: ast.Call) -> Typed:
     args = [to_string(a) for a in raw[:2]]
     a, pa = _split_cidr(args[0].sql, exp.Literal.number(32))
     b, pb = _split_cidr(args[1].sql, exp.Literal.number(32))
-    prefix = func("least", pa, pb) if len(raw) == 2 else func("least", pa, pb, exp.Cast(this=raw[2].sql, to=sql_type("long")))
+    prefix = (
+        func("least", pa, pb)
+        if len(raw) == 2
+        else func("least", pa, pb, exp.Cast(this=raw[2].sql, to=sql_type("long")))
+    )
     ma, mb = _masked(a, prefix), _masked(b, prefix.copy())
-    return Typed(exp.Cast(this=func("sign", exp.Sub(this=ma, expression=mb)), to=sql_type("long")), "long")
+    return Typed(
+        exp.Cast(this=func("sign", exp.Sub(this=ma, expression=mb)), to=sql_type("long")), "long"
+    )
 
 
 @register("ipv4_is_match")
@@ -1210,11 +1683,15 @@ def _ipv4_is_private(ec: ExprCompiler, node: ast.Call) -> Typed:
         base, prefix = rng.split("/")
         a, b, c, d = (int(x) for x in base.split("."))
         base_value = exp.Literal.number(((a * 256 + b) * 256 + c) * 256 + d)
-        preds.append(exp.EQ(this=_masked(value.copy(), exp.Literal.number(int(prefix))), expression=base_value))
+        preds.append(
+            exp.EQ(
+                this=_masked(value.copy(), exp.Literal.number(int(prefix))), expression=base_value
+            )
+        )
     return Typed(exp.or_(*preds), "bool")
 
 
-# --- row context --------------------------------------------------------------------------------
+# --- row context -----------------------------------------------------------------------------
 
 
 @register("column_ifexists")
@@ -1230,10 +1707,21 @@ def _column_ifexists(ec: ExprCompiler, node: ast.Call) -> Typed:
 def _row_number(ec: ExprCompiler, node: ast.Call) -> Typed:
     args = ec.args(node, 0, 2)
     if ec.rel is None or ec.rel.order is None:
-        raise _error(node, "row_number() needs serialized input: add '| serialize' or '| sort by ...' before it")
-    window = exp.Window(this=exp.RowNumber(), order=exp.Order(expressions=[exp.Ordered(this=exp.column(ec.rel.order, quoted=True))]))
+        raise _error(
+            node,
+            "row_number() needs serialized input: add '| serialize' or '| sort by ...' before it",
+        )
+    window = exp.Window(
+        this=exp.RowNumber(),
+        order=exp.Order(expressions=[exp.Ordered(this=exp.column(ec.rel.order, quoted=True))]),
+    )
     if args:
-        return Typed(exp.Add(this=exp.Sub(this=window, expression=exp.Literal.number(1)), expression=args[0].sql), "long")
+        return Typed(
+            exp.Add(
+                this=exp.Sub(this=window, expression=exp.Literal.number(1)), expression=args[0].sql
+            ),
+            "long",
+        )
     return Typed(window, "long")
 
 
@@ -1241,13 +1729,19 @@ def _offset_fn(lag: bool) -> Handler:
     def handler(ec: ExprCompiler, node: ast.Call) -> Typed:
         args = ec.args(node, 1, 3)
         if ec.rel is None or ec.rel.order is None:
-            raise _error(node, f"{node.name}() needs serialized input: add '| serialize' or '| sort by ...' before it")
+            raise _error(
+                node,
+                f"{node.name}() needs serialized input: add '| serialize' or '| sort by' before it",
+            )
         offset = args[1].sql if len(args) >= 2 else exp.Literal.number(1)
         default = args[2].sql if len(args) == 3 else None
         cls = exp.Lag if lag else exp.Lead
         call = cls(this=args[0].sql, offset=offset, default=default)
-        window = exp.Window(this=call, order=exp.Order(expressions=[exp.Ordered(this=exp.column(ec.rel.order, quoted=True))]))
-        sql: exp.Expression = not_null_string(window) if args[0].type in TEXTUAL else window
+        window = exp.Window(
+            this=call,
+            order=exp.Order(expressions=[exp.Ordered(this=exp.column(ec.rel.order, quoted=True))]),
+        )
+        sql: exp.Expr = not_null_string(window) if args[0].type in TEXTUAL else window
         return Typed(sql, args[0].type)
 
     return handler
@@ -1270,7 +1764,10 @@ def _toscalar(ec: ExprCompiler, node: ast.Call) -> Typed:
 
 @register("typeof")
 def _typeof(ec: ExprCompiler, node: ast.Call) -> Typed:
-    raise _error(node, "typeof() is only valid as a type argument (for example in mv-expand ... to typeof(string))")
+    raise _error(
+        node,
+        "typeof() is only valid as a type argument (as in mv-expand ... to typeof(string))",
+    )
 
 
 @register("materialize")
@@ -1285,4 +1782,3 @@ def _array_sort(ec: ExprCompiler, node: ast.Call) -> Typed:
     lst = func("json_extract", _dyn(arr), lit_string("$[*]"))
     order = "ASC" if node.name.endswith("asc") else "DESC"
     return Typed(func("to_json", func("list_sort", lst, lit_string(order))), "dynamic")
-

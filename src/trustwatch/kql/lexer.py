@@ -30,8 +30,12 @@ class Lexer:
         self.pos = 0
         self.tokens: list[Token] = []
 
-    def error(self, message: str, start: int, end: int | None = None, hint: str | None = None) -> KqlSyntaxError:
-        return KqlSyntaxError(message, span=Span(start, end if end is not None else start + 1), hint=hint)
+    def error(
+        self, message: str, start: int, end: int | None = None, hint: str | None = None
+    ) -> KqlSyntaxError:
+        return KqlSyntaxError(
+            message, span=Span(start, end if end is not None else start + 1), hint=hint
+        )
 
     def peek(self, ahead: int = 0) -> str:
         i = self.pos + ahead
@@ -47,11 +51,11 @@ class Lexer:
             ch = text[self.pos]
             if ch in "\"'":
                 self.scan_string(self.pos, self.pos, verbatim=False)
-            elif ch == "@" and self.peek(1) in ("\"", "'"):
+            elif ch == "@" and self.peek(1) in ('"', "'"):
                 self.scan_string(self.pos, self.pos + 1, verbatim=True)
-            elif ch in "hH" and self.peek(1) in ("\"", "'"):
+            elif ch in "hH" and self.peek(1) in ('"', "'"):
                 self.scan_string(self.pos, self.pos + 1, verbatim=False)
-            elif ch in "hH" and self.peek(1) == "@" and self.peek(2) in ("\"", "'"):
+            elif ch in "hH" and self.peek(1) == "@" and self.peek(2) in ('"', "'"):
                 self.scan_string(self.pos, self.pos + 2, verbatim=True)
             elif text.startswith("```", self.pos):
                 self.scan_multiline_string()
@@ -81,7 +85,9 @@ class Lexer:
         out: list[str] = []
         while True:
             if i >= len(text) or text[i] == "\n":
-                raise self.error("unterminated string literal", start, i, hint=f"close it with {quote}")
+                raise self.error(
+                    "unterminated string literal", start, i, hint=f"close it with {quote}"
+                )
             ch = text[i]
             if verbatim:
                 if ch == quote:
@@ -103,14 +109,20 @@ class Lexer:
                     out.append(chr(int(text[i + 2 : i + 6], 16)))
                     i += 6
                     continue
-                raise self.error(f"unknown escape sequence '\\{nxt}' in string literal", i, i + 2,
-                                 hint="use \\\\ for a backslash, or a verbatim string @\"...\"")
+                raise self.error(
+                    f"unknown escape sequence '\\{nxt}' in string literal",
+                    i,
+                    i + 2,
+                    hint='use \\\\ for a backslash, or a verbatim string @"..."',
+                )
             if ch == quote:
                 break
             out.append(ch)
             i += 1
         self.pos = i + 1
-        self.tokens.append(Token(TokenType.STRING, text[start : self.pos], Span(start, self.pos), "".join(out)))
+        self.tokens.append(
+            Token(TokenType.STRING, text[start : self.pos], Span(start, self.pos), "".join(out))
+        )
 
     def scan_multiline_string(self) -> None:
         start = self.pos
@@ -119,7 +131,9 @@ class Lexer:
             raise self.error("unterminated ``` string literal", start, start + 3)
         self.pos = end + 3
         value = self.text[start + 3 : end]
-        self.tokens.append(Token(TokenType.STRING, self.text[start : self.pos], Span(start, self.pos), value))
+        self.tokens.append(
+            Token(TokenType.STRING, self.text[start : self.pos], Span(start, self.pos), value)
+        )
 
     def scan_number(self) -> None:
         text = self.text
@@ -129,7 +143,9 @@ class Lexer:
             while i < len(text) and text[i] in "0123456789abcdefABCDEF":
                 i += 1
             self.pos = i
-            self.tokens.append(Token(TokenType.INT, text[start:i], Span(start, i), int(text[start + 2 : i], 16)))
+            self.tokens.append(
+                Token(TokenType.INT, text[start:i], Span(start, i), int(text[start + 2 : i], 16))
+            )
             return
         while i < len(text) and text[i].isdigit():
             i += 1
@@ -139,8 +155,13 @@ class Lexer:
             i += 1
             while i < len(text) and text[i].isdigit():
                 i += 1
-        if i < len(text) and text[i] in "eE" and (
-            text[i + 1 : i + 2].isdigit() or (text[i + 1 : i + 2] in "+-" and text[i + 2 : i + 3].isdigit())
+        if (
+            i < len(text)
+            and text[i] in "eE"
+            and (
+                text[i + 1 : i + 2].isdigit()
+                or (text[i + 1 : i + 2] in "+-" and text[i + 2 : i + 3].isdigit())
+            )
         ):
             is_real = True
             i += 2
@@ -153,8 +174,12 @@ class Lexer:
                 j += 1
             unit = text[i:j]
             if unit.lower() not in TIMESPAN_UNITS:
-                raise self.error(f"invalid number or timespan literal '{text[start:j]}'", start, j,
-                                 hint="timespan units are d, h, m, s, ms, microsecond, tick")
+                raise self.error(
+                    f"invalid number or timespan literal '{text[start:j]}'",
+                    start,
+                    j,
+                    hint="timespan units are d, h, m, s, ms, microsecond, tick",
+                )
             ticks = round(float(number) * TIMESPAN_UNITS[unit.lower()])
             self.pos = j
             self.tokens.append(Token(TokenType.TIMESPAN, text[start:j], Span(start, j), ticks))

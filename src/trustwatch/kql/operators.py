@@ -23,10 +23,25 @@ from trustwatch.schema.model import suggest
 OPERATORS: dict[type, OperatorHandler] = {}
 
 # Functions whose result keeps the name of their first argument column.
-_NAME_THROUGH = frozenset({
-    "tostring", "toint", "tolong", "todouble", "toreal", "tobool", "todatetime", "totimespan", "todynamic",
-    "parse_json", "bin", "floor", "todecimal", "toguid", "bin_at",
-})
+_NAME_THROUGH = frozenset(
+    {
+        "tostring",
+        "toint",
+        "tolong",
+        "todouble",
+        "toreal",
+        "tobool",
+        "todatetime",
+        "totimespan",
+        "todynamic",
+        "parse_json",
+        "bin",
+        "floor",
+        "todecimal",
+        "toguid",
+        "bin_at",
+    }
+)
 
 
 def register(node_type: type) -> Callable[[Callable[..., Relation]], Callable[..., Relation]]:
@@ -69,12 +84,15 @@ class ColumnNamer:
 
 def _assignment_names(a: ast.Assignment, namer: ColumnNamer) -> str:
     if a.names:
-        raise KqlSemanticError("a tuple assignment '(A, B) = ...' is only valid for functions returning several columns",
-                               span=a.span, code="KQL205")
+        raise KqlSemanticError(
+            "a tuple assignment '(A, B) = ...' is only valid for multi-column functions",
+            span=a.span,
+            code="KQL205",
+        )
     return a.name or inferred_name(a.expr) or namer.next()
 
 
-# --- where / extend / project -----------------------------------------------------------------------
+# --- where / extend / project ----------------------------------------------------------------
 
 
 @register(ast.Where)
@@ -86,7 +104,9 @@ def compile_where(c: Compiler, op: ast.Where, rel: Relation, scope: Scope) -> Re
     return Relation(select, rel.columns, rel.order)
 
 
-def _compute_items(c: Compiler, items: tuple[ast.Assignment, ...], rel: Relation, scope: Scope) -> list[tuple[str, Typed]]:
+def _compute_items(
+    c: Compiler, items: tuple[ast.Assignment, ...], rel: Relation, scope: Scope
+) -> list[tuple[str, Typed]]:
     """Compile extend/project items in order; a later item may use an earlier one's name."""
     namer = ColumnNamer(rel.names())
     overlay: dict[str, Typed] = {}
@@ -103,7 +123,7 @@ def _compute_items(c: Compiler, items: tuple[ast.Assignment, ...], rel: Relation
 @register(ast.Extend)
 def compile_extend(c: Compiler, op: ast.Extend, rel: Relation, scope: Scope) -> Relation:
     computed = dict(_compute_items(c, op.items, rel, scope))
-    projections: list[exp.Expression] = []
+    projections: list[exp.Expr] = []
     columns: list[tuple[str, str]] = []
     for name, ktype in rel.columns:
         if name in computed:  # extend with an existing name replaces the column in place
@@ -127,16 +147,18 @@ def compile_project(c: Compiler, op: ast.Project, rel: Relation, scope: Scope) -
     seen: set[str] = set()
     for item, (name, _) in zip(op.items, computed, strict=False):
         if name in seen:
-            raise KqlSemanticError(f"column '{name}' is projected twice", span=item.span, code="KQL205")
+            raise KqlSemanticError(
+                f"column '{name}' is projected twice", span=item.span, code="KQL205"
+            )
         seen.add(name)
-    projections: list[exp.Expression] = [alias(t.sql, n) for n, t in computed]
+    projections: list[exp.Expr] = [alias(t.sql, n) for n, t in computed]
     if rel.order:
         projections.append(col(rel.order))
     return Relation(c.select(rel, projections), tuple((n, t.type) for n, t in computed), rel.order)
 
 
 def match_patterns(rel: Relation, patterns: tuple[ast.ColumnPattern, ...]) -> list[str]:
-    """Columns matched by names or wildcards, in pattern order; an unmatched plain name is an error."""
+    """Columns matched by names or wildcards, in pattern order; unmatched plain names fail."""
     names = rel.names()
     out: list[str] = []
     for p in patterns:
@@ -145,17 +167,23 @@ def match_patterns(rel: Relation, patterns: tuple[ast.ColumnPattern, ...]) -> li
         elif p.pattern in names:
             hits = [p.pattern]
         else:
-            raise KqlSemanticError(f"unknown column '{p.pattern}' in the input of this operator", span=p.span,
-                                   hint=suggest(p.pattern, names), code="KQL202")
+            raise KqlSemanticError(
+                f"unknown column '{p.pattern}' in the input of this operator",
+                span=p.span,
+                hint=suggest(p.pattern, names),
+                code="KQL202",
+            )
         out.extend(h for h in hits if h not in out)
     return out
 
 
 def _keep(c: Compiler, rel: Relation, keep: list[str]) -> Relation:
-    projections: list[exp.Expression] = [col(n) for n in keep]
+    projections: list[exp.Expr] = [col(n) for n in keep]
     if rel.order:
         projections.append(col(rel.order))
-    return Relation(c.select(rel, projections), tuple((n, rel.type_of(n) or "string") for n in keep), rel.order)
+    return Relation(
+        c.select(rel, projections), tuple((n, rel.type_of(n) or "string") for n in keep), rel.order
+    )
 
 
 @register(ast.ProjectAway)
@@ -171,7 +199,9 @@ def compile_project_keep(c: Compiler, op: ast.ProjectKeep, rel: Relation, scope:
 
 
 @register(ast.ProjectReorder)
-def compile_project_reorder(c: Compiler, op: ast.ProjectReorder, rel: Relation, scope: Scope) -> Relation:
+def compile_project_reorder(
+    c: Compiler, op: ast.ProjectReorder, rel: Relation, scope: Scope
+) -> Relation:
     first: list[str] = []
     for pattern, order in zip(op.patterns, op.orders or (None,) * len(op.patterns), strict=False):
         hits = [h for h in match_patterns(rel, (pattern,)) if h not in first]
@@ -184,14 +214,20 @@ def compile_project_reorder(c: Compiler, op: ast.ProjectReorder, rel: Relation, 
 
 
 @register(ast.ProjectRename)
-def compile_project_rename(c: Compiler, op: ast.ProjectRename, rel: Relation, scope: Scope) -> Relation:
+def compile_project_rename(
+    c: Compiler, op: ast.ProjectRename, rel: Relation, scope: Scope
+) -> Relation:
     renames: dict[str, str] = {}
     for new, old in op.pairs:
         if rel.type_of(old) is None:
-            raise KqlSemanticError(f"unknown column '{old}' in the input of project-rename", span=op.span,
-                                   hint=suggest(old, rel.names()), code="KQL202")
+            raise KqlSemanticError(
+                f"unknown column '{old}' in the input of project-rename",
+                span=op.span,
+                hint=suggest(old, rel.names()),
+                code="KQL202",
+            )
         renames[old] = new
-    projections: list[exp.Expression] = []
+    projections: list[exp.Expr] = []
     columns = []
     for name, ktype in rel.columns:
         new_name = renames.get(name, name)
@@ -204,10 +240,12 @@ def compile_project_rename(c: Compiler, op: ast.ProjectRename, rel: Relation, sc
     return Relation(c.select(rel, projections), tuple(columns), rel.order)
 
 
-# --- ordering ------------------------------------------------------------------------------------
+# --- ordering --------------------------------------------------------------------------------
 
 
-def sort_keys(c: Compiler, keys: tuple[ast.SortKey, ...], rel: Relation, scope: Scope) -> list[exp.Ordered]:
+def sort_keys(
+    c: Compiler, keys: tuple[ast.SortKey, ...], rel: Relation, scope: Scope
+) -> list[exp.Ordered]:
     """ORDER BY terms with Kusto's defaults: desc, nulls last for desc and first for asc.
 
     https://learn.microsoft.com/kusto/query/sort-operator
@@ -220,11 +258,13 @@ def sort_keys(c: Compiler, keys: tuple[ast.SortKey, ...], rel: Relation, scope: 
     return out
 
 
-def _ordered(c: Compiler, rel: Relation, order_by: list[exp.Ordered], limit: exp.Expression | None = None) -> Relation:
+def _ordered(
+    c: Compiler, rel: Relation, order_by: list[exp.Ordered], limit: exp.Expr | None = None
+) -> Relation:
     """Materialise an order as a hidden row-number column carried by later stages."""
     order_col = c.fresh("__tw_order")
     window = exp.Window(this=exp.RowNumber(), order=exp.Order(expressions=order_by))
-    projections: list[exp.Expression] = [col(n) for n in rel.names()]
+    projections: list[exp.Expr] = [col(n) for n in rel.names()]
     projections.append(alias(window, order_col))
     select = c.select(rel, projections)
     if limit is not None:
@@ -262,14 +302,14 @@ def compile_serialize(c: Compiler, op: ast.Serialize, rel: Relation, scope: Scop
     if rel.order is None:
         order_col = c.fresh("__tw_order")
         window = exp.Window(this=exp.RowNumber())
-        projections: list[exp.Expression] = [col(n) for n in rel.names()] + [alias(window, order_col)]
+        projections: list[exp.Expr] = [col(n) for n in rel.names()] + [alias(window, order_col)]
         rel = Relation(c.select(rel, projections), rel.columns, order_col)
     if op.items:
         return compile_extend(c, ast.Extend(items=op.items, span=op.span), rel, scope)
     return rel
 
 
-# --- distinct / count / summarize ------------------------------------------------------------------
+# --- distinct / count / summarize ------------------------------------------------------------
 
 
 @register(ast.Distinct)
@@ -295,29 +335,63 @@ def compile_summarize(c: Compiler, op: ast.Summarize, rel: Relation, scope: Scop
     return summarize(c, op, rel, scope)
 
 
-# --- getschema / render ----------------------------------------------------------------------------
+# --- getschema / render ----------------------------------------------------------------------
 
 
 @register(ast.Getschema)
 def compile_getschema(c: Compiler, op: ast.Getschema, rel: Relation, scope: Scope) -> Relation:
     rows = []
     for i, (name, ktype) in enumerate(rel.columns):
-        dotnet = {"string": "System.String", "long": "System.Int64", "int": "System.Int32", "real": "System.Double",
-                  "bool": "System.SByte", "datetime": "System.DateTime", "timespan": "System.TimeSpan",
-                  "dynamic": "System.Object", "guid": "System.Guid"}[ktype]
-        rows.append(exp.Tuple(expressions=[lit_string(name), exp.Literal.number(i), lit_string(dotnet), lit_string(ktype)]))
-    columns = (("ColumnName", "string"), ("ColumnOrdinal", "int"), ("DataType", "string"), ("ColumnType", "string"))
+        dotnet = {
+            "string": "System.String",
+            "long": "System.Int64",
+            "int": "System.Int32",
+            "real": "System.Double",
+            "bool": "System.SByte",
+            "datetime": "System.DateTime",
+            "timespan": "System.TimeSpan",
+            "dynamic": "System.Object",
+            "guid": "System.Guid",
+        }[ktype]
+        rows.append(
+            exp.Tuple(
+                expressions=[
+                    lit_string(name),
+                    exp.Literal.number(i),
+                    lit_string(dotnet),
+                    lit_string(ktype),
+                ]
+            )
+        )
+    columns = (
+        ("ColumnName", "string"),
+        ("ColumnOrdinal", "int"),
+        ("DataType", "string"),
+        ("ColumnType", "string"),
+    )
     if not rows:
         return c.empty_relation(columns)
-    values = exp.Values(expressions=rows, alias=exp.TableAlias(this=exp.to_identifier(c.fresh()),
-                                                                  columns=[exp.to_identifier(n, quoted=True) for n, _ in columns]))
-    select = exp.Select(expressions=[col(n) if t != "int" else alias(exp.Cast(this=col(n), to=sql_type("int")), n) for n, t in columns]).from_(values)
+    values = exp.Values(
+        expressions=rows,
+        alias=exp.TableAlias(
+            this=exp.to_identifier(c.fresh()),
+            columns=[exp.to_identifier(n, quoted=True) for n, _ in columns],
+        ),
+    )
+    select = exp.Select(
+        expressions=[
+            col(n) if t != "int" else alias(exp.Cast(this=col(n), to=sql_type("int")), n)
+            for n, t in columns
+        ]
+    ).from_(values)
     return Relation(select, columns)
 
 
 @register(ast.Render)
 def compile_render(c: Compiler, op: ast.Render, rel: Relation, scope: Scope) -> Relation:
-    c.notices.append(f"render {op.visualization}: charts are not drawn here; the rows are returned as a table")
+    c.notices.append(
+        f"render {op.visualization}: charts are not drawn here; the rows are returned as a table"
+    )
     return rel
 
 
@@ -327,12 +401,14 @@ def compile_invoke(c: Compiler, op: ast.Invoke, rel: Relation, scope: Scope) -> 
 
     binding = scope.lookup(op.call.name)
     if not isinstance(binding, LambdaBinding):
-        raise KqlSemanticError(f"unknown function '{op.call.name}'", span=op.call.name_span, code="KQL203")
+        raise KqlSemanticError(
+            f"unknown function '{op.call.name}'", span=op.call.name_span, code="KQL203"
+        )
     body_scope = c.lambda_scope(binding, list(op.call.args), op.call.span, scope, implicit=rel)
     return c.compile_tabular(binding.fn.body, body_scope)
 
 
-# --- parse ---------------------------------------------------------------------------------------
+# --- parse -----------------------------------------------------------------------------------
 
 
 def _parse_regex(op: ast.Parse) -> tuple[str, list[ast.ParseColumn]]:
@@ -353,7 +429,7 @@ def _parse_regex(op: ast.Parse) -> tuple[str, list[ast.ParseColumn]]:
             pieces.append(".*?")
             continue
         columns.append(part)
-        is_last = all(isinstance(p, ast.ParseColumn) and p.name == "*" for p in parts[i + 1:])
+        is_last = all(isinstance(p, ast.ParseColumn) and p.name == "*" for p in parts[i + 1 :])
         if op.kind == "regex":
             pieces.append("(.*?)" if not is_last else "(.*)")
         elif op.kind == "relaxed":
@@ -382,11 +458,20 @@ def compile_parse(c: Compiler, op: ast.Parse, rel: Relation, scope: Scope) -> Re
         if pc.type in TEXTUAL:
             value = Typed(exp.If(this=match.copy(), true=text, false=lit_string("")), "string")
         else:
-            converted = convert(Typed(exp.Nullif(this=text, expression=lit_string("")), "string"), pc.type)
-            value = Typed(exp.If(this=match.copy(), true=converted.sql, false=exp.Cast(this=exp.null(), to=sql_type(pc.type))), pc.type)
+            converted = convert(
+                Typed(exp.Nullif(this=text, expression=lit_string("")), "string"), pc.type
+            )
+            value = Typed(
+                exp.If(
+                    this=match.copy(),
+                    true=converted.sql,
+                    false=exp.Cast(this=exp.null(), to=sql_type(pc.type)),
+                ),
+                pc.type,
+            )
         computed[pc.name] = value
     items = tuple(computed.items())
-    projections: list[exp.Expression] = []
+    projections: list[exp.Expr] = []
     columns_out: list[tuple[str, str]] = []
     for name, ktype in rel.columns:
         if name in computed:
@@ -401,7 +486,7 @@ def compile_parse(c: Compiler, op: ast.Parse, rel: Relation, scope: Scope) -> Re
     return Relation(c.select(rel, projections), tuple(columns_out), rel.order)
 
 
-# --- mv-expand -----------------------------------------------------------------------------------
+# --- mv-expand -------------------------------------------------------------------------------
 
 
 @register(ast.MvExpand)
@@ -410,7 +495,7 @@ def compile_mv_expand(c: Compiler, op: ast.MvExpand, rel: Relation, scope: Scope
 
     https://learn.microsoft.com/kusto/query/mv-expand-operator
     """
-    expanded: dict[str, tuple[exp.Expression, str | None]] = {}
+    expanded: dict[str, tuple[exp.Expr, str | None]] = {}
     namer = ColumnNamer(rel.names())
     for item in op.items:
         name = item.name or inferred_name(item.expr) or namer.next()
@@ -419,21 +504,42 @@ def compile_mv_expand(c: Compiler, op: ast.MvExpand, rel: Relation, scope: Scope
             t = convert(t, "dynamic")
         d = t.sql
         is_object = exp.EQ(this=func("json_type", d), expression=lit_string("OBJECT"))
-        value_of_k = func("json_extract", d.copy(), func("concat", lit_string('$."'), exp.column("k"), lit_string('"')))
-        pair = func("json_array", exp.column("k"), value_of_k) if op.bagexpansion == "array" else func("json_object", exp.column("k"), value_of_k)
-        bag_items = func("list_transform", func("json_keys", d.copy()), exp.Lambda(this=pair, expressions=[exp.to_identifier("k")]))
-        elements = exp.Case(ifs=[
-            exp.If(this=is_object, true=bag_items),
-            exp.If(this=exp.EQ(this=func("json_type", d.copy()), expression=lit_string("ARRAY")), true=func("json_extract", d.copy(), lit_string("$[*]"))),
-        ], default=func("list_value", d.copy()))
+        value_of_k = func(
+            "json_extract",
+            d.copy(),
+            func("concat", lit_string('$."'), exp.column("k"), lit_string('"')),
+        )
+        pair = (
+            func("json_array", exp.column("k"), value_of_k)
+            if op.bagexpansion == "array"
+            else func("json_object", exp.column("k"), value_of_k)
+        )
+        bag_items = func(
+            "list_transform",
+            func("json_keys", d.copy()),
+            exp.Lambda(this=pair, expressions=[exp.to_identifier("k")]),
+        )
+        elements = exp.Case(
+            ifs=[
+                exp.If(this=is_object, true=bag_items),
+                exp.If(
+                    this=exp.EQ(this=func("json_type", d.copy()), expression=lit_string("ARRAY")),
+                    true=func("json_extract", d.copy(), lit_string("$[*]")),
+                ),
+            ],
+            default=func("list_value", d.copy()),
+        )
         expanded[name] = (elements, item.to_type)
-    projections: list[exp.Expression] = []
+    projections: list[exp.Expr] = []
     columns: list[tuple[str, str]] = []
-    inner_cols: list[exp.Expression] = [col(n) for n in rel.names() if n not in expanded]
+    inner_cols: list[exp.Expr] = [col(n) for n in rel.names() if n not in expanded]
     if rel.order:
         inner_cols.append(col(rel.order))
     # Zip several arrays: unnest each in the same SELECT (DuckDB pads the shorter ones with NULL).
-    unnests = [alias(exp.Unnest(expressions=[elements]), f"__tw_x_{name}") for name, (elements, _) in expanded.items()]
+    unnests = [
+        alias(exp.Unnest(expressions=[elements]), f"__tw_x_{name}")
+        for name, (elements, _) in expanded.items()
+    ]
     if op.with_itemindex:
         lengths = [func("len", elements.copy()) for elements, _ in expanded.values()]
         longest = func("greatest", *lengths) if len(lengths) > 1 else lengths[0]
@@ -443,7 +549,7 @@ def compile_mv_expand(c: Compiler, op: ast.MvExpand, rel: Relation, scope: Scope
     inner_rel = Relation(inner, ())
     for name, ktype in rel.columns:
         if name in expanded:
-            elements, to_type = expanded[name]
+            _, to_type = expanded[name]
             value = _expanded_value(col(f"__tw_x_{name}"), to_type)
             projections.append(alias(value.sql, name))
             columns.append((name, value.type))
@@ -466,21 +572,25 @@ def compile_mv_expand(c: Compiler, op: ast.MvExpand, rel: Relation, scope: Scope
     return Relation(select, tuple(columns), rel.order)
 
 
-def _expanded_value(element: exp.Expression, to_type: str | None) -> Typed:
+def _expanded_value(element: exp.Expr, to_type: str | None) -> Typed:
     typed = Typed(exp.Cast(this=element, to=sql_type("dynamic")), "dynamic")
     if to_type is None or to_type == "dynamic":
         return typed
     return convert(typed, to_type)
 
 
-# --- join / lookup -----------------------------------------------------------------------------------
+# --- join / lookup ---------------------------------------------------------------------------
 
 
 def _check_keys(rel: Relation, keys: list[str], side: str, span: Span) -> None:
     for k in keys:
         if rel.type_of(k) is None:
-            raise KqlSemanticError(f"unknown column '{k}' on the {side} side of the join", span=span,
-                                   hint=suggest(k, rel.names()), code="KQL202")
+            raise KqlSemanticError(
+                f"unknown column '{k}' on the {side} side of the join",
+                span=span,
+                hint=suggest(k, rel.names()),
+                code="KQL202",
+            )
 
 
 def _dedupe_left(c: Compiler, rel: Relation, keys: list[str]) -> Relation:
@@ -501,30 +611,50 @@ def compile_join(c: Compiler, op: ast.Join, rel: Relation, scope: Scope) -> Rela
     right_keys = [cond.right for cond in op.on]
     _check_keys(rel, left_keys, "left", op.span)
     _check_keys(right, right_keys, "right", op.span)
-    kind = {"anti": "leftanti", "leftantisemi": "leftanti", "rightantisemi": "rightanti"}.get(op.kind, op.kind)
+    kind = {"anti": "leftanti", "leftantisemi": "leftanti", "rightantisemi": "rightanti"}.get(
+        op.kind, op.kind
+    )
     left = Relation(rel.sql, rel.columns)
     if kind == "innerunique":
         left = _dedupe_left(c, left, left_keys)
     la, ra = c.fresh("_l"), c.fresh("_r")
-    on = exp.and_(*[exp.EQ(this=exp.column(lk, table=la, quoted=True), expression=exp.column(rk, table=ra, quoted=True))
-                    for lk, rk in zip(left_keys, right_keys, strict=True)])
+    on = exp.and_(
+        *[
+            exp.EQ(
+                this=exp.column(lk, table=la, quoted=True),
+                expression=exp.column(rk, table=ra, quoted=True),
+            )
+            for lk, rk in zip(left_keys, right_keys, strict=True)
+        ]
+    )
     lsrc = exp.Subquery(this=left.sql, alias=exp.TableAlias(this=exp.to_identifier(la)))
-    rsrc = exp.Subquery(this=Relation(right.sql, right.columns).sql, alias=exp.TableAlias(this=exp.to_identifier(ra)))
+    rsrc = exp.Subquery(
+        this=Relation(right.sql, right.columns).sql,
+        alias=exp.TableAlias(this=exp.to_identifier(ra)),
+    )
     if kind in ("leftsemi", "leftanti", "rightsemi", "rightanti"):
         keep_left = kind.startswith("left")
         outer, other, oa, oalias = (left, right, lsrc, ra) if keep_left else (right, left, rsrc, la)
         osrc = rsrc if keep_left else lsrc
         keep_alias = la if keep_left else ra
         join_type = "SEMI" if kind.endswith("semi") else "ANTI"
-        select = exp.Select(expressions=[exp.column(n, table=keep_alias, quoted=True) for n in outer.names()]).from_(oa)
+        select = exp.Select(
+            expressions=[exp.column(n, table=keep_alias, quoted=True) for n in outer.names()]
+        ).from_(oa)
         select = select.join(osrc, on=on, join_type=join_type)
         return Relation(select, outer.columns)
-    side = {"inner": "", "innerunique": "", "leftouter": "LEFT", "rightouter": "RIGHT", "fullouter": "FULL"}[kind]
-    projections: list[exp.Expression] = []
+    side = {
+        "inner": "",
+        "innerunique": "",
+        "leftouter": "LEFT",
+        "rightouter": "RIGHT",
+        "fullouter": "FULL",
+    }[kind]
+    projections: list[exp.Expr] = []
     columns: list[tuple[str, str]] = []
     names = set(left.names())
     for n, t in left.columns:
-        ref: exp.Expression = exp.column(n, table=la, quoted=True)
+        ref: exp.Expr = exp.column(n, table=la, quoted=True)
         if side in ("RIGHT", "FULL") and t in TEXTUAL:
             ref = not_null_string(ref)
         projections.append(alias(ref, n))
@@ -541,7 +671,9 @@ def compile_join(c: Compiler, op: ast.Join, rel: Relation, scope: Scope) -> Rela
             ref = not_null_string(ref)
         projections.append(alias(ref, out_name))
         columns.append((out_name, t))
-    select = exp.Select(expressions=projections).from_(lsrc).join(rsrc, on=on, join_type=side or "INNER")
+    select = (
+        exp.Select(expressions=projections).from_(lsrc).join(rsrc, on=on, join_type=side or "INNER")
+    )
     return Relation(select, tuple(columns))
 
 
@@ -557,9 +689,18 @@ def compile_lookup(c: Compiler, op: ast.Lookup, rel: Relation, scope: Scope) -> 
     _check_keys(rel, left_keys, "left", op.span)
     _check_keys(right, right_keys, "right", op.span)
     la, ra = c.fresh("_l"), c.fresh("_r")
-    on = exp.and_(*[exp.EQ(this=exp.column(lk, table=la, quoted=True), expression=exp.column(rk, table=ra, quoted=True))
-                    for lk, rk in zip(left_keys, right_keys, strict=True)])
-    projections: list[exp.Expression] = [alias(exp.column(n, table=la, quoted=True), n) for n in rel.names()]
+    on = exp.and_(
+        *[
+            exp.EQ(
+                this=exp.column(lk, table=la, quoted=True),
+                expression=exp.column(rk, table=ra, quoted=True),
+            )
+            for lk, rk in zip(left_keys, right_keys, strict=True)
+        ]
+    )
+    projections: list[exp.Expr] = [
+        alias(exp.column(n, table=la, quoted=True), n) for n in rel.names()
+    ]
     columns = list(rel.columns)
     names = set(rel.names())
     for n, t in right.columns:
@@ -570,18 +711,22 @@ def compile_lookup(c: Compiler, op: ast.Lookup, rel: Relation, scope: Scope) -> 
             out_name = f"{n}{suffix}"
             suffix += 1
         names.add(out_name)
-        ref: exp.Expression = exp.column(n, table=ra, quoted=True)
+        ref: exp.Expr = exp.column(n, table=ra, quoted=True)
         if op.kind == "leftouter" and t in TEXTUAL:
             ref = not_null_string(ref)
         projections.append(alias(ref, out_name))
         columns.append((out_name, t))
     lsrc = exp.Subquery(this=rel.sql, alias=exp.TableAlias(this=exp.to_identifier(la)))
     rsrc = exp.Subquery(this=right.sql, alias=exp.TableAlias(this=exp.to_identifier(ra)))
-    select = exp.Select(expressions=projections).from_(lsrc).join(rsrc, on=on, join_type="LEFT" if op.kind == "leftouter" else "INNER")
+    select = (
+        exp.Select(expressions=projections)
+        .from_(lsrc)
+        .join(rsrc, on=on, join_type="LEFT" if op.kind == "leftouter" else "INNER")
+    )
     return Relation(select, tuple(columns))
 
 
-# --- union ---------------------------------------------------------------------------------------
+# --- union -----------------------------------------------------------------------------------
 
 
 def union_relations(c: Compiler, op: ast.Union, first: Relation | None, scope: Scope) -> Relation:
@@ -592,17 +737,23 @@ def union_relations(c: Compiler, op: ast.Union, first: Relation | None, scope: S
     inputs: list[tuple[str, Relation]] = []
     if first is not None:
         inputs.append(("", first))
-    for t in op.tables:
-        if isinstance(t, ast.TableRef) and "*" in t.name:
-            matched = sorted(n for n in c.catalog if fnmatch.fnmatchcase(n, t.name))
+    for source in op.tables:
+        if isinstance(source, ast.TableRef) and "*" in source.name:
+            matched = sorted(n for n in c.catalog if fnmatch.fnmatchcase(n, source.name))
             if not matched and not op.isfuzzy:
-                raise KqlSemanticError(f"no table matches '{t.name}'", span=t.span, code="KQL201")
-            inputs += [(n, c.table_ref(n, t.span, scope)) for n in matched]
+                raise KqlSemanticError(
+                    f"no table matches '{source.name}'", span=source.span, code="KQL201"
+                )
+            inputs += [(n, c.table_ref(n, source.span, scope)) for n in matched]
         else:
-            label = t.name if isinstance(t, ast.TableRef) else ""
-            if isinstance(t, ast.Pipeline) and t.ops and isinstance(t.ops[-1], ast.As):
-                label = t.ops[-1].name
-            inputs.append((label, c.compile_tabular(t, scope)))
+            label = source.name if isinstance(source, ast.TableRef) else ""
+            if (
+                isinstance(source, ast.Pipeline)
+                and source.ops
+                and isinstance(source.ops[-1], ast.As)
+            ):
+                label = source.ops[-1].name
+            inputs.append((label, c.compile_tabular(source, scope)))
     # Same name, different types: Kusto keeps both as name_type.
     types: dict[str, set[str]] = {}
     for _, r in inputs:
@@ -615,12 +766,14 @@ def union_relations(c: Compiler, op: ast.Union, first: Relation | None, scope: S
             if (out, t) not in order:
                 order.append((out, t))
     if op.kind == "inner":
-        common = set.intersection(*[{(n if len(types[n]) == 1 else f"{n}_{t}") for n, t in r.columns} for _, r in inputs])
+        common = set.intersection(
+            *[{(n if len(types[n]) == 1 else f"{n}_{t}") for n, t in r.columns} for _, r in inputs]
+        )
         order = [(n, t) for n, t in order if n in common]
     selects = []
     for label, r in inputs:
         present = {(n if len(types[n]) == 1 else f"{n}_{t}"): n for n, t in r.columns}
-        projections: list[exp.Expression] = []
+        projections: list[exp.Expr] = []
         if op.withsource:
             projections.append(alias(lit_string(label), op.withsource))
         for out, t in order:
@@ -635,11 +788,12 @@ def union_relations(c: Compiler, op: ast.Union, first: Relation | None, scope: S
     for s in selects[1:]:
         query = exp.Union(this=query, expression=s, distinct=False)
     columns = ([(op.withsource, "string")] if op.withsource else []) + order
-    wrapped = exp.Select(expressions=[col(n) for n, _ in columns]).from_(exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(c.fresh()))))
+    wrapped = exp.Select(expressions=[col(n) for n, _ in columns]).from_(
+        exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(c.fresh())))
+    )
     return Relation(wrapped, tuple(columns))
 
 
 @register(ast.Union)
 def compile_union(c: Compiler, op: ast.Union, rel: Relation, scope: Scope) -> Relation:
     return union_relations(c, op, Relation(rel.sql, rel.columns), scope)
-

@@ -43,16 +43,39 @@ _STRING_OP_WORDS = frozenset(
 _LIST_OP_WORDS = frozenset({"in", "has_any", "has_all"})
 
 TYPE_NAMES = {
-    "string": "string", "int": "int", "long": "long", "real": "real", "double": "real",
-    "decimal": "real", "bool": "bool", "boolean": "bool", "datetime": "datetime", "date": "datetime",
-    "timespan": "timespan", "time": "timespan", "dynamic": "dynamic", "guid": "guid",
+    "string": "string",
+    "int": "int",
+    "long": "long",
+    "real": "real",
+    "double": "real",
+    "decimal": "real",
+    "bool": "bool",
+    "boolean": "bool",
+    "datetime": "datetime",
+    "date": "datetime",
+    "timespan": "timespan",
+    "time": "timespan",
+    "dynamic": "dynamic",
+    "guid": "guid",
     "uniqueid": "guid",
 }
 
-_JOIN_KINDS = frozenset({
-    "innerunique", "inner", "leftouter", "rightouter", "fullouter", "leftanti", "rightanti",
-    "leftsemi", "rightsemi", "anti", "leftantisemi", "rightantisemi",
-})
+_JOIN_KINDS = frozenset(
+    {
+        "innerunique",
+        "inner",
+        "leftouter",
+        "rightouter",
+        "fullouter",
+        "leftanti",
+        "rightanti",
+        "leftsemi",
+        "rightsemi",
+        "anti",
+        "leftantisemi",
+        "rightantisemi",
+    }
+)
 
 
 class Parser:
@@ -63,7 +86,7 @@ class Parser:
         self.tokens = tokenize(text)
         self.i = 0
 
-    # --- token helpers --------------------------------------------------------------------------
+    # --- token helpers ------------------------------------------------------------------------
 
     @property
     def tok(self) -> Token:
@@ -94,9 +117,13 @@ class Parser:
             return self.advance()
         return None
 
-    def error(self, message: str, tok: Token | None = None, hint: str | None = None) -> KqlSyntaxError:
+    def error(
+        self, message: str, tok: Token | None = None, hint: str | None = None
+    ) -> KqlSyntaxError:
         tok = tok or self.tok
-        span = tok.span if tok.type is not T.EOF else Span(max(0, tok.span.start - 1), tok.span.start)
+        span = (
+            tok.span if tok.type is not T.EOF else Span(max(0, tok.span.start - 1), tok.span.start)
+        )
         return KqlSyntaxError(message, span=span, hint=hint)
 
     def found(self) -> str:
@@ -129,11 +156,16 @@ class Parser:
 
     def bang_word(self, words: frozenset[str]) -> str | None:
         """``!has``-style operators: a '!' immediately followed by one of ``words``."""
-        if self.at(T.BANG) and self.peek().type is T.IDENT and self.peek().text in words and self.adjacent(self.tok, self.peek()):
+        if (
+            self.at(T.BANG)
+            and self.peek().type is T.IDENT
+            and self.peek().text in words
+            and self.adjacent(self.tok, self.peek())
+        ):
             return self.peek().text
         return None
 
-    # --- statements -----------------------------------------------------------------------------
+    # --- statements ---------------------------------------------------------------------------
 
     def parse_query(self) -> ast.Query:
         lets: list[ast.Let] = []
@@ -144,7 +176,11 @@ class Parser:
                 continue
             if self.at_word("let") and self.peek().type in (T.IDENT, T.LBRACK):
                 lets.append(self.parse_let())
-            elif self.at_word("set") and self.peek().type is T.IDENT and self.peek(2).type in (T.SEMI, T.ASSIGN):
+            elif (
+                self.at_word("set")
+                and self.peek().type is T.IDENT
+                and self.peek(2).type in (T.SEMI, T.ASSIGN)
+            ):
                 self.skip_set_statement()
             elif self.at_word("declare") and self.peek().is_word("query_parameters"):
                 raise self.error("'declare query_parameters' is not supported; use 'let' instead")
@@ -185,8 +221,10 @@ class Parser:
             self.i = save
             return None
         # Quick shape check: () { ... } or (name: ... ) { ... }
-        if not ((self.peek().type is T.RPAREN and self.peek(2).type is T.LBRACE)
-                or (self.peek().type is T.IDENT and self.peek(2).type is T.COLON)):
+        if not (
+            (self.peek().type is T.RPAREN and self.peek(2).type is T.LBRACE)
+            or (self.peek().type is T.IDENT and self.peek(2).type is T.COLON)
+        ):
             self.i = save
             return None
         self.advance()
@@ -211,7 +249,9 @@ class Parser:
         end = self.expect(T.RBRACE, "'}'")
         if body is None:
             raise self.error("the function body has no result expression", end)
-        return ast.Lambda(params=tuple(params), lets=tuple(lets), body=body, span=start.span.to(end.span))
+        return ast.Lambda(
+            params=tuple(params), lets=tuple(lets), body=body, span=start.span.to(end.span)
+        )
 
     def parse_parameter(self) -> ast.Parameter:
         tok = self.tok
@@ -235,11 +275,14 @@ class Parser:
             raise self.error("expected a type name", tok)
         word = self.expect_name("a type name")
         if word not in TYPE_NAMES:
-            raise self.error(f"unknown type '{word}'", tok,
-                             hint="types are string, int, long, real, bool, datetime, timespan, dynamic, guid")
+            raise self.error(
+                f"unknown type '{word}'",
+                tok,
+                hint="types are string, int, long, real, bool, datetime, timespan, dynamic, guid",
+            )
         return TYPE_NAMES[word]
 
-    # --- tabular expressions --------------------------------------------------------------------
+    # --- tabular expressions ------------------------------------------------------------------
 
     def parse_tabular(self) -> ast.TabularExpr:
         node = self.parse_tabular_or_expr()
@@ -254,8 +297,9 @@ class Parser:
             return ast.TableRef(name=node.name, span=node.span)
         if isinstance(node, ast.Call):
             return ast.FunctionSource(call=node, span=node.span)
-        raise KqlSyntaxError("expected a tabular expression (a table, or a query in parentheses)",
-                             span=node.span)
+        raise KqlSyntaxError(
+            "expected a tabular expression (a table, or a query in parentheses)", span=node.span
+        )
 
     def parse_tabular_or_expr(self) -> ast.Node:
         """A scalar expression or a tabular expression, decided by what follows."""
@@ -271,7 +315,11 @@ class Parser:
             self.advance()
             u = self.parse_union_body(start)
             source = ast.UnionSource(union=u, span=u.span)
-        elif self.at_word("search") and self.peek().type in (T.STRING, T.IDENT, T.STAR) and not self.peek().is_word("in"):
+        elif (
+            self.at_word("search")
+            and self.peek().type in (T.STRING, T.IDENT, T.STAR)
+            and not self.peek().is_word("in")
+        ):
             self.advance()
             s = self.parse_search_body(start)
             source = ast.SearchSource(search=s, span=s.span)
@@ -282,7 +330,9 @@ class Parser:
             ops: list[ast.PipeOp] = []
             while self.match(T.PIPE):
                 ops.append(self.parse_pipe_op())
-            return ast.Pipeline(source=tab, ops=tuple(ops), span=start.span.to(self.tokens[self.i - 1].span))
+            return ast.Pipeline(
+                source=tab, ops=tuple(ops), span=start.span.to(self.tokens[self.i - 1].span)
+            )
         return source
 
     def parse_datatable(self) -> ast.Datatable:
@@ -306,8 +356,11 @@ class Parser:
         if columns and len(values) % len(columns):
             raise KqlSyntaxError(
                 f"datatable has {len(values)} values, not a multiple of its {len(columns)} columns",
-                span=start.span.to(end.span))
-        return ast.Datatable(columns=tuple(columns), values=tuple(values), span=start.span.to(end.span))
+                span=start.span.to(end.span),
+            )
+        return ast.Datatable(
+            columns=tuple(columns), values=tuple(values), span=start.span.to(end.span)
+        )
 
     def parse_range_source(self) -> ast.RangeSource:
         start = self.expect_word("range")
@@ -318,7 +371,9 @@ class Parser:
         hi = self.parse_expr()
         self.expect_word("step")
         step = self.parse_expr()
-        return ast.RangeSource(column=column, start=lo, stop=hi, step=step, span=start.span.to(step.span))
+        return ast.RangeSource(
+            column=column, start=lo, stop=hi, step=step, span=start.span.to(step.span)
+        )
 
     def parse_print(self) -> ast.PrintSource:
         start = self.expect_word("print")
@@ -328,17 +383,23 @@ class Parser:
     def prev_span(self) -> Span:
         return self.tokens[max(0, self.i - 1)].span
 
-    # --- pipe operators -------------------------------------------------------------------------
+    # --- pipe operators -----------------------------------------------------------------------
 
     def read_operator_name(self) -> Token:
         tok = self.tok
         if tok.type is not T.IDENT:
-            raise self.error(f"expected an operator name after '|', found {self.found()}",
-                             hint="for example: where, extend, project, summarize")
+            raise self.error(
+                f"expected an operator name after '|', found {self.found()}",
+                hint="for example: where, extend, project, summarize",
+            )
         self.advance()
         name, end = tok.text, tok.span.end
-        while (self.at(T.MINUS) and self.tok.span.start == end and self.peek().type is T.IDENT
-               and self.peek().span.start == self.tok.span.end):
+        while (
+            self.at(T.MINUS)
+            and self.tok.span.start == end
+            and self.peek().type is T.IDENT
+            and self.peek().span.start == self.tok.span.end
+        ):
             self.advance()
             word = self.advance()
             name, end = f"{name}-{word.text}", word.span.end
@@ -350,10 +411,12 @@ class Parser:
         if handler is None:
             if tok.text in LOOSE_OPERATORS:
                 return self.parse_loose_operator(tok)
-            raise self.error(f"unknown query operator '{tok.text}'", tok,
-                             hint=_suggest(tok.text, list(PIPE_OPERATORS)))
-        op = handler(self, tok)
-        return op
+            raise self.error(
+                f"unknown query operator '{tok.text}'",
+                tok,
+                hint=_suggest(tok.text, list(PIPE_OPERATORS)),
+            )
+        return handler(self, tok)
 
     def parse_loose_operator(self, tok: Token) -> ast.OtherOp:
         start = self.i
@@ -361,9 +424,20 @@ class Parser:
         while not self.at(T.EOF):
             if depth == 0 and self.tok.type in (T.PIPE, T.SEMI, T.RPAREN):
                 break
-            depth += {T.LPAREN: 1, T.RPAREN: -1, T.LBRACE: 1, T.RBRACE: -1, T.LBRACK: 1, T.RBRACK: -1}.get(self.tok.type, 0)
+            depth += {
+                T.LPAREN: 1,
+                T.RPAREN: -1,
+                T.LBRACE: 1,
+                T.RBRACE: -1,
+                T.LBRACK: 1,
+                T.RBRACK: -1,
+            }.get(self.tok.type, 0)
             self.advance()
-        text = self.text[self.tokens[start].span.start:self.prev_span().end] if self.i > start else ""
+        text = (
+            self.text[self.tokens[start].span.start : self.prev_span().end]
+            if self.i > start
+            else ""
+        )
         return ast.OtherOp(name=tok.text, text=text, span=tok.span.to(self.prev_span()))
 
     def parse_where(self, tok: Token) -> ast.Where:
@@ -389,7 +463,12 @@ class Parser:
             self.advance()
             expr = self.parse_expr()
             return ast.Assignment(name=tok.text, expr=expr, span=tok.span.to(expr.span))
-        if tok.type is T.LBRACK and self.peek().type is T.STRING and self.peek(2).type is T.RBRACK and self.peek(3).type is T.ASSIGN:
+        if (
+            tok.type is T.LBRACK
+            and self.peek().type is T.STRING
+            and self.peek(2).type is T.RBRACK
+            and self.peek(3).type is T.ASSIGN
+        ):
             name = self.expect_name()
             self.advance()
             expr = self.parse_expr()
@@ -402,7 +481,9 @@ class Parser:
             self.expect(T.RPAREN, "')'")
             self.expect(T.ASSIGN, "'='")
             expr = self.parse_expr()
-            return ast.Assignment(name=None, names=tuple(names), expr=expr, span=tok.span.to(expr.span))
+            return ast.Assignment(
+                name=None, names=tuple(names), expr=expr, span=tok.span.to(expr.span)
+            )
         expr = self.parse_expr()
         return ast.Assignment(name=None, expr=expr, span=expr.span)
 
@@ -457,8 +538,9 @@ class Parser:
             orders.append(word.text if word else None)
             if not self.match(T.COMMA):
                 break
-        return ast.ProjectReorder(patterns=tuple(patterns), orders=tuple(orders),
-                                  span=tok.span.to(self.prev_span()))
+        return ast.ProjectReorder(
+            patterns=tuple(patterns), orders=tuple(orders), span=tok.span.to(self.prev_span())
+        )
 
     def parse_sort_key(self) -> ast.SortKey:
         expr = self.parse_expr()
@@ -468,8 +550,12 @@ class Parser:
             descending = word.text == "desc"
         if self.match_word("nulls"):
             nulls_first = self.expect_word("first", "last").text == "first"
-        return ast.SortKey(expr=expr, descending=descending, nulls_first=nulls_first,
-                           span=expr.span.to(self.prev_span()))
+        return ast.SortKey(
+            expr=expr,
+            descending=descending,
+            nulls_first=nulls_first,
+            span=expr.span.to(self.prev_span()),
+        )
 
     def parse_sort(self, tok: Token) -> ast.Sort:
         self.skip_hints()
@@ -538,7 +624,9 @@ class Parser:
             self.advance()
             tok = self.expect(T.IDENT, "a kind")
             if allowed is not None and tok.text not in allowed:
-                raise self.error(f"unknown kind '{tok.text}'", tok, hint=_suggest(tok.text, sorted(allowed)))
+                raise self.error(
+                    f"unknown kind '{tok.text}'", tok, hint=_suggest(tok.text, sorted(allowed))
+                )
             return tok.text
         return None
 
@@ -552,8 +640,15 @@ class Parser:
         name = self.expect_name("a table or '(' query ')'")
         if self.at(T.LPAREN):
             args = self.parse_call_args()
-            return ast.FunctionSource(call=ast.Call(name=name, args=args, span=name_tok.span.to(self.prev_span()),
-                                                    name_span=name_tok.span), span=name_tok.span)
+            return ast.FunctionSource(
+                call=ast.Call(
+                    name=name,
+                    args=args,
+                    span=name_tok.span.to(self.prev_span()),
+                    name_span=name_tok.span,
+                ),
+                span=name_tok.span,
+            )
         return ast.TableRef(name=name, span=name_tok.span)
 
     def parse_join_conditions(self) -> tuple[ast.JoinCondition, ...]:
@@ -577,11 +672,17 @@ class Parser:
         if isinstance(expr, ast.BinaryOp) and expr.op == "==":
             sides: dict[str, str] = {}
             for side in (expr.left, expr.right):
-                if isinstance(side, ast.Member) and isinstance(side.target, ast.Name) and side.target.name in ("$left", "$right"):
+                if (
+                    isinstance(side, ast.Member)
+                    and isinstance(side.target, ast.Name)
+                    and side.target.name in ("$left", "$right")
+                ):
                     sides[side.target.name] = side.name
             if len(sides) == 2:
                 return ast.JoinCondition(left=sides["$left"], right=sides["$right"], span=expr.span)
-        raise KqlSyntaxError("a join condition is a column name or '$left.A == $right.B'", span=expr.span)
+        raise KqlSyntaxError(
+            "a join condition is a column name or '$left.A == $right.B'", span=expr.span
+        )
 
     def parse_join(self, tok: Token) -> ast.Join:
         kind = "innerunique"
@@ -596,7 +697,9 @@ class Parser:
         right = self.parse_join_side()
         self.expect_word("on")
         on = self.parse_join_conditions()
-        return ast.Join(kind=kind, right=right, on=on, hints=tuple(hints), span=tok.span.to(self.prev_span()))
+        return ast.Join(
+            kind=kind, right=right, on=on, hints=tuple(hints), span=tok.span.to(self.prev_span())
+        )
 
     def parse_lookup(self, tok: Token) -> ast.Lookup:
         kind = self.parse_kind(frozenset({"leftouter", "inner"})) or "leftouter"
@@ -610,7 +713,11 @@ class Parser:
 
     def parse_union_body(self, tok: Token) -> ast.Union:
         kind, withsource, isfuzzy = "outer", None, False
-        while self.tok.type is T.IDENT and self.peek().type is T.ASSIGN and self.tok.text in ("kind", "withsource", "isfuzzy"):
+        while (
+            self.tok.type is T.IDENT
+            and self.peek().type is T.ASSIGN
+            and self.tok.text in ("kind", "withsource", "isfuzzy")
+        ):
             key = self.advance().text
             self.advance()
             if key == "kind":
@@ -623,8 +730,13 @@ class Parser:
         tables = [self.parse_union_table()]
         while self.match(T.COMMA):
             tables.append(self.parse_union_table())
-        return ast.Union(tables=tuple(tables), kind=kind, withsource=withsource, isfuzzy=isfuzzy,
-                         span=tok.span.to(self.prev_span()))
+        return ast.Union(
+            tables=tuple(tables),
+            kind=kind,
+            withsource=withsource,
+            isfuzzy=isfuzzy,
+            span=tok.span.to(self.prev_span()),
+        )
 
     def parse_union_table(self) -> ast.TabularExpr:
         if self.at(T.LPAREN):
@@ -647,14 +759,22 @@ class Parser:
                 self.expect(T.LPAREN, "'('")
                 to_type = self.parse_type_name()
                 self.expect(T.RPAREN, "')'")
-            items.append(ast.MvExpandItem(name=a.name, expr=a.expr, to_type=to_type, span=a.span.to(self.prev_span())))
+            items.append(
+                ast.MvExpandItem(
+                    name=a.name, expr=a.expr, to_type=to_type, span=a.span.to(self.prev_span())
+                )
+            )
             if not self.match(T.COMMA):
                 break
         return tuple(items)
 
     def parse_mv_expand(self, tok: Token) -> ast.MvExpand:
         bagexpansion = itemindex = None
-        while self.tok.type is T.IDENT and self.peek().type is T.ASSIGN and self.tok.text in ("bagexpansion", "with_itemindex", "kind"):
+        while (
+            self.tok.type is T.IDENT
+            and self.peek().type is T.ASSIGN
+            and self.tok.text in ("bagexpansion", "with_itemindex", "kind")
+        ):
             key = self.advance().text
             self.advance()
             value = self.expect_name()
@@ -667,11 +787,20 @@ class Parser:
         limit = None
         if self.match_word("limit"):
             limit = self.parse_expr()
-        return ast.MvExpand(items=items, limit=limit, bagexpansion=bagexpansion, with_itemindex=itemindex,
-                            span=tok.span.to(self.prev_span()))
+        return ast.MvExpand(
+            items=items,
+            limit=limit,
+            bagexpansion=bagexpansion,
+            with_itemindex=itemindex,
+            span=tok.span.to(self.prev_span()),
+        )
 
     def parse_mv_apply(self, tok: Token) -> ast.MvApply:
-        while self.tok.type is T.IDENT and self.peek().type is T.ASSIGN and self.tok.text in ("with_itemindex", "bagexpansion"):
+        while (
+            self.tok.type is T.IDENT
+            and self.peek().type is T.ASSIGN
+            and self.tok.text in ("with_itemindex", "bagexpansion")
+        ):
             self.advance()
             self.advance()
             self.advance()
@@ -685,20 +814,30 @@ class Parser:
         while self.match(T.PIPE):
             ops.append(self.parse_pipe_op())
         close = self.expect(T.RPAREN, "')' after the subquery")
-        sub = ast.Pipeline(source=ast.TableRef(name="$mvapply", span=open_tok.span), ops=tuple(ops),
-                           span=open_tok.span.to(close.span))
+        sub = ast.Pipeline(
+            source=ast.TableRef(name="$mvapply", span=open_tok.span),
+            ops=tuple(ops),
+            span=open_tok.span.to(close.span),
+        )
         return ast.MvApply(items=items, subquery=sub, limit=limit, span=tok.span.to(close.span))
 
     def parse_parse(self, tok: Token) -> ast.Parse:
         kind, flags = "simple", ""
-        while self.tok.type is T.IDENT and self.peek().type is T.ASSIGN and self.tok.text in ("kind", "flags"):
+        while (
+            self.tok.type is T.IDENT
+            and self.peek().type is T.ASSIGN
+            and self.tok.text in ("kind", "flags")
+        ):
             key = self.advance().text
             self.advance()
             value = self.expect_name()
             if key == "kind":
                 if value not in ("simple", "relaxed", "regex"):
-                    raise self.error(f"unknown parse kind '{value}'", self.tokens[self.i - 1],
-                                     hint="kinds are simple, relaxed and regex")
+                    raise self.error(
+                        f"unknown parse kind '{value}'",
+                        self.tokens[self.i - 1],
+                        hint="kinds are simple, relaxed and regex",
+                    )
                 kind = value
             else:
                 flags = value
@@ -724,7 +863,13 @@ class Parser:
                 break
         if not parts:
             raise self.error("parse needs a pattern after 'with'")
-        return ast.Parse(kind=kind, source=source, parts=tuple(parts), flags=flags, span=tok.span.to(self.prev_span()))
+        return ast.Parse(
+            kind=kind,
+            source=source,
+            parts=tuple(parts),
+            flags=flags,
+            span=tok.span.to(self.prev_span()),
+        )
 
     def parse_as(self, tok: Token) -> ast.As:
         self.skip_hints()
@@ -760,7 +905,9 @@ class Parser:
         hints = self.skip_hints()
         call = self.parse_expr()
         if not isinstance(call, ast.Call):
-            raise KqlSyntaxError("evaluate needs a plugin call such as bag_unpack(Column)", span=call.span)
+            raise KqlSyntaxError(
+                "evaluate needs a plugin call such as bag_unpack(Column)", span=call.span
+            )
         return ast.Evaluate(call=call, hints=tuple(hints), span=tok.span.to(call.span))
 
     def parse_make_series(self, tok: Token) -> ast.MakeSeries:
@@ -792,8 +939,15 @@ class Parser:
         by: tuple[ast.Assignment, ...] = ()
         if self.match_word("by"):
             by = self.parse_assignments()
-        return ast.MakeSeries(aggregates=tuple(aggs), on=on, start=start, stop=stop, step=step, by=by,
-                              span=tok.span.to(self.prev_span()))
+        return ast.MakeSeries(
+            aggregates=tuple(aggs),
+            on=on,
+            start=start,
+            stop=stop,
+            step=step,
+            by=by,
+            span=tok.span.to(self.prev_span()),
+        )
 
     def parse_search(self, tok: Token) -> ast.Search:
         return self.parse_search_body(tok)
@@ -811,7 +965,7 @@ class Parser:
         pred = self.parse_expr()
         return ast.Search(predicate=pred, tables=tuple(tables), span=tok.span.to(pred.span))
 
-    # --- expressions ----------------------------------------------------------------------------
+    # --- expressions --------------------------------------------------------------------------
 
     def parse_expr(self, min_prec: int = 0) -> ast.Expr:
         left = self.parse_unary()
@@ -864,16 +1018,21 @@ class Parser:
     def parse_binary_rhs(self, op: str, prec: int, left: ast.Expr) -> ast.Expr:
         base = op.lstrip("!")
         if base in ("in", "in~", "has_any", "has_all"):
-            items, end = self.parse_list_operand()
-            return ast.InList(op=op, target=left, items=items, span=left.span.to(end))
+            items, end_span = self.parse_list_operand()
+            return ast.InList(op=op, target=left, items=items, span=left.span.to(end_span))
         if base == "between":
             self.expect(T.LPAREN, "'(' after between")
             low = self.parse_expr()
             self.expect(T.DOTDOT, "'..' between the bounds")
             high = self.parse_expr()
             end = self.expect(T.RPAREN, "')' after the bounds")
-            return ast.Between(target=left, low=low, high=high, negated=op.startswith("!"),
-                               span=left.span.to(end.span))
+            return ast.Between(
+                target=left,
+                low=low,
+                high=high,
+                negated=op.startswith("!"),
+                span=left.span.to(end.span),
+            )
         right = self.parse_expr(prec)
         return ast.BinaryOp(op=op, left=left, right=right, span=left.span.to(right.span))
 
@@ -896,8 +1055,15 @@ class Parser:
         if tok.type in (T.MINUS, T.PLUS):
             self.advance()
             operand = self.parse_unary()
-            if tok.type is T.MINUS and isinstance(operand, ast.Literal) and isinstance(operand.value, (int, float, timedelta)) and not isinstance(operand.value, bool):
-                return ast.Literal(value=-operand.value, type=operand.type, span=tok.span.to(operand.span))
+            if (
+                tok.type is T.MINUS
+                and isinstance(operand, ast.Literal)
+                and isinstance(operand.value, (int, float, timedelta))
+                and not isinstance(operand.value, bool)
+            ):
+                return ast.Literal(
+                    value=-operand.value, type=operand.type, span=tok.span.to(operand.span)
+                )
             return ast.UnaryOp(op=tok.text, operand=operand, span=tok.span.to(operand.span))
         return self.parse_postfix(self.parse_primary())
 
@@ -915,7 +1081,9 @@ class Parser:
                 index = self.parse_expr()
                 end = self.expect(T.RBRACK, "']'")
                 if isinstance(index, ast.Literal) and index.type == "string":
-                    expr = ast.Member(target=expr, name=str(index.value), span=expr.span.to(end.span))
+                    expr = ast.Member(
+                        target=expr, name=str(index.value), span=expr.span.to(end.span)
+                    )
                 else:
                     expr = ast.Index(target=expr, index=index, span=expr.span.to(end.span))
             else:
@@ -956,6 +1124,7 @@ class Parser:
             if isinstance(inner, ast.TabularExpr):
                 # a parenthesised query used as a scalar (toscalar-like) or list operand
                 return _TabularAsExpr(query=inner, span=tok.span.to(end.span))
+            assert isinstance(inner, ast.Expr)
             return inner
         if ttype is T.LBRACK and self.peek().type is T.STRING and self.peek(2).type is T.RBRACK:
             name = self.expect_name()
@@ -972,10 +1141,12 @@ class Parser:
         if self.at(T.LPAREN):
             if word == "dynamic":
                 return self.parse_dynamic_literal(tok)
-            if word in ("int", "long", "real", "double", "bool", "decimal", "string") :
+            if word in ("int", "long", "real", "double", "bool", "decimal", "string"):
                 return self.parse_typed_scalar(tok, TYPE_NAMES[word])
             args = self.parse_call_args()
-            return ast.Call(name=word, args=args, span=tok.span.to(self.prev_span()), name_span=tok.span)
+            return ast.Call(
+                name=word, args=args, span=tok.span.to(self.prev_span()), name_span=tok.span
+            )
         return ast.Name(name=word, span=tok.span)
 
     def parse_call_args(self) -> tuple[ast.Node, ...]:
@@ -1002,16 +1173,27 @@ class Parser:
         val_tok = self.advance()
         end = self.expect(T.RPAREN, "')'")
         span = tok.span.to(end.span)
+        if ktype == "bool":
+            if val_tok.text.lower() not in ("true", "false"):
+                raise KqlSyntaxError(
+                    "invalid bool literal", span=span, hint="use bool(true) or bool(false)"
+                )
+            return ast.Literal(value=val_tok.text.lower() == "true", type="bool", span=span)
         try:
-            if ktype == "bool":
-                if val_tok.text.lower() not in ("true", "false"):
-                    raise ValueError
-                return ast.Literal(value=val_tok.text.lower() == "true", type="bool", span=span)
             if ktype == "string":
-                return ast.Literal(value=str(val_tok.value if val_tok.value is not None else val_tok.text), type="string", span=span)
+                return ast.Literal(
+                    value=str(val_tok.value if val_tok.value is not None else val_tok.text),
+                    type="string",
+                    span=span,
+                )
             if ktype == "real":
                 text = val_tok.text.lower()
-                special = {"nan": float("nan"), "+inf": float("inf"), "inf": float("inf"), "-inf": float("-inf")}
+                special = {
+                    "nan": float("nan"),
+                    "+inf": float("inf"),
+                    "inf": float("inf"),
+                    "-inf": float("-inf"),
+                }
                 value: float | int = special[text] if text in special else float(val_tok.text)
             else:
                 value = int(val_tok.text, 0) if val_tok.type is T.INT else int(float(val_tok.text))
@@ -1023,19 +1205,30 @@ class Parser:
         raw = str(tok.value)
         kind = tok.text
         if raw == "null":
-            ktype = {"datetime": "datetime", "timespan": "timespan", "time": "timespan", "guid": "guid"}[kind]
+            ktype = {
+                "datetime": "datetime",
+                "timespan": "timespan",
+                "time": "timespan",
+                "guid": "guid",
+            }[kind]
             return ast.Literal(value=None, type=ktype, span=tok.span)
         try:
             if kind == "datetime":
                 return ast.Literal(value=parse_datetime_text(raw), type="datetime", span=tok.span)
             if kind in ("timespan", "time"):
                 return ast.Literal(value=parse_timespan_text(raw), type="timespan", span=tok.span)
-            if not re.fullmatch(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}", raw):
-                raise ValueError
-            return ast.Literal(value=raw.lower(), type="guid", span=tok.span)
+            if re.fullmatch(
+                r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}",
+                raw,
+            ):
+                return ast.Literal(value=raw.lower(), type="guid", span=tok.span)
         except ValueError:
-            raise KqlSyntaxError(f"invalid {kind} literal '{raw}'", span=tok.span,
-                                 hint="use ISO 8601, e.g. datetime(2024-01-31 13:45:00)" if kind == "datetime" else None) from None
+            pass
+        raise KqlSyntaxError(
+            f"invalid {kind} literal '{raw}'",
+            span=tok.span,
+            hint="use ISO 8601, e.g. datetime(2024-01-31 13:45:00)" if kind == "datetime" else None,
+        )
 
     def parse_dynamic_literal(self, tok: Token) -> ast.Literal:
         self.expect(T.LPAREN, "'('")
@@ -1076,7 +1269,8 @@ class Parser:
             return tok.value
         if tok.type is T.TIMESPAN:
             self.advance()
-            return format_timespan_value(_ticks_to_timedelta(int(tok.value)))  # type: ignore[arg-type]
+            assert isinstance(tok.value, int)
+            return format_timespan_value(_ticks_to_timedelta(tok.value))
         if tok.type is T.TYPED_RAW:
             self.advance()
             lit = self.typed_raw_literal(tok)
@@ -1105,14 +1299,23 @@ def parse_datetime_text(raw: str) -> datetime:
     """
     text = raw.strip()
     m = re.fullmatch(
-        r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?",
+        r"(\d{4})-(\d{1,2})-(\d{1,2})"
+        r"(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?",
         text,
     )
     if m:
         year, month, day, hh, mm, ss, frac, tz = m.groups()
         micro = int((frac or "0").ljust(7, "0")[:6])
-        value = datetime(int(year), int(month), int(day), int(hh or 0), int(mm or 0), int(ss or 0), micro,
-                         tzinfo=UTC)
+        value = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hh or 0),
+            int(mm or 0),
+            int(ss or 0),
+            micro,
+            tzinfo=UTC,
+        )
         if tz and tz != "Z":
             sign = 1 if tz[0] == "+" else -1
             digits = tz[1:].replace(":", "")
@@ -1129,14 +1332,19 @@ def parse_datetime_text(raw: str) -> datetime:
 
 
 def parse_timespan_text(raw: str) -> timedelta:
-    """Parse the text of a ``timespan(...)`` literal: ``2d``, ``15 seconds``, ``0.12:34:56.7``, ``2``."""
+    """Parse a ``timespan(...)`` literal: ``2d``, ``15 seconds``, ``0.12:34:56.7``, ``2``."""
     text = raw.strip()
     m = re.fullmatch(r"(-)?(?:(\d+)\.)?(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?", text)
     if m:
         neg, days, hh, mm, ss, frac = m.groups()
         ticks = int((frac or "0").ljust(7, "0"))
-        value = timedelta(days=int(days or 0), hours=int(hh), minutes=int(mm), seconds=int(ss or 0),
-                          microseconds=ticks / 10)
+        value = timedelta(
+            days=int(days or 0),
+            hours=int(hh),
+            minutes=int(mm),
+            seconds=int(ss or 0),
+            microseconds=ticks / 10,
+        )
         return -value if neg else value
     m = re.fullmatch(r"(-?\d+(?:\.\d+)?)\s*([A-Za-z]*)", text)
     if m:
@@ -1222,11 +1430,30 @@ PIPE_OPERATORS: dict[str, Callable[[Parser, Token], ast.PipeOp]] = {
 }
 
 # Documented operators parsed loosely (skipped to the next pipe) and refused when compiled.
-LOOSE_OPERATORS = frozenset({
-    "scan", "partition", "top-nested", "top-hitters", "fork", "facet", "find", "parse-where",
-    "parse-kv", "project-smart", "reduce", "sample-distinct", "consume", "externaldata",
-    "make-graph", "graph-match", "mv-apply-keys", "extend-with", "assert-schema", "macro-expand",
-})
+LOOSE_OPERATORS = frozenset(
+    {
+        "scan",
+        "partition",
+        "top-nested",
+        "top-hitters",
+        "fork",
+        "facet",
+        "find",
+        "parse-where",
+        "parse-kv",
+        "project-smart",
+        "reduce",
+        "sample-distinct",
+        "consume",
+        "externaldata",
+        "make-graph",
+        "graph-match",
+        "mv-apply-keys",
+        "extend-with",
+        "assert-schema",
+        "macro-expand",
+    }
+)
 
 
 def parse_query(text: str, source_name: str = "<query>") -> ast.Query:
@@ -1258,4 +1485,3 @@ def parse_expression(text: str) -> ast.Expr:
     except KqlSyntaxError as exc:
         raise exc.with_source(Source(text)) from None
     return expr
-

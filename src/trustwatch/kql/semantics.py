@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-# --- types --------------------------------------------------------------------------------------
+# --- types ------------------------------------------------------------------------------------
 
 # KQL scalar type -> DuckDB/Spark SQL type. guid travels as text.
 # https://learn.microsoft.com/kusto/query/scalar-data-types/
@@ -42,7 +42,7 @@ class Typed:
     https://learn.microsoft.com/kusto/query/scalar-data-types/null-values
     """
 
-    sql: exp.Expression
+    sql: exp.Expr
     type: str
     constant: object = None  # the Python value when the expression is a literal
     is_constant: bool = False
@@ -53,21 +53,21 @@ def sql_type(ktype: str) -> exp.DataType:
     return exp.DataType.build(SQL_TYPES[ktype], dialect="duckdb")
 
 
-def lit_string(value: str) -> exp.Expression:
+def lit_string(value: str) -> exp.Expr:
     return exp.Literal.string(value)
 
 
-def func(name: str, *args: exp.Expression) -> exp.Expression:
+def func(name: str, *args: exp.Expr) -> exp.Expr:
     """An anonymous SQL function call (kept verbatim by sqlglot for the DuckDB dialect)."""
     return exp.Anonymous(this=name, expressions=list(args))
 
 
-def not_null_string(sql: exp.Expression) -> exp.Expression:
+def not_null_string(sql: exp.Expr) -> exp.Expr:
     """COALESCE(sql, '') — restore the string invariant after an operation that can yield NULL."""
     return exp.Coalesce(this=sql, expressions=[lit_string("")])
 
 
-# --- case folding -------------------------------------------------------------------------------
+# --- case folding ----------------------------------------------------------------------------
 
 _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _LOWER = "abcdefghijklmnopqrstuvwxyz"
@@ -81,12 +81,12 @@ def ascii_fold(value: str) -> str:
     return value.translate(str.maketrans(_UPPER, _LOWER))
 
 
-def fold_sql(sql: exp.Expression) -> exp.Expression:
+def fold_sql(sql: exp.Expr) -> exp.Expr:
     """SQL for :func:`ascii_fold`: translate() maps A-Z only and leaves other letters alone."""
     return func("translate", sql, lit_string(_UPPER), lit_string(_LOWER))
 
 
-# --- terms: the has family ----------------------------------------------------------------------
+# --- terms: the has family -------------------------------------------------------------------
 
 # A term is a maximal run of alphanumeric characters; anything else delimits.
 # https://learn.microsoft.com/kusto/query/datatypes-string-operators
@@ -121,8 +121,13 @@ def has_regex(needle: str, *, leading: bool = True, trailing: bool = True) -> st
 
 
 def term_match(
-    haystack: exp.Expression, needle: str, *, case_sensitive: bool, leading: bool = True, trailing: bool = True
-) -> exp.Expression:
+    haystack: exp.Expr,
+    needle: str,
+    *,
+    case_sensitive: bool,
+    leading: bool = True,
+    trailing: bool = True,
+) -> exp.Expr:
     """SQL for ``haystack has needle`` (and hasprefix/hassuffix via ``leading``/``trailing``).
 
     A cheap substring test runs first so that the regular expression only sees candidate rows.
@@ -139,17 +144,29 @@ def term_match(
 
 
 def term_match_dynamic(
-    haystack: exp.Expression, needle: exp.Expression, *, case_sensitive: bool,
-    leading: bool = True, trailing: bool = True,
-) -> exp.Expression:
+    haystack: exp.Expr,
+    needle: exp.Expr,
+    *,
+    case_sensitive: bool,
+    leading: bool = True,
+    trailing: bool = True,
+) -> exp.Expr:
     """:func:`term_match` for a needle known only at run time (a column or expression)."""
     text = haystack if case_sensitive else fold_sql(haystack)
     probe = needle if case_sensitive else fold_sql(needle)
     escaped = func("regexp_escape", probe)
     first_is_term = func("regexp_matches", probe.copy(), lit_string(f"^{_TERM_CHAR}"))
     last_is_term = func("regexp_matches", probe.copy(), lit_string(f"{_TERM_CHAR}$"))
-    before = exp.If(this=first_is_term, true=lit_string(f"(^|{_NOT_TERM_CHAR})"), false=lit_string("")) if leading else lit_string("")
-    after = exp.If(this=last_is_term, true=lit_string(f"($|{_NOT_TERM_CHAR})"), false=lit_string("")) if trailing else lit_string("")
+    before = (
+        exp.If(this=first_is_term, true=lit_string(f"(^|{_NOT_TERM_CHAR})"), false=lit_string(""))
+        if leading
+        else lit_string("")
+    )
+    after = (
+        exp.If(this=last_is_term, true=lit_string(f"($|{_NOT_TERM_CHAR})"), false=lit_string(""))
+        if trailing
+        else lit_string("")
+    )
     pattern = func("concat", before, escaped, after)
     return exp.or_(
         exp.EQ(this=probe.copy(), expression=lit_string("")),
@@ -157,14 +174,28 @@ def term_match_dynamic(
     )
 
 
-STRING_PREDICATES = frozenset({
-    "has", "has_cs", "hasprefix", "hasprefix_cs", "hassuffix", "hassuffix_cs",
-    "contains", "contains_cs", "startswith", "startswith_cs", "endswith", "endswith_cs",
-    "==", "=~", "matches regex",
-})
+STRING_PREDICATES = frozenset(
+    {
+        "has",
+        "has_cs",
+        "hasprefix",
+        "hasprefix_cs",
+        "hassuffix",
+        "hassuffix_cs",
+        "contains",
+        "contains_cs",
+        "startswith",
+        "startswith_cs",
+        "endswith",
+        "endswith_cs",
+        "==",
+        "=~",
+        "matches regex",
+    }
+)
 
 
-def string_predicate(op: str, left: exp.Expression, right: Typed) -> exp.Expression:
+def string_predicate(op: str, left: exp.Expr, right: Typed) -> exp.Expr:
     """SQL for a positive string predicate ``left op right`` (both non-null strings).
 
     https://learn.microsoft.com/kusto/query/datatypes-string-operators
@@ -177,13 +208,15 @@ def string_predicate(op: str, left: exp.Expression, right: Typed) -> exp.Express
         trailing = base != "hasprefix"
         if needle is not None:
             return term_match(left, needle, case_sensitive=cs, leading=leading, trailing=trailing)
-        return term_match_dynamic(left, right.sql, case_sensitive=cs, leading=leading, trailing=trailing)
+        return term_match_dynamic(
+            left, right.sql, case_sensitive=cs, leading=leading, trailing=trailing
+        )
     if base == "matches regex":
         return func("regexp_matches", left, right.sql)
     if base == "==":
         return exp.EQ(this=left, expression=right.sql)
     lhs = left if cs else fold_sql(left)
-    rhs: exp.Expression
+    rhs: exp.Expr
     if needle is not None:
         rhs = lit_string(needle if cs else ascii_fold(needle))
     else:
@@ -199,7 +232,7 @@ def string_predicate(op: str, left: exp.Expression, right: Typed) -> exp.Express
     raise KeyError(op)
 
 
-def negate(predicate: exp.Expression) -> exp.Expression:
+def negate(predicate: exp.Expr) -> exp.Expr:
     """``NOT p`` that is TRUE when p is NULL: KQL's negated predicates keep such rows.
 
     https://learn.microsoft.com/kusto/query/scalar-data-types/null-values

@@ -36,17 +36,29 @@ def compile_datatable(c: Compiler, node: ast.Node, scope: Scope) -> Relation:
     width = len(columns)
     for r in range(0, len(node.values), width):
         cells = []
-        for (name, ktype), value in zip(columns, node.values[r:r + width], strict=True):
+        for (name, ktype), value in zip(columns, node.values[r : r + width], strict=True):
             t = c.expr(value, scope, None)
             if t.type != ktype:
-                if not (t.is_constant and t.constant is None) and not {t.type, ktype} <= {"int", "long", "real"} and not (ktype == "dynamic"):
-                    raise KqlSemanticError(f"datatable column '{name}' is {ktype}, but the value is {t.type}",
-                                           span=value.span, code="KQL205")
+                if (
+                    not (t.is_constant and t.constant is None)
+                    and not {t.type, ktype} <= {"int", "long", "real"}
+                    and not (ktype == "dynamic")
+                ):
+                    raise KqlSemanticError(
+                        f"datatable column '{name}' is {ktype}, but the value is {t.type}",
+                        span=value.span,
+                        code="KQL205",
+                    )
                 t = convert(t, ktype)
             cells.append(exp.Cast(this=t.sql, to=sql_type(ktype)))
         rows.append(exp.Tuple(expressions=cells))
-    values = exp.Values(expressions=rows, alias=exp.TableAlias(
-        this=exp.to_identifier(c.fresh()), columns=[exp.to_identifier(n, quoted=True) for n, _ in columns]))
+    values = exp.Values(
+        expressions=rows,
+        alias=exp.TableAlias(
+            this=exp.to_identifier(c.fresh()),
+            columns=[exp.to_identifier(n, quoted=True) for n, _ in columns],
+        ),
+    )
     return Relation(exp.Select(expressions=[col(n) for n, _ in columns]).from_(values), columns)
 
 
@@ -77,7 +89,10 @@ def compile_print(c: Compiler, node: ast.Node, scope: Scope) -> Relation:
         t = c.expr(item.expr, scope, None, overlay=overlay)
         overlay[name] = t
         out.append((name, t))
-    return Relation(exp.Select(expressions=[alias(t.sql, n) for n, t in out]), tuple((n, t.type) for n, t in out))
+    return Relation(
+        exp.Select(expressions=[alias(t.sql, n) for n, t in out]),
+        tuple((n, t.type) for n, t in out),
+    )
 
 
 @register(ast.UnionSource)

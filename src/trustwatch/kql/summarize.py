@@ -19,9 +19,9 @@ from trustwatch.kql.semantics import TEXTUAL, Typed, func, not_null_string, sql_
 
 def summarize(c: Compiler, op: ast.Summarize, rel: Relation, scope: Scope) -> Relation:
     namer = ColumnNamer(rel.names())
-    group_sql: list[exp.Expression] = []
-    inner: list[exp.Expression] = []  # projections of the GROUP BY select
-    outer: list[exp.Expression] = []  # projections of the unpacking select
+    group_sql: list[exp.Expr] = []
+    inner: list[exp.Expr] = []  # projections of the GROUP BY select
+    outer: list[exp.Expr] = []  # projections of the unpacking select
     columns: list[tuple[str, str]] = []
     for item in op.by:
         name = item.name or inferred_name(item.expr) or namer.next()
@@ -39,11 +39,22 @@ def summarize(c: Compiler, op: ast.Summarize, rel: Relation, scope: Scope) -> Re
         ctx = AggregateContext()
         t = c.expr(expr, scope, rel, aggregate=ctx)
         if not ctx.calls:
-            raise KqlSemanticError("a summarize item needs an aggregation function such as count() or make_set(X)",
-                                   span=item.span, code="KQL205")
-        name = item.name or _unique(default_name(expr) if isinstance(expr, ast.Call) else None, columns) or namer.next()
+            raise KqlSemanticError(
+                "a summarize item needs an aggregation function such as count() or make_set(X)",
+                span=item.span,
+                code="KQL205",
+            )
+        name = (
+            item.name
+            or _unique(default_name(expr) if isinstance(expr, ast.Call) else None, columns)
+            or namer.next()
+        )
         if item.names:
-            raise KqlSemanticError("tuple names are only valid for arg_max, arg_min and percentiles", span=item.span, code="KQL205")
+            raise KqlSemanticError(
+                "tuple names are only valid for arg_max, arg_min and percentiles",
+                span=item.span,
+                code="KQL205",
+            )
         inner.append(alias(t.sql, name))
         outer.append(col(name))
         columns.append((name, t.type))
@@ -71,42 +82,81 @@ def _check_unique(columns: list[tuple[str, str]], op: ast.Summarize) -> None:
     seen: set[str] = set()
     for name, _ in columns:
         if name in seen:
-            raise KqlSemanticError(f"summarize produces the column '{name}' twice; name one of them (Name = ...)",
-                                   span=op.span, code="KQL205")
+            raise KqlSemanticError(
+                f"summarize produces the column '{name}' twice; name one of them (Name = ...)",
+                span=op.span,
+                code="KQL205",
+            )
         seen.add(name)
 
 
-def _multi(c: Compiler, call: ast.Call, item: ast.Assignment, rel: Relation, scope: Scope, by_names: set[str],
-           inner: list[exp.Expression], outer: list[exp.Expression], columns: list[tuple[str, str]], namer: ColumnNamer) -> None:
-    """arg_max/arg_min(by, cols...), take_any(cols...), percentiles(x, p...): several output columns."""
+def _multi(
+    c: Compiler,
+    call: ast.Call,
+    item: ast.Assignment,
+    rel: Relation,
+    scope: Scope,
+    by_names: set[str],
+    inner: list[exp.Expr],
+    outer: list[exp.Expr],
+    columns: list[tuple[str, str]],
+    namer: ColumnNamer,
+) -> None:
+    """arg_max/arg_min(by, cols...), take_any(cols...), percentiles(x, p...): several columns."""
     ec = ExprCompiler(c, scope, rel, {}, None)
     names = list(item.names) or ([item.name] if item.name else [])
     if call.name in ("percentiles", "percentiles_array"):
         if len(call.args) < 2:
-            raise KqlSemanticError("percentiles() takes a value and one or more percentiles", span=call.span, code="KQL204")
+            raise KqlSemanticError(
+                "percentiles() takes a value and one or more percentiles",
+                span=call.span,
+                code="KQL204",
+            )
         value = ec.compile(call.args[0])
         base = column_name_of(call.args[0]) or "expr"
         ps = [ec.compile(a) for a in call.args[1:]]
         if call.name == "percentiles_array":
             key = names[0] if names else f"percentiles_{base}"
-            parts = [func("quantile_disc", value.sql.copy(), exp.Literal.number(float(p.constant) / 100)) for p in ps]  # type: ignore[arg-type]
+            parts = [
+                func("quantile_disc", value.sql.copy(), exp.Literal.number(_percent(p) / 100))
+                for p in ps
+            ]
             inner.append(alias(func("to_json", func("list_value", *parts)), key))
             outer.append(col(key))
             columns.append((key, "dynamic"))
             return
         for i, p in enumerate(ps):
             if not (p.is_constant and isinstance(p.constant, int | float)):
-                raise KqlSemanticError("percentiles must be constant numbers", span=call.args[i + 1].span, code="KQL205")
-            text = str(p.constant).replace(".", "_") if not float(p.constant).is_integer() else str(int(p.constant))
+                raise KqlSemanticError(
+                    "percentiles must be constant numbers",
+                    span=call.args[i + 1].span,
+                    code="KQL205",
+                )
+            text = (
+                str(p.constant).replace(".", "_")
+                if not float(p.constant).is_integer()
+                else str(int(p.constant))
+            )
             key = names[i] if i < len(names) else f"percentile_{base}_{text}"
-            inner.append(alias(func("quantile_disc", value.sql.copy(), exp.Literal.number(float(p.constant) / 100)), key))
+            inner.append(
+                alias(
+                    func(
+                        "quantile_disc",
+                        value.sql.copy(),
+                        exp.Literal.number(float(p.constant) / 100),
+                    ),
+                    key,
+                )
+            )
             outer.append(col(key))
             columns.append((key, value.type if value.type != "int" else "long"))
         return
     is_arg = call.name in ("arg_max", "arg_min")
     args = list(call.args)
     if is_arg and len(args) < 1:
-        raise KqlSemanticError(f"{call.name}() needs the expression to maximise", span=call.span, code="KQL204")
+        raise KqlSemanticError(
+            f"{call.name}() needs the expression to maximise", span=call.span, code="KQL204"
+        )
     key_node = args[0] if is_arg else None
     returns = args[1:] if is_arg else args
     picked: list[tuple[str, Typed]] = []
@@ -123,31 +173,55 @@ def _multi(c: Compiler, call: ast.Call, item: ast.Assignment, rel: Relation, sco
                 picked.append((n, Typed(col(n), t)))
         else:
             idx = len(picked)
-            nm = names[idx] if idx < len(names) else None
+            given = names[idx] if idx < len(names) else None
             prefix = "any_" if call.name == "any" else ""
-            base = inferred_name(r)
-            name = nm or (prefix + base if base else namer.next())
-            picked.append((name, ec.compile(r)))
+            inferred = inferred_name(r)
+            picked.append(
+                (given or (prefix + inferred if inferred else namer.next()), ec.compile(r))
+            )
     struct_name = c.fresh("__tw_pick")
-    struct = exp.Struct(expressions=[exp.PropertyEQ(this=exp.to_identifier(f"f{i}"), expression=t.sql.copy())
-                                     for i, (_, t) in enumerate(picked)])
+    struct = exp.Struct(
+        expressions=[
+            exp.PropertyEQ(this=exp.to_identifier(f"f{i}"), expression=t.sql.copy())
+            for i, (_, t) in enumerate(picked)
+        ]
+    )
+    agg: exp.Expr
     if key_t is not None:
         agg_name = "arg_max" if call.name == "arg_max" else "arg_min"
         # a group whose keys are all null still yields a row (with a null key)
-        agg = exp.Coalesce(this=func(agg_name, struct, key_t.sql.copy()), expressions=[func("any_value", struct.copy())])
+        agg = exp.Coalesce(
+            this=func(agg_name, struct, key_t.sql.copy()),
+            expressions=[func("any_value", struct.copy())],
+        )
     elif len(picked) == 1 and picked[0][1].type in TEXTUAL:
         # take_any of one column prefers a non-empty value
         only = picked[0][1]
-        agg = exp.Struct(expressions=[exp.PropertyEQ(this=exp.to_identifier("f0"),
-                                                     expression=func("any_value", exp.Nullif(this=only.sql.copy(), expression=exp.Literal.string(""))))])
+        agg = exp.Struct(
+            expressions=[
+                exp.PropertyEQ(
+                    this=exp.to_identifier("f0"),
+                    expression=func(
+                        "any_value",
+                        exp.Nullif(this=only.sql.copy(), expression=exp.Literal.string("")),
+                    ),
+                )
+            ]
+        )
     else:
         agg = func("any_value", struct)
     inner.append(alias(agg, struct_name))
-    for i, (name, t) in enumerate(picked):
-        field: exp.Expression = exp.Dot(this=col(struct_name), expression=exp.to_identifier(f"f{i}"))
-        if t.type in TEXTUAL:
+    for i, (out_name, value_t) in enumerate(picked):
+        field: exp.Expr = exp.Dot(this=col(struct_name), expression=exp.to_identifier(f"f{i}"))
+        if value_t.type in TEXTUAL:
             field = not_null_string(field)
-        elif t.type == "dynamic":
+        elif value_t.type == "dynamic":
             field = exp.Cast(this=field, to=sql_type("dynamic"))
-        outer.append(alias(field, name))
-        columns.append((name, t.type))
+        outer.append(alias(field, out_name))
+        columns.append((out_name, value_t.type))
+
+
+def _percent(p: Typed) -> float:
+    if not (p.is_constant and isinstance(p.constant, int | float)):
+        raise KqlSemanticError("percentiles must be constant numbers", code="KQL205")
+    return float(p.constant)

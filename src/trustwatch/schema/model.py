@@ -12,9 +12,19 @@ import yaml
 
 from trustwatch.errors import InputError
 
-KqlType = Literal["string", "int", "long", "real", "bool", "datetime", "timespan", "dynamic", "guid"]
+KqlType = Literal[
+    "string", "int", "long", "real", "bool", "datetime", "timespan", "dynamic", "guid"
+]
 KQL_TYPES: tuple[KqlType, ...] = (
-    "string", "int", "long", "real", "bool", "datetime", "timespan", "dynamic", "guid",
+    "string",
+    "int",
+    "long",
+    "real",
+    "bool",
+    "datetime",
+    "timespan",
+    "dynamic",
+    "guid",
 )
 
 
@@ -46,7 +56,9 @@ class TableSchema:
         """This schema plus columns present in loaded data but not documented (kept, not lost)."""
         known = {c.name for c in self.columns}
         added = tuple(c for c in extra if c.name not in known)
-        return TableSchema(self.name, self.columns + added, self.product, self.doc) if added else self
+        return (
+            TableSchema(self.name, self.columns + added, self.product, self.doc) if added else self
+        )
 
 
 def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str | None:
@@ -55,7 +67,11 @@ def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str | None:
     if name.lower() in lowered:
         return f"did you mean '{lowered[name.lower()]}'? (names are case-sensitive)"
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.75)
-    return f"did you mean '{close[0]}'?" if close else None
+    if close:
+        return f"did you mean '{close[0]}'?"
+    # Defender prefixes many columns (AccountName -> InitiatingProcessAccountName)
+    longer = [c for c in choices if c.endswith(name)]
+    return f"did you mean '{longer[0]}'?" if len(longer) >= 1 and len(name) >= 4 else None
 
 
 def _table_from_dict(data: dict[str, object], origin: str) -> TableSchema:

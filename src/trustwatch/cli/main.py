@@ -1,0 +1,233 @@
+"""The ``trustwatch`` command: thin click commands over the library (see DESIGN.md's contract)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from trustwatch.errors import InputError, TrustwatchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+
+
+def _stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def reports_errors(fn: F) -> F:
+    """Turn TrustwatchError into one rendered diagnostic on stderr and exit code 2."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        debug = bool(ctx.find_root().params.get("debug"))
+        try:
+            return fn(*args, **kwargs)
+        except TrustwatchError as exc:
+            if debug:
+                raise
+            click.echo(exc.render(color=_stderr_is_tty()), err=True)
+            sys.exit(EXIT_USAGE)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.version_option(package_name="trustwatch")
+def cli(debug: bool) -> None:
+    """Detect certificate trust abuse with Sentinel / Defender KQL, run anywhere."""
+
+
+def _read_query(kql: str | None, file: str | None) -> tuple[str, str]:
+    if file and kql:
+        raise InputError("give the query as an argument or with -f FILE, not both")
+    if file:
+        if file == "-":
+            return sys.stdin.read(), "<stdin>"
+        path = Path(file)
+        if not path.exists():
+            raise InputError(f"query file not found: {path}")
+        return path.read_text(encoding="utf-8"), str(path)
+    if not kql:
+        raise InputError(
+            "no query given",
+            hint="trustwatch query 'DeviceProcessEvents | take 10' or -f query.kql",
+        )
+    return kql, "<query>"
+
+
+def _parse_tables(bindings: tuple[str, ...]) -> dict[str, str]:
+    tables: dict[str, str] = {}
+    for binding in bindings:
+        name, sep, path = binding.partition("=")
+        if not sep or not name or not path:
+            raise InputError(
+                f"--table expects NAME=PATH, got '{binding}'",
+                hint="for example --table DeviceRegistryEvents=events.jsonl",
+            )
+        tables[name] = path
+    return tables
+
+
+@cli.command()
+@click.argument("kql", required=False)
+@click.option(
+    "-f", "--file", "file", metavar="FILE", help="Read the query from FILE ('-' for stdin)."
+)
+@click.option(
+    "--table",
+    "tables",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Bind a JSONL, JSON array, CSV or Parquet file to a table name. Repeatable.",
+)
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    metavar="PATH",
+    help="Telemetry files to ingest into memory first.",
+)
+@click.option("--workspace", metavar="W", help="Query a workspace made by 'trustwatch ingest'.")
+@click.option("--now", metavar="ISO8601", help="Pin now() (and ago()) to this UTC time.")
+@click.option(
+    "--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "jsonl", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--explain", is_flag=True, help="Print the compiled SQL instead of running the query."
+)
+@reports_errors
+def query(
+    kql: str | None,
+    file: str | None,
+    tables: tuple[str, ...],
+    data: tuple[str, ...],
+    workspace: str | None,
+    now: str | None,
+    engine: str,
+    fmt: str,
+    explain: bool,
+) -> None:
+    """Run a KQL query over local tables; tables not given exist empty with their full schema."""
+    from trustwatch.api import Session
+    from trustwatch.cli.render import print_result
+
+    text, source_name = _read_query(kql, file)
+    if data or workspace:
+        raise InputError(
+            "--data and --workspace need telemetry ingest, which is not implemented yet",
+            hint="convert the data to JSONL/CSV/Parquet and bind it with --table NAME=PATH",
+        )
+    if engine != "duckdb":
+        raise InputError("the Spark engine is not available yet; use --engine duckdb")
+    session = Session(_parse_tables(tables))
+    if explain:
+        statements, notices = session.compile(text, now, source_name)
+        for notice in notices:
+            click.echo(f"notice: {notice}", err=True)
+        for statement in statements:
+            click.echo(statement.to_sql(session.engine.dialect) + ";")
+        return
+    result = session.run(text, now, source_name)
+    for notice in result.notices:
+        click.echo(f"notice: {notice}", err=True)
+    for table in result.tables:
+        print_result(table, fmt)
+
+
+@cli.group()
+def kql() -> None:
+    """Dump each stage of the KQL front end: tokens, syntax tree, SQL, formatted KQL."""
+
+
+def _kql_source(source: str) -> tuple[str, str]:
+    if source == "-":
+        return sys.stdin.read(), "<stdin>"
+    path = Path(source)
+    if path.exists():
+        return path.read_text(encoding="utf-8"), str(path)
+    return source, "<query>"
+
+
+@kql.command("tokens")
+@click.argument("source")
+@reports_errors
+def kql_tokens(source: str) -> None:
+    """Print the tokens of a query (SOURCE: a file, '-' or the query text)."""
+    from trustwatch.errors import Source
+    from trustwatch.kql.lexer import tokenize
+
+    text, name = _kql_source(source)
+    try:
+        tokens = tokenize(text)
+    except TrustwatchError as exc:
+        raise exc.with_source(Source(text, name)) from None
+    src = Source(text, name)
+    for tok in tokens:
+        line, col = src.line_col(tok.span.start)
+        value = "" if tok.value is None else f" {tok.value!r}"
+        click.echo(f"{line}:{col}\t{tok.type.name}\t{tok.text!r}{value}")
+
+
+@kql.command("ast")
+@click.argument("source")
+@reports_errors
+def kql_ast(source: str) -> None:
+    """Print the syntax tree of a query."""
+    from trustwatch.kql.parser import parse_query
+
+    text, name = _kql_source(source)
+    click.echo(repr(parse_query(text, name)))
+
+
+@kql.command("sql")
+@click.argument("source")
+@click.option(
+    "--dialect", default="duckdb", show_default=True, help="sqlglot dialect of the output."
+)
+@click.option("--now", metavar="ISO8601", help="Pin now() in the generated SQL.")
+@reports_errors
+def kql_sql(source: str, dialect: str, now: str | None) -> None:
+    """Print the SQL a query compiles to."""
+    from trustwatch.api import Session
+
+    text, name = _kql_source(source)
+    statements, _ = Session().compile(text, now, name)
+    for statement in statements:
+        click.echo(statement.sql.sql(dialect=dialect, pretty=True) + ";")
+
+
+@kql.command("fmt")
+@click.argument("source")
+@reports_errors
+def kql_fmt(source: str) -> None:
+    """Print a query in canonical KQL formatting."""
+    from trustwatch.kql.parser import parse_query
+    from trustwatch.kql.printer import print_query
+
+    text, name = _kql_source(source)
+    click.echo(print_query(parse_query(text, name)))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="trustwatch")
+
+
+if __name__ == "__main__":
+    main()

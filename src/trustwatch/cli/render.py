@@ -1,0 +1,35 @@
+"""Printing result tables on the terminal (rich) or as JSON / JSONL / CSV on stdout."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import pyarrow as pa
+from rich.console import Console
+from rich.table import Table
+
+from trustwatch.output import json_rows, text_cell, to_csv, to_json, to_jsonl
+
+
+def print_result(table: pa.Table, fmt: str) -> None:
+    """Write one result table to stdout in the chosen format."""
+    if fmt == "json":
+        click.echo(to_json(table))
+    elif fmt == "jsonl":
+        click.echo(to_jsonl(table), nl=False)
+    elif fmt == "csv":
+        click.echo(to_csv(table), nl=False)
+    else:
+        print_table(table)
+
+
+def print_table(table: pa.Table) -> None:
+    console = Console(file=sys.stdout, soft_wrap=False)
+    grid = Table(show_lines=False, header_style="bold")
+    for name in table.column_names:
+        grid.add_column(name, overflow="fold")
+    for row in json_rows(table):
+        grid.add_row(*[text_cell(v) for v in row.values()])
+    console.print(grid)
+    console.print(f"{table.num_rows} row{'s' if table.num_rows != 1 else ''}", style="dim")
