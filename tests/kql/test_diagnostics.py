@@ -51,7 +51,9 @@ def load_cases() -> list[Any]:
     for case in cases:
         marks = []
         if case.get("known_bug"):
-            marks.append(pytest.mark.xfail(strict=True, reason=f"known engine bug: {case['known_bug']}"))
+            marks.append(
+                pytest.mark.xfail(strict=True, reason=f"known engine bug: {case['known_bug']}")
+            )
         params.append(pytest.param(case, id=case["id"], marks=marks))
     return params
 
@@ -75,11 +77,13 @@ def raise_error(case: dict[str, Any]) -> TrustwatchError:
     except TrustwatchError as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - the point is to catch every leak
-        pytest.fail(f"internal exception leaked instead of a TrustwatchError: {type(exc).__name__}: {exc}")
+        pytest.fail(
+            f"internal exception leaked instead of a TrustwatchError: {type(exc).__name__}: {exc}"
+        )
     pytest.fail(f"no error for a bad query:\n{kql}")
 
 
-# --- the case file itself ---------------------------------------------------------------------------
+# --- the case file itself ---------------------------------------------------------------------
 
 
 def test_case_file_is_well_formed() -> None:
@@ -107,7 +111,7 @@ def test_expected_span_is_at_expected_position(case: dict[str, Any]) -> None:
         assert case["kql"][start : start + len(span)] == span
 
 
-# --- the engine -------------------------------------------------------------------------------------
+# --- the engine -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -119,11 +123,15 @@ def test_bad_query_diagnostic(case: dict[str, Any]) -> None:
     # No internal failure dressed as a user error, nor an internal exception chained to it.
     assert not isinstance(err, EngineError), f"engine failure instead of a diagnostic: {err}"
     assert err.__cause__ is None, f"chained internal exception: {err.__cause__!r}"
-    assert err.__context__ is None or err.__suppress_context__, f"internal context: {err.__context__!r}"
+    assert err.__context__ is None or err.__suppress_context__, (
+        f"internal context: {err.__context__!r}"
+    )
 
     diag = err.diagnostic
     assert err.code == diag.code
-    assert diag.code == expected["code"], f"code {diag.code}, expected {expected['code']}\n{err.render()}"
+    assert diag.code == expected["code"], (
+        f"code {diag.code}, expected {expected['code']}\n{err.render()}"
+    )
     assert isinstance(err, FAMILY[diag.code[:4]]), f"{type(err).__name__} raised for {diag.code}"
 
     # Location.
@@ -133,9 +141,8 @@ def test_bad_query_diagnostic(case: dict[str, Any]) -> None:
     assert 0 <= diag.span.start <= diag.span.end <= len(kql), diag.span
     line, col = err.source.line_col(diag.span.start)
     span_text = kql[diag.span.start : diag.span.end]
-    assert (line, col) == (expected["line"], expected["column"]), (
-        f"at {line}:{col} (span {span_text!r}), expected {expected['line']}:{expected['column']}\n{err.render()}"
-    )
+    want = (expected["line"], expected["column"])
+    assert (line, col) == want, f"at {line}:{col} (span {span_text!r}), expected {want}\n{err.render()}"
     if "span" in expected:
         assert span_text == str(expected["span"]), f"span {span_text!r}\n{err.render()}"
 

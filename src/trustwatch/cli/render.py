@@ -25,10 +25,12 @@ def print_result(table: pa.Table, fmt: str) -> None:
 
 
 def print_table(table: pa.Table) -> None:
-    console = Console(file=sys.stdout, soft_wrap=False)
+    # On a terminal, fit the screen; into a pipe or file, never wrap a cell.
+    tty = sys.stdout.isatty()
+    console = Console(file=sys.stdout, soft_wrap=not tty, width=None if tty else 100_000)
     grid = Table(show_lines=False, header_style="bold")
     for name in table.column_names:
-        grid.add_column(name, overflow="fold")
+        grid.add_column(name, overflow="fold", no_wrap=not tty)
     for row in json_rows(table):
         grid.add_row(*[text_cell(v) for v in row.values()])
     console.print(grid)
