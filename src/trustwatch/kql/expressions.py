@@ -274,6 +274,8 @@ class ExprCompiler:
             rhs = self.boolean(self.compile(node.right), node.right.span)
             builder = exp.and_ if op == "and" else exp.or_
             return Typed(builder(exp.paren(lhs), exp.paren(rhs)), "bool")
+        if isinstance(node.left, ast.Star):
+            return self.any_column(node)
         left = _parenthesised(self.compile(node.left))
         right = _parenthesised(self.compile(node.right))
         if op in ("+", "-", "*", "/", "%"):
@@ -302,6 +304,26 @@ class ExprCompiler:
         right_s = self.to_string(right)
         pred = string_predicate(base, left_s.sql, right_s)
         return Typed(negate(pred) if negated else pred, "bool")
+
+    def any_column(self, node: ast.BinaryOp) -> Typed:
+        """``* has "x"``: true when any text or dynamic column of the row satisfies the predicate.
+
+        https://learn.microsoft.com/kusto/query/search-operator
+        """
+        if self.rel is None:
+            raise self.error("'*' needs a row context", node.left.span)
+        negated = node.op.startswith("!")
+        base = node.op.lstrip("!") if node.op != "!~" else "=~"
+        if base in ("==", "!=", "<", "<=", ">", ">=") or base in ("+", "-", "*", "/", "%"):
+            raise self.error(f"'*' cannot be used with '{node.op}'", node.left.span)
+        needle = self.to_string(self.compile(node.right))
+        preds = [
+            string_predicate(base, self.to_string(Typed(exp.column(n, quoted=True), t)).sql, needle)
+            for n, t in self.rel.columns
+            if t in TEXTUAL or t == "dynamic"
+        ]
+        combined = exp.or_(*preds) if preds else exp.false()
+        return Typed(negate(combined) if negated else combined, "bool")
 
     def boolean(self, t: Typed, span: Span) -> exp.Expr:
         if t.type == "bool":

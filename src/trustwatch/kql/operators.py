@@ -797,3 +797,19 @@ def union_relations(c: Compiler, op: ast.Union, first: Relation | None, scope: S
 @register(ast.Union)
 def compile_union(c: Compiler, op: ast.Union, rel: Relation, scope: Scope) -> Relation:
     return union_relations(c, op, Relation(rel.sql, rel.columns), scope)
+
+
+def search_predicate(op: ast.Search) -> ast.Expr:
+    """``search "term"`` means ``* has "term"``; any other predicate is used as written."""
+    pred = op.predicate
+    if isinstance(pred, ast.Literal) and pred.type == "string":
+        return ast.BinaryOp(op="has", left=ast.Star(span=pred.span), right=pred, span=pred.span)
+    return pred
+
+
+@register(ast.Search)
+def compile_search(c: Compiler, op: ast.Search, rel: Relation, scope: Scope) -> Relation:
+    """https://learn.microsoft.com/kusto/query/search-operator"""
+    if op.tables:
+        raise c.unsupported("'search in (...)' after a pipe", op.span)
+    return compile_where(c, ast.Where(predicate=search_predicate(op), span=op.span), rel, scope)

@@ -13,7 +13,7 @@ from trustwatch.kql.parser import TabularAsExpr, format_timespan_value
 from trustwatch.kql.tokens import TIMESPAN_UNITS
 
 INDENT = "    "
-# A list (call arguments, an ``in`` list, projected columns) longer than this goes one item per line.
+# A list (call arguments, an ``in`` list, projected columns) longer than this: one item a line.
 MAX_INLINE = 80
 
 # Binding strength, weakest first: the parser's binary levels, then unary +/- and postfix access
@@ -40,11 +40,33 @@ _NODE_PRECEDENCE: dict[type[ast.Node], int] = {
 
 # Words that read as something else in some position (a literal, an operator, a clause keyword,
 # a statement or source keyword), so a column or table with that name is printed as ['name'].
-_RESERVED_WORDS = frozenset({
-    "true", "false", "and", "or", "by", "on", "with", "to", "from", "step", "in", "limit",
-    "asc", "desc", "nulls", "let", "set", "declare", "print", "union", "search", "range",
-    "datatable",
-})
+_RESERVED_WORDS = frozenset(
+    {
+        "true",
+        "false",
+        "and",
+        "or",
+        "by",
+        "on",
+        "with",
+        "to",
+        "from",
+        "step",
+        "in",
+        "limit",
+        "asc",
+        "desc",
+        "nulls",
+        "let",
+        "set",
+        "declare",
+        "print",
+        "union",
+        "search",
+        "range",
+        "datatable",
+    }
+)
 
 # Timespan suffixes from the largest unit down; "microsecond" divides every ``timedelta``.
 _TIMESPAN_SUFFIXES = ("d", "h", "m", "s", "ms", "microsecond")
@@ -279,26 +301,43 @@ class Printer(ast.Visitor):
     def joined(self, nodes: Sequence[ast.Node], sep: str = ", ") -> str:
         return sep.join(self.text(node) for node in nodes)
 
-    def items(self, nodes: Sequence[ast.Node]) -> tuple[list[str], str | None]:
-        """The items' texts, one level deeper, and the line break to put before each of them,
-        or None when they fit on one line."""
+    def items(self, nodes: Sequence[ast.Node]) -> list[str]:
+        """The texts of list items, printed one level deeper (where a broken list puts them)."""
         with self.indented():
-            texts = [self.text(node) for node in nodes]
-            inner = self.newline()
-        inline = sum(len(text) + 2 for text in texts) <= MAX_INLINE + 2
-        return texts, None if inline and not any("\n" in text for text in texts) else inner
+            return [self.text(node) for node in nodes]
+
+    def item_break(self, texts: Sequence[str]) -> str | None:
+        """The line break to put before each item of a list, or None if it fits on one line."""
+        if sum(len(text) + 2 for text in texts) <= MAX_INLINE + 2 and not any(
+            "\n" in text for text in texts
+        ):
+            return None
+        with self.indented():
+            return self.newline()
 
     def parenthesised(self, nodes: Sequence[ast.Node]) -> str:
-        """``(a, b)``, or one item per indented line when long or when an item spans lines."""
-        texts, brk = self.items(nodes)
+        """``(a, b)``, or one item per indented line when long or when an item spans lines.
+
+        A lone scalar item stays inside the parentheses (``not(...)``) whatever its length; a
+        lone multi-line query goes on its own indented lines.
+        """
+        if len(nodes) == 1 and not isinstance(nodes[0], ast.TabularExpr):
+            return f"({self.text(nodes[0])})"
+        texts = self.items(nodes)
+        brk = self.item_break(texts)
         if brk is None:
             return "(" + ", ".join(texts) + ")"
         return "(" + ",".join(brk + text for text in texts) + self.newline() + ")"
 
     def listing(self, nodes: Sequence[ast.Node]) -> str:
         """`` a, b`` after an operator keyword, or one item per indented line when long."""
-        texts, brk = self.items(nodes)
-        if brk is None:
+        if len(nodes) == 1:
+            return " " + self.text(nodes[0])
+        return self.listing_texts(self.items(nodes))
+
+    def listing_texts(self, texts: Sequence[str]) -> str:
+        brk = self.item_break(texts)
+        if brk is None or len(texts) == 1:
             return " " + ", ".join(texts)
         return ",".join(brk + text for text in texts)
 
@@ -316,8 +355,10 @@ class Printer(ast.Visitor):
     def table_side(self, node: ast.TabularExpr, *, wildcard: bool = False) -> str:
         """A join/lookup right side or union leg: a name, a call, or a parenthesised query."""
         if isinstance(node, ast.TableRef):
-            return format_pattern(node.name, leading_star=False) if wildcard else format_name(
-                node.name
+            return (
+                format_pattern(node.name, leading_star=False)
+                if wildcard
+                else format_name(node.name)
             )
         if isinstance(node, ast.FunctionSource):
             return format_name(node.call.name) + self.parenthesised(node.call.args)
@@ -359,8 +400,8 @@ class Printer(ast.Visitor):
 
     def visit_Pipeline(self, node: ast.Pipeline) -> str:
         source = node.source
-        text = self.parenthesised([source]) if isinstance(source, ast.Pipeline) else self.text(
-            source
+        text = (
+            self.parenthesised([source]) if isinstance(source, ast.Pipeline) else self.text(source)
         )
         return text + "".join(self.newline() + "| " + self.text(op) for op in node.ops)
 
@@ -385,7 +426,7 @@ class Printer(ast.Visitor):
         )
 
     def visit_PrintSource(self, node: ast.PrintSource) -> str:
-        return "print " + self.joined(node.items)
+        return "print" + self.listing(node.items)
 
     def visit_FunctionSource(self, node: ast.FunctionSource) -> str:
         return self.text(node.call)
@@ -425,15 +466,15 @@ class Printer(ast.Visitor):
         return "project-keep" + self.listing(node.patterns)
 
     def visit_ProjectRename(self, node: ast.ProjectRename) -> str:
-        pairs = (f"{format_name(new)} = {format_name(old)}" for new, old in node.pairs)
-        return "project-rename " + ", ".join(pairs)
+        pairs = [f"{format_name(new)} = {format_name(old)}" for new, old in node.pairs]
+        return "project-rename" + self.listing_texts(pairs)
 
     def visit_ProjectReorder(self, node: ast.ProjectReorder) -> str:
         items = []
         for i, pattern in enumerate(node.patterns):
             order = node.orders[i] if i < len(node.orders) else None
             items.append(self.text(pattern) + (f" {order}" if order else ""))
-        return "project-reorder " + ", ".join(items)
+        return "project-reorder" + self.listing_texts(items)
 
     def visit_SortKey(self, node: ast.SortKey) -> str:
         text = self.text(node.expr) + (" desc" if node.descending else " asc")
@@ -442,7 +483,7 @@ class Printer(ast.Visitor):
         return text
 
     def visit_Sort(self, node: ast.Sort) -> str:
-        return "sort by " + self.joined(node.keys)
+        return "sort by" + self.listing(node.keys)
 
     def visit_Top(self, node: ast.Top) -> str:
         return f"top {self.text(node.count)} by {self.text(node.key)}"
@@ -454,7 +495,7 @@ class Printer(ast.Visitor):
         return "sample " + self.text(node.count)
 
     def visit_Distinct(self, node: ast.Distinct) -> str:
-        return "distinct " + ("*" if node.star else self.joined(node.items))
+        return "distinct *" if node.star else "distinct" + self.listing(node.items)
 
     def visit_Count(self, node: ast.Count) -> str:
         return "count" if node.name == "Count" else f"count as {format_name(node.name)}"
@@ -551,7 +592,7 @@ class Printer(ast.Visitor):
         return "as " + format_name(node.name)
 
     def visit_Serialize(self, node: ast.Serialize) -> str:
-        return "serialize " + self.joined(node.items) if node.items else "serialize"
+        return "serialize" + self.listing(node.items) if node.items else "serialize"
 
     def visit_Render(self, node: ast.Render) -> str:
         return "render " + format_name(node.visualization)
@@ -591,7 +632,23 @@ class Printer(ast.Visitor):
     # --- scalar expressions ---------------------------------------------------------------------
 
     def visit_Literal(self, node: ast.Literal) -> str:
+        if node.type == "dynamic" and node.value is not None:
+            return f"dynamic({self.json_text(node.value)})"
         return format_literal(node)
+
+    def json_text(self, value: object) -> str:
+        """A dynamic value; a long array or property bag has one element per indented line."""
+        inline = _format_json(value)
+        if len(inline) <= MAX_INLINE or not isinstance(value, list | tuple | dict) or not value:
+            return inline
+        with self.indented():
+            if isinstance(value, dict):
+                items = [f"{quote_string(str(k))}: {self.json_text(v)}" for k, v in value.items()]
+            else:
+                items = [self.json_text(v) for v in value]
+            brk = self.newline()
+        opening, closing = "{}" if isinstance(value, dict) else "[]"
+        return opening + ",".join(brk + item for item in items) + self.newline() + closing
 
     def visit_Name(self, node: ast.Name) -> str:
         return format_name(node.name)
@@ -609,11 +666,31 @@ class Printer(ast.Visitor):
         return node.name + self.parenthesised(node.args)
 
     def visit_BinaryOp(self, node: ast.BinaryOp) -> str:
+        if node.op in ("and", "or"):
+            return self.logic_chain(node)
         # left-associative: an equally strong operator needs parentheses only on the right
         precedence = _BINARY_PRECEDENCE.get(node.op, _CMP)
         left = self.operand(node.left, precedence)
         right = self.operand(node.right, precedence + 1)
         return f"{left} {node.op} {right}"
+
+    def logic_chain(self, node: ast.BinaryOp) -> str:
+        """``a and b and c`` on one line, or, when long, each further operand on its own
+        indented line starting with the operator."""
+        precedence = _BINARY_PRECEDENCE[node.op]
+        operands = [node.right]
+        first: ast.Expr = node.left
+        while isinstance(first, ast.BinaryOp) and first.op == node.op:  # (a and b) and c
+            operands.append(first.right)
+            first = first.left
+        with self.indented():
+            texts = [self.operand(first, precedence)]
+            texts += [self.operand(e, precedence + 1) for e in reversed(operands)]
+            brk = self.newline()
+        inline = f" {node.op} ".join(texts)
+        if len(inline) <= MAX_INLINE and "\n" not in inline:
+            return inline
+        return texts[0] + "".join(f"{brk}{node.op} {text}" for text in texts[1:])
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> str:
         return node.op + self.operand(node.operand, _UNARY)

@@ -99,3 +99,27 @@ def compile_print(c: Compiler, node: ast.Node, scope: Scope) -> Relation:
 def compile_union_source(c: Compiler, node: ast.Node, scope: Scope) -> Relation:
     assert isinstance(node, ast.UnionSource)
     return union_relations(c, node.union, None, scope)
+
+
+@register(ast.SearchSource)
+def compile_search_source(c: Compiler, node: ast.Node, scope: Scope) -> Relation:
+    """``search [in (T, ...)] predicate``: rows of the named tables (default: every table with
+    data loaded) that match, with the table's name in ``$table``.
+
+    https://learn.microsoft.com/kusto/query/search-operator
+    """
+    assert isinstance(node, ast.SearchSource)
+    from trustwatch.kql.operators import compile_where, search_predicate
+
+    search = node.search
+    names = list(search.tables) or sorted(n for n, t in c.catalog.items() if t.sql_name is not None)
+    if not names:
+        return c.empty_relation((("$table", "string"),))
+    union = ast.Union(
+        tables=tuple(ast.TableRef(name=n, span=search.span) for n in names),
+        withsource="$table",
+        span=search.span,
+    )
+    rel = union_relations(c, union, None, scope)
+    where = ast.Where(predicate=search_predicate(search), span=search.span)
+    return compile_where(c, where, rel, scope)
