@@ -144,7 +144,10 @@ def render_diagnostic(diag: Diagnostic, source: Source | None, color: bool = Fal
         lines.append(f"{gutter}{blue}-->{reset} {source.name}:{line_no}:{col}")
         lines.append(f"{gutter} {blue}|{reset}")
         lines.append(f"{blue}{line_no} |{reset} {text_line}")
-        caret = " " * (col - 1) + "^" * width
+        # a tab before the span moves it to the next tab stop on screen: pad the caret to match
+        margin = f"{line_no} | "
+        pad = len((margin + text_line[: col - 1]).expandtabs()) - len(margin)
+        caret = " " * pad + "^" * width
         tail = f" {diag.hint}" if diag.hint else ""
         lines.append(f"{gutter} {blue}|{reset} {red}{caret}{reset}{tail}")
     elif diag.hint:

@@ -142,7 +142,7 @@ def test_bad_query_diagnostic(case: dict[str, Any]) -> None:
     line, col = err.source.line_col(diag.span.start)
     span_text = kql[diag.span.start : diag.span.end]
     want = (expected["line"], expected["column"])
-    assert (line, col) == want, f"at {line}:{col} (span {span_text!r}), expected {want}\n{err.render()}"
+    assert (line, col) == want, f"at {line}:{col} ({span_text!r}), expected {want}\n{err.render()}"
     if "span" in expected:
         assert span_text == str(expected["span"]), f"span {span_text!r}\n{err.render()}"
 

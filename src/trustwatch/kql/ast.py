@@ -243,6 +243,7 @@ class ProjectKeep(PipeOp):
 @_node
 class ProjectRename(PipeOp):
     pairs: tuple[tuple[str, str], ...]  # (new, old)
+    old_spans: tuple[Span, ...] = field(default=(), compare=False, repr=False)
 
 
 @_node

@@ -119,6 +119,8 @@ class Compiler:
         if isinstance(value, ast.Lambda):
             return scope.child(**{let.name: LambdaBinding(value, scope)})
         if isinstance(value, ast.TabularExpr) or self.names_tabular(value, scope):
+            # compiled here once so that errors are reported even if the name is never used
+            self.compile_tabular(value, scope)
             return scope.child(**{let.name: TabularBinding(value, scope)})
         assert isinstance(value, ast.Expr)
         typed = self.expr(value, scope, None)
@@ -278,7 +280,7 @@ class Compiler:
             return rel, scope.child(**{op.name: RelationBinding(rel)})
         handler = operators.OPERATORS.get(type(op))
         if handler is None:
-            name = op.name if isinstance(op, ast.OtherOp) else type(op).__name__.lower()
+            name = op.name if isinstance(op, ast.OtherOp) else operators.KQL_NAMES[type(op)]
             raise self.unsupported(f"the '{name}' operator", op.span)
         return handler(self, op, rel, scope), scope
 

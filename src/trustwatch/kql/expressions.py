@@ -302,7 +302,7 @@ class ExprCompiler:
             negated, base = True, "=~"
         left_s = self.to_string(left)
         right_s = self.to_string(right)
-        pred = string_predicate(base, left_s.sql, right_s)
+        pred = string_predicate(base, left_s.sql, right_s, node.right.span)
         return Typed(negate(pred) if negated else pred, "bool")
 
     def any_column(self, node: ast.BinaryOp) -> Typed:

@@ -21,6 +21,7 @@ from trustwatch.kql.semantics import (
     NUMERIC,
     TEXTUAL,
     Typed,
+    check_regex,
     func,
     lit_string,
     not_null_string,
@@ -80,6 +81,12 @@ def register(*names: str) -> Callable[[Handler], Handler]:
 
 def _error(node: ast.Node, message: str, code: str = "KQL205") -> KqlSemanticError:
     return KqlSemanticError(message, span=node.span, code=code)
+
+
+def _regex_arg(t: Typed, node: ast.Node) -> None:
+    """Validate a constant regular expression argument where it is written."""
+    if t.is_constant and isinstance(t.constant, str):
+        check_regex(t.constant, node.span)
 
 
 def _const_str(t: Typed, node: ast.Node, what: str) -> str:
@@ -606,6 +613,7 @@ def _replace_string(ec: ExprCompiler, node: ast.Call) -> Typed:
 @register("replace_regex")
 def _replace_regex(ec: ExprCompiler, node: ast.Call) -> Typed:
     text, regex, rewrite = _strings(ec, node, 3)
+    _regex_arg(regex, node.args[1])
     return Typed(
         not_null_string(func("regexp_replace", text.sql, regex.sql, rewrite.sql, lit_string("g"))),
         "string",
@@ -615,6 +623,7 @@ def _replace_regex(ec: ExprCompiler, node: ast.Call) -> Typed:
 def _trim(ec: ExprCompiler, node: ast.Call, leading: bool, trailing: bool) -> Typed:
     regex, text = _strings(ec, node, 2)
     pattern = _const_str(regex, node.args[0], "the trim regex")
+    check_regex(pattern, node.args[0].span)
     out = text.sql
     if leading:
         out = func("regexp_replace", out, lit_string(f"^(?:{pattern})+"), lit_string(""))
@@ -659,7 +668,7 @@ def _extract(ec: ExprCompiler, node: ast.Call) -> Typed:
     regex, group, source = (
         (ec.compile(a) for a in node.args[:3]) if len(node.args) >= 3 else ec.args(node, 3, 4)
     )
-    _const_str(regex, node.args[0], "the extract regex")
+    check_regex(_const_str(regex, node.args[0], "the extract regex"), node.args[0].span)
     text = to_string(source).sql
     value = func("regexp_extract", text, regex.sql, exp.Cast(this=group.sql, to=sql_type("int")))
     if ktype and ktype not in TEXTUAL:
@@ -672,6 +681,7 @@ def _extract_all(ec: ExprCompiler, node: ast.Call) -> Typed:
     args = ec.args(node, 2, 3)
     regex = args[0]
     pattern = _const_str(regex, node.args[0], "the extract_all regex")
+    check_regex(pattern, node.args[0].span)
     source = to_string(args[-1]).sql
     groups = re.compile(pattern).groups if _re_ok(pattern) else 1
     if len(args) == 3 or groups > 1:

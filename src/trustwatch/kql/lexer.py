@@ -11,6 +11,8 @@ from trustwatch.kql.tokens import (
     TokenType,
 )
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+_MAX_LONG = 2**63 - 1
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "0": "\0"}
 
 
@@ -105,10 +107,15 @@ class Lexer:
                     out.append(_ESCAPES[nxt])
                     i += 2
                     continue
-                if nxt == "u" and i + 6 <= len(text):
-                    out.append(chr(int(text[i + 2 : i + 6], 16)))
-                    i += 6
-                    continue
+                if nxt == "u":
+                    digits = text[i + 2 : i + 6]
+                    if len(digits) == 4 and all(c in _HEX for c in digits):
+                        out.append(chr(int(digits, 16)))
+                        i += 6
+                        continue
+                    raise self.error(
+                        "a \\u escape needs four hexadecimal digits", i, min(i + 6, len(text))
+                    )
                 raise self.error(
                     f"unknown escape sequence '\\{nxt}' in string literal",
                     i,
@@ -143,6 +150,8 @@ class Lexer:
             while i < len(text) and text[i] in "0123456789abcdefABCDEF":
                 i += 1
             self.pos = i
+            if i == start + 2:
+                raise self.error("a hexadecimal literal needs digits after 0x", start, i + 1)
             self.tokens.append(
                 Token(TokenType.INT, text[start:i], Span(start, i), int(text[start + 2 : i], 16))
             )
@@ -188,6 +197,13 @@ class Lexer:
         if is_real:
             self.tokens.append(Token(TokenType.REAL, number, Span(start, i), float(number)))
         else:
+            if int(number) > _MAX_LONG:
+                raise self.error(
+                    f"integer literal {number} does not fit in a long",
+                    start,
+                    i,
+                    hint="write it as a real, e.g. real(" + number + ")",
+                )
             self.tokens.append(Token(TokenType.INT, number, Span(start, i), int(number)))
 
     def scan_word(self) -> None:

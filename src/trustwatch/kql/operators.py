@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 from sqlglot import exp
 
-from trustwatch.errors import KqlSemanticError, Span
+from trustwatch.errors import KqlSemanticError
 from trustwatch.kql import ast
 from trustwatch.kql.aggregates import column_name_of
 from trustwatch.kql.compiler import Compiler, OperatorHandler, alias
@@ -21,6 +21,15 @@ from trustwatch.kql.semantics import TEXTUAL, Typed, func, lit_string, not_null_
 from trustwatch.schema.model import suggest
 
 OPERATORS: dict[type, OperatorHandler] = {}
+
+# How each operator is spelt in KQL, for messages about operators that are not compiled.
+KQL_NAMES: dict[type, str] = {
+    ast.MvApply: "mv-apply",
+    ast.MakeSeries: "make-series",
+    ast.Evaluate: "evaluate",
+    ast.Search: "search",
+    ast.Sample: "sample",
+}
 
 # Functions whose result keeps the name of their first argument column.
 _NAME_THROUGH = frozenset(
@@ -218,11 +227,11 @@ def compile_project_rename(
     c: Compiler, op: ast.ProjectRename, rel: Relation, scope: Scope
 ) -> Relation:
     renames: dict[str, str] = {}
-    for new, old in op.pairs:
+    for i, (new, old) in enumerate(op.pairs):
         if rel.type_of(old) is None:
             raise KqlSemanticError(
                 f"unknown column '{old}' in the input of project-rename",
-                span=op.span,
+                span=op.old_spans[i] if i < len(op.old_spans) else op.span,
                 hint=suggest(old, rel.names()),
                 code="KQL202",
             )
@@ -279,13 +288,29 @@ def compile_sort(c: Compiler, op: ast.Sort, rel: Relation, scope: Scope) -> Rela
 
 @register(ast.Top)
 def compile_top(c: Compiler, op: ast.Top, rel: Relation, scope: Scope) -> Relation:
-    count = c.expr(op.count, scope, None)
-    return _ordered(c, rel, sort_keys(c, (op.key,), rel, scope), limit=count.sql)
+    count = row_count(c, op.count, scope)
+    return _ordered(c, rel, sort_keys(c, (op.key,), rel, scope), limit=count)
+
+
+def row_count(c: Compiler, node: ast.Expr, scope: Scope) -> exp.Expr:
+    """The N of take/top: a non-negative whole number."""
+    count = c.expr(node, scope, None)
+    if count.type not in ("int", "long"):
+        raise KqlSemanticError(
+            f"the number of rows must be a whole number, not {count.type}",
+            span=node.span,
+            code="KQL205",
+        )
+    if count.is_constant and isinstance(count.constant, int) and count.constant < 0:
+        raise KqlSemanticError(
+            "the number of rows cannot be negative", span=node.span, code="KQL205"
+        )
+    return count.sql
 
 
 @register(ast.Take)
 def compile_take(c: Compiler, op: ast.Take, rel: Relation, scope: Scope) -> Relation:
-    count = c.expr(op.count, scope, None)
+    count = Typed(row_count(c, op.count, scope), "long")
     select = c.select(rel, c.star_projection(rel))
     if rel.order:
         select = select.order_by(exp.Ordered(this=col(rel.order)))
@@ -582,12 +607,13 @@ def _expanded_value(element: exp.Expr, to_type: str | None) -> Typed:
 # --- join / lookup ---------------------------------------------------------------------------
 
 
-def _check_keys(rel: Relation, keys: list[str], side: str, span: Span) -> None:
-    for k in keys:
+def _check_keys(rel: Relation, conds: tuple[ast.JoinCondition, ...], side: str) -> None:
+    for cond in conds:
+        k = cond.left if side == "left" else cond.right
         if rel.type_of(k) is None:
             raise KqlSemanticError(
                 f"unknown column '{k}' on the {side} side of the join",
-                span=span,
+                span=cond.span,
                 hint=suggest(k, rel.names()),
                 code="KQL202",
             )
@@ -609,8 +635,8 @@ def compile_join(c: Compiler, op: ast.Join, rel: Relation, scope: Scope) -> Rela
     right = c.compile_tabular(op.right, scope)
     left_keys = [cond.left for cond in op.on]
     right_keys = [cond.right for cond in op.on]
-    _check_keys(rel, left_keys, "left", op.span)
-    _check_keys(right, right_keys, "right", op.span)
+    _check_keys(rel, op.on, "left")
+    _check_keys(right, op.on, "right")
     kind = {"anti": "leftanti", "leftantisemi": "leftanti", "rightantisemi": "rightanti"}.get(
         op.kind, op.kind
     )
@@ -686,8 +712,8 @@ def compile_lookup(c: Compiler, op: ast.Lookup, rel: Relation, scope: Scope) -> 
     right = c.compile_tabular(op.right, scope)
     left_keys = [cond.left for cond in op.on]
     right_keys = [cond.right for cond in op.on]
-    _check_keys(rel, left_keys, "left", op.span)
-    _check_keys(right, right_keys, "right", op.span)
+    _check_keys(rel, op.on, "left")
+    _check_keys(right, op.on, "right")
     la, ra = c.fresh("_l"), c.fresh("_r")
     on = exp.and_(
         *[

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from trustwatch.errors import KqlSyntaxError, Source, Span
+from trustwatch.errors import KqlSyntaxError, Source, Span, UnsupportedKql
 from trustwatch.kql import ast
 from trustwatch.kql.lexer import tokenize
 from trustwatch.kql.tokens import TIMESPAN_UNITS, Token, TokenType
@@ -85,6 +85,7 @@ class Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.paren_depth = 0  # open '(' around the expression being parsed
 
     # --- token helpers ------------------------------------------------------------------------
 
@@ -121,10 +122,11 @@ class Parser:
         self, message: str, tok: Token | None = None, hint: str | None = None
     ) -> KqlSyntaxError:
         tok = tok or self.tok
-        span = (
-            tok.span if tok.type is not T.EOF else Span(max(0, tok.span.start - 1), tok.span.start)
-        )
-        return KqlSyntaxError(message, span=span, hint=hint)
+        if tok.type is T.EOF:
+            # point at the last token (what the query ended on), not into trailing comments
+            last = self.tokens[-2].span if len(self.tokens) > 1 else Span(0, 0)
+            return KqlSyntaxError(message, span=last, hint=hint)
+        return KqlSyntaxError(message, span=tok.span, hint=hint)
 
     def found(self) -> str:
         return "end of query" if self.tok.type is T.EOF else f"'{self.tok.text}'"
@@ -183,11 +185,15 @@ class Parser:
             ):
                 self.skip_set_statement()
             elif self.at_word("declare") and self.peek().is_word("query_parameters"):
-                raise self.error("'declare query_parameters' is not supported; use 'let' instead")
+                raise UnsupportedKql(
+                    "'declare query_parameters' is not supported by trustwatch's KQL engine",
+                    span=self.tok.span.to(self.peek().span),
+                    hint="bind the values with 'let' statements instead",
+                )
             else:
                 body.append(self.parse_tabular())
             if not self.at(T.EOF):
-                self.expect(T.SEMI, "';' or the end of the query")
+                self.expect_statement_end()
         if not body:
             raise KqlSyntaxError(
                 "the query has no tabular expression to run",
@@ -195,6 +201,31 @@ class Parser:
                 hint="end the query with an expression such as a table name",
             )
         return ast.Query(lets=tuple(lets), body=tuple(body), span=start.to(self.tok.span))
+
+    def expect_statement_end(self) -> None:
+        """After a statement: ';' or the end. Explain the usual causes of a stray token."""
+        if self.at(T.SEMI):
+            self.advance()
+            return
+        tok = self.tok
+        if tok.type is T.ASSIGN:
+            raise self.error(
+                "'=' cannot compare values", tok, "use '==' to compare; '=' only names a column"
+            )
+        if tok.type is T.IDENT:
+            words = sorted(
+                _STRING_OP_WORDS | _LIST_OP_WORDS | {"and", "or", "asc", "desc", "between"}
+            )
+            raise self.error(
+                f"unexpected word '{tok.text}' after a complete expression",
+                tok,
+                _suggest(tok.text, words) or "a pipe '|' may be missing before an operator",
+            )
+        if tok.type is T.RPAREN:
+            raise self.error("this ')' has no matching '('", tok)
+        raise self.error(
+            f"unexpected {self.found()}: expected '|', ';' or the end of the query", tok
+        )
 
     def skip_set_statement(self) -> None:
         while not self.at(T.SEMI) and not self.at(T.EOF):
@@ -326,6 +357,10 @@ class Parser:
         else:
             source = self.parse_expr()
         if self.at(T.PIPE):
+            if not isinstance(source, ast.TabularExpr | ast.Name | ast.Call) and self.paren_depth:
+                raise self.error(
+                    "expected ')' before '|'", hint="close the parenthesis opened earlier"
+                )
             tab = self.as_tabular(source)
             ops: list[ast.PipeOp] = []
             while self.match(T.PIPE):
@@ -520,14 +555,19 @@ class Parser:
 
     def parse_project_rename(self, tok: Token) -> ast.ProjectRename:
         pairs = []
+        spans = []
         while True:
             new = self.expect_name("the new column name")
             self.expect(T.ASSIGN, "'=' in project-rename New = Old")
+            old_tok = self.tok
             old = self.expect_name("the existing column name")
             pairs.append((new, old))
+            spans.append(old_tok.span.to(self.prev_span()))
             if not self.match(T.COMMA):
                 break
-        return ast.ProjectRename(pairs=tuple(pairs), span=tok.span.to(self.prev_span()))
+        return ast.ProjectRename(
+            pairs=tuple(pairs), old_spans=tuple(spans), span=tok.span.to(self.prev_span())
+        )
 
     def parse_project_reorder(self, tok: Token) -> ast.ProjectReorder:
         patterns: list[ast.ColumnPattern] = []
@@ -608,6 +648,12 @@ class Parser:
 
     def parse_summarize(self, tok: Token) -> ast.Summarize:
         self.skip_hints()
+        if self.tok.type in (T.PIPE, T.SEMI, T.EOF, T.RPAREN):
+            raise self.error(
+                "summarize needs an aggregation or a 'by' clause",
+                tok,
+                hint="for example: summarize count() by DeviceName",
+            )
         aggs: tuple[ast.Assignment, ...] = ()
         if not self.at_word("by"):
             aggs = self.parse_assignments()
@@ -1119,7 +1165,9 @@ class Parser:
             return ast.Star(span=tok.span)
         if ttype is T.LPAREN:
             self.advance()
+            self.paren_depth += 1
             inner = self.parse_tabular_or_expr()
+            self.paren_depth -= 1
             end = self.expect(T.RPAREN, "')'")
             if isinstance(inner, ast.TabularExpr):
                 # a parenthesised query used as a scalar (toscalar-like) or list operand

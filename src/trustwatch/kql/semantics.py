@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
+from trustwatch.errors import KqlSemanticError, Span
+
 # --- types ------------------------------------------------------------------------------------
 
 # KQL scalar type -> DuckDB/Spark SQL type. guid travels as text.
@@ -195,7 +197,7 @@ STRING_PREDICATES = frozenset(
 )
 
 
-def string_predicate(op: str, left: exp.Expr, right: Typed) -> exp.Expr:
+def string_predicate(op: str, left: exp.Expr, right: Typed, span: Span | None = None) -> exp.Expr:
     """SQL for a positive string predicate ``left op right`` (both non-null strings).
 
     https://learn.microsoft.com/kusto/query/datatypes-string-operators
@@ -212,6 +214,8 @@ def string_predicate(op: str, left: exp.Expr, right: Typed) -> exp.Expr:
             left, right.sql, case_sensitive=cs, leading=leading, trailing=trailing
         )
     if base == "matches regex":
+        if needle is not None:
+            check_regex(needle, span)
         return func("regexp_matches", left, right.sql)
     if base == "==":
         return exp.EQ(this=left, expression=right.sql)
@@ -230,6 +234,26 @@ def string_predicate(op: str, left: exp.Expr, right: Typed) -> exp.Expr:
     if base == "endswith":
         return func("ends_with", lhs, rhs)
     raise KeyError(op)
+
+
+_RE2_UNSUPPORTED = (
+    (re.compile(r"\(\?<?[=!]"), "lookaround assertions"),
+    (re.compile(r"(?<!\\)\\[1-9]"), "backreferences"),
+)
+
+
+def check_regex(pattern: str, span: Span | None) -> None:
+    """Refuse, where it is written, a regular expression RE2 (Kusto's and DuckDB's engine) rejects.
+
+    https://learn.microsoft.com/kusto/query/re2
+    """
+    for probe, what in _RE2_UNSUPPORTED:
+        if probe.search(pattern):
+            raise KqlSemanticError(f"invalid regex: RE2 has no {what}", span=span, code="KQL205")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise KqlSemanticError(f"invalid regex: {exc.msg}", span=span, code="KQL205") from None
 
 
 def negate(predicate: exp.Expr) -> exp.Expr:
