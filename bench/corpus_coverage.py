@@ -91,15 +91,19 @@ class Outcome:
     seconds: float = 0.0
 
 
+def first_line(message: str) -> str:
+    lines = message.strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def normalise(message: str) -> str:
     """The message's first line with quoted names replaced, so similar errors group together."""
-    first = message.strip().splitlines()[0] if message.strip() else message
-    return _QUOTED.sub("'…'", first)[:160]
+    return _QUOTED.sub("'…'", first_line(message))[:160]
 
 
 def subject_of(message: str) -> tuple[str, str] | None:
     """The (kind, name) of the function, operator, column or construct a message is about."""
-    first = message.strip().splitlines()[0] if message.strip() else message
+    first = first_line(message)
     for kind, pattern in _SUBJECTS:
         match = pattern.search(first)
         if match:
@@ -108,12 +112,35 @@ def subject_of(message: str) -> tuple[str, str] | None:
 
 
 def syntax_context(text: str, offset: int) -> str:
-    """Name the construct a syntax error sits in: the call with an unclosed '(' or the last operator.
+    """Name the construct a syntax error sits in, to group failures by what is missing.
 
-    A heuristic over the text before the error (string literals and comments are not skipped),
-    good enough to group e.g. every ``externaldata(Name: type, ...)`` failure together.
+    A heuristic over the raw text (string literals and comments are not skipped): the call with
+    an unclosed ``(`` before the error (``externaldata(…)``), else the token the error points at
+    (``(union …)``, ``search``), prefixed for punctuation by the statement's last pipe operator
+    or first word (``union … *``, ``| extend … [``).
     """
-    before = text[max(0, offset - 2000):offset]
+    before = text[max(0, offset - 2000) : offset]
+    call = _enclosing_call(before)
+    if call:
+        return f"{call}(…)"
+    after = text[offset : offset + 80]
+    if match := re.match(r"\(\s*([A-Za-z_][\w-]*)", after):
+        return f"({match.group(1)} …)"
+    if match := re.match(r"[A-Za-z_][\w-]*", after):
+        return match.group(0)
+    match = re.match(r"[^\w\s]+|\S+", after.lstrip())
+    token = match.group(0)[:12] if match else "<end>"
+    statement = before[before.rfind(";") + 1 :]
+    ops = re.findall(r"\|\s*([A-Za-z][\w-]*)", statement)
+    if ops:
+        return f"| {ops[-1]} … {token}"
+    lines = [ln for ln in statement.splitlines() if ln.strip() and not ln.strip().startswith("//")]
+    words = re.findall(r"[A-Za-z_][\w-]*", lines[0]) if lines else []
+    return f"{words[0]} … {token}" if words else token
+
+
+def _enclosing_call(before: str) -> str | None:
+    """The name before the innermost '(' left open at the end of ``before``, if any."""
     depth = 0
     for i in range(len(before) - 1, -1, -1):
         ch = before[i]
@@ -122,17 +149,11 @@ def syntax_context(text: str, offset: int) -> str:
         elif ch == "(":
             if depth == 0:
                 match = re.search(r"([A-Za-z_][\w-]*)\s*$", before[:i])
-                if match:
-                    return f"{match.group(1)}(…)"
-                break
+                return match.group(1) if match else None
             depth -= 1
         elif ch == ";" and depth == 0:
-            break
-    ops = re.findall(r"\|\s*([A-Za-z][\w-]*)", before)
-    if ops:
-        return f"| {ops[-1]}"
-    words = re.findall(r"[A-Za-z_][\w-]*", before)
-    return words[-1] if words else "<start>"
+            return None
+    return None
 
 
 @contextmanager
@@ -153,6 +174,7 @@ def time_limit(seconds: float, on_timeout: Callable[[], None]) -> Iterator[threa
     use_alarm = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
     previous = None
     if use_alarm:
+
         def _alarm(signum: int, frame: object) -> None:
             fired.set()
             raise QueryTimeout(f"exceeded {seconds:g}s")
@@ -170,8 +192,14 @@ def time_limit(seconds: float, on_timeout: Callable[[], None]) -> Iterator[threa
             signal.signal(signal.SIGALRM, previous)
 
 
-def guarded(action: Callable[[], T], seconds: float, on_timeout: Callable[[], None],
-            query_id: str, stage: str, text: str = "") -> Failure | None:
+def guarded(
+    action: Callable[[], T],
+    seconds: float,
+    on_timeout: Callable[[], None],
+    query_id: str,
+    stage: str,
+    text: str = "",
+) -> Failure | None:
     """Run ``action`` under the time limit and turn any error into a Failure (None on success)."""
     try:
         with time_limit(seconds, on_timeout) as fired:
@@ -206,35 +234,53 @@ def tables_of(row: dict[str, str]) -> list[str]:
 
 
 def measure(corpus: Path, timeout: float, now: datetime) -> tuple[list[Outcome], int]:
-    """Parse, compile and run every officially-parseable query; return outcomes and the total rows."""
+    """Parse, compile and run each officially-parseable query; return outcomes and manifest size."""
     rows = read_manifest(corpus)
     known = set(builtin_schemas())
-    session = Session()
-    interrupt = session.engine.con.interrupt
+    session = Session()  # every table exists, empty and fully typed
     outcomes: list[Outcome] = []
-    for row in rows:
-        if row.get("official_parse_ok") != "True":
-            continue
-        query_id = row["id"]
-        text = (corpus / query_id).read_text(encoding="utf-8")
-        eligible = all(t in known for t in tables_of(row))
-        outcome = Outcome(query_id, eligible)
-        started = time.perf_counter()
-        outcome.parse_failure = guarded(lambda: parse_query(text, query_id), timeout, interrupt,
-                                        query_id, "parse", text)
-        if eligible:
-            if outcome.parse_failure is not None:
-                outcome.run_failure = outcome.parse_failure
-            else:
-                outcome.run_failure = _compile_and_run(session, text, now, timeout, query_id)
-        outcome.seconds = time.perf_counter() - started
-        outcomes.append(outcome)
+    try:
+        for row in rows:
+            if row.get("official_parse_ok") == "True":
+                outcomes.append(_measure_one(session, corpus, row, known, timeout, now))
+    finally:
+        session.engine.close()
     return outcomes, len(rows)
 
 
-def _compile_and_run(session: Session, text: str, now: datetime, timeout: float,
-                     query_id: str) -> Failure | None:
-    """Compile (stage ``compile``), then execute every statement on the engine (stage ``execute``)."""
+def _measure_one(
+    session: Session,
+    corpus: Path,
+    row: dict[str, str],
+    known: set[str],
+    timeout: float,
+    now: datetime,
+) -> Outcome:
+    query_id = row["id"]
+    text = (corpus / query_id).read_text(encoding="utf-8")
+    outcome = Outcome(query_id, all(t in known for t in tables_of(row)))
+    started = time.perf_counter()
+    outcome.parse_failure = guarded(
+        lambda: parse_query(text, query_id),
+        timeout,
+        session.engine.con.interrupt,
+        query_id,
+        "parse",
+        text,
+    )
+    if outcome.eligible_for_run:
+        if outcome.parse_failure is not None:
+            outcome.run_failure = outcome.parse_failure
+        else:
+            outcome.run_failure = _compile_and_run(session, text, now, timeout, query_id)
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _compile_and_run(
+    session: Session, text: str, now: datetime, timeout: float, query_id: str
+) -> Failure | None:
+    """Compile (stage ``compile``), then run every statement on the engine (stage ``execute``)."""
     interrupt = session.engine.con.interrupt
     compiled: list[CompiledStatement] = []
 
@@ -267,70 +313,133 @@ def print_counter(title: str, counter: Counter[str], total: int, top: int = TOP)
         print(f"  … {rest} more distinct causes")
 
 
+def _target(value: int, whole: int, target: float) -> str:
+    met = whole > 0 and 100.0 * value / whole >= target
+    return f"(target >= {target:.0f}%: {'MET' if met else 'NOT MET'})"
+
+
 def report(outcomes: list[Outcome], manifest_rows: int, list_failures: bool) -> None:
     accepted = len(outcomes)
     parsed = sum(1 for o in outcomes if o.parse_failure is None)
     eligible = [o for o in outcomes if o.eligible_for_run]
+    n_eligible = len(eligible)
     ran = sum(1 for o in eligible if o.run_failure is None)
     parse_failures = [o.parse_failure for o in outcomes if o.parse_failure is not None]
-    run_failures = [o.run_failure for o in eligible if o.run_failure is not None and o.run_failure.stage != "parse"]
-    eligible_unparsed = sum(1 for o in eligible if o.parse_failure is not None)
+    run_failures = [
+        o.run_failure
+        for o in eligible
+        if o.run_failure is not None and o.run_failure.stage != "parse"
+    ]
+    unparsed = sum(1 for o in eligible if o.parse_failure is not None)
     compiled = sum(1 for o in eligible if o.run_failure is None or o.run_failure.stage == "execute")
 
-    parse_pct = 100.0 * parsed / accepted if accepted else 0.0
-    run_pct = 100.0 * ran / len(eligible) if eligible else 0.0
     print("=" * 78)
     print("trustwatch KQL corpus coverage")
     print("=" * 78)
-    print(f"manifest rows                         : {manifest_rows}")
-    print(f"accepted by Microsoft's parser        : {accepted}")
-    print(f"  parse here                          : {parsed}/{accepted} = {pct(parsed, accepted)}"
-          f"   (target >= {PARSE_TARGET:.0f}%: {'MET' if parse_pct >= PARSE_TARGET else 'NOT MET'})")
-    print(f"  reading only tables with a schema   : {len(eligible)} (run denominator)")
-    print(f"    parse                             : {len(eligible) - eligible_unparsed}/{len(eligible)}")
-    print(f"    compile                           : {compiled}/{len(eligible)} = {pct(compiled, len(eligible))}")
-    print(f"    compile and run (empty tables)    : {ran}/{len(eligible)} = {pct(ran, len(eligible))}"
-          f"   (target >= {RUN_TARGET:.0f}%: {'MET' if run_pct >= RUN_TARGET else 'NOT MET'})")
-    print(f"  skipped for run (unknown tables)    : {accepted - len(eligible)}")
-    total_s = sum(o.seconds for o in outcomes)
-    print(f"time: {total_s:.1f}s total; slowest: "
-          + ", ".join(f"{o.query_id} {o.seconds:.1f}s"
-                      for o in sorted(outcomes, key=lambda o: -o.seconds)[:3]))
+    print(f"manifest rows                        : {manifest_rows}")
+    print(f"accepted by Microsoft's parser       : {accepted}")
+    print(
+        f"  parse here                         : {parsed}/{accepted} = {pct(parsed, accepted)}"
+        f"   {_target(parsed, accepted, PARSE_TARGET)}"
+    )
+    print(f"  reading only tables with a schema  : {n_eligible} (the run denominator)")
+    print(
+        f"    parse                            : {n_eligible - unparsed}/{n_eligible}"
+        f" = {pct(n_eligible - unparsed, n_eligible)}"
+    )
+    print(
+        f"    compile                          : {compiled}/{n_eligible}"
+        f" = {pct(compiled, n_eligible)}"
+    )
+    print(
+        f"    compile and run (empty tables)   : {ran}/{n_eligible} = {pct(ran, n_eligible)}"
+        f"   {_target(ran, n_eligible, RUN_TARGET)}"
+    )
+    print(f"  not run (a table has no schema)    : {accepted - n_eligible}")
+    slowest = sorted(outcomes, key=lambda o: -o.seconds)[:3]
+    print(
+        f"time: {sum(o.seconds for o in outcomes):.1f}s in all; slowest: "
+        + ", ".join(f"{o.query_id} {o.seconds:.1f}s" for o in slowest)
+    )
 
-    print_counter(f"Top {TOP} parse failure causes (of {len(parse_failures)}; % of {accepted} accepted):",
-                  Counter(f.group for f in parse_failures), accepted)
-    print_counter(f"Parse failures by construct (heuristic: enclosing call or last operator; of {len(parse_failures)}):",
-                  Counter(f"{f.context or '?'}  [{f.code}]" for f in parse_failures), accepted)
-    print_counter(f"Top {TOP} compile/run failure causes (of {len(run_failures)} parsed but failing; "
-                  f"+{eligible_unparsed} unparsed; % of {len(eligible)} eligible):",
-                  Counter(f"[{f.stage}] {f.group}" for f in run_failures), len(eligible))
-    subjects = Counter(f"{kind}: {name}" for f in run_failures if (s := subject_of(f.message))
-                       for kind, name in [s])
-    by_kind = Counter(s.split(":")[0] for s in subjects.elements())
-    print_counter("Compile/run failures by kind:", by_kind, len(eligible))
-    print_counter("Top unknown/unsupported functions, operators and constructs (by name):",
-                  Counter({k: v for k, v in subjects.items()
-                           if not k.startswith(("unknown column", "type mismatch"))}), len(eligible), 25)
-    print_counter("Top unknown columns (schema gaps or the query's own typos):",
-                  Counter({k: v for k, v in subjects.items() if k.startswith("unknown column")}),
-                  len(eligible), 10)
+    print_counter(
+        f"Top {TOP} parse failure causes ({len(parse_failures)} failures;"
+        f" % of {accepted} accepted):",
+        Counter(f.group for f in parse_failures),
+        accepted,
+    )
+    print_counter(
+        "Parse failures by construct (heuristic: the enclosing call, the token at the"
+        " error, or the operator):",
+        Counter(f"{f.context or '?'}  [{f.code}]" for f in parse_failures),
+        accepted,
+    )
+    print_counter(
+        f"Top {TOP} compile/run failure causes ({len(run_failures)} parsed but failing,"
+        f" besides {unparsed} unparsed; % of {n_eligible} run):",
+        Counter(f"[{f.stage}] {f.group}" for f in run_failures),
+        n_eligible,
+    )
+    subjects: Counter[str] = Counter()
+    for failure in run_failures:
+        subject = subject_of(failure.message)
+        if subject:
+            subjects[f"{subject[0]}: {subject[1]}"] += 1
+    print_counter(
+        "Compile/run failures by kind:",
+        Counter(k.split(":")[0] for k in subjects.elements()),
+        n_eligible,
+    )
+    print_counter(
+        "Top unknown/unsupported functions, operators and constructs, by name:",
+        Counter(
+            {
+                k: v
+                for k, v in subjects.items()
+                if not k.startswith(("unknown column", "type mismatch"))
+            }
+        ),
+        n_eligible,
+        25,
+    )
+    print_counter(
+        "Top unknown columns (schema gaps or the queries' own mistakes):",
+        Counter({k: v for k, v in subjects.items() if k.startswith("unknown column")}),
+        n_eligible,
+        10,
+    )
 
     if list_failures:
-        print("\nParse failures (id: code message [context]):")
+        print("\nParse failures (id: code message [construct]):")
         for f in parse_failures:
-            print(f"  {f.query_id}: {f.code} {f.message.splitlines()[0]}  [{f.context}]")
+            print(f"  {f.query_id}: {f.code} {first_line(f.message)}  [{f.context}]")
         print("\nCompile/run failures (id: stage code message):")
         for f in run_failures:
-            print(f"  {f.query_id}: {f.stage} {f.code} {f.message.splitlines()[0][:300]}")
+            print(f"  {f.query_id}: {f.stage} {f.code} {first_line(f.message)[:300]}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
-                        help=f"corpus directory holding manifest.csv (default: {DEFAULT_CORPUS})")
-    parser.add_argument("--list-failures", action="store_true", help="print every failing id with its message")
-    parser.add_argument("--timeout", type=float, default=30.0, help="per-query, per-stage time limit in seconds")
-    parser.add_argument("--now", default=FIXED_NOW.isoformat(), help="the fixed value of now() (ISO 8601)")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=DEFAULT_CORPUS,
+        help=f"corpus directory holding manifest.csv (default: {DEFAULT_CORPUS})",
+    )
+    parser.add_argument(
+        "--list-failures", action="store_true", help="print every failing id with its message"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="time limit per query and stage, in seconds (default 30)",
+    )
+    parser.add_argument(
+        "--now",
+        default=FIXED_NOW.isoformat(),
+        help="the fixed value of now(), ISO 8601 (default %(default)s)",
+    )
     args = parser.parse_args(argv)
 
     corpus: Path = args.corpus.resolve()

@@ -9,4 +9,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"needs ../shared reference data at {SHARED}")
+needs_shared = pytest.mark.skipif(
+    not SHARED.is_dir(), reason=f"needs ../shared reference data at {SHARED}"
+)

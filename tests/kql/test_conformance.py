@@ -22,7 +22,7 @@ def load_cases() -> list[Any]:
         for case in yaml.safe_load(path.read_text(encoding="utf-8")):
             marks = []
             if case.get("known_gap"):
-                # documented gap (docs/kql-support.md): must fail today, and is reported if it starts passing
+                # documented gap (docs/kql-support.md): fails today; reported once it passes
                 marks.append(pytest.mark.xfail(reason=case["known_gap"], strict=True))
             params.append(pytest.param(case, id=f"{path.stem}/{case['id']}", marks=marks))
     return params
@@ -32,7 +32,11 @@ def case_tables(case: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     tables = {}
     for name, spec in (case.get("tables") or {}).items():
         cols = [c[0] for c in spec["columns"]]
-        tables[name] = (cols, [c[1] for c in spec["columns"]], [dict(zip(cols, row, strict=True)) for row in spec["rows"]])
+        tables[name] = (
+            cols,
+            [c[1] for c in spec["columns"]],
+            [dict(zip(cols, row, strict=True)) for row in spec["rows"]],
+        )
     return tables
 
 
@@ -49,13 +53,19 @@ def as_arrow(cols: list[str], types: list[str], rows: list[dict[str, Any]]):  # 
         elif t in ("long", "int"):
             arrays.append(pa.array(values, type=pa.int64()))
         elif t == "real":
-            arrays.append(pa.array([None if v is None else float(v) for v in values], type=pa.float64()))
+            arrays.append(
+                pa.array([None if v is None else float(v) for v in values], type=pa.float64())
+            )
         elif t == "bool":
             arrays.append(pa.array(values, type=pa.bool_()))
         elif t == "dynamic":
-            arrays.append(pa.array([None if v is None else json.dumps(v) for v in values], type=pa.string()))
+            arrays.append(
+                pa.array([None if v is None else json.dumps(v) for v in values], type=pa.string())
+            )
         else:  # datetime, timespan: text, converted by the engine to the column's type
-            arrays.append(pa.array([None if v is None else str(v) for v in values], type=pa.string()))
+            arrays.append(
+                pa.array([None if v is None else str(v) for v in values], type=pa.string())
+            )
     return pa.table(dict(zip(cols, arrays, strict=True)))
 
 
@@ -87,7 +97,9 @@ def test_conformance(case: dict[str, Any]) -> None:
     schemas = {}
     for name, (cols, types, rows) in case_tables(case).items():
         session_tables[name] = as_arrow(cols, types, rows)
-        schemas[name] = TableSchema(name, tuple(Column(c, t) for c, t in zip(cols, types, strict=True)))
+        schemas[name] = TableSchema(
+            name, tuple(Column(c, t) for c, t in zip(cols, types, strict=True))
+        )
     session = Session()
     # Declared test tables: typed exactly as the case says.
     session.engine._locked = False  # load before locking again

@@ -54,7 +54,8 @@ SAMPLE = resources.files("trustwatch.content.samples").joinpath("DeviceRegistryE
 
 HKLM = "HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\SystemCertificates"
 POL = "HKEY_LOCAL_MACHINE\\SOFTWARE\\Policies\\Microsoft\\SystemCertificates"
-USER = "HKEY_CURRENT_USER\\S-1-5-21-3623811015-3361044348-30300820-1013\\SOFTWARE\\Microsoft\\SystemCertificates"
+SID = "S-1-5-21-3623811015-3361044348-30300820-1013"
+USER = f"HKEY_CURRENT_USER\\{SID}\\SOFTWARE\\Microsoft\\SystemCertificates"
 
 
 def thumb(pair: str) -> str:
@@ -63,24 +64,95 @@ def thumb(pair: str) -> str:
 
 # (Timestamp, DeviceName, CertStoreType, CertThumbprint, RegistryKey, InitiatingProcessFileName)
 EXPECTED = [
-    ("2024-05-02T11:50:00Z", "ws-fin-07", "Trusted Root CA", thumb("A1"), f"{HKLM}\\Root\\Certificates\\{thumb('A1')}", "certutil.exe"),
-    ("2024-05-02T11:40:00Z", "ws-fin-07", "Trusted Root CA", thumb("B2"), f"{USER}\\Root\\Certificates\\{thumb('B2')}", "powershell.exe"),
-    ("2024-05-02T11:00:00Z", "ws-hr-02", "Intermediate CA", thumb("F6"), f"{POL}\\CA\\AuthRoot\\Certificates\\{thumb('F6')}", "mmc.exe"),
-    ("2024-05-02T10:50:00Z", "srv-db-01", "Trusted Root CA", thumb("0a"), f"{HKLM}\\Root\\Certificates\\{thumb('0a')}".lower(), "cmd.exe"),
-    ("2024-05-02T10:20:00Z", "srv-db-01", "Trusted Root CA", thumb("3D"), f"{HKLM}\\Root\\Certificates\\{thumb('3D')}", ""),
-    ("2024-05-02T10:10:00Z", "srv-web-03", "Trusted Root CA", "Certificates", f"{HKLM}\\Root\\Certificates", "certmgr.exe"),
-    ("2024-05-02T10:00:00Z", "srv-web-03", "Intermediate CA", thumb("4E"), f"{HKLM}\\CA\\Certificates\\{thumb('4E')}", "rundll32.exe"),
-    ("2024-05-02T09:50:00Z", "srv-web-03", "Trusted Root CA", thumb("5F"), f"{POL}\\Root\\Certificates\\{thumb('5F')}", "msiexec.exe"),
+    (
+        "2024-05-02T11:50:00Z",
+        "ws-fin-07",
+        "Trusted Root CA",
+        thumb("A1"),
+        f"{HKLM}\\Root\\Certificates\\{thumb('A1')}",
+        "certutil.exe",
+    ),
+    (
+        "2024-05-02T11:40:00Z",
+        "ws-fin-07",
+        "Trusted Root CA",
+        thumb("B2"),
+        f"{USER}\\Root\\Certificates\\{thumb('B2')}",
+        "powershell.exe",
+    ),
+    (
+        "2024-05-02T11:00:00Z",
+        "ws-hr-02",
+        "Intermediate CA",
+        thumb("F6"),
+        f"{POL}\\CA\\AuthRoot\\Certificates\\{thumb('F6')}",
+        "mmc.exe",
+    ),
+    (
+        "2024-05-02T10:50:00Z",
+        "srv-db-01",
+        "Trusted Root CA",
+        thumb("0a"),
+        f"{HKLM}\\Root\\Certificates\\{thumb('0a')}".lower(),
+        "cmd.exe",
+    ),
+    (
+        "2024-05-02T10:20:00Z",
+        "srv-db-01",
+        "Trusted Root CA",
+        thumb("3D"),
+        f"{HKLM}\\Root\\Certificates\\{thumb('3D')}",
+        "",
+    ),
+    (
+        "2024-05-02T10:10:00Z",
+        "srv-web-03",
+        "Trusted Root CA",
+        "Certificates",
+        f"{HKLM}\\Root\\Certificates",
+        "certmgr.exe",
+    ),
+    (
+        "2024-05-02T10:00:00Z",
+        "srv-web-03",
+        "Intermediate CA",
+        thumb("4E"),
+        f"{HKLM}\\CA\\Certificates\\{thumb('4E')}",
+        "rundll32.exe",
+    ),
+    (
+        "2024-05-02T09:50:00Z",
+        "srv-web-03",
+        "Trusted Root CA",
+        thumb("5F"),
+        f"{POL}\\Root\\Certificates\\{thumb('5F')}",
+        "msiexec.exe",
+    ),
     ("2024-05-02T08:10:00Z", "ws-ops-05", "Other", "CA", f"{POL}\\CA", "powershell.exe"),
-    ("2024-05-01T12:00:01Z", "ws-ops-05", "Trusted Root CA", thumb("E8"), f"{HKLM}\\Root\\Certificates\\{thumb('E8')}", "certutil.exe"),
+    (
+        "2024-05-01T12:00:01Z",
+        "ws-ops-05",
+        "Trusted Root CA",
+        thumb("E8"),
+        f"{HKLM}\\Root\\Certificates\\{thumb('E8')}",
+        "certutil.exe",
+    ),
 ]
 
 
 def run_spec() -> list[list[object]]:
     table = trustwatch.query(SPEC_QUERY, tables={"DeviceRegistryEvents": str(SAMPLE)}, now=NOW)
     assert table.column_names == [
-        "Timestamp", "DeviceName", "AccountName", "ActionType", "CertStoreType", "CertThumbprint",
-        "RegistryKey", "InitiatingProcessFileName", "InitiatingProcessCommandLine", "InitiatingProcessParentFileName",
+        "Timestamp",
+        "DeviceName",
+        "AccountName",
+        "ActionType",
+        "CertStoreType",
+        "CertThumbprint",
+        "RegistryKey",
+        "InitiatingProcessFileName",
+        "InitiatingProcessCommandLine",
+        "InitiatingProcessParentFileName",
     ]
     return json_matrix(table)
 
@@ -98,12 +170,14 @@ def test_spec_query_returns_exactly_the_right_rows_in_order() -> None:
 
 def test_spec_query_keeps_case_and_boundaries() -> None:
     keys = {r[6] for r in run_spec()}
-    assert not any("CAExtra" in k or "XSOFTWARE" in k or "AuthRoot\\Certificates\\C3" in k for k in keys)
+    assert not any(
+        "CAExtra" in k or "XSOFTWARE" in k or "AuthRoot\\Certificates\\C3" in k for k in keys
+    )
     assert not any("CertificatesX" in k or "Disallowed" in k for k in keys)
 
 
 def test_spec_query_needs_a_column_defender_does_not_have() -> None:
-    """DeviceRegistryEvents has no AccountName: Defender rejects the query; so do we, with a hint."""
+    """DeviceRegistryEvents has no AccountName: Defender rejects the query, and so do we."""
     with pytest.raises(KqlSemanticError) as info:
         trustwatch.query(SPEC_QUERY, now=NOW)
     err = info.value

@@ -182,6 +182,21 @@ class RangeSource(TabularExpr):
 
 
 @_node
+class QualifiedTable(TabularExpr):
+    """A table elsewhere: ``database("d").T``, ``cluster("c").database("d").T``, ``arg("").R``."""
+
+    path: Expr
+
+
+@_node
+class ExternalData(TabularExpr):
+    """``externaldata(columns) [urls] with (...)``: reads from the network; parsed, never run."""
+
+    columns: tuple[tuple[str, str], ...]
+    text: str
+
+
+@_node
 class PrintSource(TabularExpr):
     """``print a = 1, 2``."""
 
@@ -277,7 +292,7 @@ class Take(PipeOp):
 
 @_node
 class Distinct(PipeOp):
-    items: tuple[Expr, ...]  # empty tuple with star=True means "distinct *"
+    items: tuple[Assignment, ...]  # empty tuple with star=True means "distinct *"
     star: bool = False
 
 

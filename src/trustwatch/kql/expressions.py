@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -19,12 +20,14 @@ from trustwatch.kql.semantics import (
     Typed,
     ascii_fold,
     fold_sql,
+    folded,
     func,
     lit_string,
     negate,
     not_null_string,
     sql_type,
     string_predicate,
+    term_match_all,
 )
 from trustwatch.schema.model import suggest
 
@@ -131,6 +134,13 @@ class ExprCompiler:
             + [n for n, b in self.scope.bindings.items() if isinstance(b, Typed)]
         )
         where = " in the input of this operator" if self.rel is not None else ""
+        if re.fullmatch(r"\d+(\.\d+)?[A-Za-z]+", name):
+            raise self.error(
+                f"unknown column or variable '{name}'{where}",
+                node.span,
+                hint="timespan units are d, h, m, s, ms, microsecond and tick (a week is 7d)",
+                code="KQL202",
+            )
         raise self.error(
             f"unknown column or variable '{name}'{where}",
             node.span,
@@ -412,8 +422,16 @@ class ExprCompiler:
                 needles.append(self.to_string(v))
             if not needles:
                 return Typed(exp.false() if base == "has_any" else exp.true(), "bool")
-            preds = [string_predicate("has", target_s.sql.copy(), n) for n in needles]
-            combined = exp.or_(*preds) if base == "has_any" else exp.and_(*preds)
+            constant = [
+                n.constant for n in needles if n.is_constant and isinstance(n.constant, str)
+            ]
+            if len(constant) == len(needles):
+                combined = term_match_all(
+                    target_s.sql, constant, case_sensitive=False, require_all=base == "has_all"
+                )
+            else:
+                preds = [string_predicate("has", target_s.sql.copy(), n) for n in needles]
+                combined = exp.or_(*preds) if base == "has_any" else exp.and_(*preds)
             return Typed(negate(combined) if negated else combined, "bool")
         case_insensitive = base == "in~"
         if sub is not None:
@@ -439,29 +457,47 @@ class ExprCompiler:
             and any(v.type in TEXTUAL for v in scalars)
         ):
             lhs_t = self.to_string(target)
-            lhs = fold_sql(lhs_t.sql) if case_insensitive else lhs_t.sql
-            consts = []
+            consts: list[exp.Expr] = []
+            all_ascii = True
             for v in scalars:
                 sv = self.to_string(v)
                 if sv.is_constant and isinstance(sv.constant, str):
+                    all_ascii = all_ascii and sv.constant.isascii()
                     consts.append(
                         lit_string(ascii_fold(sv.constant) if case_insensitive else sv.constant)
                     )
                 else:
+                    all_ascii = False
                     consts.append(fold_sql(sv.sql) if case_insensitive else sv.sql)
-            if consts:
-                preds_.append(exp.In(this=lhs, expressions=consts))
-            for arr in dynamic_arrays:
-                elements = func("json_extract_string", arr.sql, lit_string("$[*]"))
-                if case_insensitive:
-                    elements = func(
+            arrays = [
+                func("json_extract_string", a.sql, lit_string("$[*]")) for a in dynamic_arrays
+            ]
+            if case_insensitive:
+                arrays = [
+                    func(
                         "list_transform",
                         elements,
                         exp.Lambda(
                             this=fold_sql(exp.column("x")), expressions=[exp.to_identifier("x")]
                         ),
                     )
-                preds_.append(func("list_contains", elements, lhs.copy()))
+                    for elements in arrays
+                ]
+
+            def member(text: exp.Expr) -> exp.Expr:
+                parts: list[exp.Expr] = []
+                if consts:
+                    parts.append(exp.In(this=text, expressions=[c.copy() for c in consts]))
+                parts += [func("list_contains", a.copy(), text.copy()) for a in arrays]
+                if not parts:
+                    return exp.false()
+                return exp.or_(*parts) if len(parts) > 1 else parts[0]
+
+            if case_insensitive:
+                ascii_only = all_ascii and not arrays
+                preds_.append(folded(lhs_t.sql, member, ascii_needles=ascii_only))
+            else:
+                preds_.append(member(lhs_t.sql))
         else:
             for v in scalars:
                 self.comparable(target, self.coerce_dynamic(v, target.type), "in", node.span)

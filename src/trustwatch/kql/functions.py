@@ -250,10 +250,36 @@ def convert(t: Typed, ktype: str) -> Typed:
 
 def _conversion(ktype: str) -> Handler:
     def handler(ec: ExprCompiler, node: ast.Call) -> Typed:
+        if ktype == "string" and len(node.args) == 1:
+            element = _split_element(ec, node.args[0])
+            if element is not None:
+                return element
         (arg,) = ec.args(node, 1)
         return convert(arg, ktype)
 
     return handler
+
+
+def _split_element(ec: ExprCompiler, node: ast.Node) -> Typed | None:
+    """``tostring(split(s, d)[i])`` without a JSON round trip: the i-th part as text.
+
+    Same result as the general path (negative i counts from the end, out of range is "").
+    """
+    if not (
+        isinstance(node, ast.Index)
+        and isinstance(node.target, ast.Call)
+        and node.target.name == "split"
+        and len(node.target.args) == 2
+        and isinstance(node.index, ast.Literal)
+        and isinstance(node.index.value, int)
+        and not isinstance(node.index.value, bool)
+    ):
+        return None
+    text, delimiter = (to_string(ec.compile(a)) for a in node.target.args)
+    i = node.index.value
+    parts = func("string_split", text.sql, delimiter.sql)
+    position = exp.Literal.number(i + 1 if i >= 0 else i)  # DuckDB lists are 1-based
+    return Typed(not_null_string(func("list_extract", parts, position)), "string")
 
 
 for _name, _ktype in {

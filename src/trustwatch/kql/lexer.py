@@ -183,12 +183,10 @@ class Lexer:
                 j += 1
             unit = text[i:j]
             if unit.lower() not in TIMESPAN_UNITS:
-                raise self.error(
-                    f"invalid number or timespan literal '{text[start:j]}'",
-                    start,
-                    j,
-                    hint="timespan units are d, h, m, s, ms, microsecond, tick",
-                )
+                # Kusto names may start with digits (let 2022Cves = ...): a name, not a number
+                self.pos = j
+                self.tokens.append(Token(TokenType.IDENT, text[start:j], Span(start, j)))
+                return
             ticks = round(float(number) * TIMESPAN_UNITS[unit.lower()])
             self.pos = j
             self.tokens.append(Token(TokenType.TIMESPAN, text[start:j], Span(start, j), ticks))

@@ -41,6 +41,15 @@ _STRING_OP_WORDS = frozenset(
     for suffix in ("", "_cs")
 )
 _LIST_OP_WORDS = frozenset({"in", "has_any", "has_all"})
+_DEPRECATED_NEGATIONS = {
+    "notcontains": "!contains",
+    "notcontainscs": "!contains_cs",
+    "containscs": "contains_cs",
+    "nothas": "!has",
+    "notstartswith": "!startswith",
+    "notendswith": "!endswith",
+    "notbetween": "!between",
+}
 
 TYPE_NAMES = {
     "string": "string",
@@ -86,6 +95,7 @@ class Parser:
         self.tokens = tokenize(text)
         self.i = 0
         self.paren_depth = 0  # open '(' around the expression being parsed
+        self.in_search = False
 
     # --- token helpers ------------------------------------------------------------------------
 
@@ -194,11 +204,11 @@ class Parser:
                 body.append(self.parse_tabular())
             if not self.at(T.EOF):
                 self.expect_statement_end()
-        if not body:
+        if not body and not lets:
             raise KqlSyntaxError(
-                "the query has no tabular expression to run",
+                "the query is empty",
                 span=Span(start.start, max(start.end, len(self.text))),
-                hint="end the query with an expression such as a table name",
+                hint="write a table name, for example DeviceProcessEvents | take 10",
             )
         return ast.Query(lets=tuple(lets), body=tuple(body), span=start.to(self.tok.span))
 
@@ -324,6 +334,11 @@ class Parser:
     def as_tabular(self, node: ast.Node) -> ast.TabularExpr:
         if isinstance(node, ast.TabularExpr):
             return node
+        if isinstance(node, _TabularAsExpr):  # (union A, B) | where ...
+            return node.query
+        if isinstance(node, ast.Member) and isinstance(node.target, ast.Call):
+            # database("x").T, cluster("c").database("d").T, arg("").Resources
+            return ast.QualifiedTable(path=node, span=node.span)
         if isinstance(node, ast.Name):
             return ast.TableRef(name=node.name, span=node.span)
         if isinstance(node, ast.Call):
@@ -338,6 +353,8 @@ class Parser:
         source: ast.Node
         if self.at_word("datatable") and self.peek().type is T.LPAREN:
             source = self.parse_datatable()
+        elif self.at_word("externaldata") and self.peek().type is T.LPAREN:
+            source = self.parse_externaldata()
         elif self.at_word("range") and self.peek().type is T.IDENT and self.peek(2).is_word("from"):
             source = self.parse_range_source()
         elif self.at_word("print"):
@@ -346,11 +363,7 @@ class Parser:
             self.advance()
             u = self.parse_union_body(start)
             source = ast.UnionSource(union=u, span=u.span)
-        elif (
-            self.at_word("search")
-            and self.peek().type in (T.STRING, T.IDENT, T.STAR)
-            and not self.peek().is_word("in")
-        ):
+        elif self.at_word("search") and self.peek().type in (T.STRING, T.IDENT, T.STAR):
             self.advance()
             s = self.parse_search_body(start)
             source = ast.SearchSource(search=s, span=s.span)
@@ -395,6 +408,33 @@ class Parser:
             )
         return ast.Datatable(
             columns=tuple(columns), values=tuple(values), span=start.span.to(end.span)
+        )
+
+    def parse_externaldata(self) -> ast.ExternalData:
+        """``externaldata(A:string, ...) [ "url", ... ] with (format="csv", ...)``."""
+        start = self.expect_word("externaldata")
+        self.expect(T.LPAREN, "'(' after externaldata")
+        columns: list[tuple[str, str]] = []
+        while not self.at(T.RPAREN):
+            name = self.expect_name("a column name")
+            self.expect(T.COLON, "':' and a type")
+            columns.append((name, self.parse_type_name()))
+            if not self.match(T.COMMA):
+                break
+        self.expect(T.RPAREN, "')' after the externaldata columns")
+        self.expect(T.LBRACK, "'[' with the externaldata URLs")
+        while not self.at(T.RBRACK) and not self.at(T.EOF):
+            self.advance()
+        end = self.expect(T.RBRACK, "']' after the URLs")
+        if self.match_word("with"):
+            self.expect(T.LPAREN, "'(' after with")
+            depth = 1
+            while depth and not self.at(T.EOF):
+                depth += {T.LPAREN: 1, T.RPAREN: -1}.get(self.advance().type, 0)
+            end = self.tokens[self.i - 1]
+        span = start.span.to(end.span)
+        return ast.ExternalData(
+            columns=tuple(columns), text=self.text[span.start : span.end], span=span
         )
 
     def parse_range_source(self) -> ast.RangeSource:
@@ -624,10 +664,8 @@ class Parser:
         self.skip_hints()
         if self.match(T.STAR):
             return ast.Distinct(items=(), star=True, span=tok.span.to(self.prev_span()))
-        items = [self.parse_expr()]
-        while self.match(T.COMMA):
-            items.append(self.parse_expr())
-        return ast.Distinct(items=tuple(items), span=tok.span.to(self.prev_span()))
+        items = self.parse_assignments()
+        return ast.Distinct(items=items, span=tok.span.to(self.prev_span()))
 
     def parse_count(self, tok: Token) -> ast.Count:
         if self.match_word("as"):
@@ -785,6 +823,9 @@ class Parser:
         )
 
     def parse_union_table(self) -> ast.TabularExpr:
+        if self.at(T.STAR):  # union * : every table
+            star = self.advance()
+            return ast.TableRef(name="*", span=star.span)
         if self.at(T.LPAREN):
             self.advance()
             inner = self.parse_tabular()
@@ -954,7 +995,12 @@ class Parser:
             raise KqlSyntaxError(
                 "evaluate needs a plugin call such as bag_unpack(Column)", span=call.span
             )
-        return ast.Evaluate(call=call, hints=tuple(hints), span=tok.span.to(call.span))
+        if self.match(T.COLON):  # an output schema: evaluate pivot(X) : (A:string, B:long)
+            self.expect(T.LPAREN, "'(' with the output schema")
+            depth = 1
+            while depth and not self.at(T.EOF):
+                depth += {T.LPAREN: 1, T.RPAREN: -1}.get(self.advance().type, 0)
+        return ast.Evaluate(call=call, hints=tuple(hints), span=tok.span.to(self.prev_span()))
 
     def parse_make_series(self, tok: Token) -> ast.MakeSeries:
         self.skip_hints()
@@ -1008,7 +1054,11 @@ class Parser:
                 if not self.match(T.COMMA):
                     break
             self.expect(T.RPAREN, "')'")
-        pred = self.parse_expr()
+        self.in_search = True  # Column:"term" is valid only in a search predicate
+        try:
+            pred = self.parse_expr()
+        finally:
+            self.in_search = False
         return ast.Search(predicate=pred, tables=tuple(tables), span=tok.span.to(pred.span))
 
     # --- expressions --------------------------------------------------------------------------
@@ -1033,6 +1083,8 @@ class Parser:
         if tok.type in _PUNCT_BINARY:
             op, prec = _PUNCT_BINARY[tok.type]
             return op, prec, 1
+        if tok.type is T.COLON and self.in_search:
+            return "has", _CMP, 1
         if tok.type is T.IDENT:
             word = tok.text
             if word == "and":
@@ -1041,6 +1093,8 @@ class Parser:
                 return "or", _OR, 1
             if word in _STRING_OP_WORDS or word in ("has_any", "has_all", "between"):
                 return word, _CMP, 1
+            if word in _DEPRECATED_NEGATIONS:  # notcontains, nothas...: old spellings of !contains
+                return _DEPRECATED_NEGATIONS[word], _CMP, 1
             if word == "in":
                 if self.peek().type is T.TILDE and self.adjacent(tok, self.peek()):
                     return "in~", _CMP, 2
@@ -1115,14 +1169,12 @@ class Parser:
 
     def parse_postfix(self, expr: ast.Expr) -> ast.Expr:
         while True:
-            if self.at(T.DOT) and self.peek().type in (T.IDENT, T.LBRACK):
+            if self.at(T.DOT) and self.peek().type is T.IDENT:
                 self.advance()
-                if self.at(T.LBRACK):
-                    name = self.expect_name("a property name")
-                else:
-                    name = self.advance().text
+                name = self.advance().text
                 expr = ast.Member(target=expr, name=name, span=expr.span.to(self.prev_span()))
-            elif self.at(T.LBRACK):
+            elif self.at(T.LBRACK) or (self.at(T.DOT) and self.peek().type is T.LBRACK):
+                self.match(T.DOT)  # d.["a"] and d.[0] mean d["a"] and d[0]
                 self.advance()
                 index = self.parse_expr()
                 end = self.expect(T.RBRACK, "']'")
@@ -1312,7 +1364,13 @@ class Parser:
             if num.type not in (T.INT, T.REAL):
                 raise self.error("expected a number", num)
             return -num.value  # type: ignore[operator]
-        if tok.type in (T.INT, T.REAL, T.STRING):
+        if tok.type is T.STRING:
+            self.advance()
+            text = str(tok.value)
+            while self.at(T.STRING):  # adjacent literals concatenate
+                text += str(self.advance().value)
+            return text
+        if tok.type in (T.INT, T.REAL):
             self.advance()
             return tok.value
         if tok.type is T.TIMESPAN:

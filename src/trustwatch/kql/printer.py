@@ -39,33 +39,11 @@ _NODE_PRECEDENCE: dict[type[ast.Node], int] = {
 }
 
 # Words that read as something else in some position (a literal, an operator, a clause keyword,
-# a statement or source keyword), so a column or table with that name is printed as ['name'].
-_RESERVED_WORDS = frozenset(
-    {
-        "true",
-        "false",
-        "and",
-        "or",
-        "by",
-        "on",
-        "with",
-        "to",
-        "from",
-        "step",
-        "in",
-        "limit",
-        "asc",
-        "desc",
-        "nulls",
-        "let",
-        "set",
-        "declare",
-        "print",
-        "union",
-        "search",
-        "range",
-        "datatable",
-    }
+# a statement or source keyword), so a column or table with that name is printed as ["name"].
+_RESERVED_WORDS = (
+    frozenset({"true", "false", "and", "or", "in"})
+    | frozenset({"by", "on", "with", "to", "from", "step", "limit", "asc", "desc", "nulls"})
+    | frozenset({"let", "set", "declare", "print", "union", "search", "range", "datatable"})
 )
 
 # Timespan suffixes from the largest unit down; "microsecond" divides every ``timedelta``.
@@ -133,7 +111,7 @@ def _member_suffix(name: str) -> str:
 
 
 def _hint(key: str, value: str) -> str:
-    if _is_identifier(value) or (value.isdigit() and str(int(value)) == value):
+    if _is_identifier(value) or (value.isascii() and value.isdigit() and str(int(value)) == value):
         shown = value
     else:
         shown = quote_string(value)
@@ -163,10 +141,10 @@ def _format_real(value: object) -> str:
         return "real(nan)"
     if math.isinf(number):
         return "real(inf)" if number > 0 else "real(-inf)"
-    if number.is_integer():
-        # real(1), not 1 (a long) — the type must survive the round trip
-        return f"real({int(number)})"
-    return repr(number)
+    text = repr(number)
+    if number.is_integer() and "e" not in text:
+        return f"real({int(number)})"  # not "1", a long: the type must survive the round trip
+    return text  # "2.5", "1e+300": the lexer reads both as reals
 
 
 def _format_bool(value: object) -> str:
@@ -208,8 +186,11 @@ def _format_timespan(value: object) -> str:
         per_unit = TIMESPAN_UNITS[suffix]
         if ticks % per_unit == 0:
             count = ticks // per_unit
-            # mirrors lexer (round(float(n) * unit)) and parser (ticks / 10 microseconds)
-            if timedelta(microseconds=round(float(count) * per_unit) / 10) == magnitude:
+            try:  # mirrors the lexer (round(float(n) * unit)) and parser (ticks / 10 µs)
+                exact = timedelta(microseconds=round(float(count) * per_unit) / 10) == magnitude
+            except OverflowError:
+                exact = False
+            if exact:
                 return f"{sign}{count}{suffix}"
             break
     return f"timespan({format_timespan_value(span)})"
@@ -380,12 +361,16 @@ class Printer(ast.Visitor):
         return f"let {format_name(node.name)} = {value}"
 
     def visit_Lambda(self, node: ast.Lambda) -> str:
+        """``(x:long) { x + 1 }`` when short, else the body's statements on indented lines."""
+        params = f"({self.joined(node.params)})"
         with self.indented():
             lines = [self.text(let) + ";" for let in node.lets]
             lines.append(self.text(node.body))
             inner = self.newline()
+        if len(lines) == 1 and "\n" not in lines[0] and len(lines[0]) <= MAX_INLINE:
+            return f"{params} {{ {lines[0]} }}"
         body = "".join(inner + line for line in lines)
-        return f"({self.joined(node.params)}) {{{body}{self.newline()}}}"
+        return f"{params} {{{body}{self.newline()}}}"
 
     def visit_Parameter(self, node: ast.Parameter) -> str:
         name = format_name(node.name)
@@ -433,6 +418,12 @@ class Printer(ast.Visitor):
 
     def visit_UnionSource(self, node: ast.UnionSource) -> str:
         return self.text(node.union)
+
+    def visit_ExternalData(self, node: ast.ExternalData) -> str:
+        return node.text  # the stored source text, verbatim
+
+    def visit_QualifiedTable(self, node: ast.QualifiedTable) -> str:
+        return self.text(node.path)
 
     def visit_SearchSource(self, node: ast.SearchSource) -> str:
         return self.text(node.search)

@@ -7,6 +7,7 @@ repository and `../shared/reference/kql-semantics.md` explain the measured edge 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -88,6 +89,33 @@ def fold_sql(sql: exp.Expr) -> exp.Expr:
     return func("translate", sql, lit_string(_UPPER), lit_string(_LOWER))
 
 
+# Unicode lower() agrees with ASCII-only folding, as far as an ASCII needle can tell (ASCII
+# letters fold the same; other letters stay non-ASCII letters), except for two letters whose lower
+# case is ASCII: KELVIN SIGN (U+212A -> "k") and CAPITAL I WITH DOT ABOVE (U+0130 -> "i"). Those
+# are first replaced by lower-case non-ASCII letters (U+0138, U+0131), which lower() keeps.
+_LOWER_TRAPS = {"\u212a": "\u0138", "\u0130": "\u0131"}
+
+
+def fast_fold(haystack: exp.Expr) -> exp.Expr:
+    """lower() made equivalent to :func:`fold_sql` for matching ASCII needles (see above).
+
+    lower() is about 25 times faster than translate() in DuckDB (measured on 2M rows).
+    """
+    guard = exp.or_(*(func("contains", haystack.copy(), lit_string(ch)) for ch in _LOWER_TRAPS))
+    neutral: exp.Expr = haystack.copy()
+    for trap, stand_in in _LOWER_TRAPS.items():
+        neutral = func("replace", neutral, lit_string(trap), lit_string(stand_in))
+    text = exp.Case(ifs=[exp.If(this=guard, true=neutral)], default=haystack.copy())
+    return func("lower", text)
+
+
+def folded(
+    haystack: exp.Expr, build: Callable[[exp.Expr], exp.Expr], *, ascii_needles: bool
+) -> exp.Expr:
+    """``build(fold(haystack))`` with ASCII-only case folding, fast where that is exact."""
+    return build(fast_fold(haystack) if ascii_needles else fold_sql(haystack))
+
+
 # --- terms: the has family -------------------------------------------------------------------
 
 # A term is a maximal run of alphanumeric characters; anything else delimits.
@@ -122,6 +150,57 @@ def has_regex(needle: str, *, leading: bool = True, trailing: bool = True) -> st
     return pattern
 
 
+def term_match_all(
+    haystack: exp.Expr, needles: list[str], *, case_sensitive: bool, require_all: bool
+) -> exp.Expr:
+    """``has_any`` / ``has_all`` over constant needles, folding the haystack once for all.
+
+    For has_any, needles with the same boundary needs share one regular expression (an
+    alternation) behind a cheap substring prefilter: DuckDB compiles each pattern at planning
+    time, and Unicode classes make that costly.
+    https://learn.microsoft.com/kusto/query/has-any-operator
+    """
+    probes = [n if case_sensitive else ascii_fold(n) for n in needles]
+
+    def build(text: exp.Expr) -> exp.Expr:
+        if require_all or len(probes) == 1:
+            parts = [_term_in(text.copy(), p) for p in probes]
+            return exp.and_(*parts) if require_all else parts[0]
+        if any(not p for p in probes):
+            return exp.true()
+        groups: dict[tuple[bool, bool], list[str]] = {}
+        for p in probes:
+            groups.setdefault((_is_term_char(p[0]), _is_term_char(p[-1])), []).append(p)
+        alternatives = []
+        for (before, after), group in groups.items():
+            prefilter = exp.or_(*(func("contains", text.copy(), lit_string(p)) for p in group))
+            if not before and not after:
+                alternatives.append(exp.paren(prefilter))
+                continue
+            pattern = "(?:" + "|".join(re.escape(p) for p in group) + ")"
+            if before:
+                pattern = f"(^|{_NOT_TERM_CHAR}){pattern}"
+            if after:
+                pattern = f"{pattern}($|{_NOT_TERM_CHAR})"
+            regex = func("regexp_matches", text.copy(), lit_string(pattern))
+            alternatives.append(exp.paren(exp.and_(exp.paren(prefilter), regex)))
+        return exp.or_(*alternatives)
+
+    if case_sensitive:
+        return build(haystack)
+    return folded(haystack, build, ascii_needles=all(p.isascii() for p in probes))
+
+
+def _term_in(text: exp.Expr, probe: str, leading: bool = True, trailing: bool = True) -> exp.Expr:
+    if not probe:
+        return exp.true()
+    substring = func("contains", text, lit_string(probe))
+    pattern = has_regex(probe, leading=leading, trailing=trailing)
+    if pattern is None:
+        return substring
+    return exp.paren(exp.and_(substring, func("regexp_matches", text.copy(), lit_string(pattern))))
+
+
 def term_match(
     haystack: exp.Expr,
     needle: str,
@@ -134,15 +213,16 @@ def term_match(
 
     A cheap substring test runs first so that the regular expression only sees candidate rows.
     """
-    text = haystack if case_sensitive else fold_sql(haystack)
     probe = needle if case_sensitive else ascii_fold(needle)
     if not probe:
         return exp.true()
-    substring = func("contains", text, lit_string(probe))
-    pattern = has_regex(probe, leading=leading, trailing=trailing)
-    if pattern is None:
-        return substring
-    return exp.and_(substring, func("regexp_matches", text.copy(), lit_string(pattern)))
+
+    def build(text: exp.Expr) -> exp.Expr:
+        return _term_in(text, probe, leading, trailing)
+
+    if case_sensitive:
+        return build(haystack)
+    return folded(haystack, build, ascii_needles=probe.isascii())
 
 
 def term_match_dynamic(
@@ -219,22 +299,27 @@ def string_predicate(op: str, left: exp.Expr, right: Typed, span: Span | None = 
         return func("regexp_matches", left, right.sql)
     if base == "==":
         return exp.EQ(this=left, expression=right.sql)
-    lhs = left if cs else fold_sql(left)
+    compare = _FOLDABLE[base]
     rhs: exp.Expr
     if needle is not None:
         rhs = lit_string(needle if cs else ascii_fold(needle))
     else:
         rhs = right.sql if cs else fold_sql(right.sql)
-    if base == "=~":
-        return exp.EQ(this=lhs, expression=rhs)
-    if base == "contains":
-        return func("contains", lhs, rhs)
-    if base == "startswith":
-        return func("starts_with", lhs, rhs)
-    if base == "endswith":
-        return func("ends_with", lhs, rhs)
-    raise KeyError(op)
+    if cs:
+        return compare(left, rhs)
+    return folded(
+        left,
+        lambda text: compare(text, rhs.copy()),
+        ascii_needles=bool(needle and needle.isascii()),
+    )
 
+
+_FOLDABLE: dict[str, Callable[[exp.Expr, exp.Expr], exp.Expr]] = {
+    "=~": lambda a, b: exp.EQ(this=a, expression=b),
+    "contains": lambda a, b: func("contains", a, b),
+    "startswith": lambda a, b: func("starts_with", a, b),
+    "endswith": lambda a, b: func("ends_with", a, b),
+}
 
 _RE2_UNSUPPORTED = (
     (re.compile(r"\(\?<?[=!]"), "lookaround assertions"),
@@ -253,6 +338,8 @@ def check_regex(pattern: str, span: Span | None) -> None:
     try:
         re.compile(pattern)
     except re.error as exc:
+        if "global flags not at the start" in exc.msg:  # RE2 allows (?i) anywhere
+            return
         raise KqlSemanticError(f"invalid regex: {exc.msg}", span=span, code="KQL205") from None
 
 

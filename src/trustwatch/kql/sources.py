@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from sqlglot import exp
 
-from trustwatch.errors import KqlSemanticError
+from trustwatch.errors import KqlSemanticError, UnsupportedKql
 from trustwatch.kql import ast
 from trustwatch.kql.compiler import Compiler, alias
 from trustwatch.kql.functions import convert
@@ -123,3 +123,22 @@ def compile_search_source(c: Compiler, node: ast.Node, scope: Scope) -> Relation
     rel = union_relations(c, union, None, scope)
     where = ast.Where(predicate=search_predicate(search), span=search.span)
     return compile_where(c, where, rel, scope)
+
+
+@register(ast.ExternalData)
+def compile_externaldata(c: Compiler, node: ast.Node, scope: Scope) -> Relation:
+    raise UnsupportedKql(
+        "externaldata reads from URLs, and trustwatch queries never reach the network",
+        span=node.span,
+        hint="download the file and bind it with --table NAME=PATH",
+    )
+
+
+@register(ast.QualifiedTable)
+def compile_qualified(c: Compiler, node: ast.Node, scope: Scope) -> Relation:
+    raise UnsupportedKql(
+        "tables of other databases, clusters or services (database(), cluster(), arg()) "
+        "are not available locally",
+        span=node.span,
+        hint="export the table and bind it with --table NAME=PATH",
+    )
