@@ -117,7 +117,7 @@ def compile_where(c: Compiler, op: ast.Where, rel: Relation, scope: Scope) -> Re
 
 
 def hoist_folds(c: Compiler, rel: Relation, cond: exp.Expr) -> tuple[exp.Expr, bool]:
-    """Case-fold each column once per row, not once per needle.
+    """Lower-case each column once per row, not once per needle.
 
     Rewrites ``cond`` in place. A ``has_any`` of four needles folds its column in four places,
     and DuckDB evaluates each.
@@ -127,8 +127,8 @@ def hoist_folds(c: Compiler, rel: Relation, cond: exp.Expr) -> tuple[exp.Expr, b
     """
     folds: dict[str, tuple[str, exp.Expr]] = {}
     for node in list(cond.find_all(exp.Anonymous)):
-        if str(node.this).lower() not in ("lower", "translate"):
-            continue
+        if str(node.this).lower() != "lower":
+            continue  # translate() runs only on rare rows: computing it for all would cost more
         if node.find_ancestor(exp.Query) is not None:
             continue  # inside a subquery: its columns are not this relation's
         names = {col.name for col in node.find_all(exp.Column)}
@@ -164,6 +164,10 @@ def _compute_items(
 @register(ast.Extend)
 def compile_extend(c: Compiler, op: ast.Extend, rel: Relation, scope: Scope) -> Relation:
     computed = dict(_compute_items(c, op.items, rel, scope))
+    if not any(rel.type_of(name) for name in computed):  # only new columns: * and the new ones
+        added = [alias(t.sql, name) for name, t in computed.items()]
+        new_columns = rel.columns + tuple((name, t.type) for name, t in computed.items())
+        return Relation(c.select(rel, [exp.Star(), *added]), new_columns, rel.order)
     projections: list[exp.Expr] = []
     columns: list[tuple[str, str]] = []
     for name, ktype in rel.columns:

@@ -91,29 +91,27 @@ def fold_sql(sql: exp.Expr) -> exp.Expr:
 
 # Unicode lower() agrees with ASCII-only folding, as far as an ASCII needle can tell (ASCII
 # letters fold the same; other letters stay non-ASCII letters), except for two letters whose lower
-# case is ASCII: KELVIN SIGN (U+212A -> "k") and CAPITAL I WITH DOT ABOVE (U+0130 -> "i"). Those
-# are first replaced by lower-case non-ASCII letters (U+0138, U+0131), which lower() keeps.
-_LOWER_TRAPS = {"\u212a": "\u0138", "\u0130": "\u0131"}
-
-
-def fast_fold(haystack: exp.Expr) -> exp.Expr:
-    """lower() made equivalent to :func:`fold_sql` for matching ASCII needles (see above).
-
-    lower() is about 25 times faster than translate() in DuckDB (measured on 2M rows).
-    """
-    guard = exp.or_(*(func("contains", haystack.copy(), lit_string(ch)) for ch in _LOWER_TRAPS))
-    neutral: exp.Expr = haystack.copy()
-    for trap, stand_in in _LOWER_TRAPS.items():
-        neutral = func("replace", neutral, lit_string(trap), lit_string(stand_in))
-    text = exp.Case(ifs=[exp.If(this=guard, true=neutral)], default=haystack.copy())
-    return func("lower", text)
+# case is ASCII: KELVIN SIGN (U+212A -> "k") and CAPITAL I WITH DOT ABOVE (U+0130 -> "i").
+_LOWER_TRAPS = ("\u212a", "\u0130")
 
 
 def folded(
     haystack: exp.Expr, build: Callable[[exp.Expr], exp.Expr], *, ascii_needles: bool
 ) -> exp.Expr:
-    """``build(fold(haystack))`` with ASCII-only case folding, fast where that is exact."""
-    return build(fast_fold(haystack) if ascii_needles else fold_sql(haystack))
+    """``build(fold(haystack))`` with ASCII-only case folding, fast where that is exact.
+
+    With ASCII needles, rows without a trap letter use lower() (about 25 times faster than
+    translate() in DuckDB, measured on 2M rows); the rare rows with one use translate(). The
+    two branches are AND/OR, not CASE: DuckDB's filters then run each branch only on its rows.
+    """
+    if not ascii_needles:
+        return build(fold_sql(haystack))
+    trap = exp.paren(
+        exp.or_(*(func("contains", haystack.copy(), lit_string(ch)) for ch in _LOWER_TRAPS))
+    )
+    fast = exp.and_(exp.Not(this=trap), exp.paren(build(func("lower", haystack.copy()))))
+    exact = exp.and_(trap.copy(), exp.paren(build(fold_sql(haystack.copy()))))
+    return exp.paren(exp.or_(exp.paren(fast), exp.paren(exact)))
 
 
 # --- terms: the has family -------------------------------------------------------------------
