@@ -550,6 +550,11 @@ class ExprCompiler:
             return aggregates.compile_aggregate(self, node)
         handler = functions.FUNCTIONS.get(node.name)
         if handler is None:
+            if node.name in functions.DEFENDER_CLOUD_FUNCTIONS:
+                raise self.compiler.unsupported(
+                    f"Defender's '{node.name}()' (it answers from Microsoft's cloud)",
+                    node.name_span,
+                )
             if node.name in functions.KNOWN_UNSUPPORTED:
                 raise self.compiler.unsupported(f"the function '{node.name}()'", node.name_span)
             choices = list(functions.FUNCTIONS) + list(aggregates.AGGREGATES)

@@ -34,12 +34,17 @@ if TYPE_CHECKING:
 Handler = Callable[["ExprCompiler", ast.Call], Typed]
 FUNCTIONS: dict[str, Handler] = {}
 
+# Defender XDR's enrichment functions answer from Microsoft's cloud; nothing local can.
+# https://learn.microsoft.com/defender-xdr/advanced-hunting-fileprofile-function
+DEFENDER_CLOUD_FUNCTIONS = frozenset(
+    {"FileProfile", "DeviceFromIP", "AssignedIPAddresses", "SeenBy"}
+)
+
 # Documented Kusto functions we refuse with a clear error rather than guess at.
 KNOWN_UNSUPPORTED = frozenset(
     {
         "geo_info_from_ip_address",
         "parse_user_agent",
-        "ingestion_time",
         "hash",
         "series_decompose_anomalies",
         "series_decompose",
@@ -1728,6 +1733,25 @@ def _ipv4_is_private(ec: ExprCompiler, node: ast.Call) -> Typed:
 
 
 # --- row context -----------------------------------------------------------------------------
+
+
+@register("ingestion_time")
+def _ingestion_time(ec: ExprCompiler, node: ast.Call) -> Typed:
+    """Local files carry no ingestion time: the row's own time stands in, with a notice.
+
+    In Sentinel, ingestion_time() is when the record reached the workspace, shortly after
+    TimeGenerated; https://learn.microsoft.com/kusto/query/ingestion-time-function
+    """
+    ec.args(node, 0)
+    for name in ("TimeGenerated", "Timestamp"):
+        if ec.rel is not None and ec.rel.type_of(name) == "datetime":
+            notice = f"ingestion_time() is approximated by {name}: local data has no ingestion time"
+            if notice not in ec.compiler.notices:
+                ec.compiler.notices.append(notice)
+            return Typed(exp.column(name, quoted=True), "datetime")
+    raise _error(
+        node, "ingestion_time() needs a TimeGenerated or Timestamp column to stand in for it"
+    )
 
 
 @register("column_ifexists")

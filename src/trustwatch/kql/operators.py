@@ -15,7 +15,7 @@ from trustwatch.kql import ast
 from trustwatch.kql.aggregates import column_name_of
 from trustwatch.kql.compiler import Compiler, OperatorHandler, alias
 from trustwatch.kql.expressions import ExprCompiler
-from trustwatch.kql.functions import convert
+from trustwatch.kql.functions import DEFENDER_CLOUD_FUNCTIONS, convert
 from trustwatch.kql.scope import Relation, Scope
 from trustwatch.kql.semantics import TEXTUAL, Typed, func, lit_string, not_null_string, sql_type
 from trustwatch.schema.model import suggest
@@ -460,6 +460,10 @@ def compile_invoke(c: Compiler, op: ast.Invoke, rel: Relation, scope: Scope) -> 
     from trustwatch.kql.scope import LambdaBinding
 
     binding = scope.lookup(op.call.name)
+    if binding is None and op.call.name in DEFENDER_CLOUD_FUNCTIONS:
+        raise c.unsupported(
+            f"Defender's '{op.call.name}()' (it answers from Microsoft's cloud)", op.call.name_span
+        )
     if not isinstance(binding, LambdaBinding):
         raise KqlSemanticError(
             f"unknown function '{op.call.name}'", span=op.call.name_span, code="KQL203"
@@ -796,6 +800,9 @@ def union_relations(c: Compiler, op: ast.Union, first: Relation | None, scope: S
     https://learn.microsoft.com/kusto/query/union-operator
     """
     inputs: list[tuple[str, Relation]] = []
+    # Tables with no data loaded add their columns but no rows, so they need no SELECT of their
+    # own; `union *` over ~80 empty schemas stays one small query.
+    empty: list[Relation] = []
     if first is not None:
         inputs.append(("", first))
     for source in op.tables:
@@ -805,7 +812,13 @@ def union_relations(c: Compiler, op: ast.Union, first: Relation | None, scope: S
                 raise KqlSemanticError(
                     f"no table matches '{source.name}'", span=source.span, code="KQL201"
                 )
-            inputs += [(n, c.table_ref(n, source.span, scope)) for n in matched]
+            for name in matched:
+                target = empty if c.catalog[name].sql_name is None else None
+                rel = c.table_ref(name, source.span, scope)
+                if target is None:
+                    inputs.append((name, rel))
+                else:
+                    target.append(rel)
         else:
             label = source.name if isinstance(source, ast.TableRef) else ""
             if (
@@ -815,20 +828,23 @@ def union_relations(c: Compiler, op: ast.Union, first: Relation | None, scope: S
             ):
                 label = source.ops[-1].name
             inputs.append((label, c.compile_tabular(source, scope)))
+    if not inputs and empty:
+        inputs.append(("", empty.pop(0)))
     # Same name, different types: Kusto keeps both as name_type.
+    everything = [r for _, r in inputs] + empty
     types: dict[str, set[str]] = {}
-    for _, r in inputs:
+    for r in everything:
         for n, t in r.columns:
             types.setdefault(n, set()).add(t)
     order: list[tuple[str, str]] = []
-    for _, r in inputs:
+    for r in everything:
         for n, t in r.columns:
             out = n if len(types[n]) == 1 else f"{n}_{t}"
             if (out, t) not in order:
                 order.append((out, t))
     if op.kind == "inner":
         common = set.intersection(
-            *[{(n if len(types[n]) == 1 else f"{n}_{t}") for n, t in r.columns} for _, r in inputs]
+            *[{(n if len(types[n]) == 1 else f"{n}_{t}") for n, t in r.columns} for r in everything]
         )
         order = [(n, t) for n, t in order if n in common]
     selects = []

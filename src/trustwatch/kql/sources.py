@@ -69,12 +69,16 @@ def compile_range(c: Compiler, node: ast.Node, scope: Scope) -> Relation:
     stop = c.expr(node.stop, scope, None)
     step = c.expr(node.step, scope, None)
     ktype = start.type if start.type != "int" else "long"
-    series = exp.Anonymous(this="generate_series", expressions=[start.sql, stop.sql, step.sql])
+    # the table function streams its rows (UNNEST of a list would build them all in memory)
+    series = exp.Table(
+        this=exp.Anonymous(this="generate_series", expressions=[start.sql, stop.sql, step.sql]),
+        alias=exp.TableAlias(
+            this=exp.to_identifier(c.fresh()), columns=[exp.to_identifier(node.column, quoted=True)]
+        ),
+    )
     order = c.fresh("__tw_order")
-    inner = exp.Select(expressions=[alias(exp.Unnest(expressions=[series]), node.column)])
-    rel = Relation(inner, ((node.column, ktype),))
     window = exp.Window(this=exp.RowNumber())
-    select = exp.Select(expressions=[col(node.column), alias(window, order)]).from_(c.source(rel))
+    select = exp.Select(expressions=[col(node.column), alias(window, order)]).from_(series)
     return Relation(select, ((node.column, ktype),), order)
 
 

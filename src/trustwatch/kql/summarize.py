@@ -176,9 +176,14 @@ def _multi(
             given = names[idx] if idx < len(names) else None
             prefix = "any_" if call.name == "any" else ""
             inferred = inferred_name(r)
-            picked.append(
-                (given or (prefix + inferred if inferred else namer.next()), ec.compile(r))
-            )
+            name = given or (prefix + inferred if inferred else namer.next())
+            # a name already taken (a by key, an earlier column) gets 1, 2, ...: DeviceId1
+            taken = by_names | {n for n, _ in columns} | {p[0] for p in picked}
+            base, n = name, 0
+            while name in taken:
+                n += 1
+                name = f"{base}{n}"
+            picked.append((name, ec.compile(r)))
     struct_name = c.fresh("__tw_pick")
     struct = exp.Struct(
         expressions=[
