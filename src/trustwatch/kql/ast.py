@@ -365,6 +365,8 @@ class MvApply(PipeOp):
     items: tuple[MvExpandItem, ...]
     subquery: Pipeline
     limit: Expr | None = None
+    with_itemindex: str | None = None
+    bagexpansion: str | None = None
 
 
 @_node

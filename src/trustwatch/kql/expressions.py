@@ -292,6 +292,8 @@ class ExprCompiler:
             from trustwatch.kql.arithmetic import arithmetic
 
             return arithmetic(op, left, right, node.span, self.error)
+        if op in ("==", "!=", *_COMPARISONS):
+            left, right = _bool_as_number(left, right)
         if op in ("==", "!="):
             left, right = self.unify(left, right)
             self.comparable(left, right, op, node.span)
@@ -570,6 +572,19 @@ class ExprCompiler:
         """Compile a call's arguments after checking their number."""
         check_arity(node, low, high)
         return [self.compile(a) for a in node.args]
+
+
+def _bool_as_number(left: Typed, right: Typed) -> tuple[Typed, Typed]:
+    """``IsInitiatingProcessRemoteSession == 1``: a bool compares with a number as 0 or 1.
+
+    Kusto stores bool as a signed byte (getschema shows System.SByte), and hunting queries
+    rely on comparing it with 0/1.
+    """
+    if left.type == "bool" and right.type in NUMERIC:
+        return Typed(exp.Cast(this=left.sql, to=sql_type("long")), "long"), right
+    if right.type == "bool" and left.type in NUMERIC:
+        return left, Typed(exp.Cast(this=right.sql, to=sql_type("long")), "long")
+    return left, right
 
 
 def _parenthesised(t: Typed) -> Typed:

@@ -906,3 +906,108 @@ def compile_search(c: Compiler, op: ast.Search, rel: Relation, scope: Scope) -> 
     if op.tables:
         raise c.unsupported("'search in (...)' after a pipe", op.span)
     return compile_where(c, ast.Where(predicate=search_predicate(op), span=op.span), rel, scope)
+
+
+# --- mv-apply ------------------------------------------------------------------------------------
+
+
+@register(ast.MvApply)
+def compile_mv_apply(c: Compiler, op: ast.MvApply, rel: Relation, scope: Scope) -> Relation:
+    """Run a subquery on each row's expanded arrays; add back the row's other columns.
+
+    Each input row gets a hidden number; the subquery's operators run partitioned by it (a
+    ``summarize`` groups by it too, ``top``/``take`` count within it), and the result is joined
+    back to the row. https://learn.microsoft.com/kusto/query/mv-apply-operator
+    """
+    if op.limit is not None:
+        raise c.unsupported("mv-apply ... limit", op.limit.span)
+    rowid = c.fresh("__tw_row")
+    numbered = Relation(
+        c.select(rel, [exp.Star(), alias(exp.Window(this=exp.RowNumber()), rowid)]),
+        (*rel.columns, (rowid, "long")),
+    )
+    expand = ast.MvExpand(
+        items=op.items, bagexpansion=op.bagexpansion, with_itemindex=op.with_itemindex, span=op.span
+    )
+    expanded = compile_mv_expand(c, expand, numbered, scope)
+    namer = ColumnNamer(rel.names())
+    item_names = [i.name or inferred_name(i.expr) or namer.next() for i in op.items]
+    if op.with_itemindex:
+        item_names.append(op.with_itemindex)
+    item_columns = tuple((n, expanded.type_of(n) or "dynamic") for n in item_names)
+    picked: list[exp.Expr] = [col(n) for n in [*item_names, rowid]]
+    sub = Relation(c.select(expanded, picked), item_columns, rowid)
+    for sub_op in op.subquery.ops:
+        sub = _partitioned(c, sub_op, sub, scope, rowid)
+    kept = [(n, t) for n, t in rel.columns if n not in item_names]
+    added = [(n, t) for n, t in sub.columns if n not in {k for k, _ in kept}]
+    la, ra = c.fresh("_l"), c.fresh("_r")
+    projections: list[exp.Expr] = [alias(exp.column(n, table=la, quoted=True), n) for n, _ in kept]
+    projections += [alias(exp.column(n, table=ra, quoted=True), n) for n, _ in added]
+    on = exp.EQ(
+        this=exp.column(rowid, table=la, quoted=True),
+        expression=exp.column(rowid, table=ra, quoted=True),
+    )
+    select = (
+        exp.Select(expressions=projections)
+        .from_(exp.Subquery(this=numbered.sql, alias=exp.TableAlias(this=exp.to_identifier(la))))
+        .join(exp.Subquery(this=sub.sql, alias=exp.TableAlias(this=exp.to_identifier(ra))), on=on)
+    )
+    return Relation(select, tuple(kept + added))
+
+
+_ROW_WISE = (
+    ast.Where,
+    ast.Extend,
+    ast.Project,
+    ast.ProjectAway,
+    ast.ProjectKeep,
+    ast.ProjectRename,
+    ast.ProjectReorder,
+    ast.Parse,
+    ast.MvExpand,
+)
+
+
+def _partitioned(c: Compiler, op: ast.PipeOp, sub: Relation, scope: Scope, rowid: str) -> Relation:
+    """One subquery operator of mv-apply, run separately for every input row."""
+    if isinstance(op, _ROW_WISE):
+        out, _ = c.compile_op(op, sub, scope)  # row-wise operators carry the hidden row number
+        return out
+    if isinstance(op, ast.Sort):
+        return sub  # order within a row's subtable only matters to top, which sorts itself
+    visible = Relation(sub.sql, (*sub.columns, (rowid, "long")))
+    if isinstance(op, ast.Summarize | ast.Distinct | ast.Count):
+        key = ast.Assignment(name=rowid, expr=ast.Name(name=rowid, span=op.span), span=op.span)
+        grouped: ast.PipeOp
+        if isinstance(op, ast.Summarize):
+            grouped = ast.Summarize(aggregates=op.aggregates, by=(*op.by, key), span=op.span)
+        elif isinstance(op, ast.Count):
+            counter = ast.Call(name="count", span=op.span)
+            grouped = ast.Summarize(
+                aggregates=(ast.Assignment(name=op.name, expr=counter, span=op.span),),
+                by=(key,),
+                span=op.span,
+            )
+        else:
+            grouped = ast.Distinct(items=(*op.items, key), star=op.star, span=op.span)
+        out, _ = c.compile_op(grouped, visible, scope)
+        return Relation(out.sql, tuple((n, t) for n, t in out.columns if n != rowid), rowid)
+    if isinstance(op, ast.Top | ast.Take):
+        count = row_count(c, op.count, scope)
+        order = sort_keys(c, (op.key,), visible, scope) if isinstance(op, ast.Top) else None
+        window = exp.Window(
+            this=exp.RowNumber(),
+            partition_by=[col(rowid)],
+            order=exp.Order(expressions=order) if order else None,
+        )
+        rank = c.fresh("__tw_rank")
+        ranked = Relation(c.select(visible, [exp.Star(), alias(window, rank)]), visible.columns)
+        select = c.select(ranked, [col(n) for n in visible.names()]).where(
+            exp.LTE(this=col(rank), expression=count)
+        )
+        return Relation(select, sub.columns, rowid)
+    raise c.unsupported(
+        f"the '{KQL_NAMES.get(type(op), type(op).__name__.lower())}' operator inside mv-apply",
+        op.span,
+    )

@@ -883,14 +883,19 @@ class Parser:
         )
 
     def parse_mv_apply(self, tok: Token) -> ast.MvApply:
+        itemindex = bagexpansion = None
         while (
             self.tok.type is T.IDENT
             and self.peek().type is T.ASSIGN
-            and self.tok.text in ("with_itemindex", "bagexpansion")
+            and self.tok.text in ("with_itemindex", "bagexpansion", "kind")
         ):
+            key = self.advance().text
             self.advance()
-            self.advance()
-            self.advance()
+            value = self.expect_name()
+            if key == "with_itemindex":
+                itemindex = value
+            else:
+                bagexpansion = value
         items = self.parse_mv_expand_items()
         limit = None
         if self.match_word("limit"):
@@ -906,7 +911,14 @@ class Parser:
             ops=tuple(ops),
             span=open_tok.span.to(close.span),
         )
-        return ast.MvApply(items=items, subquery=sub, limit=limit, span=tok.span.to(close.span))
+        return ast.MvApply(
+            items=items,
+            subquery=sub,
+            limit=limit,
+            with_itemindex=itemindex,
+            bagexpansion=bagexpansion,
+            span=tok.span.to(close.span),
+        )
 
     def parse_parse(self, tok: Token) -> ast.Parse:
         kind, flags = "simple", ""

@@ -553,7 +553,12 @@ class Printer(ast.Visitor):
         return " ".join(words)
 
     def visit_MvApply(self, node: ast.MvApply) -> str:
-        words = ["mv-apply", self.joined(node.items)]
+        words = ["mv-apply"]
+        if node.bagexpansion is not None:
+            words.append(f"bagexpansion={node.bagexpansion}")
+        if node.with_itemindex is not None:
+            words.append(f"with_itemindex={format_name(node.with_itemindex)}")
+        words.append(self.joined(node.items))
         if node.limit is not None:
             words.append("limit " + self.text(node.limit))
         # the subquery's source is the parser's placeholder: only its operators are written

@@ -164,7 +164,7 @@ def _multi(
     if key_node is not None:
         key_t = ec.compile(key_node)
         key_name = (names[0] if names else None) or inferred_name(key_node) or namer.next()
-        picked.append((key_name, key_t))
+        picked.append((_free(key_name, by_names | {n for n, _ in columns}), key_t))
     for r in returns:
         if isinstance(r, ast.Star):
             for n, t in rel.columns:
@@ -177,13 +177,8 @@ def _multi(
             prefix = "any_" if call.name == "any" else ""
             inferred = inferred_name(r)
             name = given or (prefix + inferred if inferred else namer.next())
-            # a name already taken (a by key, an earlier column) gets 1, 2, ...: DeviceId1
             taken = by_names | {n for n, _ in columns} | {p[0] for p in picked}
-            base, n = name, 0
-            while name in taken:
-                n += 1
-                name = f"{base}{n}"
-            picked.append((name, ec.compile(r)))
+            picked.append((_free(name, taken), ec.compile(r)))
     struct_name = c.fresh("__tw_pick")
     struct = exp.Struct(
         expressions=[
@@ -230,3 +225,12 @@ def _percent(p: Typed) -> float:
     if not (p.is_constant and isinstance(p.constant, int | float)):
         raise KqlSemanticError("percentiles must be constant numbers", code="KQL205")
     return float(p.constant)
+
+
+def _free(name: str, taken: set[str]) -> str:
+    """A name already taken (a by key, an earlier column) gets 1, 2, ...: DeviceId1."""
+    candidate, n = name, 0
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}{n}"
+    return candidate
