@@ -932,11 +932,10 @@ def compile_mv_apply(c: Compiler, op: ast.MvApply, rel: Relation, scope: Scope) 
     expanded = compile_mv_expand(c, expand, numbered, scope)
     namer = ColumnNamer(rel.names())
     item_names = [i.name or inferred_name(i.expr) or namer.next() for i in op.items]
-    if op.with_itemindex:
-        item_names.append(op.with_itemindex)
-    item_columns = tuple((n, expanded.type_of(n) or "dynamic") for n in item_names)
-    picked: list[exp.Expr] = [col(n) for n in [*item_names, rowid]]
-    sub = Relation(c.select(expanded, picked), item_columns, rowid)
+    # the subquery sees the expanded values and the row's other columns (queries use both)
+    sub_columns = tuple((n, t) for n, t in expanded.columns if n != rowid)
+    visible: list[exp.Expr] = [col(n) for n, _ in sub_columns]
+    sub = Relation(c.select(expanded, [*visible, col(rowid)]), sub_columns, rowid)
     for sub_op in op.subquery.ops:
         sub = _partitioned(c, sub_op, sub, scope, rowid)
     kept = [(n, t) for n, t in rel.columns if n not in item_names]
