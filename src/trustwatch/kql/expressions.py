@@ -389,6 +389,19 @@ class ExprCompiler:
                 values.append(t)
         return values, None
 
+    def _has_in_array(self, haystack: exp.Expr, array: exp.Expr, require_all: bool) -> exp.Expr:
+        """has_any/has_all against a dynamic array computed per row (a column, a let of a table)."""
+        from trustwatch.kql.semantics import term_match_dynamic
+
+        elements = func("json_extract_string", array, lit_string("$[*]"))
+        x = exp.column("__tw_needle")
+        test = term_match_dynamic(haystack, x, case_sensitive=False)
+        lam = exp.Lambda(this=test, expressions=[exp.to_identifier("__tw_needle")])
+        matching = func("len", func("list_filter", elements, lam))
+        if require_all:
+            return exp.EQ(this=matching, expression=func("len", elements.copy()))
+        return exp.GT(this=matching, expression=exp.Literal.number(0))
+
     def visit_InList(self, node: ast.InList) -> Typed:
         op = node.op
         negated = op.startswith("!")
@@ -416,12 +429,21 @@ class ExprCompiler:
                 )
                 return Typed(negate(exists) if negated else exists, "bool")
             needles: list[Typed] = []
+            runtime: list[exp.Expr] = []  # arrays known only when the query runs
             for v in values:
                 if v.type == "dynamic" and not v.is_constant:
-                    raise self.compiler.unsupported(
-                        f"'{base}' with a non-constant dynamic array", node.span
+                    runtime.append(self._has_in_array(target_s.sql, v.sql, base == "has_all"))
+                else:
+                    needles.append(self.to_string(v))
+            if runtime:
+                joined = exp.and_(*runtime) if base == "has_all" else exp.or_(*runtime)
+                if needles:
+                    constant = [n.constant for n in needles if isinstance(n.constant, str)]
+                    rest = term_match_all(
+                        target_s.sql, constant, case_sensitive=False, require_all=base == "has_all"
                     )
-                needles.append(self.to_string(v))
+                    joined = exp.and_(joined, rest) if base == "has_all" else exp.or_(joined, rest)
+                return Typed(negate(joined) if negated else joined, "bool")
             if not needles:
                 return Typed(exp.false() if base == "has_any" else exp.true(), "bool")
             constant = [

@@ -54,7 +54,6 @@ KNOWN_UNSUPPORTED = frozenset(
         "datetime_local_to_utc",
         "datetime_utc_to_local",
         "parse_xml",
-        "unicode_codepoints_from_string",
         "has_any_index",
         "dcount_hll",
         "hll_merge",
@@ -831,6 +830,27 @@ def _parse_command_line(ec: ExprCompiler, node: ast.Call) -> Typed:
 FUNCTIONS["parse_url"] = _udf("tw_parse_url", "dynamic", (1, 1))
 FUNCTIONS["parse_urlquery"] = _udf("tw_parse_urlquery", "dynamic", (1, 1))
 FUNCTIONS["parse_path"] = _udf("tw_parse_path", "dynamic", (1, 1))
+
+
+@register("unicode_codepoints_from_string")
+def _unicode_codepoints(ec: ExprCompiler, node: ast.Call) -> Typed:
+    """The code points of a string as a dynamic array of numbers."""
+    (s,) = _strings(ec, node, 1)
+    chars = func("string_split", s.sql, lit_string(""))
+    points = func(
+        "list_transform",
+        chars,
+        exp.Lambda(this=func("unicode", exp.column("c")), expressions=[exp.to_identifier("c")]),
+    )
+    empty = exp.EQ(this=s.sql.copy(), expression=lit_string(""))
+    return Typed(
+        exp.If(
+            this=empty,
+            true=exp.Cast(this=lit_string("[]"), to=sql_type("dynamic")),
+            false=func("to_json", points),
+        ),
+        "dynamic",
+    )
 
 
 @register("tohex")
