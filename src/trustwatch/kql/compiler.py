@@ -226,8 +226,14 @@ class Compiler:
             return self.compile_tabular(binding.fn.body, body_scope)
         if call.name in ("materialize", "view") and len(call.args) == 1:
             return self.compile_tabular(call.args[0], scope)
-        if call.name == "table" and len(call.args) == 1 and isinstance(call.args[0], ast.Literal):
-            return self.table_ref(str(call.args[0].value), call.args[0].span, scope)
+        if call.name == "table" and len(call.args) == 1 and isinstance(call.args[0], ast.Expr):
+            # table("T") or table(name) with a name bound to a constant string
+            arg = self.expr(call.args[0], scope, None)
+            if arg.is_constant and isinstance(arg.constant, str):
+                return self.table_ref(arg.constant, call.args[0].span, scope)
+            raise self.semantic_error(
+                "table() needs a constant table name", call.args[0].span, code="KQL205"
+            )
         if binding is None and call.name in self.catalog:
             raise self.semantic_error(
                 f"'{call.name}' is a table, not a function", call.name_span, code="KQL203"

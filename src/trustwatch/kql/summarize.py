@@ -34,7 +34,7 @@ def summarize(c: Compiler, op: ast.Summarize, rel: Relation, scope: Scope) -> Re
     for item in op.aggregates:
         expr = item.expr
         if isinstance(expr, ast.Call) and expr.name in MULTI_COLUMN:
-            _multi(c, expr, item, rel, scope, by_names, inner, outer, columns, namer)
+            _multi(c, expr, item, rel, scope, by_names, inner, outer, columns, namer, op.aggregates)
             continue
         ctx = AggregateContext()
         t = c.expr(expr, scope, rel, aggregate=ctx)
@@ -101,6 +101,7 @@ def _multi(
     outer: list[exp.Expr],
     columns: list[tuple[str, str]],
     namer: ColumnNamer,
+    op_items: tuple[ast.Assignment, ...] = (),
 ) -> None:
     """arg_max/arg_min(by, cols...), take_any(cols...), percentiles(x, p...): several columns."""
     ec = ExprCompiler(c, scope, rel, {}, None)
@@ -167,10 +168,14 @@ def _multi(
         picked.append((_free(key_name, by_names | {n for n, _ in columns}), key_t))
     for r in returns:
         if isinstance(r, ast.Star):
+            # the by columns are not repeated; a name an earlier item or an explicitly named
+            # item already has gets a numeric suffix (LastEvent=arg_max(T, *), arg_min(T, *))
+            reserved = {a.name for a in op_items if a.name and a is not item}
             for n, t in rel.columns:
                 if n in by_names or any(p[0] == n for p in picked):
                     continue
-                picked.append((n, Typed(col(n), t)))
+                taken = reserved | {m for m, _ in columns} | {p[0] for p in picked}
+                picked.append((_free(n, taken), Typed(col(n), t)))
         else:
             idx = len(picked)
             given = names[idx] if idx < len(names) else None
