@@ -26,6 +26,7 @@ from trustwatch.kql.semantics import (
     lit_string,
     not_null_string,
     sql_type,
+    term_match,
 )
 
 if TYPE_CHECKING:
@@ -50,11 +51,9 @@ KNOWN_UNSUPPORTED = frozenset(
         "series_decompose",
         "series_stats",
         "series_fir",
-        "jaccard_index",
         "datetime_local_to_utc",
         "datetime_utc_to_local",
         "parse_xml",
-        "has_any_index",
         "dcount_hll",
         "hll_merge",
         "estimate_data_size",
@@ -851,6 +850,50 @@ def _unicode_codepoints(ec: ExprCompiler, node: ast.Call) -> Typed:
         ),
         "dynamic",
     )
+
+
+@register("jaccard_index")
+def _jaccard_index(ec: ExprCompiler, node: ast.Call) -> Typed:
+    """|A ∩ B| / |A ∪ B| over the distinct elements of two arrays.
+
+    https://learn.microsoft.com/kusto/query/jaccard-index-function
+    """
+    a, b = (
+        func("list_distinct", func("json_extract", _dyn(t), lit_string("$[*]")))
+        for t in ec.args(node, 2)
+    )
+    union = func("len", func("list_distinct", func("list_concat", a.copy(), b.copy())))
+    common = exp.Cast(this=func("len", func("list_intersect", a, b)), to=sql_type("real"))
+    return Typed(
+        exp.Div(this=common, expression=exp.Nullif(this=union, expression=exp.Literal.number(0))),
+        "real",
+    )
+
+
+@register("has_any_index")
+def _has_any_index(ec: ExprCompiler, node: ast.Call) -> Typed:
+    """The index of the first value the source ``has``, or -1.
+
+    https://learn.microsoft.com/kusto/query/has-any-index-function
+    """
+    source, values = ec.args(node, 2)
+    if not (values.is_constant and isinstance(values.constant, list)):
+        raise KqlSemanticError(
+            "has_any_index() needs a constant array of values",
+            span=node.args[1].span,
+            code="KQL301",
+        )
+    text = to_string(source).sql
+    ifs = [
+        exp.If(
+            this=term_match(text.copy(), str(v), case_sensitive=False), true=exp.Literal.number(i)
+        )
+        for i, v in enumerate(values.constant)
+        if v is not None
+    ]
+    if not ifs:
+        return Typed(exp.Literal.number(-1), "long")
+    return Typed(exp.Case(ifs=ifs, default=exp.Literal.number(-1)), "long")
 
 
 @register("tohex")
