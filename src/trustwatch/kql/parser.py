@@ -299,10 +299,7 @@ class Parser:
         name = self.expect_name("a parameter name")
         self.expect(T.COLON, "':' and a type after the parameter name")
         if self.match(T.LPAREN):  # tabular parameter: (*) or (Col:type, ...)
-            depth = 1
-            while depth and not self.at(T.EOF):
-                t = self.advance()
-                depth += {T.LPAREN: 1, T.RPAREN: -1}.get(t.type, 0)
+            self.skip_to_closing_paren()
             return ast.Parameter(name=name, type=None, tabular=True, span=tok.span)
         ptype = self.parse_type_name()
         default = None
@@ -383,9 +380,15 @@ class Parser:
             )
         return source
 
-    def parse_datatable(self) -> ast.Datatable:
-        start = self.expect_word("datatable")
-        self.expect(T.LPAREN, "'(' after datatable")
+    def skip_to_closing_paren(self) -> None:
+        """Skip tokens up to the ')' that closes an already consumed '(' (options we ignore)."""
+        depth = 1
+        while depth and not self.at(T.EOF):
+            depth += {T.LPAREN: 1, T.RPAREN: -1}.get(self.advance().type, 0)
+
+    def parse_column_list(self, what: str) -> list[tuple[str, str]]:
+        """``(Name:type, ...)`` after datatable or externaldata."""
+        self.expect(T.LPAREN, f"'(' after {what}")
         columns: list[tuple[str, str]] = []
         while not self.at(T.RPAREN):
             name = self.expect_name("a column name")
@@ -393,7 +396,12 @@ class Parser:
             columns.append((name, self.parse_type_name()))
             if not self.match(T.COMMA):
                 break
-        self.expect(T.RPAREN, "')' after the datatable columns")
+        self.expect(T.RPAREN, f"')' after the {what} columns")
+        return columns
+
+    def parse_datatable(self) -> ast.Datatable:
+        start = self.expect_word("datatable")
+        columns = self.parse_column_list("datatable")
         self.expect(T.LBRACK, "'[' with the datatable values")
         values: list[ast.Expr] = []
         while not self.at(T.RBRACK):
@@ -413,24 +421,14 @@ class Parser:
     def parse_externaldata(self) -> ast.ExternalData:
         """``externaldata(A:string, ...) [ "url", ... ] with (format="csv", ...)``."""
         start = self.expect_word("externaldata")
-        self.expect(T.LPAREN, "'(' after externaldata")
-        columns: list[tuple[str, str]] = []
-        while not self.at(T.RPAREN):
-            name = self.expect_name("a column name")
-            self.expect(T.COLON, "':' and a type")
-            columns.append((name, self.parse_type_name()))
-            if not self.match(T.COMMA):
-                break
-        self.expect(T.RPAREN, "')' after the externaldata columns")
+        columns = self.parse_column_list("externaldata")
         self.expect(T.LBRACK, "'[' with the externaldata URLs")
         while not self.at(T.RBRACK) and not self.at(T.EOF):
             self.advance()
         end = self.expect(T.RBRACK, "']' after the URLs")
         if self.match_word("with"):
             self.expect(T.LPAREN, "'(' after with")
-            depth = 1
-            while depth and not self.at(T.EOF):
-                depth += {T.LPAREN: 1, T.RPAREN: -1}.get(self.advance().type, 0)
+            self.skip_to_closing_paren()
             end = self.tokens[self.i - 1]
         span = start.span.to(end.span)
         return ast.ExternalData(
@@ -985,10 +983,7 @@ class Parser:
         vis = self.expect_name("a visualization")
         if self.match_word("with"):
             self.expect(T.LPAREN, "'('")
-            depth = 1
-            while depth and not self.at(T.EOF):
-                t = self.advance()
-                depth += {T.LPAREN: 1, T.RPAREN: -1}.get(t.type, 0)
+            self.skip_to_closing_paren()
         return ast.Render(visualization=vis, span=tok.span.to(self.prev_span()))
 
     def parse_getschema(self, tok: Token) -> ast.Getschema:
@@ -1009,9 +1004,7 @@ class Parser:
             )
         if self.match(T.COLON):  # an output schema: evaluate pivot(X) : (A:string, B:long)
             self.expect(T.LPAREN, "'(' with the output schema")
-            depth = 1
-            while depth and not self.at(T.EOF):
-                depth += {T.LPAREN: 1, T.RPAREN: -1}.get(self.advance().type, 0)
+            self.skip_to_closing_paren()
         return ast.Evaluate(call=call, hints=tuple(hints), span=tok.span.to(self.prev_span()))
 
     def parse_make_series(self, tok: Token) -> ast.MakeSeries:
