@@ -17,6 +17,7 @@ from trustwatch.errors import KqlSemanticError, KqlSyntaxError, Span, Unsupporte
 from trustwatch.kql import ast
 from trustwatch.kql.parser import TabularAsExpr
 from trustwatch.kql.scope import (
+    Binding,
     LambdaBinding,
     Relation,
     RelationBinding,
@@ -259,7 +260,7 @@ class Compiler:
         """Bind a user function's parameters to the call's arguments (by position)."""
         fn = binding.fn
         params = list(fn.params)
-        bound: dict[str, object] = {}
+        bound: dict[str, Binding] = {}
         if implicit is not None:
             if not params or not params[0].tabular:
                 raise self.semantic_error(
@@ -287,7 +288,7 @@ class Compiler:
             else:
                 assert param.default is not None
                 bound[param.name] = self.expr(param.default, binding.scope, None)
-        scope = binding.scope.child(**bound)  # type: ignore[arg-type]
+        scope = binding.scope.child(**bound)
         for let in fn.lets:
             scope = self.bind_let(let, scope)
         return scope

@@ -49,9 +49,11 @@ def literal(value: object, ktype: str) -> Typed:
     elif ktype == "bool":
         sql = exp.true() if value else exp.false()
     elif ktype in ("long", "int"):
-        sql = exp.Cast(this=exp.Literal.number(int(value)), to=sql_type(ktype))  # type: ignore[call-overload]
+        assert isinstance(value, int | float)
+        sql = exp.Cast(this=exp.Literal.number(int(value)), to=sql_type(ktype))
     elif ktype == "real":
-        number = float(value)  # type: ignore[arg-type]
+        assert isinstance(value, int | float)
+        number = float(value)
         if number != number or number in (float("inf"), float("-inf")):
             sql = exp.Cast(this=lit_string(repr(number)), to=sql_type("real"))
         else:

@@ -1366,9 +1366,9 @@ class Parser:
             return obj
         if self.match(T.MINUS):
             num = self.advance()
-            if num.type not in (T.INT, T.REAL):
+            if num.type not in (T.INT, T.REAL) or not isinstance(num.value, int | float):
                 raise self.error("expected a number", num)
-            return -num.value  # type: ignore[operator]
+            return -num.value
         if tok.type is T.STRING:
             self.advance()
             text = str(tok.value)
