@@ -1,0 +1,238 @@
+"""Dynamic (JSON) values: arrays, property bags and set operations."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlglot import exp
+
+from trustwatch.errors import KqlSemanticError
+from trustwatch.kql import ast
+from trustwatch.kql.semantics import (
+    TEXTUAL,
+    Typed,
+    func,
+    lit_string,
+    not_null_string,
+    sql_type,
+)
+
+if TYPE_CHECKING:
+    from trustwatch.kql.expressions import ExprCompiler
+from trustwatch.kql.functions.conversions import to_string
+from trustwatch.kql.functions.registry import (
+    FUNCTIONS,
+    Handler,
+    _error,
+    register,
+)
+
+
+def _dyn(t: Typed) -> exp.Expr:
+    if t.type == "dynamic":
+        return t.sql
+    if t.type in TEXTUAL:
+        return exp.Case(
+            ifs=[
+                exp.If(
+                    this=func("json_valid", t.sql),
+                    true=exp.Cast(this=t.sql.copy(), to=sql_type("dynamic")),
+                )
+            ]
+        )
+    return func("to_json", t.sql)
+
+
+def _json_value(t: Typed) -> exp.Expr:
+    """A value as a JSON element (for building arrays and bags)."""
+    if t.type == "dynamic":
+        return t.sql
+    if t.type == "datetime":
+        return func("to_json", to_string(t).sql)
+    if t.type == "timespan":
+        return func("to_json", to_string(t).sql)
+    return func("to_json", t.sql)
+
+
+@register("array_length")
+def _array_length(ec: ExprCompiler, node: ast.Call) -> Typed:
+    (arr,) = ec.args(node, 1)
+    d = _dyn(arr)
+    return Typed(
+        exp.Case(
+            ifs=[
+                exp.If(
+                    this=exp.EQ(this=func("json_type", d), expression=lit_string("ARRAY")),
+                    true=func("json_array_length", d.copy()),
+                )
+            ]
+        ),
+        "long",
+    )
+
+
+@register("array_concat")
+def _array_concat(ec: ExprCompiler, node: ast.Call) -> Typed:
+    arrays = ec.args(node, 1, 64)
+    lists = [func("json_extract", _dyn(a), lit_string("$[*]")) for a in arrays]
+    out = lists[0]
+    for nxt in lists[1:]:
+        out = func("list_concat", out, nxt)
+    return Typed(func("to_json", out), "dynamic")
+
+
+@register("pack_array", "make_array")
+def _pack_array(ec: ExprCompiler, node: ast.Call) -> Typed:
+    values = ec.args(node, 1, 64)
+    return Typed(func("to_json", func("list_value", *[_json_value(v) for v in values])), "dynamic")
+
+
+@register("pack", "bag_pack", "pack_dictionary")
+def _bag_pack(ec: ExprCompiler, node: ast.Call) -> Typed:
+    values = ec.args(node, 0, 128)
+    if len(values) % 2:
+        raise KqlSemanticError(
+            f"{node.name}() takes key/value pairs", span=node.span, code="KQL204"
+        )
+    args: list[exp.Expr] = []
+    for i in range(0, len(values), 2):
+        args += [to_string(values[i]).sql, _json_value(values[i + 1])]
+    return Typed(func("json_object", *args), "dynamic")
+
+
+@register("pack_all")
+def _pack_all(ec: ExprCompiler, node: ast.Call) -> Typed:
+    if ec.rel is None:
+        raise _error(node, "pack_all() needs a row context")
+    args: list[exp.Expr] = []
+    for name, ktype in ec.rel.columns:
+        args += [lit_string(name), _json_value(Typed(exp.column(name, quoted=True), ktype))]
+    return Typed(func("json_object", *args), "dynamic")
+
+
+@register("bag_keys")
+def _bag_keys(ec: ExprCompiler, node: ast.Call) -> Typed:
+    (bag,) = ec.args(node, 1)
+    d = _dyn(bag)
+    is_object = exp.EQ(this=func("json_type", d), expression=lit_string("OBJECT"))
+    return Typed(
+        exp.Case(ifs=[exp.If(this=is_object, true=func("to_json", func("json_keys", d.copy())))]),
+        "dynamic",
+    )
+
+
+@register("bag_has_key")
+def _bag_has_key(ec: ExprCompiler, node: ast.Call) -> Typed:
+    bag, key = ec.args(node, 2)
+    path = func("concat", lit_string('$."'), to_string(key).sql, lit_string('"'))
+    return Typed(func("coalesce", func("json_exists", _dyn(bag), path), exp.false()), "bool")
+
+
+@register("bag_merge")
+def _bag_merge(ec: ExprCompiler, node: ast.Call) -> Typed:
+    bags = ec.args(node, 2, 64)
+    out = _dyn(bags[-1])
+    for b in reversed(bags[:-1]):  # the first bag's value wins on duplicate keys
+        out = func("json_merge_patch", out, _dyn(b))
+    return Typed(out, "dynamic")
+
+
+@register("set_has_element")
+def _set_has_element(ec: ExprCompiler, node: ast.Call) -> Typed:
+    arr, value = ec.args(node, 2)
+    return Typed(
+        func(
+            "coalesce",
+            func(
+                "list_contains",
+                func("json_extract", _dyn(arr), lit_string("$[*]")),
+                _json_value(value),
+            ),
+            exp.false(),
+        ),
+        "bool",
+    )
+
+
+@register("array_index_of")
+def _array_index_of(ec: ExprCompiler, node: ast.Call) -> Typed:
+    arr, value = ec.args(node, 2)
+    pos = func(
+        "list_position", func("json_extract", _dyn(arr), lit_string("$[*]")), _json_value(value)
+    )
+    return Typed(
+        exp.Sub(
+            this=func("coalesce", pos, exp.Literal.number(0)), expression=exp.Literal.number(1)
+        ),
+        "long",
+    )
+
+
+@register("array_slice")
+def _array_slice(ec: ExprCompiler, node: ast.Call) -> Typed:
+    arr, start, end = ec.args(node, 3)
+    lst = func("json_extract", _dyn(arr), lit_string("$[*]"))
+    n = func("len", lst)
+
+    def norm(i: exp.Expr) -> exp.Expr:
+        return exp.If(
+            this=exp.LT(this=i, expression=exp.Literal.number(0)),
+            true=exp.Add(this=i.copy(), expression=n.copy()),
+            false=i.copy(),
+        )
+
+    return Typed(
+        func(
+            "to_json",
+            func(
+                "list_slice",
+                lst.copy(),
+                exp.Add(this=norm(start.sql), expression=exp.Literal.number(1)),
+                exp.Add(this=norm(end.sql), expression=exp.Literal.number(1)),
+            ),
+        ),
+        "dynamic",
+    )
+
+
+def _set_op(sql_name: str) -> Handler:
+    def handler(ec: ExprCompiler, node: ast.Call) -> Typed:
+        arrays = ec.args(node, 2, 64)
+        lists = [func("json_extract", _dyn(a), lit_string("$[*]")) for a in arrays]
+        out = lists[0]
+        for nxt in lists[1:]:
+            out = func(sql_name, out, nxt)
+        return Typed(func("to_json", func("list_distinct", out)), "dynamic")
+
+    return handler
+
+
+FUNCTIONS["set_union"] = _set_op("list_concat")
+FUNCTIONS["set_intersect"] = _set_op("list_intersect")
+
+
+@register("set_difference")
+def _set_difference(ec: ExprCompiler, node: ast.Call) -> Typed:
+    arrays = ec.args(node, 2, 64)
+    first = func("json_extract", _dyn(arrays[0]), lit_string("$[*]"))
+    others = [func("json_extract", _dyn(a), lit_string("$[*]")) for a in arrays[1:]]
+    rest = others[0]
+    for o in others[1:]:
+        rest = func("list_concat", rest, o)
+    kept = func(
+        "list_filter",
+        first,
+        exp.Lambda(
+            this=exp.Not(this=func("list_contains", rest, exp.column("x"))),
+            expressions=[exp.to_identifier("x")],
+        ),
+    )
+    return Typed(func("to_json", func("list_distinct", kept)), "dynamic")
+
+
+@register("extractjson", "extract_json")
+def _extractjson(ec: ExprCompiler, node: ast.Call) -> Typed:
+    path, text = ec.args(node, 2, 3)[:2]
+    return Typed(
+        not_null_string(func("json_extract_string", _dyn(text), to_string(path).sql)), "string"
+    )

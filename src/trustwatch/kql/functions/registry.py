@@ -1,0 +1,85 @@
+"""The scalar function table and the helpers every function module shares.
+
+Semantics follow https://learn.microsoft.com/kusto/query/scalar-functions ; a function missing
+from :data:`FUNCTIONS` is an error naming it, never a silent NULL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from trustwatch.errors import KqlSemanticError
+from trustwatch.kql import ast
+from trustwatch.kql.semantics import (
+    Typed,
+    check_regex,
+)
+
+if TYPE_CHECKING:
+    from trustwatch.kql.expressions import ExprCompiler
+
+Handler = Callable[["ExprCompiler", ast.Call], Typed]
+FUNCTIONS: dict[str, Handler] = {}
+
+# Defender XDR's enrichment functions answer from Microsoft's cloud; nothing local can.
+# https://learn.microsoft.com/defender-xdr/advanced-hunting-fileprofile-function
+DEFENDER_CLOUD_FUNCTIONS = frozenset(
+    {"FileProfile", "DeviceFromIP", "AssignedIPAddresses", "SeenBy"}
+)
+
+# Documented Kusto functions we refuse with a clear error rather than guess at.
+KNOWN_UNSUPPORTED = frozenset(
+    {
+        "geo_info_from_ip_address",
+        "parse_user_agent",
+        "hash",
+        "series_decompose_anomalies",
+        "series_decompose",
+        "series_stats",
+        "series_fir",
+        "datetime_local_to_utc",
+        "datetime_utc_to_local",
+        "parse_xml",
+        "dcount_hll",
+        "hll_merge",
+        "estimate_data_size",
+        "cursor_after",
+        "current_cluster_endpoint",
+        "extent_id",
+        "geo_distance_2points",
+        "new_guid",
+        "zip",
+        "treepath",
+        "bag_unpack",
+        "cursor_current",
+        "percentile_tdigest",
+    }
+)
+
+_EPOCH_0001_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z in microseconds since 1970
+
+
+def register(*names: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for name in names:
+            FUNCTIONS[name] = fn
+        return fn
+
+    return deco
+
+
+def _error(node: ast.Node, message: str, code: str = "KQL205") -> KqlSemanticError:
+    return KqlSemanticError(message, span=node.span, code=code)
+
+
+def _regex_arg(t: Typed, node: ast.Node) -> None:
+    """Validate a constant regular expression argument where it is written."""
+    if t.is_constant and isinstance(t.constant, str):
+        check_regex(t.constant, node.span)
+
+
+def _const_str(t: Typed, node: ast.Node, what: str) -> str:
+    if not (t.is_constant and isinstance(t.constant, str)):
+        raise _error(node, f"{what} must be a constant string")
+    return t.constant
