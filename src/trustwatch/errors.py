@@ -98,7 +98,7 @@ class KqlSemanticError(TrustwatchError):
     default_code = "KQL200"
 
 
-class UnsupportedKql(TrustwatchError):  # noqa: N818 - the name users see in the design documents
+class UnsupportedKql(TrustwatchError):
     """Valid KQL that this engine does not implement: never silently ignored."""
 
     default_code = "KQL301"

@@ -12,7 +12,7 @@ from trustwatch.kql import ast
 from trustwatch.kql.aggregates import MULTI_COLUMN, column_name_of, default_name
 from trustwatch.kql.compiler import AggregateContext, Compiler, alias
 from trustwatch.kql.expressions import ExprCompiler
-from trustwatch.kql.operators import ColumnNamer, col, inferred_name
+from trustwatch.kql.operators.common import ColumnNamer, col, inferred_name
 from trustwatch.kql.scope import Relation, Scope
 from trustwatch.kql.semantics import TEXTUAL, Typed, func, not_null_string, sql_type
 

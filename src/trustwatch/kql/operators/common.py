@@ -1,0 +1,96 @@
+"""The operator table and the naming helpers every operator module shares.
+
+https://learn.microsoft.com/kusto/query/tabular-expression-statements
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from sqlglot import exp
+
+from trustwatch.errors import KqlSemanticError
+from trustwatch.kql import ast
+from trustwatch.kql.aggregates import column_name_of
+from trustwatch.kql.compiler import OperatorHandler
+from trustwatch.kql.scope import Relation
+
+OPERATORS: dict[type, OperatorHandler] = {}
+
+# How each operator is spelt in KQL, for messages about operators that are not compiled.
+KQL_NAMES: dict[type, str] = {
+    ast.MvApply: "mv-apply",
+    ast.MakeSeries: "make-series",
+    ast.Evaluate: "evaluate",
+    ast.Search: "search",
+    ast.Sample: "sample",
+}
+
+# Functions whose result keeps the name of their first argument column.
+_NAME_THROUGH = frozenset(
+    {
+        "tostring",
+        "toint",
+        "tolong",
+        "todouble",
+        "toreal",
+        "tobool",
+        "todatetime",
+        "totimespan",
+        "todynamic",
+        "parse_json",
+        "bin",
+        "floor",
+        "todecimal",
+        "toguid",
+        "bin_at",
+    }
+)
+
+
+def register(node_type: type) -> Callable[[Callable[..., Relation]], Callable[..., Relation]]:
+    def deco(fn: Callable[..., Relation]) -> Callable[..., Relation]:
+        OPERATORS[node_type] = fn
+        return fn
+
+    return deco
+
+
+def col(name: str) -> exp.Column:
+    return exp.column(name, quoted=True)
+
+
+def inferred_name(expr: ast.Node) -> str | None:
+    """The name Kusto gives an unnamed expression column, or None for ``ColumnN``."""
+    name = column_name_of(expr)
+    if name is not None:
+        return name
+    if isinstance(expr, ast.Call) and expr.name in _NAME_THROUGH and expr.args:
+        return inferred_name(expr.args[0])
+    return None
+
+
+class ColumnNamer:
+    """Hands out ``Column1``, ``Column2``... avoiding names already present."""
+
+    def __init__(self, taken: Iterable[str]) -> None:
+        self.taken = set(taken)
+        self.n = 0
+
+    def next(self) -> str:
+        while True:
+            self.n += 1
+            name = f"Column{self.n}"
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
+
+
+def _assignment_names(a: ast.Assignment, namer: ColumnNamer) -> str:
+    if a.names:
+        raise KqlSemanticError(
+            "a tuple assignment '(A, B) = ...' is only valid for multi-column functions",
+            span=a.span,
+            code="KQL205",
+        )
+    return a.name or inferred_name(a.expr) or namer.next()
