@@ -189,19 +189,13 @@ class ExprCompiler:
     # --- dynamic access -----------------------------------------------------------------------
 
     def as_dynamic(self, t: Typed, span: Span) -> exp.Expr:
-        if t.type == "dynamic":
-            return t.sql
-        if t.type in TEXTUAL:
-            # A string holding JSON is parsed, as Kusto does for property access on such columns.
-            return exp.Case(
-                ifs=[
-                    exp.If(
-                        this=func("json_valid", t.sql),
-                        true=exp.Cast(this=t.sql.copy(), to=sql_type("dynamic")),
-                    )
-                ]
-            )
-        raise self.error(f"cannot access a property of a {t.type} value", span)
+        """The value to take a property or element of; a string holding JSON is parsed first,
+        as Kusto does for property access on such columns."""
+        from trustwatch.kql.functions.dynamic import _dyn
+
+        if t.type != "dynamic" and t.type not in TEXTUAL:
+            raise self.error(f"cannot access a property of a {t.type} value", span)
+        return _dyn(t)
 
     def visit_Member(self, node: ast.Member) -> Typed:
         target = self.compile(node.target)

@@ -29,6 +29,7 @@ from trustwatch.kql.functions.registry import (
 
 
 def _dyn(t: Typed) -> exp.Expr:
+    """A value as dynamic: a string is parsed when it holds JSON (else null), others to_json."""
     if t.type == "dynamic":
         return t.sql
     if t.type in TEXTUAL:
