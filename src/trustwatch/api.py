@@ -32,7 +32,7 @@ def _utc(now: datetime | str | None) -> datetime:
     if now is None:
         return datetime.now(UTC)
     if isinstance(now, str):
-        from trustwatch.kql.parser import parse_datetime_text
+        from trustwatch.kql.literals import parse_datetime_text
 
         return parse_datetime_text(now)
     return now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from trustwatch.kql.parser import format_datetime_value, format_timespan_value
+from trustwatch.kql.literals import format_datetime_value, format_timespan_value
 
 
 def kql_types(table: pa.Table) -> list[str]:

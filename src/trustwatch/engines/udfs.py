@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
-from trustwatch.kql.parser import parse_datetime_text, parse_timespan_text
+from trustwatch.kql.literals import parse_datetime_text, parse_timespan_text
 
 
 def parse_command_line(command_line: str | None, parser: str | None = "windows") -> str | None:

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from trustwatch.kql import ast
-from trustwatch.kql.parser import TabularAsExpr, format_timespan_value
+from trustwatch.kql.literals import format_timespan_value
+from trustwatch.kql.parser import TabularAsExpr
 from trustwatch.kql.tokens import TIMESPAN_UNITS
 
 INDENT = "    "

@@ -9,7 +9,7 @@ from sqlglot import exp
 
 from trustwatch.errors import KqlSemanticError
 from trustwatch.kql import ast
-from trustwatch.kql.parser import TYPE_NAMES, parse_timespan_text
+from trustwatch.kql.literals import TYPE_NAMES, parse_timespan_text
 from trustwatch.kql.semantics import (
     NUMERIC,
     TEXTUAL,

@@ -9,7 +9,7 @@ from sqlglot import exp
 
 from trustwatch.errors import KqlSemanticError
 from trustwatch.kql import ast
-from trustwatch.kql.parser import TYPE_NAMES
+from trustwatch.kql.literals import TYPE_NAMES
 from trustwatch.kql.semantics import (
     TEXTUAL,
     Typed,
