@@ -29,7 +29,7 @@ TYPE_NAMES = {
 }
 
 
-def _ticks_to_timedelta(ticks: int) -> timedelta:
+def ticks_to_timedelta(ticks: int) -> timedelta:
     return timedelta(microseconds=ticks / 10)
 
 
@@ -92,7 +92,7 @@ def parse_timespan_text(raw: str) -> timedelta:
         number, unit = m.groups()
         unit = unit.lower() or "d"
         if unit in TIMESPAN_UNITS:
-            return _ticks_to_timedelta(round(float(number) * TIMESPAN_UNITS[unit]))
+            return ticks_to_timedelta(round(float(number) * TIMESPAN_UNITS[unit]))
     raise ValueError(raw)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from trustwatch.errors import KqlSyntaxError, Source, Span, UnsupportedKql
@@ -12,11 +11,11 @@ from trustwatch.kql import ast
 from trustwatch.kql.lexer import tokenize
 from trustwatch.kql.literals import (
     TYPE_NAMES,
-    _ticks_to_timedelta,
     format_datetime_value,
     format_timespan_value,
     parse_datetime_text,
     parse_timespan_text,
+    ticks_to_timedelta,
 )
 from trustwatch.kql.tokens import Token, TokenType
 
@@ -57,24 +56,6 @@ _DEPRECATED_NEGATIONS = {
     "notendswith": "!endswith",
     "notbetween": "!between",
 }
-
-
-_JOIN_KINDS = frozenset(
-    {
-        "innerunique",
-        "inner",
-        "leftouter",
-        "rightouter",
-        "fullouter",
-        "leftanti",
-        "rightanti",
-        "leftsemi",
-        "rightsemi",
-        "anti",
-        "leftantisemi",
-        "rightantisemi",
-    }
-)
 
 
 class Parser:
@@ -470,6 +451,8 @@ class Parser:
 
     def parse_pipe_op(self) -> ast.PipeOp:
         tok = self.read_operator_name()
+        from trustwatch.kql.parse_operators import PIPE_OPERATORS
+
         handler = PIPE_OPERATORS.get(tok.text)
         if handler is None:
             if tok.text in LOOSE_OPERATORS:
@@ -502,16 +485,6 @@ class Parser:
             else ""
         )
         return ast.OtherOp(name=tok.text, text=text, span=tok.span.to(self.prev_span()))
-
-    def parse_where(self, tok: Token) -> ast.Where:
-        pred = self.parse_expr()
-        return ast.Where(predicate=pred, span=tok.span.to(pred.span))
-
-    def parse_extend(self, tok: Token) -> ast.Extend:
-        return ast.Extend(items=self.parse_assignments(), span=tok.span.to(self.prev_span()))
-
-    def parse_project(self, tok: Token) -> ast.Project:
-        return ast.Project(items=self.parse_assignments(), span=tok.span.to(self.prev_span()))
 
     def parse_assignments(self) -> tuple[ast.Assignment, ...]:
         items = [self.parse_assignment()]
@@ -556,12 +529,6 @@ class Parser:
             j += 1
         return self.tokens[j].type is T.RPAREN and self.tokens[j + 1].type is T.ASSIGN
 
-    def parse_patterns(self) -> tuple[ast.ColumnPattern, ...]:
-        patterns = [self.parse_pattern()]
-        while self.match(T.COMMA):
-            patterns.append(self.parse_pattern())
-        return tuple(patterns)
-
     def parse_pattern(self) -> ast.ColumnPattern:
         first = self.tok
         if first.type is T.LBRACK:
@@ -575,91 +542,6 @@ class Parser:
         text = "".join(p.text for p in parts)
         return ast.ColumnPattern(pattern=text, span=first.span.to(parts[-1].span))
 
-    def parse_project_away(self, tok: Token) -> ast.ProjectAway:
-        return ast.ProjectAway(patterns=self.parse_patterns(), span=tok.span.to(self.prev_span()))
-
-    def parse_project_keep(self, tok: Token) -> ast.ProjectKeep:
-        return ast.ProjectKeep(patterns=self.parse_patterns(), span=tok.span.to(self.prev_span()))
-
-    def parse_project_rename(self, tok: Token) -> ast.ProjectRename:
-        pairs = []
-        spans = []
-        while True:
-            new = self.expect_name("the new column name")
-            self.expect(T.ASSIGN, "'=' in project-rename New = Old")
-            old_tok = self.tok
-            old = self.expect_name("the existing column name")
-            pairs.append((new, old))
-            spans.append(old_tok.span.to(self.prev_span()))
-            if not self.match(T.COMMA):
-                break
-        return ast.ProjectRename(
-            pairs=tuple(pairs), old_spans=tuple(spans), span=tok.span.to(self.prev_span())
-        )
-
-    def parse_project_reorder(self, tok: Token) -> ast.ProjectReorder:
-        patterns: list[ast.ColumnPattern] = []
-        orders: list[str | None] = []
-        while True:
-            patterns.append(self.parse_pattern())
-            word = self.match_word("asc", "desc", "granny-asc", "granny-desc")
-            orders.append(word.text if word else None)
-            if not self.match(T.COMMA):
-                break
-        return ast.ProjectReorder(
-            patterns=tuple(patterns), orders=tuple(orders), span=tok.span.to(self.prev_span())
-        )
-
-    def parse_sort_key(self) -> ast.SortKey:
-        expr = self.parse_expr()
-        descending = True
-        nulls_first: bool | None = None
-        if word := self.match_word("asc", "desc"):
-            descending = word.text == "desc"
-        if self.match_word("nulls"):
-            nulls_first = self.expect_word("first", "last").text == "first"
-        return ast.SortKey(
-            expr=expr,
-            descending=descending,
-            nulls_first=nulls_first,
-            span=expr.span.to(self.prev_span()),
-        )
-
-    def parse_sort(self, tok: Token) -> ast.Sort:
-        self.skip_hints()
-        self.expect_word("by")
-        keys = [self.parse_sort_key()]
-        while self.match(T.COMMA):
-            keys.append(self.parse_sort_key())
-        return ast.Sort(keys=tuple(keys), span=tok.span.to(self.prev_span()))
-
-    def parse_top(self, tok: Token) -> ast.Top:
-        count = self.parse_expr()
-        self.expect_word("by")
-        key = self.parse_sort_key()
-        return ast.Top(count=count, key=key, span=tok.span.to(self.prev_span()))
-
-    def parse_take(self, tok: Token) -> ast.Take:
-        self.skip_hints()
-        count = self.parse_expr()
-        return ast.Take(count=count, span=tok.span.to(count.span))
-
-    def parse_sample(self, tok: Token) -> ast.Sample:
-        count = self.parse_expr()
-        return ast.Sample(count=count, span=tok.span.to(count.span))
-
-    def parse_distinct(self, tok: Token) -> ast.Distinct:
-        self.skip_hints()
-        if self.match(T.STAR):
-            return ast.Distinct(items=(), star=True, span=tok.span.to(self.prev_span()))
-        items = self.parse_assignments()
-        return ast.Distinct(items=items, span=tok.span.to(self.prev_span()))
-
-    def parse_count(self, tok: Token) -> ast.Count:
-        if self.match_word("as"):
-            return ast.Count(name=self.expect_name(), span=tok.span.to(self.prev_span()))
-        return ast.Count(span=tok.span)
-
     def skip_hints(self) -> list[tuple[str, str]]:
         """``hint.strategy=shuffle`` and similar: accepted, recorded, and ignored by the engine."""
         hints = []
@@ -671,24 +553,6 @@ class Parser:
             value = self.advance()
             hints.append((key, str(value.value if value.value is not None else value.text)))
         return hints
-
-    def parse_summarize(self, tok: Token) -> ast.Summarize:
-        self.skip_hints()
-        if self.tok.type in (T.PIPE, T.SEMI, T.EOF, T.RPAREN):
-            raise self.error(
-                "summarize needs an aggregation or a 'by' clause",
-                tok,
-                hint="for example: summarize count() by DeviceName",
-            )
-        aggs: tuple[ast.Assignment, ...] = ()
-        if not self.at_word("by"):
-            aggs = self.parse_assignments()
-        by: tuple[ast.Assignment, ...] = ()
-        if self.match_word("by"):
-            by = self.parse_assignments()
-        if not aggs and not by:
-            raise self.error("summarize needs an aggregation or a 'by' clause", tok)
-        return ast.Summarize(aggregates=aggs, by=by, span=tok.span.to(self.prev_span()))
 
     def parse_kind(self, allowed: frozenset[str] | None) -> str | None:
         if self.at_word("kind") and self.peek().type is T.ASSIGN:
@@ -722,66 +586,6 @@ class Parser:
                 span=name_tok.span,
             )
         return ast.TableRef(name=name, span=name_tok.span)
-
-    def parse_join_conditions(self) -> tuple[ast.JoinCondition, ...]:
-        conds = []
-        while True:
-            start = self.tok
-            left = self.parse_expr()
-            cond = self.join_condition(left, start)
-            conds.append(cond)
-            if not self.match(T.COMMA):
-                break
-            if self.at_word("and"):
-                self.advance()
-        return tuple(conds)
-
-    def join_condition(self, expr: ast.Expr, start: Token) -> ast.JoinCondition:
-        if isinstance(expr, ast.Name):
-            return ast.JoinCondition(left=expr.name, right=expr.name, span=expr.span)
-        if isinstance(expr, ast.BinaryOp) and expr.op == "and":
-            raise KqlSyntaxError("join conditions are separated by ',' here", span=expr.span)
-        if isinstance(expr, ast.BinaryOp) and expr.op == "==":
-            sides: dict[str, str] = {}
-            for side in (expr.left, expr.right):
-                if (
-                    isinstance(side, ast.Member)
-                    and isinstance(side.target, ast.Name)
-                    and side.target.name in ("$left", "$right")
-                ):
-                    sides[side.target.name] = side.name
-            if len(sides) == 2:
-                return ast.JoinCondition(left=sides["$left"], right=sides["$right"], span=expr.span)
-        raise KqlSyntaxError(
-            "a join condition is a column name or '$left.A == $right.B'", span=expr.span
-        )
-
-    def parse_join(self, tok: Token) -> ast.Join:
-        kind = "innerunique"
-        hints: list[tuple[str, str]] = []
-        while True:
-            hints += self.skip_hints()
-            k = self.parse_kind(_JOIN_KINDS)
-            if k is None:
-                break
-            kind = k
-        hints += self.skip_hints()
-        right = self.parse_join_side()
-        self.expect_word("on")
-        on = self.parse_join_conditions()
-        return ast.Join(
-            kind=kind, right=right, on=on, hints=tuple(hints), span=tok.span.to(self.prev_span())
-        )
-
-    def parse_lookup(self, tok: Token) -> ast.Lookup:
-        kind = self.parse_kind(frozenset({"leftouter", "inner"})) or "leftouter"
-        right = self.parse_join_side()
-        self.expect_word("on")
-        on = self.parse_join_conditions()
-        return ast.Lookup(kind=kind, right=right, on=on, span=tok.span.to(self.prev_span()))
-
-    def parse_union(self, tok: Token) -> ast.Union:
-        return self.parse_union_body(tok)
 
     def parse_union_body(self, tok: Token) -> ast.Union:
         kind, withsource, isfuzzy = "outer", None, False
@@ -823,221 +627,6 @@ class Parser:
             pat = self.parse_pattern()
             return ast.TableRef(name=pat.pattern, span=pat.span)
         return self.parse_join_side()
-
-    def parse_mv_expand_items(self) -> tuple[ast.MvExpandItem, ...]:
-        items = []
-        while True:
-            a = self.parse_assignment()
-            to_type = None
-            if self.match_word("to"):
-                self.expect_word("typeof")
-                self.expect(T.LPAREN, "'('")
-                to_type = self.parse_type_name()
-                self.expect(T.RPAREN, "')'")
-            items.append(
-                ast.MvExpandItem(
-                    name=a.name, expr=a.expr, to_type=to_type, span=a.span.to(self.prev_span())
-                )
-            )
-            if not self.match(T.COMMA):
-                break
-        return tuple(items)
-
-    def parse_mv_expand(self, tok: Token) -> ast.MvExpand:
-        bagexpansion = itemindex = None
-        while (
-            self.tok.type is T.IDENT
-            and self.peek().type is T.ASSIGN
-            and self.tok.text in ("bagexpansion", "with_itemindex", "kind")
-        ):
-            key = self.advance().text
-            self.advance()
-            value = self.expect_name()
-            if key == "with_itemindex":
-                itemindex = value
-            else:
-                bagexpansion = value
-        self.skip_hints()
-        items = self.parse_mv_expand_items()
-        limit = None
-        if self.match_word("limit"):
-            limit = self.parse_expr()
-        return ast.MvExpand(
-            items=items,
-            limit=limit,
-            bagexpansion=bagexpansion,
-            with_itemindex=itemindex,
-            span=tok.span.to(self.prev_span()),
-        )
-
-    def parse_mv_apply(self, tok: Token) -> ast.MvApply:
-        itemindex = bagexpansion = None
-        while (
-            self.tok.type is T.IDENT
-            and self.peek().type is T.ASSIGN
-            and self.tok.text in ("with_itemindex", "bagexpansion", "kind")
-        ):
-            key = self.advance().text
-            self.advance()
-            value = self.expect_name()
-            if key == "with_itemindex":
-                itemindex = value
-            else:
-                bagexpansion = value
-        items = self.parse_mv_expand_items()
-        limit = None
-        if self.match_word("limit"):
-            limit = self.parse_expr()
-        self.expect_word("on")
-        open_tok = self.expect(T.LPAREN, "'(' with the subquery")
-        ops = [self.parse_pipe_op()]
-        while self.match(T.PIPE):
-            ops.append(self.parse_pipe_op())
-        close = self.expect(T.RPAREN, "')' after the subquery")
-        sub = ast.Pipeline(
-            source=ast.TableRef(name="$mvapply", span=open_tok.span),
-            ops=tuple(ops),
-            span=open_tok.span.to(close.span),
-        )
-        return ast.MvApply(
-            items=items,
-            subquery=sub,
-            limit=limit,
-            with_itemindex=itemindex,
-            bagexpansion=bagexpansion,
-            span=tok.span.to(close.span),
-        )
-
-    def parse_parse(self, tok: Token) -> ast.Parse:
-        kind, flags = "simple", ""
-        while (
-            self.tok.type is T.IDENT
-            and self.peek().type is T.ASSIGN
-            and self.tok.text in ("kind", "flags")
-        ):
-            key = self.advance().text
-            self.advance()
-            value = self.expect_name()
-            if key == "kind":
-                if value not in ("simple", "relaxed", "regex"):
-                    raise self.error(
-                        f"unknown parse kind '{value}'",
-                        self.tokens[self.i - 1],
-                        hint="kinds are simple, relaxed and regex",
-                    )
-                kind = value
-            else:
-                flags = value
-        source = self.parse_expr()
-        self.expect_word("with")
-        parts: list[str | ast.ParseColumn] = []
-        while True:
-            if self.at(T.STRING):
-                parts.append(str(self.advance().value))
-            elif self.at(T.STAR):
-                self.advance()
-                parts.append(ast.ParseColumn(name="*", span=self.prev_span()))
-            elif self.at(T.IDENT) or self.at(T.LBRACK):
-                ptok = self.tok
-                name = self.expect_name("a column name")
-                ptype = "string"
-                if self.match(T.COLON):
-                    ptype = self.parse_type_name()
-                parts.append(ast.ParseColumn(name=name, type=ptype, span=ptok.span))
-            else:
-                break
-            if self.at(T.PIPE) or self.at(T.SEMI) or self.at(T.EOF) or self.at(T.RPAREN):
-                break
-        if not parts:
-            raise self.error("parse needs a pattern after 'with'")
-        return ast.Parse(
-            kind=kind,
-            source=source,
-            parts=tuple(parts),
-            flags=flags,
-            span=tok.span.to(self.prev_span()),
-        )
-
-    def parse_as(self, tok: Token) -> ast.As:
-        self.skip_hints()
-        name = self.expect_name("a name after 'as'")
-        return ast.As(name=name, span=tok.span.to(self.prev_span()))
-
-    def parse_serialize(self, tok: Token) -> ast.Serialize:
-        items: tuple[ast.Assignment, ...] = ()
-        if self.at(T.IDENT) and self.peek().type is T.ASSIGN:
-            items = self.parse_assignments()
-        return ast.Serialize(items=items, span=tok.span.to(self.prev_span()))
-
-    def parse_render(self, tok: Token) -> ast.Render:
-        vis = self.expect_name("a visualization")
-        if self.match_word("with"):
-            self.expect(T.LPAREN, "'('")
-            self.skip_to_closing_paren()
-        return ast.Render(visualization=vis, span=tok.span.to(self.prev_span()))
-
-    def parse_getschema(self, tok: Token) -> ast.Getschema:
-        return ast.Getschema(span=tok.span)
-
-    def parse_invoke(self, tok: Token) -> ast.Invoke:
-        call = self.parse_expr()
-        if not isinstance(call, ast.Call):
-            raise KqlSyntaxError("invoke needs a function call", span=call.span)
-        return ast.Invoke(call=call, span=tok.span.to(call.span))
-
-    def parse_evaluate(self, tok: Token) -> ast.Evaluate:
-        hints = self.skip_hints()
-        call = self.parse_expr()
-        if not isinstance(call, ast.Call):
-            raise KqlSyntaxError(
-                "evaluate needs a plugin call such as bag_unpack(Column)", span=call.span
-            )
-        if self.match(T.COLON):  # an output schema: evaluate pivot(X) : (A:string, B:long)
-            self.expect(T.LPAREN, "'(' with the output schema")
-            self.skip_to_closing_paren()
-        return ast.Evaluate(call=call, hints=tuple(hints), span=tok.span.to(self.prev_span()))
-
-    def parse_make_series(self, tok: Token) -> ast.MakeSeries:
-        self.skip_hints()
-        aggs = []
-        while True:
-            a = self.parse_assignment()
-            if self.match_word("default"):
-                self.expect(T.ASSIGN, "'='")
-                self.parse_expr()
-            aggs.append(a)
-            if not self.match(T.COMMA):
-                break
-        self.expect_word("on")
-        on = self.parse_expr()
-        start = stop = None
-        if self.match_word("from"):
-            start = self.parse_expr()
-        if self.match_word("to"):
-            stop = self.parse_expr()
-        if self.match_word("in"):
-            rng = self.parse_expr()
-            if not (isinstance(rng, ast.Call) and rng.name == "range" and len(rng.args) == 3):
-                raise KqlSyntaxError("expected range(start, stop, step)", span=rng.span)
-            start, stop, step = (a for a in rng.args if isinstance(a, ast.Expr))
-        else:
-            self.expect_word("step")
-            step = self.parse_expr()
-        by: tuple[ast.Assignment, ...] = ()
-        if self.match_word("by"):
-            by = self.parse_assignments()
-        return ast.MakeSeries(
-            aggregates=tuple(aggs),
-            on=on,
-            start=start,
-            stop=stop,
-            step=step,
-            by=by,
-            span=tok.span.to(self.prev_span()),
-        )
-
-    def parse_search(self, tok: Token) -> ast.Search:
-        return self.parse_search_body(tok)
 
     def parse_search_body(self, tok: Token) -> ast.Search:
         self.parse_kind(frozenset({"case_sensitive", "case_insensitive"}))
@@ -1203,7 +792,7 @@ class Parser:
         if ttype is T.TIMESPAN:
             self.advance()
             assert isinstance(tok.value, int)
-            return ast.Literal(value=_ticks_to_timedelta(tok.value), type="timespan", span=tok.span)
+            return ast.Literal(value=ticks_to_timedelta(tok.value), type="timespan", span=tok.span)
         if ttype is T.TYPED_RAW:
             self.advance()
             return self.typed_raw_literal(tok)
@@ -1371,7 +960,7 @@ class Parser:
         if tok.type is T.TIMESPAN:
             self.advance()
             assert isinstance(tok.value, int)
-            return format_timespan_value(_ticks_to_timedelta(tok.value))
+            return format_timespan_value(ticks_to_timedelta(tok.value))
         if tok.type is T.TYPED_RAW:
             self.advance()
             lit = self.typed_raw_literal(tok)
@@ -1403,41 +992,6 @@ def _suggest(word: str, choices: list[str]) -> str | None:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
 
-
-PIPE_OPERATORS: dict[str, Callable[[Parser, Token], ast.PipeOp]] = {
-    "where": Parser.parse_where,
-    "filter": Parser.parse_where,
-    "extend": Parser.parse_extend,
-    "project": Parser.parse_project,
-    "project-away": Parser.parse_project_away,
-    "project-keep": Parser.parse_project_keep,
-    "project-rename": Parser.parse_project_rename,
-    "project-reorder": Parser.parse_project_reorder,
-    "sort": Parser.parse_sort,
-    "order": Parser.parse_sort,
-    "top": Parser.parse_top,
-    "take": Parser.parse_take,
-    "limit": Parser.parse_take,
-    "sample": Parser.parse_sample,
-    "distinct": Parser.parse_distinct,
-    "count": Parser.parse_count,
-    "summarize": Parser.parse_summarize,
-    "join": Parser.parse_join,
-    "lookup": Parser.parse_lookup,
-    "union": Parser.parse_union,
-    "mv-expand": Parser.parse_mv_expand,
-    "mvexpand": Parser.parse_mv_expand,
-    "mv-apply": Parser.parse_mv_apply,
-    "parse": Parser.parse_parse,
-    "as": Parser.parse_as,
-    "serialize": Parser.parse_serialize,
-    "render": Parser.parse_render,
-    "getschema": Parser.parse_getschema,
-    "invoke": Parser.parse_invoke,
-    "evaluate": Parser.parse_evaluate,
-    "make-series": Parser.parse_make_series,
-    "search": Parser.parse_search,
-}
 
 # Documented operators parsed loosely (skipped to the next pipe) and refused when compiled.
 LOOSE_OPERATORS = frozenset(
