@@ -45,6 +45,7 @@ class Session:
         self, tables: Mapping[str, TableInput] | None = None, *, engine: DuckDBEngine | None = None
     ) -> None:
         self.engine = engine or DuckDBEngine()
+        self.notices: list[str] = []  # about the loaded data, reported with every result
         self.catalog: dict[str, CatalogTable] = {
             name: CatalogTable(schema, None) for name, schema in builtin_schemas().items()
         }
@@ -66,6 +67,13 @@ class Session:
             )
         )
         sql_name, full = self.engine.load(schema, data)
+        for column, lost in self.engine.losses.items():
+            found = full.column(column)
+            ktype = found.type if found is not None else "its type"
+            self.notices.append(
+                f"table {name}: {lost} value(s) of {column} could not be read as {ktype} "
+                "and are null"
+            )
         self.catalog[name] = CatalogTable(full, sql_name)
 
     def compile(
@@ -84,7 +92,8 @@ class Session:
     ) -> QueryResult:
         statements, notices = self.compile(kql, now, source_name)
         tables = [typed_result(self.engine.execute(s.sql), s.columns) for s in statements]
-        return QueryResult(tables, [s.to_sql(self.engine.dialect) for s in statements], notices)
+        sql = [s.to_sql(self.engine.dialect) for s in statements]
+        return QueryResult(tables, sql, [*self.notices, *notices])
 
 
 def typed_result(table: pa.Table, columns: tuple[tuple[str, str], ...]) -> pa.Table:

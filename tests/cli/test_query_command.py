@@ -119,3 +119,19 @@ def test_kql_stages() -> None:
     assert code == 0 and out == "T\n| where x == 1\n| take 5\n"
     code, _, err = run("kql", "ast", "T | where (")
     assert code == 2 and "error[KQL101]" in err
+
+
+def test_unreadable_values_are_reported_not_dropped_silently(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "procs.jsonl"
+    path.write_text(
+        '{"Timestamp": "2024-05-02T10:00:00Z", "ProcessId": "12"}\n'
+        '{"Timestamp": "not a date", "ProcessId": "abc"}\n'
+        '{"Timestamp": "", "ProcessId": null}\n',
+        encoding="utf-8",
+    )
+    kql = "DeviceProcessEvents | project Timestamp, ProcessId"
+    code, out, err = run("query", kql, "--table", f"DeviceProcessEvents={path}", "--format", "json")
+    assert code == 0
+    assert json.loads(out)[0] == {"Timestamp": "2024-05-02T10:00:00Z", "ProcessId": 12}
+    assert "1 value(s) of Timestamp could not be read as datetime" in err
+    assert "1 value(s) of ProcessId could not be read as long" in err

@@ -35,6 +35,15 @@ def reports_errors(fn: F) -> F:
                 raise
             click.echo(exc.render(color=_stderr_is_tty()), err=True)
             sys.exit(EXIT_USAGE)
+        except Exception as exc:  # the CLI boundary: never a bare traceback without --debug
+            if debug:
+                raise
+            click.echo(
+                f"internal error: {type(exc).__name__}: {exc}\n"
+                "this is a trustwatch bug; run again with --debug for the traceback and report it",
+                err=True,
+            )
+            sys.exit(EXIT_USAGE)
 
     return wrapper  # type: ignore[return-value]
 

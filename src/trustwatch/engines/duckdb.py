@@ -63,6 +63,7 @@ class DuckDBEngine:
         self._register_udfs()
         self._locked = False
         self._count = 0
+        self.losses: dict[str, int] = {}  # of the last load: column -> values not readable
 
     def _register_udfs(self) -> None:
         for name, fn, params, result in UDFS:
@@ -102,6 +103,7 @@ class DuckDBEngine:
         self.con.register(view, data)
         try:
             self.con.execute(create.sql(dialect=self.dialect))
+            self.losses = self._count_losses(full, present, view)
         except duckdb.Error as exc:
             raise InputError(
                 f"table {schema.name}: the data does not fit the table's schema: {exc}"
@@ -109,6 +111,31 @@ class DuckDBEngine:
         finally:
             self.con.unregister(view)
         return sql_name, full
+
+    def _count_losses(
+        self, schema: TableSchema, present: dict[str, pa.DataType], view: str
+    ) -> dict[str, int]:
+        """Values given in the data that could not be read as their column's type (now null).
+
+        They are counted and reported rather than dropped silently.
+        """
+        checks: list[tuple[str, exp.Expr]] = []
+        for column in schema.columns:
+            source = present.get(column.name)
+            if source is None or column.type in TEXTUAL:
+                continue
+            ref = exp.column(column.name, quoted=True)
+            given: exp.Expr = exp.Not(this=exp.Is(this=ref, expression=exp.null()))
+            if pa.types.is_string(source) or pa.types.is_large_string(source):
+                given = exp.and_(given, exp.NEQ(this=ref.copy(), expression=exp.Literal.string("")))
+            lost = exp.and_(given, exp.Is(this=self._cast(column, source), expression=exp.null()))
+            count = exp.Filter(this=exp.Count(this=exp.Star()), expression=exp.Where(this=lost))
+            checks.append((column.name, count))
+        if not checks:
+            return {}
+        query = exp.Select(expressions=[expr for _, expr in checks]).from_(exp.to_table(view))
+        counts = self.con.execute(query.sql(dialect=self.dialect)).fetchall()[0]
+        return {name: int(n) for (name, _), n in zip(checks, counts, strict=True) if n}
 
     @staticmethod
     def _cast(col: Column, source: pa.DataType | None) -> exp.Expr:
