@@ -103,10 +103,18 @@ def _parse_tables(bindings: tuple[str, ...]) -> dict[str, str]:
     "data",
     multiple=True,
     metavar="PATH",
-    help="Telemetry files to ingest into memory first.",
+    help="Telemetry files to ingest into memory first (not implemented yet).",
 )
-@click.option("--workspace", metavar="W", help="Query a workspace made by 'trustwatch ingest'.")
-@click.option("--now", metavar="ISO8601", help="Pin now() (and ago()) to this UTC time.")
+@click.option(
+    "--workspace",
+    metavar="W",
+    help="Query a workspace made by 'trustwatch ingest' (not implemented yet).",
+)
+@click.option(
+    "--now",
+    metavar="ISO8601",
+    help="Pin now() (and ago()) to this UTC time; default: the current time.",
+)
 @click.option(
     "--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True
 )
