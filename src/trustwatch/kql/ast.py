@@ -420,6 +420,7 @@ class Evaluate(PipeOp):
 class MakeSeries(PipeOp):
     aggregates: tuple[Assignment, ...]
     on: Expr
+    defaults: tuple[Expr | None, ...] = ()
     start: Expr | None
     stop: Expr | None
     step: Expr

@@ -418,27 +418,38 @@ def parse_evaluate(p: Parser, tok: Token) -> ast.Evaluate:
 def parse_make_series(p: Parser, tok: Token) -> ast.MakeSeries:
     p.skip_hints()
     aggs = []
+    defaults: list[ast.Expr | None] = []
     while True:
         a = p.parse_assignment()
+        default = None
         if p.match_word("default"):
             p.expect(T.ASSIGN, "'='")
-            p.parse_expr()
+            default = p.parse_expr()
         aggs.append(a)
+        defaults.append(default)
         if not p.match(T.COMMA):
             break
     p.expect_word("on")
-    on = p.parse_expr()
+    parsed = p.parse_expr()
     start = stop = None
-    if p.match_word("from"):
-        start = p.parse_expr()
-    if p.match_word("to"):
-        stop = p.parse_expr()
-    if p.match_word("in"):
+    rng: ast.Node | None = None
+    on: ast.Expr = parsed
+    if isinstance(parsed, ast.InList) and parsed.op == "in" and len(parsed.items) == 1:
+        on, rng = (
+            parsed.target,
+            parsed.items[0],
+        )  # "on T in range(a, b, s)": "in" read as an operator
+    elif p.match_word("in"):
         rng = p.parse_expr()
+    if rng is not None:
         if not (isinstance(rng, ast.Call) and rng.name == "range" and len(rng.args) == 3):
             raise KqlSyntaxError("expected range(start, stop, step)", span=rng.span)
         start, stop, step = (a for a in rng.args if isinstance(a, ast.Expr))
     else:
+        if p.match_word("from"):
+            start = p.parse_expr()
+        if p.match_word("to"):
+            stop = p.parse_expr()
         p.expect_word("step")
         step = p.parse_expr()
     by: tuple[ast.Assignment, ...] = ()
@@ -446,6 +457,7 @@ def parse_make_series(p: Parser, tok: Token) -> ast.MakeSeries:
         by = p.parse_assignments()
     return ast.MakeSeries(
         aggregates=tuple(aggs),
+        defaults=tuple(defaults),
         on=on,
         start=start,
         stop=stop,

@@ -605,7 +605,13 @@ class Printer(ast.Visitor):
         return " ".join([*words, self.text(node.call)])
 
     def visit_MakeSeries(self, node: ast.MakeSeries) -> str:
-        words = ["make-series", self.joined(node.aggregates), "on", self.text(node.on)]
+        series = []
+        for i, agg in enumerate(node.aggregates):
+            default = node.defaults[i] if i < len(node.defaults) else None
+            series.append(
+                self.text(agg) + ("" if default is None else f" default={self.text(default)}")
+            )
+        words = ["make-series", ", ".join(series), "on", self.text(node.on)]
         if node.start is not None:
             words += ["from", self.text(node.start)]
         if node.stop is not None:

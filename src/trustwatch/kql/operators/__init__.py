@@ -12,6 +12,7 @@ from trustwatch.kql.operators import (  # noqa: F401 - imported to register thei
     join,
     ordering,
     parse,
+    series,
 )
 from trustwatch.kql.operators.common import KQL_NAMES, OPERATORS, ColumnNamer, col, inferred_name
 from trustwatch.kql.operators.project import compile_where

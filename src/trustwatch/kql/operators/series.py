@@ -1,0 +1,141 @@
+"""The make-series operator: aggregates per bin of an axis, one array per group.
+
+https://learn.microsoft.com/kusto/query/make-series-operator
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from trustwatch.kql import ast
+from trustwatch.kql.compiler import Compiler, alias
+from trustwatch.kql.expressions import literal
+from trustwatch.kql.functions import convert
+from trustwatch.kql.operators.common import col, register
+from trustwatch.kql.scope import Relation, Scope
+from trustwatch.kql.semantics import NUMERIC, Typed, func, lit_string, sql_type
+
+_BIN = "__tw_bin"
+
+
+@register(ast.MakeSeries)
+def compile_make_series(c: Compiler, op: ast.MakeSeries, rel: Relation, scope: Scope) -> Relation:
+    """Bins are ``from + i * step`` for ``i`` in ``[0, ceil((to - from) / step))``; a bin with no
+    rows takes the aggregate's ``default`` (0 unless given). The output has the ``by`` columns,
+    one dynamic array per aggregate, and the axis as an array of bin starts."""
+    from trustwatch.kql.summarize import summarize
+
+    if op.start is None or op.stop is None:
+        raise c.unsupported("'make-series' without both 'from' and 'to'", op.span)
+    axis = c.expr(op.on, scope, rel)
+    start, stop, step = (c.expr(e, scope, None) for e in (op.start, op.stop, op.step))
+    if axis.type == "datetime":
+        origin, width = func("epoch_us", start.sql), func("epoch_us", step.sql)
+        offset = exp.Sub(this=func("epoch_us", axis.sql), expression=origin)
+        span = exp.Sub(this=func("epoch_us", stop.sql), expression=origin.copy())
+    elif axis.type in NUMERIC:
+        origin, width = start.sql, step.sql
+        offset = exp.Sub(this=axis.sql, expression=origin)
+        span = exp.Sub(this=stop.sql, expression=origin.copy())
+    else:
+        raise c.semantic_error(
+            f"make-series needs a datetime or numeric axis, not {axis.type}",
+            op.on.span,
+            code="KQL205",
+        )
+
+    def real(e: exp.Expr) -> exp.Expr:
+        return exp.Cast(this=e, to=sql_type("real"))
+
+    index = exp.Cast(
+        this=func("floor", exp.Div(this=real(offset), expression=width)), to=sql_type("long")
+    )
+    bins = exp.Cast(
+        this=func("ceil", exp.Div(this=real(span), expression=width.copy())), to=sql_type("long")
+    )
+    binned = Relation(
+        c.select(rel, [exp.Star(), alias(index, _BIN)]), (*rel.columns, (_BIN, "long"))
+    )
+    in_range = exp.and_(
+        exp.GTE(this=col(_BIN), expression=exp.Literal.number(0)),
+        exp.LT(this=col(_BIN), expression=bins.copy()),
+    )
+    binned = Relation(c.select(binned, [exp.Star()]).where(in_range), binned.columns)
+    key = ast.Assignment(name=_BIN, expr=ast.Name(name=_BIN, span=op.span), span=op.span)
+    grouped = summarize(
+        c, ast.Summarize(aggregates=op.aggregates, by=(*op.by, key), span=op.span), binned, scope
+    )
+    keys = [n for n, _ in grouped.columns[: len(op.by)]]
+    values = list(grouped.columns[len(op.by) + 1 :])
+    groups, steps, sums = c.fresh("_g"), c.fresh("_b"), c.fresh("_s")
+    distinct = (
+        exp.Select(expressions=[col(k) for k in keys] or [exp.Literal.number(1)])
+        .from_(c.source(grouped))
+        .distinct()
+    )
+    series = exp.Select(expressions=[alias(exp.Unnest(expressions=[func("range", bins)]), "i")])
+    on = exp.and_(
+        exp.EQ(
+            this=exp.column(_BIN, table=sums, quoted=True),
+            expression=exp.column("i", table=steps, quoted=True),
+        ),
+        *(
+            exp.NullSafeEQ(
+                this=exp.column(k, table=sums, quoted=True),
+                expression=exp.column(k, table=groups, quoted=True),
+            )
+            for k in keys
+        ),
+    )
+    order = exp.column("i", table=steps, quoted=True)
+    projections: list[exp.Expr] = [alias(exp.column(k, table=groups, quoted=True), k) for k in keys]
+    columns: list[tuple[str, str]] = [(k, t) for k, t in grouped.columns[: len(op.by)]]
+    for i, (name, ktype) in enumerate(values):
+        given = op.defaults[i] if i < len(op.defaults) else None
+        default = c.expr(given, scope, None) if given is not None else literal(0, "long")
+        if default.type != ktype and not (default.is_constant and default.constant is None):
+            default = convert(default, ktype)
+        value = exp.Coalesce(
+            this=exp.column(name, table=sums, quoted=True), expressions=[default.sql]
+        )
+        ordered = exp.ArrayAgg(
+            this=exp.Order(this=value, expressions=[exp.Ordered(this=order.copy())])
+        )
+        projections.append(alias(func("to_json", ordered), name))
+        columns.append((name, "dynamic"))
+    bin_start = _bin_start(axis, start, step, order.copy())
+    points = exp.ArrayAgg(
+        this=exp.Order(this=bin_start, expressions=[exp.Ordered(this=order.copy())])
+    )
+    axis_name = op.on.name if isinstance(op.on, ast.Name) else "Column1"
+    projections.append(alias(func("to_json", points), axis_name))
+    columns.append((axis_name, "dynamic"))
+    select = (
+        exp.Select(expressions=projections)
+        .from_(exp.Subquery(this=distinct, alias=exp.TableAlias(this=exp.to_identifier(groups))))
+        .join(
+            exp.Subquery(this=series, alias=exp.TableAlias(this=exp.to_identifier(steps))),
+            join_type="CROSS",
+        )
+        .join(
+            exp.Subquery(this=grouped.sql, alias=exp.TableAlias(this=exp.to_identifier(sums))),
+            on=on,
+            join_type="LEFT",
+        )
+    )
+    if keys:
+        select = select.group_by(*[exp.column(k, table=groups, quoted=True) for k in keys])
+    return Relation(select, tuple(columns))
+
+
+def _bin_start(axis: Typed, start: Typed, step: Typed, i: exp.Expr) -> exp.Expr:
+    """The start of bin ``i``, as Kusto shows it inside a dynamic array."""
+    if axis.type == "datetime":
+        micros = exp.Add(
+            this=func("epoch_us", start.sql.copy()),
+            expression=exp.Mul(this=i, expression=func("epoch_us", step.sql.copy())),
+        )
+        return func(
+            "strftime", func("make_timestamp", micros), lit_string("%Y-%m-%dT%H:%M:%S.%f0Z")
+        )
+    return exp.Add(this=start.sql.copy(), expression=exp.Mul(this=i, expression=step.sql.copy()))
