@@ -12,7 +12,7 @@ from trustwatch.kql import ast
 from trustwatch.kql.aggregates import MULTI_COLUMN, column_name_of, default_name
 from trustwatch.kql.compiler import AggregateContext, Compiler, alias
 from trustwatch.kql.expressions import ExprCompiler
-from trustwatch.kql.operators.common import ColumnNamer, col, inferred_name
+from trustwatch.kql.operators.common import ColumnNamer, col, free_name, inferred_name
 from trustwatch.kql.scope import Relation, Scope
 from trustwatch.kql.semantics import TEXTUAL, Typed, func, not_null_string, sql_type
 
@@ -44,11 +44,7 @@ def summarize(c: Compiler, op: ast.Summarize, rel: Relation, scope: Scope) -> Re
                 span=item.span,
                 code="KQL205",
             )
-        name = (
-            item.name
-            or _unique(default_name(expr) if isinstance(expr, ast.Call) else None, columns)
-            or namer.next()
-        )
+        name = item.name or _default_free(expr, columns) or namer.next()
         if item.names:
             raise KqlSemanticError(
                 "tuple names are only valid for arg_max, arg_min and percentiles",
@@ -66,16 +62,10 @@ def summarize(c: Compiler, op: ast.Summarize, rel: Relation, scope: Scope) -> Re
     return Relation(final, tuple(columns))
 
 
-def _unique(name: str | None, columns: list[tuple[str, str]]) -> str | None:
-    """Two aggregates with the same default name: the second gets 1, then 2 (set_y, set_y1)."""
-    if name is None:
-        return None
-    taken = {n for n, _ in columns}
-    candidate, n = name, 0
-    while candidate in taken:
-        n += 1
-        candidate = f"{name}{n}"
-    return candidate
+def _default_free(expr: ast.Expr, columns: list[tuple[str, str]]) -> str | None:
+    """The default name of an aggregate, suffixed if an earlier column has it (set_y, set_y1)."""
+    name = default_name(expr) if isinstance(expr, ast.Call) else None
+    return free_name(name, {n for n, _ in columns}) if name else None
 
 
 def _check_unique(columns: list[tuple[str, str]], op: ast.Summarize) -> None:
@@ -165,7 +155,7 @@ def _multi(
     if key_node is not None:
         key_t = ec.compile(key_node)
         key_name = (names[0] if names else None) or inferred_name(key_node) or namer.next()
-        picked.append((_free(key_name, by_names | {n for n, _ in columns}), key_t))
+        picked.append((free_name(key_name, by_names | {n for n, _ in columns}), key_t))
     for r in returns:
         if isinstance(r, ast.Star):
             # the by columns are not repeated; a name an earlier item or an explicitly named
@@ -175,7 +165,7 @@ def _multi(
                 if n in by_names or any(p[0] == n for p in picked):
                     continue
                 taken = reserved | {m for m, _ in columns} | {p[0] for p in picked}
-                picked.append((_free(n, taken), Typed(col(n), t)))
+                picked.append((free_name(n, taken), Typed(col(n), t)))
         else:
             idx = len(picked)
             given = names[idx] if idx < len(names) else None
@@ -183,7 +173,7 @@ def _multi(
             inferred = inferred_name(r)
             name = given or (prefix + inferred if inferred else namer.next())
             taken = by_names | {n for n, _ in columns} | {p[0] for p in picked}
-            picked.append((_free(name, taken), ec.compile(r)))
+            picked.append((free_name(name, taken), ec.compile(r)))
     struct_name = c.fresh("__tw_pick")
     struct = exp.Struct(
         expressions=[
@@ -230,12 +220,3 @@ def _percent(p: Typed) -> float:
     if not (p.is_constant and isinstance(p.constant, int | float)):
         raise KqlSemanticError("percentiles must be constant numbers", code="KQL205")
     return float(p.constant)
-
-
-def _free(name: str, taken: set[str]) -> str:
-    """A name already taken (a by key, an earlier column) gets 1, 2, ...: DeviceId1."""
-    candidate, n = name, 0
-    while candidate in taken:
-        n += 1
-        candidate = f"{name}{n}"
-    return candidate

@@ -70,6 +70,15 @@ def inferred_name(expr: ast.Node) -> str | None:
     return None
 
 
+def free_name(name: str, taken: set[str]) -> str:
+    """Kusto's rule for a name already taken: add 1, then 2, ... (Host1, DeviceId1, set_y1)."""
+    candidate, n = name, 0
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}{n}"
+    return candidate
+
+
 class ColumnNamer:
     """Hands out ``Column1``, ``Column2``... avoiding names already present."""
 

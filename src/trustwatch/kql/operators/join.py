@@ -9,6 +9,7 @@ from trustwatch.kql import ast
 from trustwatch.kql.compiler import Compiler, alias
 from trustwatch.kql.operators.common import (
     col,
+    free_name,
     register,
 )
 from trustwatch.kql.scope import Relation, Scope
@@ -28,6 +29,19 @@ def _check_keys(rel: Relation, conds: tuple[ast.JoinCondition, ...], side: str) 
             )
 
 
+def _key_condition(conds: tuple[ast.JoinCondition, ...], la: str, ra: str) -> exp.Expr:
+    """``$left.A == $right.B and ...`` over the two aliased sides."""
+    return exp.and_(
+        *[
+            exp.EQ(
+                this=exp.column(cond.left, table=la, quoted=True),
+                expression=exp.column(cond.right, table=ra, quoted=True),
+            )
+            for cond in conds
+        ]
+    )
+
+
 def _dedupe_left(c: Compiler, rel: Relation, keys: list[str]) -> Relation:
     """innerunique: keep one (arbitrary) left row per key before joining.
 
@@ -42,8 +56,6 @@ def _dedupe_left(c: Compiler, rel: Relation, keys: list[str]) -> Relation:
 @register(ast.Join)
 def compile_join(c: Compiler, op: ast.Join, rel: Relation, scope: Scope) -> Relation:
     right = c.compile_tabular(op.right, scope)
-    left_keys = [cond.left for cond in op.on]
-    right_keys = [cond.right for cond in op.on]
     _check_keys(rel, op.on, "left")
     _check_keys(right, op.on, "right")
     kind = {"anti": "leftanti", "leftantisemi": "leftanti", "rightantisemi": "rightanti"}.get(
@@ -51,26 +63,14 @@ def compile_join(c: Compiler, op: ast.Join, rel: Relation, scope: Scope) -> Rela
     )
     left = Relation(rel.sql, rel.columns)
     if kind == "innerunique":
-        left = _dedupe_left(c, left, left_keys)
+        left = _dedupe_left(c, left, [cond.left for cond in op.on])
     la, ra = c.fresh("_l"), c.fresh("_r")
-    on = exp.and_(
-        *[
-            exp.EQ(
-                this=exp.column(lk, table=la, quoted=True),
-                expression=exp.column(rk, table=ra, quoted=True),
-            )
-            for lk, rk in zip(left_keys, right_keys, strict=True)
-        ]
-    )
+    on = _key_condition(op.on, la, ra)
     lsrc = exp.Subquery(this=left.sql, alias=exp.TableAlias(this=exp.to_identifier(la)))
-    rsrc = exp.Subquery(
-        this=Relation(right.sql, right.columns).sql,
-        alias=exp.TableAlias(this=exp.to_identifier(ra)),
-    )
+    rsrc = exp.Subquery(this=right.sql, alias=exp.TableAlias(this=exp.to_identifier(ra)))
     if kind in ("leftsemi", "leftanti", "rightsemi", "rightanti"):
         keep_left = kind.startswith("left")
-        outer, other, oa, oalias = (left, right, lsrc, ra) if keep_left else (right, left, rsrc, la)
-        osrc = rsrc if keep_left else lsrc
+        outer, oa, osrc = (left, lsrc, rsrc) if keep_left else (right, rsrc, lsrc)
         keep_alias = la if keep_left else ra
         join_type = "SEMI" if kind.endswith("semi") else "ANTI"
         select = exp.Select(
@@ -95,11 +95,7 @@ def compile_join(c: Compiler, op: ast.Join, rel: Relation, scope: Scope) -> Rela
         projections.append(alias(ref, n))
         columns.append((n, t))
     for n, t in right.columns:
-        out_name = n
-        suffix = 1
-        while out_name in names:
-            out_name = f"{n}{suffix}"
-            suffix += 1
+        out_name = free_name(n, names)  # a clashing right column gets 1: Host1
         names.add(out_name)
         ref = exp.column(n, table=ra, quoted=True)
         if side in ("LEFT", "FULL") and t in TEXTUAL:
@@ -119,20 +115,11 @@ def compile_lookup(c: Compiler, op: ast.Lookup, rel: Relation, scope: Scope) -> 
     https://learn.microsoft.com/kusto/query/lookup-operator
     """
     right = c.compile_tabular(op.right, scope)
-    left_keys = [cond.left for cond in op.on]
     right_keys = [cond.right for cond in op.on]
     _check_keys(rel, op.on, "left")
     _check_keys(right, op.on, "right")
     la, ra = c.fresh("_l"), c.fresh("_r")
-    on = exp.and_(
-        *[
-            exp.EQ(
-                this=exp.column(lk, table=la, quoted=True),
-                expression=exp.column(rk, table=ra, quoted=True),
-            )
-            for lk, rk in zip(left_keys, right_keys, strict=True)
-        ]
-    )
+    on = _key_condition(op.on, la, ra)
     projections: list[exp.Expr] = [
         alias(exp.column(n, table=la, quoted=True), n) for n in rel.names()
     ]
@@ -141,10 +128,7 @@ def compile_lookup(c: Compiler, op: ast.Lookup, rel: Relation, scope: Scope) -> 
     for n, t in right.columns:
         if n in right_keys:
             continue
-        out_name, suffix = n, 1
-        while out_name in names:
-            out_name = f"{n}{suffix}"
-            suffix += 1
+        out_name = free_name(n, names)
         names.add(out_name)
         ref: exp.Expr = exp.column(n, table=ra, quoted=True)
         if op.kind == "leftouter" and t in TEXTUAL:
