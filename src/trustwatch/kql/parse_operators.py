@@ -256,7 +256,10 @@ def parse_mv_expand_items(p: Parser) -> tuple[ast.MvExpandItem, ...]:
     return tuple(items)
 
 
-def parse_mv_expand(p: Parser, tok: Token) -> ast.MvExpand:
+def _expand_head(
+    p: Parser,
+) -> tuple[str | None, str | None, tuple[ast.MvExpandItem, ...], ast.Expr | None]:
+    """What mv-expand and mv-apply share: options, the items, and ``limit``."""
     bagexpansion = itemindex = None
     while (
         p.tok.type is T.IDENT
@@ -272,9 +275,12 @@ def parse_mv_expand(p: Parser, tok: Token) -> ast.MvExpand:
             bagexpansion = value
     p.skip_hints()
     items = parse_mv_expand_items(p)
-    limit = None
-    if p.match_word("limit"):
-        limit = p.parse_expr()
+    limit = p.parse_expr() if p.match_word("limit") else None
+    return bagexpansion, itemindex, items, limit
+
+
+def parse_mv_expand(p: Parser, tok: Token) -> ast.MvExpand:
+    bagexpansion, itemindex, items, limit = _expand_head(p)
     return ast.MvExpand(
         items=items,
         limit=limit,
@@ -285,23 +291,7 @@ def parse_mv_expand(p: Parser, tok: Token) -> ast.MvExpand:
 
 
 def parse_mv_apply(p: Parser, tok: Token) -> ast.MvApply:
-    itemindex = bagexpansion = None
-    while (
-        p.tok.type is T.IDENT
-        and p.peek().type is T.ASSIGN
-        and p.tok.text in ("with_itemindex", "bagexpansion", "kind")
-    ):
-        key = p.advance().text
-        p.advance()
-        value = p.expect_name()
-        if key == "with_itemindex":
-            itemindex = value
-        else:
-            bagexpansion = value
-    items = parse_mv_expand_items(p)
-    limit = None
-    if p.match_word("limit"):
-        limit = p.parse_expr()
+    bagexpansion, itemindex, items, limit = _expand_head(p)
     p.expect_word("on")
     open_tok = p.expect(T.LPAREN, "'(' with the subquery")
     ops = [p.parse_pipe_op()]

@@ -542,8 +542,9 @@ class Printer(ast.Visitor):
             text += f" to typeof({node.to_type})"
         return text
 
-    def visit_MvExpand(self, node: ast.MvExpand) -> str:
-        words = ["mv-expand"]
+    def expand_head(self, name: str, node: ast.MvExpand | ast.MvApply) -> list[str]:
+        """What mv-expand and mv-apply print alike: options, the items, and ``limit``."""
+        words = [name]
         if node.bagexpansion is not None:
             words.append(f"bagexpansion={format_name(node.bagexpansion)}")
         if node.with_itemindex is not None:
@@ -551,17 +552,13 @@ class Printer(ast.Visitor):
         words.append(self.joined(node.items))
         if node.limit is not None:
             words.append("limit " + self.text(node.limit))
-        return " ".join(words)
+        return words
+
+    def visit_MvExpand(self, node: ast.MvExpand) -> str:
+        return " ".join(self.expand_head("mv-expand", node))
 
     def visit_MvApply(self, node: ast.MvApply) -> str:
-        words = ["mv-apply"]
-        if node.bagexpansion is not None:
-            words.append(f"bagexpansion={node.bagexpansion}")
-        if node.with_itemindex is not None:
-            words.append(f"with_itemindex={format_name(node.with_itemindex)}")
-        words.append(self.joined(node.items))
-        if node.limit is not None:
-            words.append("limit " + self.text(node.limit))
+        words = self.expand_head("mv-apply", node)
         # the subquery's source is the parser's placeholder: only its operators are written
         with self.indented():
             ops = [self.text(op) for op in node.subquery.ops]
