@@ -22,7 +22,6 @@ from trustwatch.kql.scope import (
     Relation,
     RelationBinding,
     Scope,
-    TabularBinding,
 )
 from trustwatch.kql.semantics import Typed, sql_type
 from trustwatch.schema.model import TableSchema, suggest
@@ -135,9 +134,10 @@ class Compiler:
         if isinstance(value, ast.Lambda):
             return scope.child(**{let.name: LambdaBinding(value, scope)})
         if isinstance(value, ast.TabularExpr) or self.names_tabular(value, scope):
-            # compiled here once so that errors are reported even if the name is never used
-            self.compile_tabular(value, scope)
-            return scope.child(**{let.name: TabularBinding(value, scope)})
+            # compiled once, here: errors show even if the name is never used, and each use
+            # takes a copy instead of compiling again
+            relation = self.compile_tabular(value, scope)
+            return scope.child(**{let.name: RelationBinding(relation)})
         assert isinstance(value, ast.Expr)
         typed = self.expr(value, scope, None)
         return scope.child(**{let.name: typed})
@@ -150,7 +150,7 @@ class Compiler:
             binding = scope.lookup(node.name)
             if binding is None:
                 return node.name in self.catalog
-            return isinstance(binding, TabularBinding | RelationBinding)
+            return isinstance(binding, RelationBinding)
         if isinstance(node, ast.Call):
             binding = scope.lookup(node.name)
             if isinstance(binding, LambdaBinding):
@@ -193,10 +193,9 @@ class Compiler:
 
     def table_ref(self, name: str, span: Span, scope: Scope) -> Relation:
         binding = scope.lookup(name)
-        if isinstance(binding, RelationBinding):
-            return binding.relation
-        if isinstance(binding, TabularBinding):
-            return self.compile_tabular(binding.expr, binding.scope)
+        if isinstance(binding, RelationBinding):  # a tree used in several places is copied
+            bound = binding.relation
+            return Relation(bound.sql.copy(), bound.columns, bound.order)
         if isinstance(binding, LambdaBinding) and not binding.fn.params:
             return self.compile_tabular(binding.fn.body, self.lambda_scope(binding, [], span))
         table = self.catalog.get(name)

@@ -13,7 +13,7 @@ from sqlglot import exp
 from trustwatch.errors import KqlSemanticError, Span
 from trustwatch.kql import ast
 from trustwatch.kql.parser import TabularAsExpr
-from trustwatch.kql.scope import LambdaBinding, Relation, RelationBinding, Scope, TabularBinding
+from trustwatch.kql.scope import LambdaBinding, Relation, RelationBinding, Scope
 from trustwatch.kql.semantics import (
     NUMERIC,
     TEXTUAL,
@@ -121,7 +121,7 @@ class ExprCompiler:
         binding = self.scope.lookup(name)
         if isinstance(binding, Typed):
             return Typed(binding.sql.copy(), binding.type, binding.constant, binding.is_constant)
-        if isinstance(binding, TabularBinding | RelationBinding) or (
+        if isinstance(binding, RelationBinding) or (
             binding is None and name in self.compiler.catalog
         ):
             raise self.error(

@@ -34,14 +34,6 @@ class Relation:
 
 
 @dataclass(frozen=True, slots=True)
-class TabularBinding:
-    """A ``let`` name bound to a tabular expression, compiled where it is used."""
-
-    expr: ast.Node
-    scope: Scope
-
-
-@dataclass(frozen=True, slots=True)
 class LambdaBinding:
     """A ``let`` name bound to a user function."""
 
@@ -51,12 +43,12 @@ class LambdaBinding:
 
 @dataclass(frozen=True, slots=True)
 class RelationBinding:
-    """A name bound to an already compiled relation (``as``, tabular parameters)."""
+    """A name bound to a compiled relation (tabular ``let``, ``as``, tabular parameters)."""
 
     relation: Relation
 
 
-Binding = Typed | TabularBinding | LambdaBinding | RelationBinding
+Binding = Typed | LambdaBinding | RelationBinding
 
 
 @dataclass(slots=True)
