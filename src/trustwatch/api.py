@@ -42,12 +42,18 @@ class Session:
     """An engine with tables loaded, ready to compile and run queries against them."""
 
     def __init__(
-        self, tables: Mapping[str, TableInput] | None = None, *, engine: DuckDBEngine | None = None
+        self,
+        tables: Mapping[str, TableInput] | None = None,
+        *,
+        schemas: Mapping[str, TableSchema] | None = None,
+        engine: DuckDBEngine | None = None,
     ) -> None:
+        """Load ``tables`` (typed by ``schemas``, else the shipped ones, else their data)."""
         self.engine = engine or DuckDBEngine()
         self.notices: list[str] = []  # about the loaded data, reported with every result
         self.catalog: dict[str, CatalogTable] = {
-            name: CatalogTable(schema, None) for name, schema in builtin_schemas().items()
+            name: CatalogTable(schema, None)
+            for name, schema in {**builtin_schemas(), **(schemas or {})}.items()
         }
         for name, value in (tables or {}).items():
             self.load(name, to_arrow(value, name))

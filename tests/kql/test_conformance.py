@@ -100,14 +100,8 @@ def test_conformance(case: dict[str, Any]) -> None:
         schemas[name] = TableSchema(
             name, tuple(Column(c, t) for c, t in zip(cols, types, strict=True))
         )
-    session = Session()
-    # Declared test tables: typed exactly as the case says.
-    session.engine._locked = False  # load before locking again
-    for name, data in session_tables.items():
-        sql_name, full = session.engine.load(schemas[name], data)
-        from trustwatch.kql.compiler import CatalogTable
-
-        session.catalog[name] = CatalogTable(full, sql_name)
+    # declared test tables are typed exactly as the case says
+    session = Session(session_tables, schemas=schemas)
     expect = case["expect"]
     now = str(case.get("now", DEFAULT_NOW))
     if "error" in expect:
