@@ -424,34 +424,27 @@ class ExprCompiler:
                     .where(match)
                 )
                 return Typed(negate(exists) if negated else exists, "bool")
-            needles: list[Typed] = []
-            runtime: list[exp.Expr] = []  # arrays known only when the query runs
+            require_all = base == "has_all"
+            parts: list[exp.Expr] = []
+            constant: list[str] = []
             for v in values:
-                if v.type == "dynamic" and not v.is_constant:
-                    runtime.append(self._has_in_array(target_s.sql, v.sql, base == "has_all"))
+                if v.type == "dynamic" and not v.is_constant:  # an array known only at run time
+                    parts.append(self._has_in_array(target_s.sql, v.sql, require_all))
+                    continue
+                word = self.to_string(v)
+                if word.is_constant and isinstance(word.constant, str):
+                    constant.append(word.constant)
                 else:
-                    needles.append(self.to_string(v))
-            if runtime:
-                joined = exp.and_(*runtime) if base == "has_all" else exp.or_(*runtime)
-                if needles:
-                    constant = [n.constant for n in needles if isinstance(n.constant, str)]
-                    rest = term_match_all(
-                        target_s.sql, constant, case_sensitive=False, require_all=base == "has_all"
+                    parts.append(string_predicate("has", target_s.sql.copy(), word))
+            if constant:  # folded once, one regular expression for all of them
+                parts.append(
+                    term_match_all(
+                        target_s.sql, constant, case_sensitive=False, require_all=require_all
                     )
-                    joined = exp.and_(joined, rest) if base == "has_all" else exp.or_(joined, rest)
-                return Typed(negate(joined) if negated else joined, "bool")
-            if not needles:
-                return Typed(exp.false() if base == "has_any" else exp.true(), "bool")
-            constant = [
-                n.constant for n in needles if n.is_constant and isinstance(n.constant, str)
-            ]
-            if len(constant) == len(needles):
-                combined = term_match_all(
-                    target_s.sql, constant, case_sensitive=False, require_all=base == "has_all"
                 )
-            else:
-                preds = [string_predicate("has", target_s.sql.copy(), n) for n in needles]
-                combined = exp.or_(*preds) if base == "has_any" else exp.and_(*preds)
+            if not parts:
+                return Typed(exp.true() if require_all else exp.false(), "bool")
+            combined = exp.and_(*parts) if require_all else exp.or_(*parts)
             return Typed(negate(combined) if negated else combined, "bool")
         case_insensitive = base == "in~"
         if sub is not None:
