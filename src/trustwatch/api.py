@@ -47,14 +47,23 @@ class Session:
         *,
         schemas: Mapping[str, TableSchema] | None = None,
         engine: DuckDBEngine | None = None,
+        views: Mapping[str, str] | None = None,
     ) -> None:
-        """Load ``tables`` (typed by ``schemas``, else the shipped ones, else their data)."""
+        """Load ``tables`` (typed by ``schemas``, else the shipped ones, else their data).
+
+        ``views`` names relations already in ``engine`` (a workspace's tables), by table name;
+        they must have the table's documented columns and types.
+        """
         self.engine = engine or DuckDBEngine()
         self.notices: list[str] = []  # about the loaded data, reported with every result
         self.catalog: dict[str, CatalogTable] = {
             name: CatalogTable(schema, None)
             for name, schema in {**builtin_schemas(), **(schemas or {})}.items()
         }
+        for name, sql_name in (views or {}).items():
+            known = self.catalog.get(name)
+            if known is not None:
+                self.catalog[name] = CatalogTable(known.schema, sql_name)
         for name, value in (tables or {}).items():
             self.load(name, to_arrow(value, name))
         self.engine.lock()

@@ -89,8 +89,10 @@ def test_bad_table_binding_and_missing_file() -> None:
 
 
 def test_unsupported_options_say_so() -> None:
-    code, _, err = run("query", "print 1", "--data", "x.evtx")
-    assert code == 2 and "not implemented yet" in err
+    code, _, err = run("query", "print 1", "--data", "no-such.evtx")
+    assert code == 2 and "no such file" in err
+    code, _, err = run("query", "print 1", "--workspace", "no-such.duckdb")
+    assert code == 2 and "workspace not found" in err
     code, _, err = run("query", "print 1", "--engine", "spark")
     assert code == 2 and "Spark" in err
 

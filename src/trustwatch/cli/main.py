@@ -103,12 +103,12 @@ def _parse_tables(bindings: tuple[str, ...]) -> dict[str, str]:
     "data",
     multiple=True,
     metavar="PATH",
-    help="Telemetry files to ingest into memory first (not implemented yet).",
+    help="Telemetry files or folders (any format 'ingest' reads) to ingest into memory first.",
 )
 @click.option(
     "--workspace",
     metavar="W",
-    help="Query a workspace made by 'trustwatch ingest' (not implemented yet).",
+    help="Query a workspace made by 'trustwatch ingest'.",
 )
 @click.option(
     "--now",
@@ -145,14 +145,11 @@ def query(
     from trustwatch.cli.render import print_result
 
     text, source_name = _read_query(kql, file)
-    if data or workspace:
-        raise InputError(
-            "--data and --workspace need telemetry ingest, which is not implemented yet",
-            hint="convert the data to JSONL/CSV/Parquet and bind it with --table NAME=PATH",
-        )
     if engine != "duckdb":
         raise InputError("the Spark engine is not available yet; use --engine duckdb")
-    session = Session(_parse_tables(tables))
+    if data and workspace:
+        raise InputError("give --data or --workspace, not both")
+    session = Session(_parse_tables(tables), **_telemetry(data, workspace))
     if explain:
         statements, notices = session.compile(text, now, source_name)
         for notice in notices:
@@ -165,6 +162,23 @@ def query(
         click.echo(f"notice: {notice}", err=True)
     for table in result.tables:
         print_result(table, fmt)
+
+
+def _telemetry(data: tuple[str, ...], workspace: str | None) -> dict[str, Any]:
+    """The engine and table views of ``--workspace`` or of ``--data`` ingested in memory."""
+    from trustwatch.ingest import pipeline
+
+    if workspace:
+        engine, views = pipeline.open_workspace_for_query(workspace)
+        return {"engine": engine, "views": views}
+    if data:
+        from trustwatch.cli.ingest_cmd import ingest_with_progress
+        from trustwatch.ingest.workspace import Workspace
+
+        ws = Workspace(None)
+        ingest_with_progress(ws, data, None, quiet_summary=True)
+        return {"engine": ws.engine, "views": pipeline.query_views(ws.engine)}
+    return {}
 
 
 @cli.group()
@@ -239,6 +253,15 @@ def kql_fmt(source: str) -> None:
 
     text, name = _kql_source(source)
     click.echo(print_query(parse_query(text, name)))
+
+
+def _register_commands() -> None:
+    from trustwatch.cli.ingest_cmd import ingest
+
+    cli.add_command(ingest)
+
+
+_register_commands()
 
 
 def main() -> None:

@@ -52,8 +52,10 @@ class DuckDBEngine:
 
     dialect = "duckdb"
 
-    def __init__(self, path: str | None = None, *, threads: int | None = None) -> None:
-        self.con = duckdb.connect(path or ":memory:")
+    def __init__(
+        self, path: str | None = None, *, threads: int | None = None, read_only: bool = False
+    ) -> None:
+        self.con = duckdb.connect(path or ":memory:", read_only=read_only)
         # UTC everywhere, no implicit scans of Python variables by name, NULL for x/0 as in Kusto.
         self.con.execute("SET TimeZone='UTC'")
         self.con.execute("SET python_enable_replacements=false")
@@ -139,56 +141,7 @@ class DuckDBEngine:
 
     @staticmethod
     def _cast(col: Column, source: pa.DataType | None) -> exp.Expr:
-        """The expression turning a loaded column into its KQL type (strings never NULL)."""
-        target = sql_type(col.type)
-        if source is None:
-            if col.type in TEXTUAL:
-                return exp.Literal.string("")
-            return exp.Cast(this=exp.null(), to=target)
-        ref = exp.column(col.name, quoted=True)
-        text = pa.types.is_string(source) or pa.types.is_large_string(source)
-        nested = pa.types.is_struct(source) or pa.types.is_list(source) or pa.types.is_map(source)
-        if col.type in TEXTUAL:
-            if text:
-                return not_null_string(ref)
-            if nested:
-                return not_null_string(exp.Cast(this=func("to_json", ref), to=sql_type("string")))
-            return not_null_string(exp.Cast(this=ref, to=sql_type("string")))
-        if col.type == "dynamic":
-            if not text:
-                return func("to_json", ref)
-            empty = exp.or_(
-                exp.Is(this=ref.copy(), expression=exp.null()),
-                exp.EQ(this=ref.copy(), expression=exp.Literal.string("")),
-            )
-            return exp.Case(
-                ifs=[
-                    exp.If(
-                        this=func("json_valid", ref.copy()),
-                        true=exp.Cast(this=ref.copy(), to=target),
-                    ),
-                    exp.If(this=empty, true=exp.null()),
-                ],
-                default=func("to_json", ref.copy()),
-            )
-        if col.type == "datetime":
-            if pa.types.is_timestamp(source) or pa.types.is_date(source):
-                return exp.Cast(this=ref, to=target)
-            as_tz = exp.TryCast(this=ref, to=exp.DataType.build("TIMESTAMPTZ"))
-            return exp.Cast(this=as_tz, to=target)
-        if col.type == "timespan":
-            if pa.types.is_duration(source):
-                return exp.Cast(this=ref, to=target)
-            if pa.types.is_integer(source):  # ticks of 100 ns
-                ticks = exp.Cast(this=ref, to=sql_type("long"))
-                return func(
-                    "to_microseconds", exp.IntDiv(this=ticks, expression=exp.Literal.number(10))
-                )
-            as_text = exp.Cast(this=ref, to=sql_type("string"))
-            return func("to_microseconds", func("tw_totimespan_us", as_text))
-        if col.type == "bool" and text:
-            return exp.TryCast(this=func("lower", ref), to=target)
-        return exp.TryCast(this=ref, to=target)
+        return cast_column(col, source)
 
     def lock(self) -> None:
         """Switch off file and network access and lock the configuration.
@@ -213,3 +166,56 @@ class DuckDBEngine:
 
     def close(self) -> None:
         self.con.close()
+
+
+def cast_column(col: Column, source: pa.DataType | None) -> exp.Expr:
+    """The expression turning a loaded column into its KQL type (strings never NULL)."""
+    target = sql_type(col.type)
+    if source is None:
+        if col.type in TEXTUAL:
+            return exp.Literal.string("")
+        return exp.Cast(this=exp.null(), to=target)
+    ref = exp.column(col.name, quoted=True)
+    text = pa.types.is_string(source) or pa.types.is_large_string(source)
+    nested = pa.types.is_struct(source) or pa.types.is_list(source) or pa.types.is_map(source)
+    if col.type in TEXTUAL:
+        if text:
+            return not_null_string(ref)
+        if nested:
+            return not_null_string(exp.Cast(this=func("to_json", ref), to=sql_type("string")))
+        return not_null_string(exp.Cast(this=ref, to=sql_type("string")))
+    if col.type == "dynamic":
+        if not text:
+            return func("to_json", ref)
+        empty = exp.or_(
+            exp.Is(this=ref.copy(), expression=exp.null()),
+            exp.EQ(this=ref.copy(), expression=exp.Literal.string("")),
+        )
+        return exp.Case(
+            ifs=[
+                exp.If(
+                    this=func("json_valid", ref.copy()),
+                    true=exp.Cast(this=ref.copy(), to=target),
+                ),
+                exp.If(this=empty, true=exp.null()),
+            ],
+            default=func("to_json", ref.copy()),
+        )
+    if col.type == "datetime":
+        if pa.types.is_timestamp(source) or pa.types.is_date(source):
+            return exp.Cast(this=ref, to=target)
+        as_tz = exp.TryCast(this=ref, to=exp.DataType.build("TIMESTAMPTZ"))
+        return exp.Cast(this=as_tz, to=target)
+    if col.type == "timespan":
+        if pa.types.is_duration(source):
+            return exp.Cast(this=ref, to=target)
+        if pa.types.is_integer(source):  # ticks of 100 ns
+            ticks = exp.Cast(this=ref, to=sql_type("long"))
+            return func(
+                "to_microseconds", exp.IntDiv(this=ticks, expression=exp.Literal.number(10))
+            )
+        as_text = exp.Cast(this=ref, to=sql_type("string"))
+        return func("to_microseconds", func("tw_totimespan_us", as_text))
+    if col.type == "bool" and text:
+        return exp.TryCast(this=func("lower", ref), to=target)
+    return exp.TryCast(this=ref, to=target)

@@ -432,3 +432,23 @@ def _has_any_index(ec: ExprCompiler, node: ast.Call) -> Typed:
 def _tohex(ec: ExprCompiler, node: ast.Call) -> Typed:
     args = ec.args(node, 1, 2)
     return Typed(func("lower", func("hex", args[0].sql)), "string")
+
+
+@register("hextolong")
+def _hextolong(ec: ExprCompiler, node: ast.Call) -> Typed:
+    """trustwatch extension (not in Kusto): ``hextolong("0x3e7") == 999``; null if not hex.
+
+    Windows logs write logon ids, process ids and registry DWORDs in hex; the ingest field maps
+    need them as numbers. Queries meant for Sentinel should not use it.
+    """
+    (s,) = _strings(ec, node, 1)
+    prefixed = exp.Case(
+        ifs=[
+            exp.If(
+                this=func("starts_with", func("lower", s.sql), lit_string("0x")),
+                true=s.sql.copy(),
+            )
+        ],
+        default=exp.DPipe(this=lit_string("0x"), expression=s.sql.copy(), safe=True),
+    )
+    return Typed(exp.TryCast(this=prefixed, to=sql_type("long")), "long")

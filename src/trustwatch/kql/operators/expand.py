@@ -134,8 +134,13 @@ def compile_mv_apply(c: Compiler, op: ast.MvApply, rel: Relation, scope: Scope) 
     sub_columns = tuple((n, t) for n, t in expanded.columns if n != rowid)
     visible: list[exp.Expr] = [col(n) for n, _ in sub_columns]
     sub = Relation(c.select(expanded, [*visible, col(rowid)]), sub_columns, rowid)
+    rank: str | None = None  # the within-row order a sort set, for the operator right after it
     for sub_op in op.subquery.ops:
-        sub = _partitioned(c, sub_op, sub, scope, rowid)
+        if isinstance(sub_op, ast.Sort):
+            sub, rank = _sorted(c, sub_op, sub, scope, rowid)
+            continue
+        sub = _partitioned(c, sub_op, sub, scope, rowid, rank)
+        rank = None
     kept = [(n, t) for n, t in rel.columns if n not in item_names]
     added = [(n, t) for n, t in sub.columns if n not in {k for k, _ in kept}]
     la, ra = c.fresh("_l"), c.fresh("_r")
@@ -166,14 +171,31 @@ _ROW_WISE = (
 )
 
 
-def _partitioned(c: Compiler, op: ast.PipeOp, sub: Relation, scope: Scope, rowid: str) -> Relation:
+def _sorted(
+    c: Compiler, op: ast.Sort, sub: Relation, scope: Scope, rowid: str
+) -> tuple[Relation, str]:
+    """A sort inside mv-apply: each row's subtable numbered in the sort order.
+
+    The number orders the next operator (``make_list`` after ``order by`` keeps that order).
+    """
+    visible = Relation(sub.sql, (*sub.columns, (rowid, "long")))
+    keys = sort_keys(c, op.keys, visible, scope)
+    rank = c.fresh("__tw_rank")
+    window = exp.Window(
+        this=exp.RowNumber(), partition_by=[col(rowid)], order=exp.Order(expressions=keys)
+    )
+    ranked = c.select(visible, [*[col(n) for n in visible.names()], alias(window, rank)])
+    return Relation(ranked, sub.columns, rowid), rank
+
+
+def _partitioned(
+    c: Compiler, op: ast.PipeOp, sub: Relation, scope: Scope, rowid: str, rank: str | None
+) -> Relation:
     """One subquery operator of mv-apply, run separately for every input row."""
     if isinstance(op, _ROW_WISE):
         out, _ = c.compile_op(op, sub, scope)  # row-wise operators carry the hidden row number
         return out
-    if isinstance(op, ast.Sort):
-        return sub  # order within a row's subtable only matters to top, which sorts itself
-    visible = Relation(sub.sql, (*sub.columns, (rowid, "long")))
+    visible = Relation(sub.sql, (*sub.columns, (rowid, "long")), rank)
     if isinstance(op, ast.Summarize | ast.Distinct | ast.Count):
         key = ast.Assignment(name=rowid, expr=ast.Name(name=rowid, span=op.span), span=op.span)
         grouped: ast.PipeOp
@@ -192,7 +214,10 @@ def _partitioned(c: Compiler, op: ast.PipeOp, sub: Relation, scope: Scope, rowid
         return Relation(out.sql, tuple((n, t) for n, t in out.columns if n != rowid), rowid)
     if isinstance(op, ast.Top | ast.Take):
         count = row_count(c, op.count, scope)
-        order = sort_keys(c, (op.key,), visible, scope) if isinstance(op, ast.Top) else None
+        if isinstance(op, ast.Top):
+            order: list[exp.Ordered] | None = sort_keys(c, (op.key,), visible, scope)
+        else:  # take right after a sort takes the first rows in that order
+            order = [exp.Ordered(this=col(rank))] if rank else None
         window = exp.Window(
             this=exp.RowNumber(),
             partition_by=[col(rowid)],

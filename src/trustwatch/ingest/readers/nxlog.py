@@ -1,0 +1,261 @@
+"""NXLog ``im_msvistalog`` + ``to_json()`` flat records, and OTRF Security-Datasets zips of them.
+
+NXLog puts its own fields (``EventTime``, ``Hostname``, ``SourceName``, ``RecordNumber``,
+``ProcessID``, ``EventType`` ...) and the event's EventData at the same level; its field names
+are case-insensitive, so EventData ``ProcessId`` / ``EventType`` collide with NXLog's
+``ProcessID`` / ``EventType``. Rules used here:
+
+* A record is *NXLog-native* when it has ``SourceModuleType``, ``EventReceivedTime`` or
+  ``SeverityValue``. Only then are ``ProcessID``/``ThreadID`` NXLog's (the execution ids) and
+  ``EventType`` NXLog's when it holds one of its level names (INFO, AUDIT_SUCCESS ...) - unless
+  ``ExecutionProcessID`` / ``ExecutionThreadID`` / ``EventTypeOrignal`` (OTRF's renames) hold
+  NXLog's values, in which case the plain names are EventData. Other flat exports (OTRF 2023:
+  ``TimeCreated``, ``Level``) keep them all as EventData.
+* Sysmon values lost to a collision (``EventType``, ``ProcessId``) are recovered from the
+  rendered ``Message`` ("EventType: SetValue") when it has them.
+* TimeCreated: ``TimeCreated``; else ``EventTime`` when it has a UTC offset; else the local
+  ``EventTime`` shifted by the collector's offset (``EventReceivedTime`` local minus
+  ``@timestamp`` UTC, rounded to 15 minutes); else Sysmon's ``UtcTime``; else ``@timestamp``;
+  else ``EventTime`` taken as UTC.
+* Level: ``Level`` if present, else from NXLog's level name (INFO 4, AUDIT_* 0 ...).
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+import zlib
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from trustwatch.errors import IngestError
+from trustwatch.ingest.readers.ecs import ecs_doc, level_number
+from trustwatch.ingest.readers.evtxjson import (
+    Batcher,
+    Doc,
+    as_object,
+    convert_values,
+    event_doc,
+    evtx_record_doc,
+    iso_utc,
+    iter_json,
+    json_head,
+    keywords_text,
+    open_file,
+    parse_time,
+    read_json_events,
+    required_event_id,
+    system_doc,
+    text_lines,
+    time_text,
+    to_int,
+)
+from trustwatch.ingest.records import Item, Rejected
+
+# NXLog / collector fields: never EventData (compared case-insensitively)
+_META = frozenset(
+    name.lower()
+    for name in (
+        *("EventTime", "EventReceivedTime", "Hostname", "Keywords", "SeverityValue", "Severity"),
+        *("EventID", "SourceName", "ProviderGuid", "Version", "Task", "OpcodeValue", "Opcode"),
+        *("RecordNumber", "EventRecordID", "ActivityID", "RelatedActivityID", "Channel"),
+        *("ExecutionProcessID", "ExecutionThreadID", "UserID", "Message", "Category", "Level"),
+        *("SourceModuleName", "SourceModuleType", "EventTypeOrignal", "EventTypeOriginal"),
+        *("ERROR_EVT_UNRESOLVED", "TimeCreated"),
+    )
+)
+_NATIVE_META = frozenset({"domain", "accountname", "accounttype"})
+_SHIPPER = frozenset({"@timestamp", "@version", "host", "port", "tags", "type", "path"})
+_RECOVERABLE = ("EventType", "ProcessId")
+_NATIVE_MARKS = frozenset({"sourcemoduletype", "eventreceivedtime", "severityvalue"})
+_NXLOG_TYPES = frozenset(
+    {"CRITICAL", "ERROR", "WARNING", "INFO", "VERBOSE", "AUDIT_SUCCESS", "AUDIT_FAILURE"}
+)
+
+
+def _lookup(record: Mapping[str, Any]) -> dict[str, str]:
+    return {key.lower(): key for key in record}
+
+
+def _get(record: Mapping[str, Any], keys: dict[str, str], name: str) -> Any:
+    key = keys.get(name.lower())
+    return None if key is None else record[key]
+
+
+def _message_field(message: Any, name: str) -> str | None:
+    if not isinstance(message, str):
+        return None
+    found = re.search(rf"(?m)^{name}: ?(.*?)\r?$", message)
+    return found[1] if found else None
+
+
+def _local_offset(received: Any, stamp: Any) -> timedelta | None:
+    local, utc = parse_time(received), parse_time(stamp)
+    if local is None or utc is None or local.tzinfo is not None or utc.tzinfo is None:
+        return None
+    delta = (local - utc.replace(tzinfo=None)).total_seconds()
+    quarters = round(delta / 900) * 900
+    if abs(delta - quarters) > 300 or abs(quarters) > 14 * 3600:
+        return None
+    return timedelta(seconds=quarters)
+
+
+def _time_created(record: Mapping[str, Any], keys: dict[str, str]) -> str | None:
+    created = parse_time(_get(record, keys, "TimeCreated"))
+    if created is not None:
+        return iso_utc(created)
+    local = parse_time(_get(record, keys, "EventTime"))
+    if local is not None and local.tzinfo is not None:
+        return iso_utc(local)
+    stamp = record.get("@timestamp")
+    offset = _local_offset(_get(record, keys, "EventReceivedTime"), stamp)
+    if local is not None and offset is not None:
+        return iso_utc(local - offset)
+    for moment in (parse_time(_get(record, keys, "UtcTime")), parse_time(stamp), local):
+        if isinstance(moment, datetime):
+            return iso_utc(moment)
+    return time_text(_get(record, keys, "EventTime"))
+
+
+def nxlog_doc(record: Any) -> Doc:
+    """The evtx JSON document for one NXLog-style flat record."""
+    record = as_object(record)
+    keys = _lookup(record)
+    native = not _NATIVE_MARKS.isdisjoint(keys)
+    renamed_type = "eventtypeorignal" in keys or "eventtypeoriginal" in keys
+    event_type = _get(record, keys, "EventType")
+    collides = {
+        "processid": native and "executionprocessid" not in keys,
+        "threadid": native and "executionthreadid" not in keys,
+        "eventtype": native and not renamed_type and str(event_type).upper() in _NXLOG_TYPES,
+    }
+    provider = _get(record, keys, "SourceName")
+    if not provider:
+        raise ValueError("no SourceName: not a Windows event record")
+    level_name = _get(record, keys, "EventTypeOrignal") or _get(record, keys, "EventTypeOriginal")
+    if level_name is None and collides["eventtype"]:
+        level_name = event_type
+    level = to_int(_get(record, keys, "Level"))
+    pid_key = "ExecutionProcessID" if "executionprocessid" in keys or not native else "ProcessID"
+    tid_key = "ExecutionThreadID" if "executionthreadid" in keys or not native else "ThreadID"
+    system = system_doc(
+        str(provider),
+        required_event_id(_get(record, keys, "EventID")),
+        guid=_get(record, keys, "ProviderGuid"),
+        version=to_int(_get(record, keys, "Version")),
+        level=level if level is not None else level_number(level_name),
+        task=to_int(_get(record, keys, "Task")),
+        opcode=to_int(_get(record, keys, "OpcodeValue")),
+        keywords=keywords_text(_get(record, keys, "Keywords")),
+        time_created=_time_created(record, keys),
+        record_id=to_int(_get(record, keys, "RecordNumber") or _get(record, keys, "EventRecordID")),
+        activity_id=_get(record, keys, "ActivityID"),
+        related_activity_id=_get(record, keys, "RelatedActivityID"),
+        process_id=to_int(_get(record, keys, pid_key)),
+        thread_id=to_int(_get(record, keys, tid_key)),
+        channel=str(_get(record, keys, "Channel") or ""),
+        computer=str(_get(record, keys, "Hostname") or ""),
+        user_id=_get(record, keys, "UserID"),
+    )
+    data: Doc = {}
+    for key, value in record.items():
+        low = key.lower()
+        if low in _META or key in _SHIPPER or collides.get(low, False):
+            continue
+        if native and low in _NATIVE_META:
+            continue
+        data[key] = value
+    if native:
+        message = _get(record, keys, "Message")
+        for name in _RECOVERABLE:
+            if collides.get(name.lower()) and name not in data:
+                recovered = _message_field(message, name)
+                if recovered is not None:
+                    data[name] = recovered
+    return event_doc(system, data)
+
+
+def record_doc(record: Any) -> Doc:
+    """Any flat JSON Windows event: evtx (``Event``), ECS (``winlog``) or NXLog style."""
+    if isinstance(record, Mapping) and isinstance(record.get("Event"), Mapping):
+        return evtx_record_doc(record)
+    if isinstance(record, Mapping) and ("winlog" in record or "winlog.event_id" in record):
+        return ecs_doc(record)
+    return nxlog_doc(record)
+
+
+def read_nxlog(path: Path) -> Iterator[Item]:
+    """Read NXLog JSON lines (or an array / one object) of flat Windows event records."""
+    return read_json_events(path, nxlog_doc)
+
+
+_JSON_MEMBER = (".json", ".jsonl", ".ndjson", ".log", ".txt")
+
+
+def read_otrf_zip(path: Path) -> Iterator[Item]:
+    """Read every JSON-lines member of a zip; refs are line numbers counted across members."""
+    with open_file(path) as raw:
+        try:
+            archive = zipfile.ZipFile(raw)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise IngestError(f"{path}: not a readable zip file ({exc})") from exc
+        batcher = Batcher("line", raw.tell)
+        lines_before = 0
+        with archive:
+            for info in archive.infolist():
+                if info.is_dir() or info.filename.startswith("__MACOSX/"):
+                    continue
+                if not info.filename.lower().endswith(_JSON_MEMBER):
+                    reason = f"{info.filename}: not a JSON member; skipped"
+                    yield Rejected("line", lines_before, reason)
+                    continue
+                counted = [0]
+                try:
+                    with archive.open(info) as member:
+                        lines = _counting(text_lines(member), counted)
+                        values = iter_json(lines)
+                        yield from convert_values(
+                            values,
+                            record_doc,
+                            batcher,
+                            line_offset=lines_before,
+                            where=info.filename,
+                        )
+                except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+                    reason = f"{info.filename}: unreadable after line {counted[0]} ({exc})"
+                    yield Rejected("line", lines_before + counted[0] + 1, reason)
+                lines_before += counted[0]
+        last = batcher.flush()
+        if last is not None:
+            yield last
+
+
+def _counting(lines: Iterator[str], counted: list[int]) -> Iterator[str]:
+    for line in lines:
+        counted[0] += 1
+        yield line
+
+
+_FLAT_KEY = re.compile(r'"(SourceName|EventID|Hostname|Channel)"\s*:')
+
+
+def sniff_nxlog(path: Path, head: bytes) -> bool:
+    """Flat JSON with NXLog's ``SourceModuleType`` / ``EventReceivedTime``, or with
+    ``SourceName``, ``EventID``, ``Hostname`` and ``Channel`` side by side at the top."""
+    text = json_head(head)
+    if not text or re.search(r'"(?:winlog|Event|System)"\s*:', text):
+        return False
+    if re.search(r'"(?:SourceModuleType|EventReceivedTime)"\s*:', text):
+        return True
+    return len(set(_FLAT_KEY.findall(text))) == 4
+
+
+def sniff_otrf_zip(path: Path, head: bytes) -> bool:
+    """A zip whose first member is a JSON / JSON-lines file."""
+    if not head.startswith(b"PK\x03\x04") or len(head) < 30:
+        return False
+    name_length = int.from_bytes(head[26:28], "little")
+    name = head[30 : 30 + name_length].decode("utf-8", "replace").lower()
+    return name.endswith((".json", ".jsonl", ".ndjson"))

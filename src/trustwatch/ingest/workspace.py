@@ -1,0 +1,433 @@
+"""The workspace: a DuckDB database holding raw events, the normalised tables and a quarantine.
+
+One ``ingest`` is one transaction: interrupted, it leaves the workspace as it was. Every raw
+event is stored once (keyed on Computer, Channel, Provider, EventID, EventRecordID and
+TimeCreated), so re-reading a file adds nothing; table rows from exports are keyed on their
+content. For every file, records read = stored + quarantined + duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from trustwatch.engines.duckdb import DuckDBEngine, cast_column
+from trustwatch.errors import IngestError
+from trustwatch.ingest import normalize, staging
+from trustwatch.ingest.records import EventBatch, Item, Rejected, RowBatch
+from trustwatch.schema.model import TableSchema, builtin_schemas
+from trustwatch.tables import rows_to_arrow
+
+FRESH = "_tw_fresh"
+STAGE = "_tw_stage"
+
+
+@dataclass(slots=True)
+class FileStats:
+    """What one file gave: records read, stored, quarantined, duplicates; rows per table."""
+
+    path: str
+    format: str
+    read: int = 0
+    stored: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    unmapped: int = 0  # stored raw events no field map takes (still in Event / WindowsEvent)
+    tables: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # first few quarantine reasons
+
+    def add_table(self, table: str, n: int) -> None:
+        if n:
+            self.tables[table] = self.tables.get(table, 0) + n
+
+
+def _q(sql: exp.Expr) -> str:
+    return sql.sql(dialect="duckdb")
+
+
+def _ident(name: str) -> exp.Identifier:
+    return exp.to_identifier(name, quoted=True)
+
+
+class Workspace:
+    """A DuckDB database file (or memory) with trustwatch's tables."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = str(path) if path else None
+        try:
+            self.engine = DuckDBEngine(self.path)
+        except duckdb.Error as exc:
+            raise IngestError(f"cannot open workspace {path}: {exc}") from exc
+        self.con = self.engine.con
+        self._prepared: dict[tuple[str, str], str] = {}
+        self._setup()
+
+    def _setup(self) -> None:
+        con = self.con
+        con.execute(_q(staging.create_raw()))
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS _quarantine (_ingest INTEGER, file VARCHAR, "
+            "ref_kind VARCHAR, ref BIGINT, records INTEGER, reason VARCHAR, excerpt VARCHAR)"
+        )
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS _ingests (id INTEGER, started TIMESTAMP, "
+            "files INTEGER, stored BIGINT)"
+        )
+        con.execute("CREATE TABLE IF NOT EXISTS _files (id INTEGER, _ingest INTEGER, path VARCHAR)")
+        for m in normalize.field_maps():
+            self._ensure_table(m.target)
+
+    def _ensure_table(self, name: str) -> TableSchema:
+        schema = builtin_schemas().get(name)
+        if schema is None:
+            raise IngestError(f"unknown table {name}")
+        self.con.execute(_q(staging.create_stored(schema)))
+        return schema
+
+    def stored_tables(self) -> list[str]:
+        rows = self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_type = 'BASE TABLE' AND NOT starts_with(table_name, '_')"
+        ).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def _next_id(self, table: str) -> int:
+        rows = self.con.execute(f"SELECT COALESCE(max(id), 0) + 1 FROM {table}").fetchall()  # noqa: S608
+        return int(rows[0][0])
+
+    # -- ingest ----------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        files: Iterable[tuple[Path, str, Callable[[Path], Iterable[Item]]]],
+        on_file: Callable[[FileStats], None] | None = None,
+        on_progress: Callable[[FileStats, int | None], None] | None = None,
+    ) -> list[FileStats]:
+        """Read, normalise and store ``files`` (path, format name, reader) in one transaction."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            ingest = self._next_id("_ingests")
+            con.execute("INSERT INTO _ingests VALUES (?, now(), 0, 0)", [ingest])
+            results = []
+            for path, fmt, reader in files:
+                stats = FileStats(str(path), fmt)
+                file_id = self._next_id("_files")
+                con.execute("INSERT INTO _files VALUES (?, ?, ?)", [file_id, ingest, str(path)])
+                for item in reader(path):
+                    self._take(item, stats, ingest, file_id)
+                    if on_progress is not None:
+                        on_progress(stats, getattr(item, "position", None))
+                results.append(stats)
+                if on_file is not None:
+                    on_file(stats)
+            self._finish(ingest, results)
+            con.execute(
+                "UPDATE _ingests SET files = ?, stored = ? WHERE id = ?",
+                [len(results), sum(s.stored for s in results), ingest],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return results
+
+    def _take(self, item: Item, stats: FileStats, ingest: int, file_id: int) -> None:
+        if isinstance(item, Rejected):
+            stats.read += item.count
+            stats.quarantined += item.count
+            self._quarantine(
+                ingest, stats, item.ref_kind, item.ref, item.count, item.reason, item.excerpt
+            )
+        elif isinstance(item, EventBatch):
+            self._events(item, stats, ingest, file_id)
+        else:
+            self._rows(item, stats, ingest, file_id)
+
+    def _quarantine(
+        self,
+        ingest: int,
+        stats: FileStats,
+        kind: str,
+        ref: int,
+        count: int,
+        reason: str,
+        excerpt: str,
+    ) -> None:
+        self.con.execute(
+            "INSERT INTO _quarantine VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [ingest, stats.path, kind, ref, count, reason, excerpt],
+        )
+        if len(stats.problems) < 5:
+            stats.problems.append(f"{kind} {ref}: {reason}")
+
+    def _events(self, batch: EventBatch, stats: FileStats, ingest: int, file_id: int) -> None:
+        con = self.con
+        stats.read += len(batch.docs)
+        data = pa.table(
+            {"ref": pa.array(batch.refs, pa.int64()), "doc": pa.array(batch.docs, pa.string())}
+        )
+        con.register("_tw_batch", data)
+        try:
+            stage = staging.stage_query("_tw_batch", ingest, file_id)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} AS {_q(stage)}")
+        finally:
+            con.unregister("_tw_batch")
+        bad = con.execute(
+            f"SELECT _ref, _reason, left(doc, 200) FROM {STAGE} WHERE _reason IS NOT NULL"  # noqa: S608
+        ).fetchall()
+        for ref, reason, text in bad:
+            stats.quarantined += 1
+            self._quarantine(ingest, stats, batch.ref_kind, ref, 1, reason, text)
+        # new events: not in the batch before, not stored before (same key => same TimeCreated,
+        # so only stored events of the batch's time range are compared)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {FRESH} AS "  # noqa: S608 - fixed names
+            f"WITH s AS (SELECT * EXCLUDE (doc, _reason) FROM {STAGE} WHERE _reason IS NULL "
+            "QUALIFY row_number() OVER (PARTITION BY _key ORDER BY _ref) = 1), "
+            f"seen AS (SELECT r._key FROM {staging.RAW} r, "
+            "(SELECT min(TimeCreated) lo, max(TimeCreated) hi FROM s) b "
+            "WHERE r.TimeCreated BETWEEN b.lo AND b.hi) "
+            "SELECT s.* FROM s ANTI JOIN seen ON s._key = seen._key"
+        )
+        fresh = self._count(FRESH)
+        stats.stored += fresh
+        stats.duplicates += len(batch.docs) - len(bad) - fresh
+        if not fresh:
+            return
+        names = ", ".join(f'"{c}"' for c, _ in staging.RAW_COLUMNS)
+        con.execute(f"INSERT INTO {staging.RAW} ({names}) SELECT {names} FROM {FRESH}")  # noqa: S608
+        mapped = 0
+        for m in normalize.field_maps():
+            if m.stage != "event":
+                continue
+            n = self._apply(m, FRESH, ingest)
+            mapped += n
+            stats.add_table(m.target, n)
+        stats.unmapped += self._unmapped(FRESH)
+
+    def _unmapped(self, table: str) -> int:
+        conds = [
+            exp.and_(
+                exp.EQ(this=exp.column("Provider"), expression=exp.Literal.string(provider)),
+                exp.In(
+                    this=exp.column("EventID"), expressions=[exp.Literal.number(i) for i in ids]
+                ),
+            )
+            for provider, ids in normalize.mapped_event_ids().items()
+        ]
+        where = exp.Not(this=exp.Paren(this=exp.or_(*conds))) if conds else exp.true()
+        query = exp.select(exp.Count(this=exp.Star())).from_(table).where(where)
+        return int(self.con.execute(_q(query)).fetchall()[0][0])
+
+    def _count(self, table: str) -> int:
+        return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])  # noqa: S608
+
+    def _apply(self, m: normalize.FieldMap, source: str, ingest: int) -> int:
+        """Run map ``m`` over ``source`` rows; insert into its target; return the row count."""
+        if m.stage == "final":  # rebuilt from every stored event: replace earlier rows
+            self.con.execute(
+                _q(
+                    exp.delete(exp.to_table(m.target, quoted=True)).where(
+                        exp.EQ(this=exp.column("_map"), expression=exp.Literal.string(m.name))
+                    )
+                )
+            )
+        before = self._count(f'"{m.target}"')
+        self.con.execute(self._insert_sql(m, source), [ingest])
+        return self._count(f'"{m.target}"') - before
+
+    def _insert_sql(self, m: normalize.FieldMap, source: str) -> str:
+        """INSERT INTO target SELECT <map> FROM <its view of source>; built once per map."""
+        key = (m.name, source)
+        cached = self._prepared.get(key)
+        if cached is not None:
+            return cached
+        view = f"_tw_in_{m.name.replace('-', '_')}_{'all' if source == staging.RAW else 'new'}"
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {view} AS "
+            + _q(staging.field_input(source, m.provider, m.event_ids, m.fields))
+        )
+        query, columns = m.compile(view)
+        schema = builtin_schemas()[m.target]
+        names = [n for n, _ in columns]
+        select = exp.Select(
+            expressions=[
+                *[_out(name, ktype, schema) for name, ktype in columns],
+                exp.Placeholder().as_("_ingest"),
+                exp.Literal.string(m.name).as_("_map"),
+            ]
+        ).from_(query.subquery("_m"))
+        targets = [_ident(n) for n in [*names, "_ingest", "_map"]]
+        insert = exp.Insert(
+            this=exp.Schema(this=exp.to_table(m.target, quoted=True), expressions=targets),
+            expression=select,
+        )
+        sql = _q(insert)
+        self._prepared[key] = sql
+        return sql
+
+    def _finish(self, ingest: int, results: list[FileStats]) -> None:
+        """Maps over all stored events (script blocks), then InitiatingProcess* enrichment."""
+        for m in normalize.field_maps():
+            if m.stage == "final":
+                n = self._apply(m, staging.RAW, ingest)
+                if results and n:
+                    results[-1].add_table(m.target, 0)
+        for table in self.stored_tables():
+            self._enrich(table, ingest)
+            self._sentinel_columns(table, ingest)
+
+    def _sentinel_columns(self, table: str, ingest: int) -> None:
+        """As the Sentinel copy of a table has them: TimeGenerated (here: the event time,
+        so TimeGenerated-based rules work on old data) and Type (the table name)."""
+        schema = builtin_schemas()[table]
+        if not (schema.column("TimeGenerated") and schema.column("Timestamp")):
+            return
+        self.con.execute(
+            f'UPDATE "{table}" SET TimeGenerated = COALESCE(TimeGenerated, "Timestamp"), '  # noqa: S608
+            "Type = CASE WHEN Type = '' THEN ? ELSE Type END WHERE _ingest = ?",
+            [table, ingest],
+        )
+
+    def _enrich(self, table: str, ingest: int) -> None:
+        schema = builtin_schemas()[table]
+        pairs = [(t, s) for t, s in normalize.enrich_columns().items() if schema.column(t)]
+        if not pairs:
+            return
+        sets = []
+        for target, source in pairs:
+            col = schema.column(target)
+            old = f't."{target}"'
+            if col is not None and col.type == "string":
+                sets.append(f'"{target}" = CASE WHEN {old} = \'\' THEN p."{source}" ELSE {old} END')
+            else:
+                sets.append(f'"{target}" = COALESCE({old}, p."{source}")')
+        self.con.execute(
+            f'UPDATE "{table}" AS t SET {", ".join(sets)} FROM '  # noqa: S608 - names from schemas
+            "(SELECT * FROM \"DeviceProcessEvents\" WHERE _guid <> '' "
+            "QUALIFY row_number() OVER (PARTITION BY DeviceName, _guid ORDER BY Timestamp) = 1) p "
+            "WHERE t._ingest = ? AND t._pguid <> '' AND t._pguid = p._guid "
+            "AND t.DeviceName = p.DeviceName",
+            [ingest],
+        )
+
+    def _rows(self, batch: RowBatch, stats: FileStats, ingest: int, file_id: int) -> None:
+        stats.read += len(batch.rows)
+        schema = builtin_schemas().get(batch.table)
+        if schema is None:
+            stats.quarantined += len(batch.rows)
+            self._quarantine(
+                ingest,
+                stats,
+                batch.ref_kind,
+                batch.refs[0] if batch.refs else 0,
+                len(batch.rows),
+                f"unknown table {batch.table!r}",
+                "",
+            )
+            return
+        self._ensure_table(batch.table)
+        keys = [_row_key(r) for r in batch.rows]
+        data = rows_to_arrow(batch.rows, stats.path)
+        data = data.append_column("_key", pa.array([str(k) for k in keys], pa.string()))
+        data = data.append_column("_ref", pa.array(batch.refs, pa.int64()))
+        present = {n: data.schema.field(n).type for n in data.column_names}
+        cols = [c for c in schema.columns]
+        select = exp.Select(
+            expressions=[
+                *[cast_column(c, present.get(c.name)).as_(_ident(c.name)) for c in cols],
+                exp.Cast(this=exp.column("_key"), to=exp.DataType.build("UHUGEINT")).as_("_key"),
+                exp.Literal.number(ingest).as_("_ingest"),
+                exp.Literal.number(file_id).as_("_file"),
+                exp.column("_ref").as_("_ref"),
+            ]
+        ).from_("_tw_rows")
+        names = ", ".join(f'"{c.name}"' for c in cols)
+        self.con.register("_tw_rows", data)
+        try:
+            before = self._count(f'"{batch.table}"')
+            self.con.execute(
+                f'INSERT INTO "{batch.table}" ({names}, _key, _ingest, _file, _ref) '  # noqa: S608
+                f"SELECT * FROM ({_q(select)}) n WHERE n._key NOT IN "
+                f'(SELECT _key FROM "{batch.table}" WHERE _key IS NOT NULL) '
+                "QUALIFY row_number() OVER (PARTITION BY n._key ORDER BY n._ref) = 1"
+            )
+            added = self._count(f'"{batch.table}"') - before
+        except duckdb.Error as exc:
+            stats.quarantined += len(batch.rows)
+            self._quarantine(
+                ingest,
+                stats,
+                batch.ref_kind,
+                batch.refs[0] if batch.refs else 0,
+                len(batch.rows),
+                f"rows do not fit {batch.table}: {exc}",
+                "",
+            )
+            return
+        finally:
+            self.con.unregister("_tw_rows")
+        stats.stored += added
+        stats.duplicates += len(batch.rows) - added
+        stats.add_table(batch.table, added)
+
+    # -- export ----------------------------------------------------------------------------
+
+    def export_parquet(self, directory: Path) -> dict[str, int]:
+        """Write every stored table as Parquet under DIR/<Table>/day=YYYY-MM-DD/."""
+        out: dict[str, int] = {}
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise IngestError(f"cannot create {directory}: {exc.strerror or exc}") from exc
+        for table in self.stored_tables():
+            schema = builtin_schemas()[table]
+            n = self._count(f'"{table}"')
+            if not n:
+                continue
+            time_col = "Timestamp" if schema.column("Timestamp") else "TimeGenerated"
+            names = ", ".join(f'"{c.name}"' for c in schema.columns)
+            target = directory / table
+            self.con.execute(
+                f"COPY (SELECT {names}, strftime(\"{time_col}\", '%Y-%m-%d') AS day "  # noqa: S608
+                f"FROM \"{table}\") TO '{_literal_path(target)}' "
+                "(FORMAT parquet, PARTITION_BY (day), OVERWRITE_OR_IGNORE)"
+            )
+            out[table] = n
+        return out
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _literal_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _row_key(row: dict[str, Any]) -> int:
+    text = json.dumps(row, sort_keys=True, default=str, ensure_ascii=False)
+    return int.from_bytes(hashlib.md5(text.encode(), usedforsecurity=False).digest(), "big")
+
+
+def _out(name: str, ktype: str, schema: TableSchema) -> exp.Expr:
+    ref = exp.column(name, table="_m", quoted=True)
+    col = schema.column(name)
+    if col is None:
+        if name in normalize.HIDDEN:
+            return exp.Coalesce(this=ref, expressions=[exp.Literal.string("")]).as_(_ident(name))
+        raise IngestError(f"field map output {name} is not a column of {schema.name}")
+    from trustwatch.kql.semantics import sql_type
+
+    value: exp.Expr = ref if col.type == ktype else exp.TryCast(this=ref, to=sql_type(col.type))
+    if col.type == "string":
+        value = exp.Coalesce(this=value, expressions=[exp.Literal.string("")])
+    return value.as_(_ident(name))
