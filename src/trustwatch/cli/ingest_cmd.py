@@ -54,6 +54,12 @@ def ingest_with_progress(
         results = ws.ingest(planned, on_file=on_file, on_progress=on_progress)
     if not quiet_summary:
         print_summary(results, skipped)
+        for table, n in sorted(ws.assembled.items()):
+            if n:
+                click.echo(
+                    f"{table}: {n} row(s) rebuilt from all stored events "
+                    "(PowerShell script blocks joined across files)"
+                )
     else:
         for stats in results:
             if stats.quarantined:

@@ -183,7 +183,11 @@ def field_input(
         .from_(exp.to_table(fresh))
         .where(
             exp.and_(
-                exp.EQ(this=exp.column("Provider"), expression=exp.Literal.string(provider)),
+                # provider and channel names are not case-sensitive in Windows
+                exp.EQ(
+                    this=exp.Lower(this=exp.column("Provider")),
+                    expression=exp.Literal.string(provider.lower()),
+                ),
                 exp.In(
                     this=exp.column("EventID"),
                     expressions=[exp.Literal.number(i) for i in event_ids],
@@ -312,6 +316,8 @@ def _view(schema: TableSchema, known: dict[str, str], *, security: bool) -> exp.
         else:
             value = exp.TryCast(this=value, to=target)
         columns.append(value.as_(exp.to_identifier(col.name, quoted=True)))
-    channel = exp.EQ(this=exp.column("Channel"), expression=exp.Literal.string("Security"))
+    channel = exp.EQ(
+        this=exp.Lower(this=exp.column("Channel")), expression=exp.Literal.string("security")
+    )
     where = channel if security else exp.Not(this=channel)
     return exp.Select(expressions=columns).from_(exp.to_table(RAW)).where(where)

@@ -68,6 +68,8 @@ class Workspace:
             raise IngestError(f"cannot open workspace {path}: {exc}") from exc
         self.con = self.engine.con
         self._prepared: dict[tuple[str, str], str] = {}
+        # rows the last ingest rebuilt from all stored events (script blocks), by table
+        self.assembled: dict[str, int] = {}
         self._setup()
 
     def _setup(self) -> None:
@@ -217,7 +219,10 @@ class Workspace:
     def _unmapped(self, table: str) -> int:
         conds = [
             exp.and_(
-                exp.EQ(this=exp.column("Provider"), expression=exp.Literal.string(provider)),
+                exp.EQ(
+                    this=exp.Lower(this=exp.column("Provider")),
+                    expression=exp.Literal.string(provider.lower()),
+                ),
                 exp.In(
                     this=exp.column("EventID"), expressions=[exp.Literal.number(i) for i in ids]
                 ),
@@ -277,23 +282,27 @@ class Workspace:
 
     def _finish(self, ingest: int, results: list[FileStats]) -> None:
         """Maps over all stored events (script blocks), then InitiatingProcess* enrichment."""
+        self.assembled = {}
         for m in normalize.field_maps():
             if m.stage == "final":
                 n = self._apply(m, staging.RAW, ingest)
-                if results and n:
-                    results[-1].add_table(m.target, 0)
+                self.assembled[m.target] = self.assembled.get(m.target, 0) + n
         for table in self.stored_tables():
             self._enrich(table, ingest)
             self._sentinel_columns(table, ingest)
 
     def _sentinel_columns(self, table: str, ingest: int) -> None:
-        """As the Sentinel copy of a table has them: TimeGenerated (here: the event time,
-        so TimeGenerated-based rules work on old data) and Type (the table name)."""
+        """Both time columns, as the Sentinel copy of a table has them, and Type (the table).
+
+        TimeGenerated is the event time here (so TimeGenerated-based rules work on old data);
+        an export that only has TimeGenerated (Log Analytics) gives Timestamp the same value.
+        """
         schema = builtin_schemas()[table]
         if not (schema.column("TimeGenerated") and schema.column("Timestamp")):
             return
         self.con.execute(
             f'UPDATE "{table}" SET TimeGenerated = COALESCE(TimeGenerated, "Timestamp"), '  # noqa: S608
+            '"Timestamp" = COALESCE("Timestamp", TimeGenerated), '
             "Type = CASE WHEN Type = '' THEN ? ELSE Type END WHERE _ingest = ?",
             [table, ingest],
         )
