@@ -19,7 +19,7 @@ RAW = "_raw_events"
 
 # stored raw event: column -> SQL type
 RAW_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("_key", "UHUGEINT"),
+    ("_key", "UBIGINT"),
     ("_ingest", "INTEGER"),
     ("_file", "INTEGER"),
     ("_ref", "BIGINT"),
@@ -39,30 +39,60 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("SystemUserId", "VARCHAR"),
     ("SystemProcessId", "BIGINT"),
     ("SystemThreadId", "BIGINT"),
-    ("EventData", "JSON"),
-    ("UserData", "JSON"),
+    ("EventData", "VARCHAR"),  # JSON text, parsed only by the maps and views that read it
+    ("UserData", "VARCHAR"),
 )
 
-# How each stored column is read from the System object (s) of a document.
-_SYSTEM_SQL = {
-    "TimeCreated": "TRY_CAST(TRY_CAST(s->>'$.TimeCreated.\"#attributes\".SystemTime' "
-    "AS TIMESTAMPTZ) AS TIMESTAMP)",
-    "Provider": "COALESCE(s->>'$.Provider.\"#attributes\".Name', '')",
-    "ProviderGuid": "upper(trim(COALESCE(s->>'$.Provider.\"#attributes\".Guid', ''), '{}'))",
-    "Channel": "COALESCE(s->>'$.Channel', '')",
-    "Computer": "COALESCE(s->>'$.Computer', '')",
-    "EventID": "COALESCE(TRY_CAST(s->>'$.EventID' AS INTEGER), "
-    "TRY_CAST(s->>'$.EventID.\"#text\"' AS INTEGER))",
-    "Qualifiers": "TRY_CAST(s->>'$.EventID.\"#attributes\".Qualifiers' AS INTEGER)",
-    "Version": "TRY_CAST(s->>'$.Version' AS INTEGER)",
-    "Level": "TRY_CAST(s->>'$.Level' AS INTEGER)",
-    "Task": "TRY_CAST(s->>'$.Task' AS INTEGER)",
-    "Opcode": "TRY_CAST(s->>'$.Opcode' AS INTEGER)",
-    "Keywords": "COALESCE(s->>'$.Keywords', '')",
-    "EventRecordID": "TRY_CAST(s->>'$.EventRecordID' AS BIGINT)",
-    "SystemUserId": "COALESCE(s->>'$.Security.\"#attributes\".UserID', '')",
-    "SystemProcessId": "TRY_CAST(s->>'$.Execution.\"#attributes\".ProcessID' AS BIGINT)",
-    "SystemThreadId": "TRY_CAST(s->>'$.Execution.\"#attributes\".ThreadID' AS BIGINT)",
+# Every value the store keeps, by its JSON path in the document; read in one pass.
+_PATHS: tuple[tuple[str, str], ...] = (
+    ("SystemTime", '$.Event.System.TimeCreated."#attributes".SystemTime'),
+    ("Provider", '$.Event.System.Provider."#attributes".Name'),
+    ("ProviderGuid", '$.Event.System.Provider."#attributes".Guid'),
+    ("Channel", "$.Event.System.Channel"),
+    ("Computer", "$.Event.System.Computer"),
+    ("EventID", "$.Event.System.EventID"),
+    ("EventIDText", '$.Event.System.EventID."#text"'),
+    ("Qualifiers", '$.Event.System.EventID."#attributes".Qualifiers'),
+    ("Version", "$.Event.System.Version"),
+    ("Level", "$.Event.System.Level"),
+    ("Task", "$.Event.System.Task"),
+    ("Opcode", "$.Event.System.Opcode"),
+    ("Keywords", "$.Event.System.Keywords"),
+    ("EventRecordID", "$.Event.System.EventRecordID"),
+    ("SystemUserId", '$.Event.System.Security."#attributes".UserID'),
+    ("SystemProcessId", '$.Event.System.Execution."#attributes".ProcessID'),
+    ("SystemThreadId", '$.Event.System.Execution."#attributes".ThreadID'),
+    ("EventData", "$.Event.EventData"),
+    ("UserData", "$.Event.UserData"),
+)
+_AT = {name: i + 1 for i, (name, _) in enumerate(_PATHS)}
+
+
+def _v(name: str) -> str:
+    return f"v[{_AT[name]}]"
+
+
+# How each stored column is made from the extracted values (v).
+_COLUMN_SQL = {
+    "TimeCreated": f"TRY_CAST(TRY_CAST({_v('SystemTime')} AS TIMESTAMPTZ) AS TIMESTAMP)",
+    "Provider": f"COALESCE({_v('Provider')}, '')",
+    "ProviderGuid": f"upper(trim(COALESCE({_v('ProviderGuid')}, ''), '{{}}'))",
+    "Channel": f"COALESCE({_v('Channel')}, '')",
+    "Computer": f"COALESCE({_v('Computer')}, '')",
+    "EventID": f"COALESCE(TRY_CAST({_v('EventID')} AS INTEGER), "
+    f"TRY_CAST({_v('EventIDText')} AS INTEGER))",
+    "Qualifiers": f"TRY_CAST({_v('Qualifiers')} AS INTEGER)",
+    "Version": f"TRY_CAST({_v('Version')} AS INTEGER)",
+    "Level": f"TRY_CAST({_v('Level')} AS INTEGER)",
+    "Task": f"TRY_CAST({_v('Task')} AS INTEGER)",
+    "Opcode": f"TRY_CAST({_v('Opcode')} AS INTEGER)",
+    "Keywords": f"COALESCE({_v('Keywords')}, '')",
+    "EventRecordID": f"TRY_CAST({_v('EventRecordID')} AS BIGINT)",
+    "SystemUserId": f"COALESCE({_v('SystemUserId')}, '')",
+    "SystemProcessId": f"TRY_CAST({_v('SystemProcessId')} AS BIGINT)",
+    "SystemThreadId": f"TRY_CAST({_v('SystemThreadId')} AS BIGINT)",
+    "EventData": _v("EventData"),
+    "UserData": _v("UserData"),
 }
 
 
@@ -71,52 +101,51 @@ def _sql(text: str) -> exp.Expr:
 
 
 def stage_query(batch_view: str, ingest: int, file_id: int) -> exp.Query:
-    """One row per document: the stored columns, or a reason when it cannot be stored."""
-    parts = exp.Select(
+    """One row per document: the stored columns, its key, or why it cannot be stored.
+
+    The document is parsed once (one list extraction); malformed JSON gives a reason, not an
+    error for the whole batch.
+    """
+    paths = exp.Array(expressions=[exp.Literal.string(path) for _, path in _PATHS])
+    extract = exp.Anonymous(
+        this="TRY",
         expressions=[
-            exp.column("ref"),
-            exp.column("doc"),
-            _sql(
-                "CASE WHEN json_valid(doc) THEN json_extract(doc, "
-                "['$.Event.System', '$.Event.EventData', '$.Event.UserData']) END"
-            ).as_("p"),
-        ]
-    ).from_(exp.to_table(batch_view))
-    split = exp.Select(
-        expressions=[
-            exp.column("ref"),
-            exp.column("doc"),
-            _sql("p[1]").as_("s"),
-            _sql("p[2]").as_("ed"),
-            _sql("p[3]").as_("ud"),
-        ]
-    ).from_(parts.subquery("parts"))
+            exp.Anonymous(this="json_extract_string", expressions=[exp.column("doc"), paths])
+        ],
+    )
+    parts = exp.Select(expressions=[exp.column("ref"), exp.column("doc"), extract.as_("v")]).from_(
+        exp.to_table(batch_view)
+    )
     columns: list[exp.Expr] = [
         exp.Literal.number(ingest).as_("_ingest"),
         exp.Literal.number(file_id).as_("_file"),
         exp.column("ref").as_("_ref"),
     ]
-    columns += [_sql(sql).as_(name) for name, sql in _SYSTEM_SQL.items()]
+    columns += [_sql(sql).as_(name) for name, sql in _COLUMN_SQL.items()]
     columns += [
-        _sql("CASE WHEN json_type(ed) = 'NULL' THEN NULL ELSE ed END").as_("EventData"),
-        _sql("CASE WHEN json_type(ud) = 'NULL' THEN NULL ELSE ud END").as_("UserData"),
-        exp.column("doc"),
         _sql(
-            "CASE WHEN s IS NULL OR json_type(s) <> 'OBJECT' THEN 'not a Windows event "
-            "(no Event.System object, or not JSON)' "
-            "WHEN s->>'$.TimeCreated.\"#attributes\".SystemTime' IS NULL THEN "
-            "'event has no System/TimeCreated' END"
+            "CASE WHEN v IS NULL THEN 'not JSON' "
+            f"WHEN COALESCE({_v('Provider')}, {_v('SystemTime')}, {_v('Computer')}, "
+            f"{_v('Channel')}, {_v('EventID')}) IS NULL THEN "
+            "'not a Windows event (no Event.System)' "
+            f"WHEN {_v('SystemTime')} IS NULL THEN 'event has no System/TimeCreated' "
+            f"WHEN TRY_CAST({_v('SystemTime')} AS TIMESTAMPTZ) IS NULL THEN "
+            "'System/TimeCreated is not a time' END"
         ).as_("_reason"),
+        _sql("CASE WHEN _reason IS NOT NULL THEN left(doc, 200) END").as_("_excerpt"),
+        # without a record number, an event is told apart by its place in the file and content
+        _sql(
+            f"CASE WHEN TRY_CAST({_v('EventRecordID')} AS BIGINT) IS NULL THEN "
+            "CAST(ref AS VARCHAR) || ':' || md5(doc) END"
+        ).as_("_anon"),
     ]
-    staged = exp.Select(expressions=columns).from_(split.subquery("split"))
+    staged = exp.Select(expressions=columns).from_(parts.subquery("parts"))
     return exp.Select(
         expressions=[
             exp.Star(),
             _sql(
-                "md5_number(concat_ws('|', Computer, Channel, Provider, EventID, EventRecordID, "
-                "strftime(TimeCreated, '%Y-%m-%dT%H:%M:%S.%f'), "
-                "CASE WHEN EventRecordID IS NULL THEN _ref || ':' || "
-                "md5(COALESCE(CAST(EventData AS VARCHAR), CAST(UserData AS VARCHAR), doc)) END))"
+                "md5_number_lower(concat_ws('|', Computer, Channel, Provider, EventID, "
+                "EventRecordID, epoch_us(TimeCreated), _anon))"
             ).as_("_key"),
         ]
     ).from_(staged.subquery("staged"))
@@ -130,7 +159,7 @@ def _create(name: str, columns: tuple[tuple[str, str], ...] | list[tuple[str, st
     """CREATE TABLE IF NOT EXISTS; text columns default to "" (KQL strings are never null)."""
     defs = []
     for n, t in columns:
-        kind = exp.DataType.build(t)
+        kind = exp.DataType.build(t, dialect="duckdb")
         constraints = []
         if kind.this in (exp.DataType.Type.VARCHAR, exp.DataType.Type.TEXT):
             constraints.append(
@@ -149,7 +178,7 @@ def _create(name: str, columns: tuple[tuple[str, str], ...] | list[tuple[str, st
 
 
 HIDDEN_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("_key", "UHUGEINT"),
+    ("_key", "UBIGINT"),
     ("_ingest", "INTEGER"),
     ("_file", "INTEGER"),
     ("_ref", "BIGINT"),

@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlglot import exp
 
 from trustwatch.engines.duckdb import DuckDBEngine, cast_column
@@ -26,6 +27,7 @@ from trustwatch.ingest.records import EventBatch, Item, Rejected, RowBatch
 from trustwatch.schema.model import TableSchema, builtin_schemas
 from trustwatch.tables import rows_to_arrow
 
+BATCH = "_tw_batch"
 FRESH = "_tw_fresh"
 STAGE = "_tw_stage"
 
@@ -119,6 +121,7 @@ class Workspace:
         try:
             ingest = self._next_id("_ingests")
             con.execute("INSERT INTO _ingests VALUES (?, now(), 0, 0)", [ingest])
+            con.execute("SET VARIABLE tw_ingest = ?", [ingest])
             results = []
             for path, fmt, reader in files:
                 stats = FileStats(str(path), fmt)
@@ -172,51 +175,69 @@ class Workspace:
             stats.problems.append(f"{kind} {ref}: {reason}")
 
     def _events(self, batch: EventBatch, stats: FileStats, ingest: int, file_id: int) -> None:
+        """Stage, de-duplicate, store and normalise one batch of documents.
+
+        Intermediate results travel as Arrow tables registered with the connection, not as
+        temporary tables: inside the ingest's transaction, replaced temporary tables would be
+        kept until the commit, and memory would grow with the input.
+        """
         con = self.con
         stats.read += len(batch.docs)
         data = pa.table(
             {"ref": pa.array(batch.refs, pa.int64()), "doc": pa.array(batch.docs, pa.string())}
         )
-        con.register("_tw_batch", data)
-        try:
-            stage = staging.stage_query("_tw_batch", ingest, file_id)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} AS {_q(stage)}")
-        finally:
-            con.unregister("_tw_batch")
-        bad = con.execute(
-            f"SELECT _ref, _reason, left(doc, 200) FROM {STAGE} WHERE _reason IS NOT NULL"  # noqa: S608
-        ).fetchall()
-        for ref, reason, text in bad:
+        staged = self._arrow(_q(staging.stage_query(BATCH, ingest, file_id)), BATCH, data)
+        del data
+        bad = staged.filter(pc.is_valid(staged.column("_reason")))
+        for ref, reason, text in zip(
+            bad.column("_ref").to_pylist(),
+            bad.column("_reason").to_pylist(),
+            bad.column("_excerpt").to_pylist(),
+            strict=True,
+        ):
             stats.quarantined += 1
             self._quarantine(ingest, stats, batch.ref_kind, ref, 1, reason, text)
-        # new events: not in the batch before, not stored before (same key => same TimeCreated,
-        # so only stored events of the batch's time range are compared)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {FRESH} AS "  # noqa: S608 - fixed names
-            f"WITH s AS (SELECT * EXCLUDE (doc, _reason) FROM {STAGE} WHERE _reason IS NULL "
+        # new events: not earlier in the batch, not stored before (same key => same
+        # TimeCreated, so only stored events of the batch's time range are compared)
+        fresh = self._arrow(
+            f"WITH s AS (SELECT * EXCLUDE (_excerpt, _reason) FROM {STAGE} WHERE _reason IS NULL "  # noqa: S608
             "QUALIFY row_number() OVER (PARTITION BY _key ORDER BY _ref) = 1), "
             f"seen AS (SELECT r._key FROM {staging.RAW} r, "
             "(SELECT min(TimeCreated) lo, max(TimeCreated) hi FROM s) b "
             "WHERE r.TimeCreated BETWEEN b.lo AND b.hi) "
-            "SELECT s.* FROM s ANTI JOIN seen ON s._key = seen._key"
+            "SELECT s.* FROM s ANTI JOIN seen ON s._key = seen._key",
+            STAGE,
+            staged,
         )
-        fresh = self._count(FRESH)
-        stats.stored += fresh
-        stats.duplicates += len(batch.docs) - len(bad) - fresh
-        if not fresh:
+        del staged
+        stats.stored += fresh.num_rows
+        stats.duplicates += len(batch.docs) - bad.num_rows - fresh.num_rows
+        if not fresh.num_rows:
             return
+        rel = con.from_arrow(fresh)
         names = ", ".join(f'"{c}"' for c, _ in staging.RAW_COLUMNS)
-        con.execute(f"INSERT INTO {staging.RAW} ({names}) SELECT {names} FROM {FRESH}")  # noqa: S608
-        mapped = 0
-        for m in normalize.field_maps():
-            if m.stage != "event":
-                continue
-            n = self._apply(m, FRESH, ingest)
-            mapped += n
-            stats.add_table(m.target, n)
-        stats.unmapped += self._unmapped(FRESH)
+        rel.query(FRESH, f"INSERT INTO {staging.RAW} ({names}) SELECT {names} FROM {FRESH}")  # noqa: S608
+        kinds = fresh.group_by(["Provider", "EventID"]).aggregate([]).to_pylist()
+        present = {(str(k["Provider"]).lower(), k["EventID"]) for k in kinds}
+        for m in normalize.field_maps():  # only maps whose events are in the batch
+            if m.stage == "event" and any((m.provider.lower(), i) in present for i in m.event_ids):
+                stats.add_table(m.target, _scalar(rel.query(FRESH, self._insert_sql(m, FRESH))))
+        stats.unmapped += _scalar(rel.query(FRESH, self._unmapped_sql(FRESH)))
 
-    def _unmapped(self, table: str) -> int:
+    def _arrow(self, sql: str, name: str, data: pa.Table) -> pa.Table:
+        """Run ``sql`` over ``data``, visible to it as ``name``; the result as Arrow.
+
+        Arrow data is passed as a relation, not registered with the connection: inside the
+        ingest's transaction, registered tables stay referenced until the commit, and memory
+        would grow with the input.
+        """
+        relation = self.con.from_arrow(data).query(name, sql)
+        if relation is None:
+            raise IngestError("internal: a staging query returned no result")
+        result: pa.Table = relation.to_arrow_table()
+        return result
+
+    def _unmapped_sql(self, table: str) -> str:
         conds = [
             exp.and_(
                 exp.EQ(
@@ -231,7 +252,7 @@ class Workspace:
         ]
         where = exp.Not(this=exp.Paren(this=exp.or_(*conds))) if conds else exp.true()
         query = exp.select(exp.Count(this=exp.Star())).from_(table).where(where)
-        return int(self.con.execute(_q(query)).fetchall()[0][0])
+        return _q(query)
 
     def _count(self, table: str) -> int:
         return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])  # noqa: S608
@@ -246,31 +267,31 @@ class Workspace:
                     )
                 )
             )
-        before = self._count(f'"{m.target}"')
-        self.con.execute(self._insert_sql(m, source), [ingest])
-        return self._count(f'"{m.target}"') - before
+        inserted = self.con.execute(self._insert_sql(m, source)).fetchall()
+        return int(inserted[0][0])
 
     def _insert_sql(self, m: normalize.FieldMap, source: str) -> str:
-        """INSERT INTO target SELECT <map> FROM <its view of source>; built once per map."""
+        """INSERT INTO target WITH <map's events> SELECT <map>; built once per map and source."""
         key = (m.name, source)
         cached = self._prepared.get(key)
         if cached is not None:
             return cached
-        view = f"_tw_in_{m.name.replace('-', '_')}_{'all' if source == staging.RAW else 'new'}"
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {view} AS "
-            + _q(staging.field_input(source, m.provider, m.event_ids, m.fields))
-        )
+        view = "_tw_in"  # a CTE: the map's events, with its fields as columns
         query, columns = m.compile(view)
         schema = builtin_schemas()[m.target]
         names = [n for n, _ in columns]
         select = exp.Select(
             expressions=[
                 *[_out(name, ktype, schema) for name, ktype in columns],
-                exp.Placeholder().as_("_ingest"),
+                exp.Anonymous(
+                    this="getvariable", expressions=[exp.Literal.string("tw_ingest")]
+                ).as_("_ingest"),
                 exp.Literal.string(m.name).as_("_map"),
             ]
         ).from_(query.subquery("_m"))
+        select = select.with_(
+            view, as_=staging.field_input(source, m.provider, m.event_ids, m.fields)
+        )
         targets = [_ident(n) for n in [*names, "_ingest", "_map"]]
         insert = exp.Insert(
             this=exp.Schema(this=exp.to_table(m.target, quoted=True), expressions=targets),
@@ -354,7 +375,9 @@ class Workspace:
         select = exp.Select(
             expressions=[
                 *[cast_column(c, present.get(c.name)).as_(_ident(c.name)) for c in cols],
-                exp.Cast(this=exp.column("_key"), to=exp.DataType.build("UHUGEINT")).as_("_key"),
+                exp.Cast(
+                    this=exp.column("_key"), to=exp.DataType.build("UBIGINT", dialect="duckdb")
+                ).as_("_key"),
                 exp.Literal.number(ingest).as_("_ingest"),
                 exp.Literal.number(file_id).as_("_file"),
                 exp.column("_ref").as_("_ref"),
@@ -418,13 +441,20 @@ class Workspace:
         self.con.close()
 
 
+def _scalar(relation: Any) -> int:
+    """The single number a relation (an INSERT's row count, a count) holds."""
+    if relation is None:
+        return 0
+    return int(relation.fetchall()[0][0])
+
+
 def _literal_path(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
 def _row_key(row: dict[str, Any]) -> int:
     text = json.dumps(row, sort_keys=True, default=str, ensure_ascii=False)
-    return int.from_bytes(hashlib.md5(text.encode(), usedforsecurity=False).digest(), "big")
+    return int.from_bytes(hashlib.md5(text.encode(), usedforsecurity=False).digest()[:8], "big")
 
 
 def _out(name: str, ktype: str, schema: TableSchema) -> exp.Expr:
