@@ -27,6 +27,7 @@ from trustwatch.ingest.records import EventBatch, Item, Rejected, RowBatch
 from trustwatch.schema.model import TableSchema, builtin_schemas
 from trustwatch.tables import rows_to_arrow
 
+MEMORY_LIMIT = "512MB"
 BATCH = "_tw_batch"
 FRESH = "_tw_fresh"
 STAGE = "_tw_stage"
@@ -69,6 +70,9 @@ class Workspace:
         except duckdb.Error as exc:
             raise IngestError(f"cannot open workspace {path}: {exc}") from exc
         self.con = self.engine.con
+        # DuckDB keeps a transaction's new rows in memory up to its limit, then writes them
+        # to the database file: the limit is what keeps a long ingest's memory flat
+        self.con.execute(f"SET memory_limit='{MEMORY_LIMIT}'")
         self._prepared: dict[tuple[str, str], str] = {}
         # rows the last ingest rebuilt from all stored events (script blocks), by table
         self.assembled: dict[str, int] = {}
@@ -271,7 +275,13 @@ class Workspace:
         return int(inserted[0][0])
 
     def _insert_sql(self, m: normalize.FieldMap, source: str) -> str:
-        """INSERT INTO target WITH <map's events> SELECT <map>; built once per map and source."""
+        """The INSERT of map ``m`` over ``source``; built once per map and source.
+
+        ``INSERT INTO target WITH _tw_in AS (<the map's events>), _tw_mapped AS (<the map>),
+        _tw_parent AS (<their processes>) SELECT ...``: rows naming a process (``_pguid``) get
+        its InitiatingProcess* details from its process-creation row, found by a join on the
+        few process ids of the batch (no pass over the whole table afterwards).
+        """
         key = (m.name, source)
         cached = self._prepared.get(key)
         if cached is not None:
@@ -280,19 +290,48 @@ class Workspace:
         query, columns = m.compile(view)
         schema = builtin_schemas()[m.target]
         names = [n for n, _ in columns]
+        mapped = exp.Select(expressions=[_out(n, t, schema) for n, t in columns]).from_(
+            query.subquery("_m")
+        )
+        pairs = _enrich_pairs(schema) if "_pguid" in names else []
+        out: dict[str, exp.Expr] = {
+            n: exp.column(n, table="_tw_mapped", quoted=True) for n in names
+        }
+        for target, source_col in pairs:
+            mine = out.get(target)
+            theirs = exp.column(source_col, table="_tw_parent", quoted=True)
+            out[target] = _fill(mine, theirs, schema, target)
+        if schema.column("TimeGenerated") and "TimeGenerated" not in out and "Timestamp" in out:
+            out["TimeGenerated"] = exp.column("Timestamp", table="_tw_mapped", quoted=True)
+        if schema.column("Type") and "Type" not in out:
+            out["Type"] = exp.Literal.string(m.target)
+        variable = exp.Anonymous(this="getvariable", expressions=[exp.Literal.string("tw_ingest")])
         select = exp.Select(
             expressions=[
-                *[_out(name, ktype, schema) for name, ktype in columns],
-                exp.Anonymous(
-                    this="getvariable", expressions=[exp.Literal.string("tw_ingest")]
-                ).as_("_ingest"),
+                *[value.as_(_ident(n)) for n, value in out.items()],
+                variable.as_("_ingest"),
                 exp.Literal.string(m.name).as_("_map"),
             ]
-        ).from_(query.subquery("_m"))
+        ).from_(exp.to_table("_tw_mapped"))
         select = select.with_(
             view, as_=staging.field_input(source, m.provider, m.event_ids, m.fields)
-        )
-        targets = [_ident(n) for n in [*names, "_ingest", "_map"]]
+        ).with_("_tw_mapped", as_=mapped)
+        if pairs:
+            select = select.with_("_tw_parent", as_=_parents(pairs)).join(
+                exp.to_table("_tw_parent"),
+                on=exp.and_(
+                    exp.EQ(
+                        this=exp.column("_pguid", table="_tw_mapped"),
+                        expression=exp.column("_guid", table="_tw_parent"),
+                    ),
+                    exp.EQ(
+                        this=exp.column("DeviceName", table="_tw_mapped", quoted=True),
+                        expression=exp.column("DeviceName", table="_tw_parent", quoted=True),
+                    ),
+                ),
+                join_type="left",
+            )
+        targets = [_ident(n) for n in [*out, "_ingest", "_map"]]
         insert = exp.Insert(
             this=exp.Schema(this=exp.to_table(m.target, quoted=True), expressions=targets),
             expression=select,
@@ -324,14 +363,21 @@ class Workspace:
         self.con.execute(
             f'UPDATE "{table}" SET TimeGenerated = COALESCE(TimeGenerated, "Timestamp"), '  # noqa: S608
             '"Timestamp" = COALESCE("Timestamp", TimeGenerated), '
-            "Type = CASE WHEN Type = '' THEN ? ELSE Type END WHERE _ingest = ?",
+            "Type = CASE WHEN Type = '' THEN ? ELSE Type END WHERE _ingest = ? AND "
+            "(TimeGenerated IS NULL OR \"Timestamp\" IS NULL OR Type = '')",
             [table, ingest],
         )
 
     def _enrich(self, table: str, ingest: int) -> None:
+        """Fill the rows of this ingest whose process was created later in the ingest.
+
+        Most rows were filled when inserted; this catches a process-creation event read after
+        the events it caused (another file, or a later batch), and parents created in the same
+        batch as their child.
+        """
         schema = builtin_schemas()[table]
-        pairs = [(t, s) for t, s in normalize.enrich_columns().items() if schema.column(t)]
-        if not pairs:
+        pairs = _enrich_pairs(schema)
+        if not pairs or not schema.column("InitiatingProcessCreationTime"):
             return
         sets = []
         for target, source in pairs:
@@ -341,12 +387,18 @@ class Workspace:
                 sets.append(f'"{target}" = CASE WHEN {old} = \'\' THEN p."{source}" ELSE {old} END')
             else:
                 sets.append(f'"{target}" = COALESCE({old}, p."{source}")')
+        columns = ", ".join(f'"{c}"' for c in sorted({s for _, s in pairs} | {"DeviceName"}))
+        pending = (
+            f"FROM \"{table}\" WHERE _ingest = $1 AND _pguid <> '' "  # noqa: S608
+            "AND InitiatingProcessCreationTime IS NULL"
+        )
         self.con.execute(
             f'UPDATE "{table}" AS t SET {", ".join(sets)} FROM '  # noqa: S608 - names from schemas
-            "(SELECT * FROM \"DeviceProcessEvents\" WHERE _guid <> '' "
+            f"(SELECT {columns}, _guid FROM \"DeviceProcessEvents\" WHERE _guid <> '' AND "
+            f"_guid IN (SELECT _pguid {pending}) "
             "QUALIFY row_number() OVER (PARTITION BY DeviceName, _guid ORDER BY Timestamp) = 1) p "
-            "WHERE t._ingest = ? AND t._pguid <> '' AND t._pguid = p._guid "
-            "AND t.DeviceName = p.DeviceName",
+            "WHERE t._ingest = $1 AND t._pguid <> '' AND t._pguid = p._guid "
+            "AND t.DeviceName = p.DeviceName AND t.InitiatingProcessCreationTime IS NULL",
             [ingest],
         )
 
@@ -439,6 +491,52 @@ class Workspace:
 
     def close(self) -> None:
         self.con.close()
+
+
+def _enrich_pairs(schema: TableSchema) -> list[tuple[str, str]]:
+    """(target column, DeviceProcessEvents column) pairs of the enrichment, for ``schema``."""
+    return [(t, s) for t, s in normalize.enrich_columns().items() if schema.column(t)]
+
+
+def _fill(mine: exp.Expr | None, theirs: exp.Expr, schema: TableSchema, name: str) -> exp.Expr:
+    """The row's own value, or the process's when the row has none."""
+    col = schema.column(name)
+    text = col is not None and col.type == "string"
+    if mine is None:
+        return exp.Coalesce(this=theirs, expressions=[exp.Literal.string("")]) if text else theirs
+    if text:
+        empty = exp.EQ(this=mine.copy(), expression=exp.Literal.string(""))
+        return exp.Case(
+            ifs=[
+                exp.If(
+                    this=empty, true=exp.Coalesce(this=theirs, expressions=[exp.Literal.string("")])
+                )
+            ],
+            default=mine.copy(),
+        )
+    return exp.Coalesce(this=mine, expressions=[theirs])
+
+
+def _parents(pairs: list[tuple[str, str]]) -> exp.Query:
+    """The process-creation rows of the processes the mapped rows name (one per process)."""
+    columns = sorted({source for _, source in pairs} | {"DeviceName", "_guid"})
+    wanted = exp.select("_pguid").from_("_tw_mapped")
+    ordered = exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[exp.column("DeviceName", quoted=True), exp.column("_guid")],
+        order=exp.Order(expressions=[exp.Ordered(this=exp.column("Timestamp", quoted=True))]),
+    )
+    return (
+        exp.Select(expressions=[exp.column(c, quoted=True) for c in columns])
+        .from_(exp.to_table("DeviceProcessEvents", quoted=True))
+        .where(
+            exp.and_(
+                exp.NEQ(this=exp.column("_guid"), expression=exp.Literal.string("")),
+                exp.In(this=exp.column("_guid"), query=wanted.subquery()),
+            )
+        )
+        .qualify(exp.EQ(this=ordered, expression=exp.Literal.number(1)))
+    )
 
 
 def _scalar(relation: Any) -> int:
