@@ -466,3 +466,22 @@ def test_parquet_export_is_partitioned_by_table_and_day(tmp_path: Path) -> None:
     assert written["DeviceProcessEvents"] == 96
     days = sorted(p.name for p in (tmp_path / "pq" / "DeviceProcessEvents").iterdir())
     assert days == ["day=2019-07-29"]
+
+
+def test_prefetch_keeps_order_and_hands_reader_errors_to_the_consumer() -> None:
+    from trustwatch.ingest.workspace import prefetch
+
+    def items() -> Iterator[Item]:
+        for i in range(5):
+            yield Rejected("line", i, "x")
+        raise ValueError("disk gone")
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="disk gone"):
+        for item in prefetch(items()):
+            assert isinstance(item, Rejected)
+            got.append(item.ref)
+    assert got == [0, 1, 2, 3, 4]
+    endless = prefetch(Rejected("line", i, "x") for i in range(10**9))
+    assert next(endless).ref == 0
+    endless.close()  # the consumer stopping early stops the reader thread

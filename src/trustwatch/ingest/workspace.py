@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from queue import Empty, Queue
+from typing import Any, cast
 
 import duckdb
 import pyarrow as pa
@@ -131,7 +133,7 @@ class Workspace:
                 stats = FileStats(str(path), fmt)
                 file_id = self._next_id("_files")
                 con.execute("INSERT INTO _files VALUES (?, ?, ?)", [file_id, ingest, str(path)])
-                for item in reader(path):
+                for item in prefetch(reader(path)):
                     self._take(item, stats, ingest, file_id)
                     if on_progress is not None:
                         on_progress(stats, getattr(item, "position", None))
@@ -491,6 +493,51 @@ class Workspace:
 
     def close(self) -> None:
         self.con.close()
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[Item], depth: int = 2) -> Iterator[Item]:
+    """Read ahead in a thread: the parser (Rust, GIL released) works while DuckDB does.
+
+    At most ``depth`` items wait; an error in the reader is raised here, where it is used.
+    """
+    queue: Queue[object] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                queue.put(item)
+        except BaseException as exc:  # handed to the consumer, raised there
+            queue.put(_Failure(exc))
+        queue.put(_DONE)
+
+    thread = threading.Thread(target=produce, name="trustwatch-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            got = queue.get()
+            if got is _DONE:
+                return
+            if isinstance(got, _Failure):
+                raise got.error
+            yield cast(Item, got)
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a blocked producer finish
+            try:
+                queue.get_nowait()
+            except Empty:
+                thread.join(0.05)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    error: BaseException
 
 
 def _enrich_pairs(schema: TableSchema) -> list[tuple[str, str]]:
