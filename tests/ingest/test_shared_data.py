@@ -300,3 +300,13 @@ def test_other_input_shapes(name: str, fmt: str, table: str, count: int) -> None
     ws = Workspace(None)
     ws.ingest(planned)
     assert rows(ws, f"{table} | count") == [{"Count": count}]
+
+
+def test_exported_rows_are_not_stored_twice(tmp_path: Path) -> None:
+    planned, _ = pipeline.plan([EXAMPLES / "mde_eventhub_message_DeviceRegistryEvents.json"])
+    ws = Workspace(tmp_path / "ws.duckdb")
+    first = ws.ingest(planned)[0]
+    second = ws.ingest(planned)[0]
+    assert (first.read, first.stored, first.duplicates) == (1, 1, 0)
+    assert (second.read, second.stored, second.duplicates) == (1, 0, 1)
+    assert rows(ws, "DeviceRegistryEvents | count") == [{"Count": 1}]

@@ -408,16 +408,7 @@ class Workspace:
         stats.read += len(batch.rows)
         schema = builtin_schemas().get(batch.table)
         if schema is None:
-            stats.quarantined += len(batch.rows)
-            self._quarantine(
-                ingest,
-                stats,
-                batch.ref_kind,
-                batch.refs[0] if batch.refs else 0,
-                len(batch.rows),
-                f"unknown table {batch.table!r}",
-                "",
-            )
+            self._reject_rows(batch, stats, ingest, f"unknown table {batch.table!r}")
             return
         self._ensure_table(batch.table)
         keys = [_row_key(r) for r in batch.rows]
@@ -438,33 +429,27 @@ class Workspace:
             ]
         ).from_("_tw_rows")
         names = ", ".join(f'"{c.name}"' for c in cols)
-        self.con.register("_tw_rows", data)
         try:
-            before = self._count(f'"{batch.table}"')
-            self.con.execute(
-                f'INSERT INTO "{batch.table}" ({names}, _key, _ingest, _file, _ref) '  # noqa: S608
-                f"SELECT * FROM ({_q(select)}) n WHERE n._key NOT IN "
-                f'(SELECT _key FROM "{batch.table}" WHERE _key IS NOT NULL) '
-                "QUALIFY row_number() OVER (PARTITION BY n._key ORDER BY n._ref) = 1"
+            added = _scalar(
+                self.con.from_arrow(data).query(
+                    "_tw_rows",
+                    f'INSERT INTO "{batch.table}" ({names}, _key, _ingest, _file, _ref) '  # noqa: S608
+                    f"SELECT * FROM ({_q(select)}) n WHERE n._key NOT IN "
+                    f'(SELECT _key FROM "{batch.table}" WHERE _key IS NOT NULL) '
+                    "QUALIFY row_number() OVER (PARTITION BY n._key ORDER BY n._ref) = 1",
+                )
             )
-            added = self._count(f'"{batch.table}"') - before
         except duckdb.Error as exc:
-            stats.quarantined += len(batch.rows)
-            self._quarantine(
-                ingest,
-                stats,
-                batch.ref_kind,
-                batch.refs[0] if batch.refs else 0,
-                len(batch.rows),
-                f"rows do not fit {batch.table}: {exc}",
-                "",
-            )
+            self._reject_rows(batch, stats, ingest, f"rows do not fit {batch.table}: {exc}")
             return
-        finally:
-            self.con.unregister("_tw_rows")
         stats.stored += added
         stats.duplicates += len(batch.rows) - added
         stats.add_table(batch.table, added)
+
+    def _reject_rows(self, batch: RowBatch, stats: FileStats, ingest: int, reason: str) -> None:
+        stats.quarantined += len(batch.rows)
+        first = batch.refs[0] if batch.refs else 0
+        self._quarantine(ingest, stats, batch.ref_kind, first, len(batch.rows), reason, "")
 
     # -- export ----------------------------------------------------------------------------
 
