@@ -22,10 +22,13 @@ def ingest_with_progress(
     paths: Iterable[str],
     input_format: str | None,
     *,
+    input_table: str | None = None,
     quiet_summary: bool = False,
 ) -> tuple[list[FileStats], list[tuple[Path, str]]]:
     """Ingest ``paths`` into ``ws`` with a progress bar on stderr (when it is a terminal)."""
-    planned, skipped = pipeline.plan(paths, input_format, skip_unknown=True)
+    planned, skipped = pipeline.plan(
+        paths, input_format, input_table=input_table, skip_unknown=True
+    )
     err = Console(stderr=True)
     total = sum(p.stat().st_size for p, _, _ in planned) or 1
     done_bytes = 0
@@ -123,6 +126,11 @@ def print_summary(results: list[FileStats], skipped: list[tuple[Path, str]]) -> 
     metavar="NAME",
     help="Read every file as this format instead of detecting it (see --list-formats).",
 )
+@click.option(
+    "--input-table",
+    metavar="TABLE",
+    help="The table of exported rows that do not name it (e.g. DeviceRegistryEvents).",
+)
 @click.option("--list-formats", is_flag=True, help="List the input formats and exit.")
 @reports_errors
 def ingest(
@@ -130,6 +138,7 @@ def ingest(
     workspace: str | None,
     parquet: str | None,
     input_format: str | None,
+    input_table: str | None,
     list_formats: bool,
 ) -> None:
     """Read telemetry (EVTX, event XML/JSON, Defender and Sentinel exports) into a workspace.
@@ -152,7 +161,7 @@ def ingest(
         )
     ws = Workspace(workspace)
     try:
-        results, skipped = ingest_with_progress(ws, paths, input_format)
+        results, skipped = ingest_with_progress(ws, paths, input_format, input_table=input_table)
         if parquet:
             written = ws.export_parquet(Path(parquet))
             click.echo(

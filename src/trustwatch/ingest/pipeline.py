@@ -32,24 +32,34 @@ def expand(paths: Iterable[str | Path]) -> Iterator[Path]:
 
 
 def plan(
-    paths: Iterable[str | Path], input_format: str | None = None, *, skip_unknown: bool = False
+    paths: Iterable[str | Path],
+    input_format: str | None = None,
+    *,
+    input_table: str | None = None,
+    skip_unknown: bool = False,
 ) -> tuple[list[Planned], list[tuple[Path, str]]]:
-    """Each file with its format and reader; files no format recognises (when skipping them)."""
+    """Each file with its format and reader; files no format recognises (when skipping them).
+
+    ``input_table`` names the table of exports that do not say it (Defender hunting results,
+    portal CSV); it is an error for a format without table rows.
+    """
+    from trustwatch.ingest.readers.tabular import table_hint_reader
+
     forced = readers.by_name(input_format) if input_format else None
     planned: list[Planned] = []
     skipped: list[tuple[Path, str]] = []
     for path in expand(paths):
-        if forced is not None:
-            planned.append((path, forced.name, forced.read))
-            continue
-        try:
-            fmt = readers.detect(path)
-        except IngestError as exc:
-            if not skip_unknown:
-                raise
-            skipped.append((path, exc.diagnostic.message))
-            continue
-        planned.append((path, fmt.name, fmt.read))
+        fmt = forced
+        if fmt is None:
+            try:
+                fmt = readers.detect(path)
+            except IngestError as exc:
+                if not skip_unknown:
+                    raise
+                skipped.append((path, exc.diagnostic.message))
+                continue
+        read = table_hint_reader(fmt.name, input_table) if input_table else fmt.read
+        planned.append((path, fmt.name, read))
     return planned, skipped
 
 
