@@ -22,9 +22,12 @@ EVENT = """<Event xmlns="http://schemas.microsoft.com/win/2004/08/events/event">
 <Data Name="EventType">SetValue</Data><Data Name="UtcTime">2024-05-01 10:00:0{n}.100</Data>
 <Data Name="ProcessGuid">{{11111111-2222-3333-4444-555555555555}}</Data>
 <Data Name="ProcessId">4242</Data><Data Name="Image">C:\\Temp\\svchost.exe</Data>
-<Data Name="TargetObject">HKLM\\SOFTWARE\\Microsoft\\SystemCertificates\\ROOT\\Certificates\\{thumb}\\Blob</Data>
+<Data Name="TargetObject">{store}\\{thumb}\\Blob</Data>
 <Data Name="Details">Binary Data</Data><Data Name="User">CORP\\bob</Data></EventData></Event>
 """
+
+
+STORE = "HKLM\\SOFTWARE\\Microsoft\\SystemCertificates\\ROOT\\Certificates"
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -33,10 +36,10 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def events_file(tmp_path: Path, *, broken: bool = False) -> Path:
-    body = EVENT.format(n=1, thumb="AA" * 20)
+    body = EVENT.format(n=1, thumb="AA" * 20, store=STORE)
     if broken:
         body += "<Event><System><EventID>13</EventID></Syst></Event>\n"
-    body += EVENT.format(n=2, thumb="BB" * 20)
+    body += EVENT.format(n=2, thumb="BB" * 20, store=STORE)
     path = tmp_path / "sysmon.xml"
     path.write_text(f"<Events>{body}</Events>", encoding="utf-8")
     return path
