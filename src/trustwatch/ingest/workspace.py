@@ -29,7 +29,7 @@ from trustwatch.ingest.records import EventBatch, Item, Rejected, RowBatch
 from trustwatch.schema.model import TableSchema, builtin_schemas
 from trustwatch.tables import rows_to_arrow
 
-MEMORY_LIMIT = "512MB"
+MEMORY_LIMIT = "384MB"
 BATCH = "_tw_batch"
 FRESH = "_tw_fresh"
 STAGE = "_tw_stage"
@@ -208,9 +208,10 @@ class Workspace:
         fresh = self._arrow(
             f"WITH s AS (SELECT * EXCLUDE (_excerpt, _reason) FROM {STAGE} WHERE _reason IS NULL "  # noqa: S608
             "QUALIFY row_number() OVER (PARTITION BY _key ORDER BY _ref) = 1), "
+            # the batch's keys are the hash table; the stored ones stream past it
             f"seen AS (SELECT r._key FROM {staging.RAW} r, "
             "(SELECT min(TimeCreated) lo, max(TimeCreated) hi FROM s) b "
-            "WHERE r.TimeCreated BETWEEN b.lo AND b.hi) "
+            "WHERE r.TimeCreated BETWEEN b.lo AND b.hi AND r._key IN (SELECT _key FROM s)) "
             "SELECT s.* FROM s ANTI JOIN seen ON s._key = seen._key",
             STAGE,
             staged,
@@ -319,7 +320,9 @@ class Workspace:
             view, as_=staging.field_input(source, m.provider, m.event_ids, m.fields)
         ).with_("_tw_mapped", as_=mapped)
         if pairs:
-            select = select.with_("_tw_parent", as_=_parents(pairs)).join(
+            same = set(names) if m.target == "DeviceProcessEvents" else None
+            parents = _parents(pairs, same_table=same)
+            select = select.with_("_tw_parent", as_=parents).join(
                 exp.to_table("_tw_parent"),
                 on=exp.and_(
                     exp.EQ(
@@ -549,10 +552,31 @@ def _fill(mine: exp.Expr | None, theirs: exp.Expr, schema: TableSchema, name: st
     return exp.Coalesce(this=mine, expressions=[theirs])
 
 
-def _parents(pairs: list[tuple[str, str]]) -> exp.Query:
-    """The process-creation rows of the processes the mapped rows name (one per process)."""
-    columns = sorted({source for _, source in pairs} | {"DeviceName", "_guid"})
+def _parents(pairs: list[tuple[str, str]], same_table: set[str] | None) -> exp.Query:
+    """The process-creation rows of the processes the mapped rows name (one per process).
+
+    They come from the stored DeviceProcessEvents and, when the rows being inserted are
+    themselves process creations (``same_table``: the columns they have), from those rows
+    too: a parent usually starts moments before its child, in the same batch.
+    """
+    columns = sorted({source for _, source in pairs} | {"DeviceName", "_guid", "Timestamp"})
     wanted = exp.select("_pguid").from_("_tw_mapped")
+    named = exp.and_(
+        exp.NEQ(this=exp.column("_guid"), expression=exp.Literal.string("")),
+        exp.In(this=exp.column("_guid"), query=wanted.subquery()),
+    )
+
+    def rows_of(table: exp.Table, has: set[str] | None) -> exp.Select:
+        values = [
+            exp.column(c, quoted=True) if has is None or c in has else exp.null().as_(c)
+            for c in columns
+        ]
+        return exp.Select(expressions=values).from_(table).where(named.copy())
+
+    found: exp.Query = rows_of(exp.to_table("DeviceProcessEvents", quoted=True), None)
+    if same_table is not None:
+        mapped = rows_of(exp.to_table("_tw_mapped"), same_table)
+        found = exp.union(found, mapped, distinct=False)
     ordered = exp.Window(
         this=exp.RowNumber(),
         partition_by=[exp.column("DeviceName", quoted=True), exp.column("_guid")],
@@ -560,13 +584,7 @@ def _parents(pairs: list[tuple[str, str]]) -> exp.Query:
     )
     return (
         exp.Select(expressions=[exp.column(c, quoted=True) for c in columns])
-        .from_(exp.to_table("DeviceProcessEvents", quoted=True))
-        .where(
-            exp.and_(
-                exp.NEQ(this=exp.column("_guid"), expression=exp.Literal.string("")),
-                exp.In(this=exp.column("_guid"), query=wanted.subquery()),
-            )
-        )
+        .from_(found.subquery("_found"))
         .qualify(exp.EQ(this=ordered, expression=exp.Literal.number(1)))
     )
 
