@@ -122,16 +122,20 @@ def test_input_table_names_the_table_of_an_export(tmp_path: Path) -> None:
 
 
 def test_errors_and_nothing_readable(tmp_path: Path) -> None:
-    code, _, err = run("ingest", str(tmp_path / "missing.evtx"), "--workspace", "w.duckdb")
+    ws = tmp_path / "ws.duckdb"
+    code, _, err = run("ingest", str(tmp_path / "missing.evtx"), "--workspace", str(ws))
     assert code == 2 and "no such file" in err
+    assert not ws.exists()  # nothing is created when the command is refused
     notes = tmp_path / "notes.md"
     notes.write_text("# not telemetry\n", encoding="utf-8")
     code, _, err = run("ingest", str(notes), "--workspace", str(tmp_path / "ws.duckdb"))
     assert code == 2 and "nothing could be read" in err and "skipped" in err
     code, _, err = run("ingest", str(notes))
     assert code == 2 and "--workspace" in err
-    code, _, err = run("ingest", str(notes), "--workspace", "w", "--input-format", "nope")
+    other = tmp_path / "other.duckdb"
+    code, _, err = run("ingest", str(notes), "--workspace", str(other), "--input-format", "nope")
     assert code == 2 and "unknown input format" in err
+    assert not other.exists()
     assert "Traceback" not in err
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -19,16 +18,12 @@ from trustwatch.ingest.workspace import FileStats, Workspace
 
 def ingest_with_progress(
     ws: Workspace,
-    paths: Iterable[str],
-    input_format: str | None,
+    planned: list[pipeline.Planned],
+    skipped: list[tuple[Path, str]],
     *,
-    input_table: str | None = None,
     quiet_summary: bool = False,
-) -> tuple[list[FileStats], list[tuple[Path, str]]]:
-    """Ingest ``paths`` into ``ws`` with a progress bar on stderr (when it is a terminal)."""
-    planned, skipped = pipeline.plan(
-        paths, input_format, input_table=input_table, skip_unknown=True
-    )
+) -> list[FileStats]:
+    """Ingest the planned files into ``ws`` with a progress bar on stderr (on a terminal)."""
     err = Console(stderr=True)
     total = sum(p.stat().st_size for p, _, _ in planned) or 1
     done_bytes = 0
@@ -70,7 +65,7 @@ def ingest_with_progress(
                     f"notice: {stats.path}: {stats.quarantined} record(s) could not be read",
                     err=True,
                 )
-    return results, skipped
+    return results
 
 
 def print_summary(results: list[FileStats], skipped: list[tuple[Path, str]]) -> None:
@@ -159,9 +154,13 @@ def ingest(
         raise InputError(
             "say where to store the tables: --workspace W (DuckDB file) and/or --parquet DIR"
         )
+    # every path and option is checked before the workspace is opened or created
+    planned, skipped = pipeline.plan(
+        paths, input_format, input_table=input_table, skip_unknown=True
+    )
     ws = Workspace(workspace)
     try:
-        results, skipped = ingest_with_progress(ws, paths, input_format, input_table=input_table)
+        results = ingest_with_progress(ws, planned, skipped)
         if parquet:
             written = ws.export_parquet(Path(parquet))
             click.echo(

@@ -175,8 +175,9 @@ def _telemetry(data: tuple[str, ...], workspace: str | None) -> dict[str, Any]:
         from trustwatch.cli.ingest_cmd import ingest_with_progress
         from trustwatch.ingest.workspace import Workspace
 
+        planned, skipped = pipeline.plan(data, skip_unknown=True)
         ws = Workspace(None)
-        ingest_with_progress(ws, data, None, quiet_summary=True)
+        ingest_with_progress(ws, planned, skipped, quiet_summary=True)
         return {"engine": ws.engine, "views": pipeline.query_views(ws.engine)}
     return {}
 
