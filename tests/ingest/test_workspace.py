@@ -485,3 +485,29 @@ def test_prefetch_keeps_order_and_hands_reader_errors_to_the_consumer() -> None:
     endless = prefetch(Rejected("line", i, "x") for i in range(10**9))
     assert next(endless).ref == 0
     endless.close()  # the consumer stopping early stops the reader thread
+
+
+def test_a_process_read_after_its_events_still_fills_them(tmp_path: Path) -> None:
+    """The registry event's file comes first; its process-creation event is in a later file."""
+    ws = Workspace(None)
+    key = rf"HKLM\SOFTWARE\Microsoft\SystemCertificates\ROOT\Certificates\{THUMB}\Blob"
+    ws.ingest(
+        [
+            (tmp_path / "registry", "t", reader(batch(registry_event(2, "SetValue", key, "x")))),
+            (tmp_path / "process", "t", reader(batch(doc(1, 1, SYSMON_1)))),
+        ]
+    )
+    got = rows(
+        ws,
+        "DeviceRegistryEvents | project InitiatingProcessCommandLine, "
+        "InitiatingProcessParentFileName, InitiatingProcessSHA1, InitiatingProcessCreationTime",
+    )
+    assert got == [
+        {
+            "InitiatingProcessCommandLine": SYSMON_1["CommandLine"],
+            "InitiatingProcessParentFileName": "cmd.exe",
+            "InitiatingProcessSHA1": "aaaa",
+            "InitiatingProcessCreationTime": got[0]["InitiatingProcessCreationTime"],
+        }
+    ]
+    assert got[0]["InitiatingProcessCreationTime"].isoformat() == "2024-05-01T09:59:59.500000+00:00"

@@ -20,7 +20,7 @@ from sqlglot import exp
 from trustwatch.errors import RuleFileError, TrustwatchError
 from trustwatch.kql.compiler import CatalogTable, compile_query
 from trustwatch.kql.parser import parse_query
-from trustwatch.schema.model import Column, KqlType, TableSchema, builtin_schemas
+from trustwatch.schema.model import Column, KqlType, TableSchema
 
 # The System part of every raw event, as maps see it (names as in Sentinel's WindowsEvent).
 SYSTEM_COLUMNS: tuple[tuple[str, KqlType], ...] = (
@@ -131,10 +131,3 @@ def mapped_event_ids() -> dict[str, set[int]]:
     for m in field_maps():
         out.setdefault(m.provider, set()).update(m.event_ids)
     return out
-
-
-def target_schema(name: str) -> TableSchema:
-    schema = builtin_schemas().get(name)
-    if schema is None:
-        raise RuleFileError(f"field map target {name} is not a known table")
-    return schema

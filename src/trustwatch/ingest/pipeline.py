@@ -11,7 +11,6 @@ from trustwatch.engines.duckdb import DuckDBEngine
 from trustwatch.errors import IngestError
 from trustwatch.ingest import readers, staging
 from trustwatch.ingest.records import Item
-from trustwatch.ingest.workspace import Workspace
 from trustwatch.schema.model import builtin_schemas
 
 Planned = tuple[Path, str, Callable[[Path], Iterable[Item]]]
@@ -117,13 +116,3 @@ def open_workspace_for_query(path: str | Path) -> tuple[DuckDBEngine, dict[str, 
     except Exception as exc:
         raise IngestError(f"cannot open workspace {p}: {exc}") from exc
     return engine, query_views(engine)
-
-
-def ingest_in_memory(
-    paths: Iterable[str | Path], input_format: str | None = None
-) -> tuple[Workspace, list[object]]:
-    """``--data``: ingest into a workspace in memory (for one query)."""
-    planned, _ = plan(paths, input_format)
-    ws = Workspace(None)
-    stats = ws.ingest(planned)
-    return ws, list(stats)

@@ -7,6 +7,7 @@ Everything here is built as sqlglot trees; the fixed fragments are parsed from c
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from functools import cache
 
 import sqlglot
@@ -194,6 +195,17 @@ def create_stored(schema: TableSchema) -> exp.Create:
     return _create(schema.name, [*columns, *HIDDEN_COLUMNS])
 
 
+def event_filter(provider: str, event_ids: Iterable[int]) -> exp.Expr:
+    """The events of ``provider`` with one of ``event_ids`` (provider names ignore case)."""
+    return exp.and_(
+        exp.EQ(
+            this=exp.Lower(this=exp.column("Provider")),
+            expression=exp.Literal.string(provider.lower()),
+        ),
+        exp.In(this=exp.column("EventID"), expressions=[exp.Literal.number(i) for i in event_ids]),
+    )
+
+
 def field_input(
     fresh: str, provider: str, event_ids: tuple[int, ...], fields: tuple[str, ...]
 ) -> exp.Query:
@@ -210,19 +222,7 @@ def field_input(
             ]
         )
         .from_(exp.to_table(fresh))
-        .where(
-            exp.and_(
-                # provider and channel names are not case-sensitive in Windows
-                exp.EQ(
-                    this=exp.Lower(this=exp.column("Provider")),
-                    expression=exp.Literal.string(provider.lower()),
-                ),
-                exp.In(
-                    this=exp.column("EventID"),
-                    expressions=[exp.Literal.number(i) for i in event_ids],
-                ),
-            )
-        )
+        .where(event_filter(provider, event_ids))
     )
     columns: list[exp.Expr] = [exp.column(c) for c, _ in RAW_COLUMNS if c != "UserData"]
     for f in fields:

@@ -26,6 +26,7 @@ from trustwatch.engines.duckdb import DuckDBEngine, cast_column
 from trustwatch.errors import IngestError
 from trustwatch.ingest import normalize, staging
 from trustwatch.ingest.records import EventBatch, Item, Rejected, RowBatch
+from trustwatch.kql.semantics import sql_type
 from trustwatch.schema.model import TableSchema, builtin_schemas
 from trustwatch.tables import rows_to_arrow
 
@@ -140,7 +141,7 @@ class Workspace:
                 results.append(stats)
                 if on_file is not None:
                     on_file(stats)
-            self._finish(ingest, results)
+            self._finish(ingest)
             con.execute(
                 "UPDATE _ingests SET files = ?, stored = ? WHERE id = ?",
                 [len(results), sum(s.stored for s in results), ingest],
@@ -183,9 +184,9 @@ class Workspace:
     def _events(self, batch: EventBatch, stats: FileStats, ingest: int, file_id: int) -> None:
         """Stage, de-duplicate, store and normalise one batch of documents.
 
-        Intermediate results travel as Arrow tables registered with the connection, not as
-        temporary tables: inside the ingest's transaction, replaced temporary tables would be
-        kept until the commit, and memory would grow with the input.
+        Intermediate results travel as Arrow tables passed to DuckDB as relations (see
+        :meth:`_arrow`), not as temporary tables: inside the ingest's transaction, replaced
+        temporary tables would be kept until the commit, and memory would grow with the input.
         """
         con = self.con
         stats.read += len(batch.docs)
@@ -246,15 +247,7 @@ class Workspace:
 
     def _unmapped_sql(self, table: str) -> str:
         conds = [
-            exp.and_(
-                exp.EQ(
-                    this=exp.Lower(this=exp.column("Provider")),
-                    expression=exp.Literal.string(provider.lower()),
-                ),
-                exp.In(
-                    this=exp.column("EventID"), expressions=[exp.Literal.number(i) for i in ids]
-                ),
-            )
+            staging.event_filter(provider, sorted(ids))
             for provider, ids in normalize.mapped_event_ids().items()
         ]
         where = exp.Not(this=exp.Paren(this=exp.or_(*conds))) if conds else exp.true()
@@ -264,18 +257,16 @@ class Workspace:
     def _count(self, table: str) -> int:
         return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])  # noqa: S608
 
-    def _apply(self, m: normalize.FieldMap, source: str, ingest: int) -> int:
-        """Run map ``m`` over ``source`` rows; insert into its target; return the row count."""
-        if m.stage == "final":  # rebuilt from every stored event: replace earlier rows
-            self.con.execute(
-                _q(
-                    exp.delete(exp.to_table(m.target, quoted=True)).where(
-                        exp.EQ(this=exp.column("_map"), expression=exp.Literal.string(m.name))
-                    )
+    def _rebuild(self, m: normalize.FieldMap) -> int:
+        """Run a final-stage map over every stored event, replacing its earlier rows."""
+        self.con.execute(
+            _q(
+                exp.delete(exp.to_table(m.target, quoted=True)).where(
+                    exp.EQ(this=exp.column("_map"), expression=exp.Literal.string(m.name))
                 )
             )
-        inserted = self.con.execute(self._insert_sql(m, source)).fetchall()
-        return int(inserted[0][0])
+        )
+        return _scalar(self.con.sql(self._insert_sql(m, staging.RAW)))
 
     def _insert_sql(self, m: normalize.FieldMap, source: str) -> str:
         """The INSERT of map ``m`` over ``source``; built once per map and source.
@@ -321,7 +312,8 @@ class Workspace:
         ).with_("_tw_mapped", as_=mapped)
         if pairs:
             same = set(names) if m.target == "DeviceProcessEvents" else None
-            parents = _parents(pairs, same_table=same)
+            wanted = exp.select("_pguid").from_("_tw_mapped")
+            parents = _parents(pairs, wanted, same_table=same)
             select = select.with_("_tw_parent", as_=parents).join(
                 exp.to_table("_tw_parent"),
                 on=exp.and_(
@@ -345,12 +337,12 @@ class Workspace:
         self._prepared[key] = sql
         return sql
 
-    def _finish(self, ingest: int, results: list[FileStats]) -> None:
+    def _finish(self, ingest: int) -> None:
         """Maps over all stored events (script blocks), then InitiatingProcess* enrichment."""
         self.assembled = {}
         for m in normalize.field_maps():
             if m.stage == "final":
-                n = self._apply(m, staging.RAW, ingest)
+                n = self._rebuild(m)
                 self.assembled[m.target] = self.assembled.get(m.target, 0) + n
         for table in self.stored_tables():
             self._enrich(table, ingest)
@@ -377,35 +369,51 @@ class Workspace:
         """Fill the rows of this ingest whose process was created later in the ingest.
 
         Most rows were filled when inserted; this catches a process-creation event read after
-        the events it caused (another file, or a later batch), and parents created in the same
-        batch as their child.
+        the events it caused (another file, or a later batch).
         """
         schema = builtin_schemas()[table]
         pairs = _enrich_pairs(schema)
         if not pairs or not schema.column("InitiatingProcessCreationTime"):
             return
-        sets = []
-        for target, source in pairs:
-            col = schema.column(target)
-            old = f't."{target}"'
-            if col is not None and col.type == "string":
-                sets.append(f'"{target}" = CASE WHEN {old} = \'\' THEN p."{source}" ELSE {old} END')
-            else:
-                sets.append(f'"{target}" = COALESCE({old}, p."{source}")')
-        columns = ", ".join(f'"{c}"' for c in sorted({s for _, s in pairs} | {"DeviceName"}))
-        pending = (
-            f"FROM \"{table}\" WHERE _ingest = $1 AND _pguid <> '' "  # noqa: S608
-            "AND InitiatingProcessCreationTime IS NULL"
+        unfilled = exp.and_(
+            exp.EQ(this=exp.column("_ingest"), expression=exp.Placeholder()),
+            exp.NEQ(this=exp.column("_pguid"), expression=exp.Literal.string("")),
+            exp.Is(
+                this=exp.column("InitiatingProcessCreationTime", quoted=True), expression=exp.null()
+            ),
         )
-        self.con.execute(
-            f'UPDATE "{table}" AS t SET {", ".join(sets)} FROM '  # noqa: S608 - names from schemas
-            f"(SELECT {columns}, _guid FROM \"DeviceProcessEvents\" WHERE _guid <> '' AND "
-            f"_guid IN (SELECT _pguid {pending}) "
-            "QUALIFY row_number() OVER (PARTITION BY DeviceName, _guid ORDER BY Timestamp) = 1) p "
-            "WHERE t._ingest = $1 AND t._pguid <> '' AND t._pguid = p._guid "
-            "AND t.DeviceName = p.DeviceName AND t.InitiatingProcessCreationTime IS NULL",
-            [ingest],
+        wanted = exp.select("_pguid").from_(exp.to_table(table, quoted=True)).where(unfilled)
+        sets = [
+            exp.EQ(
+                this=exp.column(target, quoted=True),
+                expression=_fill(
+                    exp.column(target, table="t", quoted=True),
+                    exp.column(source, table="p", quoted=True),
+                    schema,
+                    target,
+                ),
+            )
+            for target, source in pairs
+        ]
+        update = exp.Update(
+            this=exp.alias_(exp.to_table(table, quoted=True), "t", table=True),
+            expressions=sets,
+            from_=exp.From(this=_parents(pairs, wanted, same_table=None).subquery("p")),
+            where=exp.Where(
+                this=exp.and_(
+                    unfilled.transform(lambda n: _qualified(n, "t")),
+                    exp.EQ(
+                        this=exp.column("_pguid", table="t"),
+                        expression=exp.column("_guid", table="p"),
+                    ),
+                    exp.EQ(
+                        this=exp.column("DeviceName", table="t", quoted=True),
+                        expression=exp.column("DeviceName", table="p", quoted=True),
+                    ),
+                )
+            ),
         )
+        self.con.execute(_q(update), [ingest, ingest])
 
     def _rows(self, batch: RowBatch, stats: FileStats, ingest: int, file_id: int) -> None:
         stats.read += len(batch.rows)
@@ -419,7 +427,7 @@ class Workspace:
         data = data.append_column("_key", pa.array([str(k) for k in keys], pa.string()))
         data = data.append_column("_ref", pa.array(batch.refs, pa.int64()))
         present = {n: data.schema.field(n).type for n in data.column_names}
-        cols = [c for c in schema.columns]
+        cols = list(schema.columns)
         select = exp.Select(
             expressions=[
                 *[cast_column(c, present.get(c.name)).as_(_ident(c.name)) for c in cols],
@@ -552,15 +560,16 @@ def _fill(mine: exp.Expr | None, theirs: exp.Expr, schema: TableSchema, name: st
     return exp.Coalesce(this=mine, expressions=[theirs])
 
 
-def _parents(pairs: list[tuple[str, str]], same_table: set[str] | None) -> exp.Query:
-    """The process-creation rows of the processes the mapped rows name (one per process).
+def _parents(
+    pairs: list[tuple[str, str]], wanted: exp.Query, same_table: set[str] | None
+) -> exp.Query:
+    """The process-creation rows of the processes ``wanted`` names (one per process).
 
     They come from the stored DeviceProcessEvents and, when the rows being inserted are
     themselves process creations (``same_table``: the columns they have), from those rows
     too: a parent usually starts moments before its child, in the same batch.
     """
     columns = sorted({source for _, source in pairs} | {"DeviceName", "_guid", "Timestamp"})
-    wanted = exp.select("_pguid").from_("_tw_mapped")
     named = exp.and_(
         exp.NEQ(this=exp.column("_guid"), expression=exp.Literal.string("")),
         exp.In(this=exp.column("_guid"), query=wanted.subquery()),
@@ -589,6 +598,13 @@ def _parents(pairs: list[tuple[str, str]], same_table: set[str] | None) -> exp.Q
     )
 
 
+def _qualified(node: exp.Expr, table: str) -> exp.Expr:
+    """``node`` with its bare column references given ``table``."""
+    if isinstance(node, exp.Column) and not node.table:
+        return exp.column(node.name, table=table, quoted=True)
+    return node
+
+
 def _scalar(relation: Any) -> int:
     """The single number a relation (an INSERT's row count, a count) holds."""
     if relation is None:
@@ -612,8 +628,6 @@ def _out(name: str, ktype: str, schema: TableSchema) -> exp.Expr:
         if name in normalize.HIDDEN:
             return exp.Coalesce(this=ref, expressions=[exp.Literal.string("")]).as_(_ident(name))
         raise IngestError(f"field map output {name} is not a column of {schema.name}")
-    from trustwatch.kql.semantics import sql_type
-
     value: exp.Expr = ref if col.type == ktype else exp.TryCast(this=ref, to=sql_type(col.type))
     if col.type == "string":
         value = exp.Coalesce(this=value, expressions=[exp.Literal.string("")])
