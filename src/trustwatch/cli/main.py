@@ -257,9 +257,13 @@ def kql_fmt(source: str) -> None:
 
 
 def _register_commands() -> None:
+    from trustwatch.cli.hunt_cmd import hunt
     from trustwatch.cli.ingest_cmd import ingest
+    from trustwatch.cli.rules_cmd import rules
 
     cli.add_command(ingest)
+    cli.add_command(hunt)
+    cli.add_command(rules)
 
 
 _register_commands()

@@ -101,6 +101,8 @@ class DuckDBEngine:
             this=exp.to_table(sql_name, quoted=True),
             kind="TABLE",
             expression=exp.Select(expressions=projections).from_(exp.to_table(view)),
+            # temporary: loads work beside a read-only workspace and are never saved into it
+            properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
         )
         self.con.register(view, data)
         try:

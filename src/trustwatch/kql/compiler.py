@@ -26,6 +26,8 @@ from trustwatch.kql.scope import (
 from trustwatch.kql.semantics import Typed, sql_type
 from trustwatch.schema.model import TableSchema, suggest
 
+WATCHLIST_PREFIX = "watchlist:"  # catalog name of a watchlist (not a valid KQL table name)
+
 
 @dataclass(frozen=True, slots=True)
 class CatalogTable:
@@ -157,7 +159,7 @@ class Compiler:
                 return isinstance(binding.fn.body, ast.TabularExpr) or self.names_tabular(
                     binding.fn.body, binding.scope
                 )
-            return node.name in ("materialize", "table", "view")
+            return node.name in ("materialize", "table", "view", "_GetWatchlist")
         return False
 
     def finish(self, rel: Relation) -> CompiledStatement:
@@ -234,6 +236,8 @@ class Compiler:
             raise self.semantic_error(
                 "table() needs a constant table name", call.args[0].span, code="KQL205"
             )
+        if call.name == "_GetWatchlist" and binding is None:
+            return self.watchlist(call, scope)
         if binding is None and call.name in self.catalog:
             raise self.semantic_error(
                 f"'{call.name}' is a table, not a function", call.name_span, code="KQL203"
@@ -246,6 +250,27 @@ class Compiler:
             ),
             code="KQL203",
         )
+
+    def watchlist(self, call: ast.Call, scope: Scope) -> Relation:
+        """Sentinel's ``_GetWatchlist('Name')``: a watchlist loaded as table ``watchlist:Name``."""
+        arg = self.expr(call.args[0], scope, None) if len(call.args) == 1 else None
+        if arg is None or not (arg.is_constant and isinstance(arg.constant, str)):
+            raise self.semantic_error(
+                "_GetWatchlist() takes one constant watchlist name", call.span, code="KQL204"
+            )
+        name = WATCHLIST_PREFIX + arg.constant
+        if name not in self.catalog:
+            known = [
+                n[len(WATCHLIST_PREFIX) :] for n in self.catalog if n.startswith(WATCHLIST_PREFIX)
+            ]
+            raise self.semantic_error(
+                f"unknown watchlist '{arg.constant}'",
+                call.args[0].span,
+                hint=suggest(arg.constant, known)
+                or "watchlists are CSV files named in the tuning file (see docs/rules.md)",
+                code="KQL201",
+            )
+        return self.table_ref(name, call.span, scope)
 
     def lambda_scope(
         self,

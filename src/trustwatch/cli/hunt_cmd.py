@@ -1,0 +1,271 @@
+"""``trustwatch hunt``: ingest, run the rule pack as Sentinel would, print and write alerts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from trustwatch.cli.main import EXIT_FOUND, reports_errors
+from trustwatch.errors import InputError
+
+if TYPE_CHECKING:
+    from trustwatch.rules.runner import HuntResult
+    from trustwatch.rules.tuning import Tuning
+
+SEVERITY_ORDER = {"High": 0, "Medium": 1, "Low": 2, "Informational": 3}
+TABLE_COLUMNS = ("time", "rule", "severity", "device", "account", "process", "store", "thumbprint")
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=False)
+@click.option(
+    "--workspace",
+    metavar="W",
+    help="Hunt a workspace made by 'trustwatch ingest' (PATHs, if given, are ingested into it).",
+)
+@click.option(
+    "--rules",
+    "rule_sources",
+    multiple=True,
+    metavar="DIR|FILE|PACK",
+    help="Rules to run: a file, a folder, or a pack (default, reference, all). Repeatable. "
+    "Default: the default pack.",
+)
+@click.option(
+    "--tuning",
+    metavar="FILE",
+    help="Tuning file (exclusions, change windows, watchlists). Default: the shipped one.",
+)
+@click.option("--no-tuning", is_flag=True, help="Run without any exclusion.")
+@click.option(
+    "--now",
+    metavar="ISO8601",
+    help="Run each rule once, as Sentinel would at this UTC time (window: its queryPeriod).",
+)
+@click.option(
+    "--replay",
+    is_flag=True,
+    help="Show the schedule replay: alerts per day per rule, with and without de-duplication.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "jsonl", "csv"]),
+    default="table",
+    show_default=True,
+    help="Alerts on stdout: a table, or SecurityAlert records as JSON / JSONL, or CSV.",
+)
+@click.option("--out", metavar="FILE", help="Write the alerts as SecurityAlert JSON Lines to FILE.")
+@click.option("--report", metavar="FILE.html", help="(not available yet)")
+@reports_errors
+def hunt(
+    paths: tuple[str, ...],
+    workspace: str | None,
+    rule_sources: tuple[str, ...],
+    tuning: str | None,
+    no_tuning: bool,
+    now: str | None,
+    replay: bool,
+    fmt: str,
+    out: str | None,
+    report: str | None,
+) -> None:
+    """Run the certificate-abuse rule pack over telemetry and print its alerts.
+
+    PATHs are telemetry files or folders in any format 'ingest' reads; they are ingested in
+    memory unless --workspace is given. Without --now every rule's schedule is replayed across
+    the data's time span and each alert is kept once. Exit 1 when there are alerts, 0 when
+    there are none, 2 on bad input.
+    """
+    from trustwatch.api import Session
+    from trustwatch.cli.main import _telemetry
+    from trustwatch.kql.literals import parse_datetime_text
+    from trustwatch.rules.model import load_rules
+    from trustwatch.rules.runner import Hunter
+    from trustwatch.rules.tuning import Tuning, default_tuning_path, load_tuning
+
+    if report:
+        raise InputError(
+            "HTML reports are not available yet; use --out FILE for SecurityAlert JSONL"
+        )
+    if now and replay:
+        raise InputError("give --now or --replay, not both")
+    if tuning and no_tuning:
+        raise InputError("give --tuning FILE or --no-tuning, not both")
+    if not paths and not workspace:
+        raise InputError(
+            "no telemetry given",
+            hint="trustwatch hunt logs/ (files or folders), or --workspace W from 'ingest'",
+        )
+    pinned = parse_datetime_text(now) if now else None
+    rules = load_rules(rule_sources or ("default",))
+    tuned = Tuning() if no_tuning else load_tuning(tuning or default_tuning_path())
+    out_path = Path(out) if out else None
+    if out_path is not None and not out_path.parent.exists():
+        raise InputError(f"--out: folder {out_path.parent} does not exist")
+    telemetry = _hunt_telemetry(paths, workspace, _telemetry)
+    session = Session(tuned.tables(), **telemetry)
+    result = Hunter(session, tuned).run(rules, now=pinned)
+
+    for notice in session.notices:
+        click.echo(f"notice: {notice}", err=True)
+    _print_account(result, tuned)
+    if replay:
+        _print_replay(result)
+    _print_alerts(result.alerts, fmt)
+    if out_path is not None:
+        with out_path.open("w", encoding="utf-8") as fh:
+            for alert in result.alerts:
+                fh.write(json.dumps(alert, ensure_ascii=False) + "\n")
+        click.echo(f"wrote {len(result.alerts)} alert(s) to {out_path}", err=True)
+    if result.alerts:
+        sys.exit(EXIT_FOUND)
+
+
+def _hunt_telemetry(
+    paths: tuple[str, ...],
+    workspace: str | None,
+    in_memory: Callable[[tuple[str, ...], str | None], dict[str, Any]],
+) -> dict[str, Any]:
+    """Ingest PATHs (into the workspace when one is given) and return the session's tables."""
+    if workspace and paths:
+        from trustwatch.cli.ingest_cmd import ingest_with_progress
+        from trustwatch.ingest import pipeline
+        from trustwatch.ingest.workspace import Workspace
+
+        planned, skipped = pipeline.plan(paths, skip_unknown=True)
+        ws = Workspace(workspace)
+        try:
+            ingest_with_progress(ws, planned, skipped, quiet_summary=True)
+        finally:
+            ws.close()
+        return dict(in_memory((), workspace))
+    return dict(in_memory(paths, workspace))
+
+
+def _print_account(result: HuntResult, tuning: Tuning) -> None:
+    """How the hunt went, on stderr: data span, per-rule runs and alerts, suppressions."""
+    span = result.span
+    if span is None:
+        click.echo("hunt: the data holds no timed rows; no rule can fire", err=True)
+    else:
+        mode = f"one run at {result.now.isoformat()}" if result.now else "schedule replayed"
+        click.echo(
+            f"hunt: data from {span[0]:%Y-%m-%d %H:%M} to {span[1]:%Y-%m-%d %H:%M} UTC, {mode}",
+            err=True,
+        )
+    for stats in result.stats:
+        click.echo(
+            f"  {stats.rule.name}: {stats.runs} run(s) with data, {stats.evaluations} "
+            f"evaluated, {stats.alerts} alert(s)"
+            + (f", {stats.suppressed} suppressed by tuning" if stats.suppressed else ""),
+            err=True,
+        )
+    origin = tuning.path.name if tuning.path else "none"
+    if tuning.exclusions:
+        click.echo(f"tuning ({origin}):", err=True)
+        for exclusion in tuning.exclusions:
+            counts = result.suppressed.get(exclusion.id, {})
+            total = sum(counts.values())
+            detail = ", ".join(f"{n} x {rule}" for rule, n in sorted(counts.items()))
+            click.echo(
+                f"  {exclusion.id}: suppressed {total}" + (f" ({detail})" if detail else ""),
+                err=True,
+            )
+    severities = Counter(a["AlertSeverity"] for a in result.alerts)
+    summary = ", ".join(
+        f"{n} {s}" for s, n in sorted(severities.items(), key=lambda i: SEVERITY_ORDER.get(i[0], 9))
+    )
+    click.echo(f"alerts: {len(result.alerts)}" + (f" ({summary})" if summary else ""), err=True)
+
+
+def _print_replay(result: HuntResult) -> None:
+    console = _stdout_console()
+    grid = Table(title="schedule replay: alerts per day per rule", header_style="bold")
+    for name, justify in (
+        ("day", "left"),
+        ("rule", "left"),
+        ("alerts", "right"),
+        ("without de-duplication", "right"),
+    ):
+        grid.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for (day, rule), counts in sorted(result.daily.items()):
+        grid.add_row(day, rule, str(counts["alerts"]), str(counts["results"]))
+    console.print(grid)
+    total_runs = sum(s.runs for s in result.stats)
+    console.print(
+        f"{total_runs} scheduled run(s) saw data; 'without de-duplication' counts an alert for "
+        "every run whose look-back window still holds the event, as Sentinel raises them "
+        "without alert suppression",
+        style="dim",
+    )
+
+
+def alert_cells(alert: dict[str, Any]) -> dict[str, str]:
+    """The summary columns of one alert, from its first evidence row."""
+    row = alert["Evidence"][0] if alert["Evidence"] else {}
+
+    def first(*names: str) -> str:
+        for name in names:
+            value = row.get(name)
+            if value not in (None, ""):
+                return str(value)
+        return ""
+
+    domain = first("AccountDomain", "InitiatingProcessAccountDomain")
+    account = first("AccountName", "InitiatingProcessAccountName")
+    return {
+        "time": alert["StartTime"],
+        "rule": alert["AlertName"],
+        "severity": alert["AlertSeverity"],
+        "device": first("DeviceName") or "(no device name)",
+        "account": f"{domain}\\{account}" if domain and account else account,
+        "process": first(
+            "ProcessPath", "InitiatingProcessFolderPath", "InitiatingProcessFileName", "FolderPath"
+        ),
+        "store": first("CertStore", "CertStoreType"),
+        "thumbprint": first("CertThumbprint"),
+    }
+
+
+def _print_alerts(alerts: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(alerts, ensure_ascii=False))
+        return
+    if fmt == "jsonl":
+        for alert in alerts:
+            click.echo(json.dumps(alert, ensure_ascii=False))
+        return
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for alert in alerts:
+            writer.writerow(alert_cells(alert))
+        click.echo(buf.getvalue(), nl=False)
+        return
+    console = _stdout_console()
+    grid = Table(header_style="bold")
+    for name in TABLE_COLUMNS:
+        grid.add_column(name, overflow="fold")
+    for alert in alerts:
+        cells = alert_cells(alert)
+        grid.add_row(*(cells[c] for c in TABLE_COLUMNS))
+    console.print(grid)
+    console.print(f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}", style="dim")
+
+
+def _stdout_console() -> Console:
+    tty = sys.stdout.isatty()
+    return Console(file=sys.stdout, soft_wrap=not tty, width=None if tty else 400)

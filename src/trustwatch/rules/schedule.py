@@ -1,0 +1,202 @@
+"""Sentinel's scheduler, replayed over recorded data.
+
+A scheduled rule runs every ``queryFrequency``; each run sees the rows whose ``TimeGenerated``
+is in ``(run - queryPeriod, run]`` and evaluates the query with ``now()`` = the run time. Runs
+sit on a fixed grid (multiples of ``queryFrequency`` since 1970-01-01 UTC).
+
+Only runs whose window holds data can raise an alert (with ``gt``/``eq``/``ne`` triggers on a
+positive count), so the replay visits those. When the compiled query does not depend on
+``now()``, consecutive runs that see exactly the same rows return the same result: the replay
+evaluates the first of each such group and counts the rest as repeats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlglot import exp
+
+from trustwatch.engines.duckdb import DuckDBEngine
+from trustwatch.kql.compiler import CatalogTable
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+WINDOW_FROM, WINDOW_TO = "tw_window_from", "tw_window_to"
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One evaluation: the run time, its window, and how many grid runs it stands for."""
+
+    at: datetime
+    start: datetime
+    repeats: int = 1  # grid runs with the same window content (1: this run only)
+
+
+def grid_time(k: int, frequency: timedelta) -> datetime:
+    return EPOCH + k * frequency
+
+
+def window_views(engine: DuckDBEngine, catalog: dict[str, CatalogTable]) -> dict[str, CatalogTable]:
+    """The catalog seen by a scheduled run: each table with data, limited to the run's window.
+
+    The window bounds are DuckDB variables, set per run by :func:`set_window`.
+    """
+    windowed: dict[str, CatalogTable] = {}
+    for name, table in catalog.items():
+        if table.sql_name is None or table.schema.column("TimeGenerated") is None:
+            windowed[name] = table
+            continue
+        view = f"tw_win_{len(windowed)}"
+        time = exp.column("TimeGenerated", quoted=True)
+        select = (
+            exp.Select(expressions=[exp.Star()])
+            .from_(exp.to_table(table.sql_name, quoted=True))
+            .where(
+                exp.and_(
+                    exp.GT(this=time, expression=_variable(WINDOW_FROM)),
+                    exp.LTE(this=time.copy(), expression=_variable(WINDOW_TO)),
+                )
+            )
+        )
+        engine.con.execute(
+            exp.Create(
+                this=exp.to_table(view, quoted=True),
+                kind="VIEW",
+                replace=True,
+                expression=select,
+                properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+            ).sql(dialect="duckdb")
+        )
+        windowed[name] = CatalogTable(table.schema, view)
+    return windowed
+
+
+def _variable(name: str) -> exp.Expr:
+    return exp.Anonymous(this="getvariable", expressions=[exp.Literal.string(name)])
+
+
+def set_window(engine: DuckDBEngine, start: datetime | None, end: datetime | None) -> None:
+    """Limit the windowed views to ``(start, end]`` (None: unbounded)."""
+    low = start or datetime(1, 1, 1, tzinfo=UTC)
+    high = end or datetime(9999, 12, 31, tzinfo=UTC)
+    for name, value in ((WINDOW_FROM, low), (WINDOW_TO, high)):
+        stamp = value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+        engine.con.execute(f"SET VARIABLE {name} = TIMESTAMP '{stamp}'")
+
+
+def activity(
+    engine: DuckDBEngine, tables: Iterable[CatalogTable], frequency: timedelta, period: timedelta
+) -> list[tuple[int, int]]:
+    """For each distinct event time in ``tables``: the grid runs ``[first, end)`` that see it.
+
+    An event at ``x`` is in run ``k`` when ``k*F - P < x <= k*F``.
+    """
+    f_us = frequency // timedelta(microseconds=1)
+    p_us = period // timedelta(microseconds=1)
+    time = exp.column("TimeGenerated", quoted=True)
+    parts: list[exp.Query] = [
+        exp.select(exp.alias_(exp.Anonymous(this="epoch_us", expressions=[time]), "us"))
+        .distinct()
+        .from_(exp.to_table(table.sql_name, quoted=True))
+        .where(exp.Not(this=exp.Is(this=time, expression=exp.null())))
+        for table in tables
+        if table.sql_name and table.schema.column("TimeGenerated") is not None
+    ]
+    if not parts:
+        return []
+    first = exp.cast(
+        exp.Ceil(this=exp.Div(this=exp.column("us"), expression=_double(f_us))), "BIGINT"
+    )
+    end = exp.cast(
+        exp.Ceil(
+            this=exp.Div(
+                this=exp.paren(exp.Add(this=exp.column("us"), expression=exp.Literal.number(p_us))),
+                expression=_double(f_us),
+            )
+        ),
+        "BIGINT",
+    )
+    query = exp.select(first, end).distinct().from_(union_all(parts).subquery("t"))
+    sql = query.sql(dialect="duckdb")
+    return [(int(a), int(b)) for a, b in engine.con.execute(sql).fetchall()]
+
+
+def _double(value: int) -> exp.Expr:
+    return exp.cast(exp.Literal.number(value), "DOUBLE")
+
+
+def union_all(parts: list[exp.Query]) -> exp.Query:
+    """``UNION ALL`` of the queries (one query stays as it is)."""
+    result = parts[0]
+    for part in parts[1:]:
+        result = exp.union(result, part, distinct=False)
+    return result
+
+
+def replay_runs(
+    spans: list[tuple[int, int]], frequency: timedelta, period: timedelta, depends_on_now: bool
+) -> Iterator[Run]:
+    """The runs to evaluate, in time order, from :func:`activity`'s spans."""
+    if not spans:
+        return
+    if depends_on_now:
+        ks = sorted({k for first, end in spans for k in range(first, end)})
+        for k in ks:
+            at = grid_time(k, frequency)
+            yield Run(at, at - period)
+        return
+    # the window's content changes only where an event enters (first) or leaves (end)
+    changes = sorted({k for span in spans for k in span})
+    active = _active(spans)
+    for i, k in enumerate(changes):
+        if not active(k):
+            continue
+        nxt = changes[i + 1] if i + 1 < len(changes) else k + 1
+        at = grid_time(k, frequency)
+        yield Run(at, at - period, repeats=nxt - k)
+
+
+def _active(spans: list[tuple[int, int]]) -> _Coverage:
+    return _Coverage(sorted(spans))
+
+
+class _Coverage:
+    """Is grid run k inside any [first, end) span?"""
+
+    def __init__(self, spans: list[tuple[int, int]]) -> None:
+        merged: list[list[int]] = []
+        for first, end in spans:
+            if merged and first <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([first, end])
+        self.merged = merged
+
+    def __call__(self, k: int) -> bool:
+        lo, hi = 0, len(self.merged)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            first, end = self.merged[mid]
+            if k < first:
+                hi = mid
+            elif k >= end:
+                lo = mid + 1
+            else:
+                return True
+        return False
+
+
+def run_count(spans: list[tuple[int, int]]) -> int:
+    """How many grid runs see at least one event."""
+    return sum(end - first for first, end in _Coverage(sorted(spans)).merged)
+
+
+def single_run(at: datetime, period: timedelta) -> Run:
+    return Run(at, at - period)
+
+
+def ceil_grid(at: datetime, frequency: timedelta) -> int:
+    return math.ceil((at - EPOCH) / frequency)
