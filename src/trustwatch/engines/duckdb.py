@@ -157,7 +157,10 @@ class DuckDBEngine:
             self._locked = True
 
     def execute(self, query: exp.Query) -> pa.Table:
-        sql = query.sql(dialect=self.dialect)
+        return self.execute_sql(query.sql(dialect=self.dialect))
+
+    def execute_sql(self, sql: str) -> pa.Table:
+        """Run SQL generated from a compiled query (by :meth:`execute`, or kept for reuse)."""
         try:
             return self.con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:

@@ -14,9 +14,9 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-import yaml
 from sqlglot import exp
 
+from trustwatch import yamlio
 from trustwatch.errors import RuleFileError, TrustwatchError
 from trustwatch.kql.compiler import CatalogTable, compile_query
 from trustwatch.kql.parser import parse_query
@@ -83,7 +83,7 @@ def prelude() -> str:
 
 def _load_file(name: str) -> list[FieldMap]:
     text = resources.files("trustwatch.ingest").joinpath(f"maps/{name}").read_text("utf-8")
-    doc: Any = yaml.safe_load(text)
+    doc: Any = yamlio.load(text)
     out = []
     system = {n.lower() for n, _ in SYSTEM_COLUMNS}
     for entry in doc.get("maps", []):
@@ -121,7 +121,7 @@ def field_maps() -> tuple[FieldMap, ...]:
 def enrich_columns() -> dict[str, str]:
     """Target InitiatingProcess* column -> DeviceProcessEvents column it is filled from."""
     text = resources.files("trustwatch.ingest").joinpath("maps/enrich.yaml").read_text("utf-8")
-    columns: dict[str, str] = yaml.safe_load(text)["columns"]
+    columns: dict[str, str] = yamlio.load(text)["columns"]
     return columns
 
 

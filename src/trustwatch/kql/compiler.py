@@ -63,7 +63,7 @@ def _ident(name: str) -> exp.Identifier:
 
 
 def alias(sql: exp.Expr, name: str) -> exp.Expr:
-    return exp.alias_(sql, _ident(name))
+    return exp.alias_(sql, _ident(name), copy=False)
 
 
 class Compiler:
@@ -84,7 +84,7 @@ class Compiler:
         return exp.Subquery(this=rel.sql, alias=exp.TableAlias(this=_ident(self.fresh())))
 
     def select(self, rel: Relation, projections: list[exp.Expr]) -> exp.Select:
-        return exp.Select(expressions=projections).from_(self.source(rel))
+        return exp.Select(expressions=projections).from_(self.source(rel), copy=False)
 
     def star_projection(self, rel: Relation) -> list[exp.Expr]:
         """``*``: a relation's SQL yields exactly its columns (and its order column).
@@ -165,7 +165,7 @@ class Compiler:
     def finish(self, rel: Relation) -> CompiledStatement:
         """Final projection: hidden columns removed, order applied."""
         projections: list[exp.Expr] = [_col(n) for n in rel.names()]
-        select = exp.Select(expressions=projections).from_(self.source(rel))
+        select = exp.Select(expressions=projections).from_(self.source(rel), copy=False)
         if rel.order:
             select = select.order_by(exp.Ordered(this=_col(rel.order)))
         return CompiledStatement(select, rel.columns)
@@ -328,7 +328,13 @@ class Compiler:
         if handler is None:
             name = op.name if isinstance(op, ast.OtherOp) else operators.KQL_NAMES[type(op)]
             raise self.unsupported(f"the '{name}' operator", op.span)
-        return handler(self, op, rel, scope), scope
+        try:
+            return handler(self, op, rel, scope), scope
+        except UnsupportedKql as exc:
+            if exc.diagnostic.span is not None:
+                raise
+            d = exc.diagnostic  # e.g. from Relation: located at the operator that caused it
+            raise UnsupportedKql(d.message, span=op.span, hint=d.hint, code=d.code) from None
 
     # --- scalar expressions -------------------------------------------------------------------
 

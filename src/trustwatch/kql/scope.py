@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
+from trustwatch.errors import UnsupportedKql
 from trustwatch.kql import ast
 from trustwatch.kql.semantics import Typed
 
@@ -22,6 +23,19 @@ class Relation:
     sql: exp.Query
     columns: tuple[tuple[str, str], ...]
     order: str | None = None
+
+    def __post_init__(self) -> None:
+        # DuckDB resolves identifiers case-insensitively, even quoted ones: two columns whose
+        # names differ only in case would silently read the same values.
+        seen: dict[str, str] = {}
+        for name, _ in self.columns:
+            other = seen.setdefault(name.lower(), name)
+            if other != name:
+                raise UnsupportedKql(
+                    f"columns '{other}' and '{name}' differ only in letter case; trustwatch "
+                    "cannot hold both in one result (its SQL engine ignores identifier case)",
+                    hint="rename one of them",
+                )
 
     def names(self) -> list[str]:
         return [name for name, _ in self.columns]

@@ -55,10 +55,10 @@ def summarize(c: Compiler, op: ast.Summarize, rel: Relation, scope: Scope) -> Re
         outer.append(col(name))
         columns.append((name, t.type))
     _check_unique(columns, op)
-    select = exp.Select(expressions=inner).from_(c.source(rel))
+    select = exp.Select(expressions=inner).from_(c.source(rel), copy=False)
     if group_sql:
-        select = select.group_by(*group_sql)
-    final = exp.Select(expressions=outer).from_(c.source(Relation(select, ())))
+        select = select.group_by(*group_sql, copy=False)
+    final = exp.Select(expressions=outer).from_(c.source(Relation(select, ())), copy=False)
     return Relation(final, tuple(columns))
 
 

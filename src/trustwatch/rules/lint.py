@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from trustwatch import yamlio
 from trustwatch.api import Session
 from trustwatch.errors import Diagnostic, TrustwatchError
 from trustwatch.kql import ast
@@ -949,7 +950,7 @@ def check_duplicate_keys(root: yaml.Node | None, file: Path | None = None) -> It
 
 def _compose(text: str) -> yaml.Node | None:
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return yamlio.compose(text)
     except yaml.YAMLError:
         return None  # load_rule already reported it
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from trustwatch import yamlio
 from trustwatch.errors import RuleFileError, Source
 
 TESTS_SUFFIX = ".tests.yaml"
@@ -196,7 +197,7 @@ def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     except UnicodeDecodeError as exc:
         raise RuleFileError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     try:
-        return yaml.safe_load(text), yaml.compose(text)
+        return yamlio.load(text), yamlio.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""

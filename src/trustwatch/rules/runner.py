@@ -67,6 +67,7 @@ class _Compiled:
     rule: Rule
     source: Source
     statement: CompiledStatement | None  # None: compile per run (the query reads now())
+    sql: str  # the statement's SQL text, generated once for every run
     tables: list[CatalogTable]
 
 
@@ -99,7 +100,8 @@ class Hunter:
         names = {t.name for t in last.sql.find_all(exp.Table)}
         # the tables behind the windowed views it reads: their times drive the schedule
         read = [self.session.catalog[n] for n, t in self.catalog.items() if t.sql_name in names]
-        return _Compiled(rule, source, last if fixed else None, read)
+        sql = last.to_sql(self.engine.dialect) if fixed else ""
+        return _Compiled(rule, source, last if fixed else None, sql, read)
 
     def span(self) -> tuple[datetime, datetime] | None:
         """Earliest and latest TimeGenerated over every table with data."""
@@ -170,7 +172,11 @@ class Hunter:
             per_run = len(kept) if per_result else 1
             stats.results += per_run * run.repeats
             for repeat in range(run.repeats):  # equivalent runs raise the same alerts again
-                at = run.at + repeat * rule.query_frequency
+                at = (
+                    run.at
+                    if not repeat
+                    else schedule.grid_time(run.k + repeat, rule.query_frequency)
+                )
                 self._count_daily(result, rule, at, per_run, "results")
             fresh = []
             for row in kept:
@@ -194,15 +200,16 @@ class Hunter:
         return stats
 
     def _evaluate(self, item: _Compiled, run: schedule.Run) -> list[dict[str, Any]]:
-        statement = item.statement
+        statement, sql = item.statement, item.sql
         if statement is None:
             try:
                 tree = parse_query(item.source.text, item.source.name)
                 statement = compile_query(tree, self.catalog, run.at).statements[-1]
+                sql = statement.to_sql(self.engine.dialect)
             except TrustwatchError as exc:
                 raise exc.with_source(item.source) from None
         schedule.set_window(self.engine, run.start, run.at)
-        table = typed_result(self.engine.execute(statement.sql), statement.columns)
+        table = typed_result(self.engine.execute_sql(sql), statement.columns)
         rows: list[dict[str, Any]] = table.to_pylist()
         dynamic = [name for name, ktype in statement.columns if ktype == "dynamic"]
         for row in rows:  # dynamic values as JSON values, as in the evidence Sentinel keeps

@@ -33,10 +33,26 @@ class Run:
     at: datetime
     start: datetime
     repeats: int = 1  # grid runs with the same window content (1: this run only)
+    k: int = 0  # the run's place on the grid (replays only)
+
+
+_MIN = datetime(1, 1, 1, tzinfo=UTC)
+_MAX = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def grid_time(k: int, frequency: timedelta) -> datetime:
-    return EPOCH + k * frequency
+    """Run k's time, clamped to the datetime range (events dated year 1 or 9999 exist)."""
+    try:
+        return EPOCH + k * frequency
+    except OverflowError:
+        return _MIN if k < 0 else _MAX
+
+
+def window_start(at: datetime, period: timedelta) -> datetime:
+    try:
+        return at - period
+    except OverflowError:
+        return _MIN
 
 
 def window_views(engine: DuckDBEngine, catalog: dict[str, CatalogTable]) -> dict[str, CatalogTable]:
@@ -80,8 +96,8 @@ def _variable(name: str) -> exp.Expr:
 
 def set_window(engine: DuckDBEngine, start: datetime | None, end: datetime | None) -> None:
     """Limit the windowed views to ``(start, end]`` (None: unbounded)."""
-    low = start or datetime(1, 1, 1, tzinfo=UTC)
-    high = end or datetime(9999, 12, 31, tzinfo=UTC)
+    low = start or _MIN
+    high = end or _MAX
     for name, value in ((WINDOW_FROM, low), (WINDOW_TO, high)):
         stamp = value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
         engine.con.execute(f"SET VARIABLE {name} = TIMESTAMP '{stamp}'")
@@ -146,7 +162,7 @@ def replay_runs(
         ks = sorted({k for first, end in spans for k in range(first, end)})
         for k in ks:
             at = grid_time(k, frequency)
-            yield Run(at, at - period)
+            yield Run(at, window_start(at, period), k=k)
         return
     # the window's content changes only where an event enters (first) or leaves (end)
     changes = sorted({k for span in spans for k in span})
@@ -156,7 +172,7 @@ def replay_runs(
             continue
         nxt = changes[i + 1] if i + 1 < len(changes) else k + 1
         at = grid_time(k, frequency)
-        yield Run(at, at - period, repeats=nxt - k)
+        yield Run(at, window_start(at, period), repeats=nxt - k, k=k)
 
 
 def _active(spans: list[tuple[int, int]]) -> _Coverage:
@@ -195,7 +211,7 @@ def run_count(spans: list[tuple[int, int]]) -> int:
 
 
 def single_run(at: datetime, period: timedelta) -> Run:
-    return Run(at, at - period)
+    return Run(at, window_start(at, period))
 
 
 def ceil_grid(at: datetime, frequency: timedelta) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
+from trustwatch import yamlio
 from trustwatch.errors import RuleFileError
 from trustwatch.rules.model import Rule
 
@@ -177,7 +178,7 @@ def load_tuning(path: str | Path | None) -> Tuning:
         return Tuning()
     p = Path(path)
     try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        doc = yamlio.load(p.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise RuleFileError(f"cannot read tuning file {p}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:

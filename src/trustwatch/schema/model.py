@@ -8,8 +8,7 @@ from functools import cache
 from importlib import resources
 from typing import Literal, cast
 
-import yaml
-
+from trustwatch import yamlio
 from trustwatch.errors import InputError
 
 KqlType = Literal[
@@ -94,7 +93,7 @@ def builtin_schemas() -> dict[str, TableSchema]:
     schemas: dict[str, TableSchema] = {}
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
-            data = yaml.safe_load(entry.read_text(encoding="utf-8"))
+            data = yamlio.load(entry.read_text(encoding="utf-8"))
             table = _table_from_dict(data, f"schema/tables/{entry.name}")
             schemas[table.name] = table
     return schemas

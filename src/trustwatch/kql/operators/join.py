@@ -49,7 +49,7 @@ def _dedupe_left(c: Compiler, rel: Relation, keys: list[str]) -> Relation:
     """
     window = exp.Window(this=exp.RowNumber(), partition_by=[col(k) for k in keys])
     select = c.select(rel, [col(n) for n in rel.names()])
-    select = select.qualify(exp.EQ(this=window, expression=exp.Literal.number(1)))
+    select = select.qualify(exp.EQ(this=window, expression=exp.Literal.number(1)), copy=False)
     return Relation(select, rel.columns)
 
 
@@ -75,8 +75,8 @@ def compile_join(c: Compiler, op: ast.Join, rel: Relation, scope: Scope) -> Rela
         join_type = "SEMI" if kind.endswith("semi") else "ANTI"
         select = exp.Select(
             expressions=[exp.column(n, table=keep_alias, quoted=True) for n in outer.names()]
-        ).from_(oa)
-        select = select.join(osrc, on=on, join_type=join_type)
+        ).from_(oa, copy=False)
+        select = select.join(osrc, on=on, join_type=join_type, copy=False)
         return Relation(select, outer.columns)
     side = {
         "inner": "",
@@ -103,7 +103,9 @@ def compile_join(c: Compiler, op: ast.Join, rel: Relation, scope: Scope) -> Rela
         projections.append(alias(ref, out_name))
         columns.append((out_name, t))
     select = (
-        exp.Select(expressions=projections).from_(lsrc).join(rsrc, on=on, join_type=side or "INNER")
+        exp.Select(expressions=projections)
+        .from_(lsrc, copy=False)
+        .join(rsrc, on=on, join_type=side or "INNER", copy=False)
     )
     return Relation(select, tuple(columns))
 
@@ -139,7 +141,7 @@ def compile_lookup(c: Compiler, op: ast.Lookup, rel: Relation, scope: Scope) -> 
     rsrc = exp.Subquery(this=right.sql, alias=exp.TableAlias(this=exp.to_identifier(ra)))
     select = (
         exp.Select(expressions=projections)
-        .from_(lsrc)
-        .join(rsrc, on=on, join_type="LEFT" if op.kind == "leftouter" else "INNER")
+        .from_(lsrc, copy=False)
+        .join(rsrc, on=on, join_type="LEFT" if op.kind == "leftouter" else "INNER", copy=False)
     )
     return Relation(select, tuple(columns))

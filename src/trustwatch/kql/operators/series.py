@@ -70,7 +70,7 @@ def compile_make_series(c: Compiler, op: ast.MakeSeries, rel: Relation, scope: S
     groups, steps, sums = c.fresh("_g"), c.fresh("_b"), c.fresh("_s")
     distinct = (
         exp.Select(expressions=[col(k) for k in keys] or [exp.Literal.number(1)])
-        .from_(c.source(grouped))
+        .from_(c.source(grouped), copy=False)
         .distinct()
     )
     series = exp.Select(expressions=[alias(exp.Unnest(expressions=[func("range", bins)]), "i")])
