@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,3 +13,14 @@ SHARED = ROOT.parent / "shared"
 needs_shared = pytest.mark.skipif(
     not SHARED.is_dir(), reason=f"needs ../shared reference data at {SHARED}"
 )
+
+
+@pytest.fixture(scope="session")
+def shared_workspace() -> Any:
+    """All of ../shared/data ingested once into an in-memory workspace (ws, stats, skipped)."""
+    from trustwatch.ingest import pipeline
+    from trustwatch.ingest.workspace import Workspace
+
+    planned, skipped = pipeline.plan([SHARED / "data"], skip_unknown=True)
+    ws = Workspace(None)
+    return ws, ws.ingest(planned), skipped

@@ -24,10 +24,8 @@ pytestmark = needs_shared
 
 
 @pytest.fixture(scope="module")
-def shared() -> tuple[Workspace, list[FileStats], list[tuple[Path, str]]]:
-    planned, skipped = pipeline.plan([DATA], skip_unknown=True)
-    ws = Workspace(None)
-    return ws, ws.ingest(planned), skipped
+def shared(shared_workspace: Any) -> tuple[Workspace, list[FileStats], list[tuple[Path, str]]]:
+    return shared_workspace  # type: ignore[no-any-return]
 
 
 def rows(ws: Workspace, kql: str, now: str = "2030-01-01T00:00:00Z") -> list[dict[str, Any]]:
@@ -134,6 +132,16 @@ def test_gather_network_info_chain_in_the_security_log(shared: Any) -> None:
         'FileName == "certutil.exe" and isnotempty(AccountSid) | count',
     )
     assert procs == [{"Count": 5}]
+
+
+def test_4688_parent_process_id_is_the_creator(shared: Any) -> None:
+    """4688's ProcessId field is the creator's id; NewProcessId is the new process's."""
+    got = rows(
+        shared[0],
+        'DeviceProcessEvents | where DeviceName == "fs03vuln.offsec.lan" and FileName == '
+        '"certutil.exe" | project ProcessId, InitiatingProcessId',
+    )
+    assert got == [{"ProcessId": 0xEDC, "InitiatingProcessId": 0x370}]
 
 
 def test_certutil_download_process_and_connection(shared: Any) -> None:

@@ -81,8 +81,7 @@ class DuckDBEngine:
         Returns:
             The SQL table name and the schema including any extra columns.
         """
-        if self._locked:
-            raise EngineError("tables cannot be loaded after the engine is locked")
+        # allowed after lock(): the data comes from memory (Arrow), no file is read
         self._count += 1
         sql_name = f"tw_{re.sub(r'[^A-Za-z0-9_]', '_', schema.name)}_{self._count}"
         present = {name: data.schema.field(name).type for name in data.column_names}
