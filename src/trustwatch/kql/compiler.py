@@ -74,6 +74,9 @@ class Compiler:
         self.now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
         self._aliases = itertools.count(1)
         self.notices: list[str] = []
+        # tabular values bound to names (let, as, tabular arguments): compiled once, emitted
+        # once as a WITH clause, and read by name at each use - the SQL stays small
+        self.ctes: list[tuple[str, exp.Query]] = []
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -125,20 +128,26 @@ class Compiler:
                 span=Span(query.span.start, max(query.span.start + 1, query.span.end)),
                 hint="end the query with an expression such as a table name",
             )
-        statements = []
-        for body in query.body:
-            rel = self.compile_tabular(body, scope)
-            statements.append(self.finish(rel))
+        relations = [self.compile_tabular(body, scope) for body in query.body]
+        statements = [
+            self.finish(rel, copy_ctes=i < len(relations) - 1) for i, rel in enumerate(relations)
+        ]
         return CompileResult(statements, self.notices)
+
+    def share(self, rel: Relation) -> Relation:
+        """A relation used by name: a WITH clause, and a small reference to it for each use."""
+        name = self.fresh("__tw_let")
+        self.ctes.append((name, rel.sql))
+        ref = exp.Select(expressions=[exp.Star()]).from_(exp.to_table(name, quoted=True))
+        return Relation(ref, rel.columns, rel.order)
 
     def bind_let(self, let: ast.Let, scope: Scope) -> Scope:
         value = let.value
         if isinstance(value, ast.Lambda):
             return scope.child(**{let.name: LambdaBinding(value, scope)})
         if isinstance(value, ast.TabularExpr) or self.names_tabular(value, scope):
-            # compiled once, here: errors show even if the name is never used, and each use
-            # takes a copy instead of compiling again
-            relation = self.compile_tabular(value, scope)
+            # compiled once, here: errors show even if the name is never used
+            relation = self.share(self.compile_tabular(value, scope))
             return scope.child(**{let.name: RelationBinding(relation)})
         assert isinstance(value, ast.Expr)
         typed = self.expr(value, scope, None)
@@ -162,12 +171,14 @@ class Compiler:
             return node.name in ("materialize", "table", "view", "_GetWatchlist")
         return False
 
-    def finish(self, rel: Relation) -> CompiledStatement:
-        """Final projection: hidden columns removed, order applied."""
+    def finish(self, rel: Relation, *, copy_ctes: bool = False) -> CompiledStatement:
+        """Final projection: hidden columns removed, order applied, shared relations attached."""
         projections: list[exp.Expr] = [_col(n) for n in rel.names()]
         select = exp.Select(expressions=projections).from_(self.source(rel), copy=False)
         if rel.order:
             select = select.order_by(exp.Ordered(this=_col(rel.order)))
+        for name, sql in self.ctes:
+            select = select.with_(name, as_=sql.copy() if copy_ctes else sql, copy=False)
         return CompiledStatement(select, rel.columns)
 
     # --- tabular expressions ------------------------------------------------------------------
@@ -290,7 +301,7 @@ class Compiler:
                 raise self.semantic_error(
                     "invoke needs a function whose first parameter is tabular", span, code="KQL204"
                 )
-            bound[params[0].name] = RelationBinding(implicit)
+            bound[params[0].name] = RelationBinding(self.share(implicit))
             params = params[1:]
         required = [p for p in params if p.default is None]
         if not (len(required) <= len(args) <= len(params)):
@@ -306,7 +317,9 @@ class Compiler:
             if i < len(args):
                 arg = args[i]
                 if param.tabular:
-                    bound[param.name] = RelationBinding(self.compile_tabular(arg, caller))
+                    bound[param.name] = RelationBinding(
+                        self.share(self.compile_tabular(arg, caller))
+                    )
                 else:
                     bound[param.name] = self.expr(arg, caller, row)
             else:
@@ -323,7 +336,8 @@ class Compiler:
         from trustwatch.kql import operators
 
         if isinstance(op, ast.As):
-            return rel, scope.child(**{op.name: RelationBinding(rel)})
+            shared = self.share(rel)
+            return shared, scope.child(**{op.name: RelationBinding(shared)})
         handler = operators.OPERATORS.get(type(op))
         if handler is None:
             name = op.name if isinstance(op, ast.OtherOp) else operators.KQL_NAMES[type(op)]
