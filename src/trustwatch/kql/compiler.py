@@ -76,7 +76,7 @@ class Compiler:
         self.notices: list[str] = []
         # tabular values bound to names (let, as, tabular arguments): compiled once, emitted
         # once as a WITH clause, and read by name at each use - the SQL stays small
-        self.ctes: list[tuple[str, exp.Query]] = []
+        self.ctes: list[tuple[str, exp.Query, bool]] = []  # name, query, materialized
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -134,10 +134,14 @@ class Compiler:
         ]
         return CompileResult(statements, self.notices)
 
-    def share(self, rel: Relation) -> Relation:
-        """A relation used by name: a WITH clause, and a small reference to it for each use."""
+    def share(self, rel: Relation, *, materialized: bool = False) -> Relation:
+        """A relation used by name: a WITH clause, and a small reference to it for each use.
+
+        ``materialized``: computed once for all uses, for relations whose values are not a
+        function of their input alone (row numbers without an order).
+        """
         name = self.fresh("__tw_let")
-        self.ctes.append((name, rel.sql))
+        self.ctes.append((name, rel.sql, materialized))
         ref = exp.Select(expressions=[exp.Star()]).from_(exp.to_table(name, quoted=True))
         return Relation(ref, rel.columns, rel.order)
 
@@ -177,8 +181,9 @@ class Compiler:
         select = exp.Select(expressions=projections).from_(self.source(rel), copy=False)
         if rel.order:
             select = select.order_by(exp.Ordered(this=_col(rel.order)))
-        for name, sql in self.ctes:
-            select = select.with_(name, as_=sql.copy() if copy_ctes else sql, copy=False)
+        for name, sql, materialized in self.ctes:
+            body = sql.copy() if copy_ctes else sql
+            select = select.with_(name, as_=body, materialized=materialized or None, copy=False)
         return CompiledStatement(select, rel.columns)
 
     # --- tabular expressions ------------------------------------------------------------------

@@ -120,9 +120,14 @@ def compile_mv_apply(c: Compiler, op: ast.MvApply, rel: Relation, scope: Scope) 
     if op.limit is not None:
         raise c.unsupported("mv-apply ... limit", op.limit.span)
     rowid = c.fresh("__tw_row")
-    numbered = Relation(
-        c.select(rel, [exp.Star(), alias(exp.Window(this=exp.RowNumber()), rowid)]),
-        (*rel.columns, (rowid, "long")),
+    # the numbers are read twice (expansion, then the join back): computed once, or DuckDB may
+    # number the rows differently each time and pair a row with another row's results
+    numbered = c.share(
+        Relation(
+            c.select(rel, [exp.Star(), alias(exp.Window(this=exp.RowNumber()), rowid)]),
+            (*rel.columns, (rowid, "long")),
+        ),
+        materialized=True,
     )
     expand = ast.MvExpand(
         items=op.items, bagexpansion=op.bagexpansion, with_itemindex=op.with_itemindex, span=op.span
