@@ -57,9 +57,20 @@ def json_value(value: Any) -> Any:
     return value
 
 
+def _canonical(value: Any) -> Any:
+    """Lists in a fixed order: make_set() returns its values in no particular order."""
+    if isinstance(value, list):
+        items = [_canonical(v) for v in value]
+        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True, default=str))
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    return value
+
+
 def row_key(row: Mapping[str, Any]) -> str:
     """A stable identity for a result row (de-duplication across scheduled runs)."""
-    text = json.dumps(json_value(dict(row)), sort_keys=True, ensure_ascii=False, default=str)
+    canonical = _canonical(json_value(dict(row)))
+    text = json.dumps(canonical, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
