@@ -158,6 +158,23 @@ class DuckDBEngine:
     def execute(self, query: exp.Query) -> pa.Table:
         return self.execute_sql(query.sql(dialect=self.dialect))
 
+    def prepare(self, sql: str) -> str:
+        """Plan ``sql`` once; returns the statement that runs the plan (``EXECUTE name``).
+
+        DuckDB re-plans every query text it is given; a scheduled rule runs the same query for
+        every window, and for the shipped rules planning costs more than running.
+        """
+        self._count += 1
+        name = f"tw_prepared_{self._count}"
+        try:
+            self.con.execute(f"PREPARE {name} AS {sql}")
+        except duckdb.Error as exc:
+            raise EngineError(
+                f"DuckDB failed to plan the compiled query: {exc}",
+                hint="run with --explain to see the SQL; please report this as a bug",
+            ) from exc
+        return f"EXECUTE {name}"
+
     def execute_sql(self, sql: str) -> pa.Table:
         """Run SQL generated from a compiled query (by :meth:`execute`, or kept for reuse)."""
         try:

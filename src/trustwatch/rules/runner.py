@@ -100,7 +100,9 @@ class Hunter:
         names = {t.name for t in last.sql.find_all(exp.Table)}
         # the tables behind the windowed views it reads: their times drive the schedule
         read = [self.session.catalog[n] for n, t in self.catalog.items() if t.sql_name in names]
-        sql = last.to_sql(self.engine.dialect) if fixed else ""
+        sql = ""
+        if fixed:  # planned once; each run executes the plan with its own window
+            sql = self.engine.prepare(last.to_sql(self.engine.dialect))
         return _Compiled(rule, source, last if fixed else None, sql, read)
 
     def span(self) -> tuple[datetime, datetime] | None:
