@@ -1,0 +1,106 @@
+"""The rule pack over the real recorded telemetry in ../shared/data (labels from its MANIFEST).
+
+The default pack with the default tuning must alert on the ATTACK records it is meant for and on
+nothing BENIGN; the verbatim specification rule shows the noise measured in DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import needs_shared
+from trustwatch.api import Session
+from trustwatch.ingest import pipeline
+from trustwatch.rules.model import load_rules
+from trustwatch.rules.runner import Hunter, HuntResult
+from trustwatch.rules.tuning import Tuning, default_tuning_path, load_tuning
+
+pytestmark = needs_shared
+
+DOWNLOAD = "Certutil downloads a file from a URL"
+INSTALL = "Certutil adds a certificate to a Windows certificate store"
+RENAMED = "Renamed copy of certutil.exe executed"
+REFERENCE = (
+    "Unauthorized certificate installation in Windows certificate trust stores "
+    "(specification, verbatim)"
+)
+
+
+def hunt(ws: Any, pack: str, tuning: Tuning) -> HuntResult:
+    session = Session(tuning.tables(), engine=ws.engine, views=pipeline.query_views(ws.engine))
+    return Hunter(session, tuning).run(load_rules([pack]))
+
+
+@pytest.fixture(scope="module")
+def default_pack(shared_workspace: Any) -> HuntResult:
+    return hunt(shared_workspace[0], "default", load_tuning(default_tuning_path()))
+
+
+def fired(result: HuntResult) -> list[tuple[str, str, str]]:
+    """(rule, device, command line) of every alert, from its first evidence row."""
+    out = []
+    for alert in result.alerts:
+        row = alert["Evidence"][0]
+        out.append((alert["AlertName"], row["DeviceName"], row["ProcessCommandLine"]))
+    return out
+
+
+def test_attack_records_alert(default_pack: HuntResult) -> None:
+    got = [(rule, device, cmd) for rule, device, cmd in fired(default_pack) if device]
+
+    def has(rule: str, device: str, text: str) -> bool:
+        return any(r == rule and d == device and text in c for r, d, c in got)
+
+    # sigma regression: certutil -addstore -f root (specification test 1, process side)
+    assert has(INSTALL, "ar-win-dc.attackrange.local", "-addstore -f root")
+    # certutil -urlcache downloads (specification test 4): panache (with its connection),
+    # Hayabusa Sysmon 27 sample, the Security 4688 record, sigma direct IP and GitHub
+    assert has(DOWNLOAD, "msedgewin10", "-urlcache -split -f https://raw.githubusercontent.com")
+    assert has(DOWNLOAD, "desktop-vqbonav", "http://192.168.158.128:8000/calc.exe")
+    assert has(DOWNLOAD, "fs03vuln.offsec.lan", "-urlcache -split -f https://github.com")
+    assert has(DOWNLOAD, "ar-win-dc.attackrange.local", "http://10.0.1.14/malware.exe")
+    assert has(DOWNLOAD, "ar-win-dc.attackrange.local", "https://raw.githubusercontent.com")
+    # the renamed certutil copy (Temptcm.tmp, no OriginalFileName in that Sysmon version)
+    assert has(RENAMED, "msedgewin10", "Temptcm.tmp  -decode")
+    panache = next(
+        a
+        for a in default_pack.alerts
+        if a["AlertName"] == DOWNLOAD and a["Evidence"][0]["DeviceName"] == "msedgewin10"
+    )
+    assert panache["Evidence"][0]["RemoteIP"] == "151.101.0.133"
+
+
+def test_benign_records_do_not_alert(default_pack: HuntResult) -> None:
+    benign_hosts = {
+        "workstation5.theshire.local",  # svchost AuthRoot update, Live ID, ProtectedRoots
+        "mkt01.pandalab.com",  # gatherNetworkInfo.vbs certutil -store chain
+        "prd01.pandalab.com",
+        "mordordc.theshire.local",
+    }
+    for alert in default_pack.alerts:
+        row = alert["Evidence"][0]
+        text = json.dumps(alert["Evidence"]).lower()
+        assert row["DeviceName"] not in benign_hosts, alert["DisplayName"]
+        assert "gathernetworkinfo" not in text
+        assert "svchost.exe" not in text
+        assert "windows live id" not in text
+        assert "-store" not in row["ProcessCommandLine"]
+    names = {a["AlertName"] for a in default_pack.alerts}
+    assert names == {DOWNLOAD, INSTALL, RENAMED}  # no trust-store write, enumeration, ...
+
+
+def test_the_specification_rule_alerts_on_benign_store_opens(shared_workspace: Any) -> None:
+    reference = hunt(shared_workspace[0], "reference", Tuning())
+    assert {a["AlertName"] for a in reference.alerts} == {REFERENCE}
+    hosts = {a["Evidence"][0]["DeviceName"] for a in reference.alerts}
+    assert {"workstation5.theshire.local", "mkt01.pandalab.com"} <= hosts
+    # every one is a key created or a value set on a store key, not a certificate
+    thumbprints = {a["Evidence"][0]["CertThumbprint"] for a in reference.alerts}
+    assert thumbprints <= {"Certificates", "CRLs", "CTLs", "CA", "Root"}
+    # and it misses the certutil -addstore record: there is no registry telemetry for it
+    assert all(
+        a["Evidence"][0]["DeviceName"] != "ar-win-dc.attackrange.local" for a in reference.alerts
+    )
