@@ -32,3 +32,23 @@ def test_every_ingest_pairs_each_block_with_its_text() -> None:
     assert any("Import-Certificate" in t for t in first.values())
     for _ in range(15):
         assert blocks() == first
+
+
+def test_script_blocks_get_their_process_by_id() -> None:
+    """4104 names its process only by id: the latest process with that id on the device."""
+    folder = resources.files("trustwatch.content.samples").joinpath("hunt")
+    planned, _ = pipeline.plan([str(folder)])
+    ws = Workspace(None)
+    ws.ingest(planned)
+    session = Session(engine=ws.engine, views=pipeline.query_views(ws.engine))
+    rows = (
+        session.run(
+            """DeviceEvents | where ActionType == "PowerShellScriptBlock"
+        | project InitiatingProcessId, InitiatingProcessFileName, InitiatingProcessAccountName,
+                  InitiatingProcessParentFileName"""
+        )
+        .tables[-1]
+        .to_pylist()
+    )
+    assert rows and all(r["InitiatingProcessFileName"] == "powershell.exe" for r in rows)
+    assert {r["InitiatingProcessAccountName"] for r in rows} == {"alice"}

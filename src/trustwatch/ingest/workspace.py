@@ -344,9 +344,50 @@ class Workspace:
             if m.stage == "final":
                 n = self._rebuild(m)
                 self.assembled[m.target] = self.assembled.get(m.target, 0) + n
+                self._link_by_process_id(m)
         for table in self.stored_tables():
             self._enrich(table, ingest)
             self._sentinel_columns(table, ingest)
+
+    def _link_by_process_id(self, m: normalize.FieldMap) -> None:
+        """Fill a final-stage map's rows (script blocks) from their process, found by id.
+
+        A 4104 event names its process only by id (no ProcessGuid): the process is the latest
+        one created on the same device with that id, at or before the block.
+        """
+        schema = builtin_schemas()[m.target]
+        pairs = _enrich_pairs(schema)
+        if not pairs or "DeviceProcessEvents" not in self.stored_tables():
+            return
+        sources = sorted({source for _, source in pairs})
+        chosen = ", ".join(f'p."{c}"' for c in sources)
+        sets = ", ".join(
+            f'"{target}" = '
+            + _q(
+                _fill(
+                    exp.column(target, table="t", quoted=True),
+                    exp.column(source, table="c", quoted=True),
+                    schema,
+                    target,
+                )
+            )
+            for target, source in pairs
+        )
+        self.con.execute(
+            f"""UPDATE "{m.target}" AS t SET {sets}
+            FROM (
+                SELECT b.rid, {chosen}
+                FROM (SELECT rowid AS rid, "DeviceName", "InitiatingProcessId", "Timestamp"
+                      FROM "{m.target}" WHERE _map = ? AND "InitiatingProcessId" IS NOT NULL
+                      AND "InitiatingProcessCreationTime" IS NULL) AS b
+                JOIN "DeviceProcessEvents" AS p
+                  ON p."DeviceName" = b."DeviceName" AND p."ProcessId" = b."InitiatingProcessId"
+                 AND p."Timestamp" <= b."Timestamp"
+                QUALIFY row_number() OVER (PARTITION BY b.rid ORDER BY p."Timestamp" DESC) = 1
+            ) AS c
+            WHERE t.rowid = c.rid""",  # noqa: S608 - names are the schema's, values bound
+            [m.name],
+        )
 
     def _sentinel_columns(self, table: str, ingest: int) -> None:
         """Both time columns, as the Sentinel copy of a table has them, and Type (the table).
