@@ -114,6 +114,10 @@ def test_hunt_refuses_bad_input(tmp_path: Path) -> None:
     assert code == 2 and "unknown condition 'colour'" in stderr
     code, _, stderr = run("hunt", data, "--report", "r.html")
     assert code == 2 and "not available yet" in stderr
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not telemetry\n", encoding="utf-8")
+    code, _, stderr = run("hunt", str(notes))
+    assert code == 2 and "nothing could be read" in stderr and "skipped:" in stderr
 
 
 def test_hunt_ingests_into_a_workspace_and_hunts_it_again(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,10 @@ from trustwatch.cli.main import EXIT_FOUND, reports_errors
 from trustwatch.errors import InputError
 
 if TYPE_CHECKING:
-    from trustwatch.rules.runner import HuntResult
+    from datetime import datetime
+
+    from trustwatch.rules.model import Rule
+    from trustwatch.rules.runner import Hunter, HuntResult
     from trustwatch.rules.tuning import Tuning
 
 SEVERITY_ORDER = {"High": 0, "Medium": 1, "Low": 2, "Informational": 3}
@@ -86,7 +88,6 @@ def hunt(
     there are none, 2 on bad input.
     """
     from trustwatch.api import Session
-    from trustwatch.cli.main import _telemetry
     from trustwatch.kql.literals import parse_datetime_text
     from trustwatch.rules.model import load_rules
     from trustwatch.rules.runner import Hunter
@@ -111,9 +112,9 @@ def hunt(
     out_path = Path(out) if out else None
     if out_path is not None and not out_path.parent.exists():
         raise InputError(f"--out: folder {out_path.parent} does not exist")
-    telemetry = _hunt_telemetry(paths, workspace, _telemetry)
+    telemetry = _hunt_telemetry(paths, workspace)
     session = Session(tuned.tables(), **telemetry)
-    result = Hunter(session, tuned).run(rules, now=pinned)
+    result = _run_with_progress(Hunter(session, tuned), rules, pinned)
 
     for notice in session.notices:
         click.echo(f"notice: {notice}", err=True)
@@ -130,25 +131,60 @@ def hunt(
         sys.exit(EXIT_FOUND)
 
 
-def _hunt_telemetry(
-    paths: tuple[str, ...],
-    workspace: str | None,
-    in_memory: Callable[[tuple[str, ...], str | None], dict[str, Any]],
-) -> dict[str, Any]:
-    """Ingest PATHs (into the workspace when one is given) and return the session's tables."""
-    if workspace and paths:
-        from trustwatch.cli.ingest_cmd import ingest_with_progress
-        from trustwatch.ingest import pipeline
-        from trustwatch.ingest.workspace import Workspace
+def _run_with_progress(hunter: Hunter, rules: list[Rule], now: datetime | None) -> HuntResult:
+    """Run the rules with a progress bar on stderr (on a terminal): rule, runs evaluated."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        planned, skipped = pipeline.plan(paths, skip_unknown=True)
-        ws = Workspace(workspace)
-        try:
-            ingest_with_progress(ws, planned, skipped, quiet_summary=True)
-        finally:
-            ws.close()
-        return dict(in_memory((), workspace))
-    return dict(in_memory(paths, workspace))
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as progress:
+        task = progress.add_task("rules", total=None)
+
+        def update(rule: str, done: int, total: int) -> None:
+            progress.update(task, description=rule[:50], completed=done, total=total)
+
+        return hunter.run(rules, now=now, on_progress=update)
+
+
+def _hunt_telemetry(paths: tuple[str, ...], workspace: str | None) -> dict[str, Any]:
+    """Ingest PATHs (into the workspace when one is given); the session's engine and views.
+
+    Raises:
+        InputError: PATHs were given and not one record in them could be read.
+    """
+    from trustwatch.cli.ingest_cmd import ingest_with_progress
+    from trustwatch.ingest import pipeline
+    from trustwatch.ingest.workspace import Workspace
+
+    if not paths:
+        assert workspace is not None
+        engine, views = pipeline.open_workspace_for_query(workspace)
+        return {"engine": engine, "views": views}
+    planned, skipped = pipeline.plan(paths, skip_unknown=True)
+    ws = Workspace(workspace)
+    try:
+        results = ingest_with_progress(ws, planned, skipped, quiet_summary=True)
+    except BaseException:
+        ws.close()
+        raise
+    for _, why in skipped:
+        click.echo(f"skipped: {why}", err=True)
+    if not sum(r.stored + r.duplicates for r in results):
+        ws.close()
+        raise InputError(
+            "nothing could be read from the given files",
+            hint="trustwatch ingest --list-formats shows what trustwatch reads",
+        )
+    if workspace:  # hunt what the workspace now holds, through a read-only connection
+        ws.close()
+        engine, views = pipeline.open_workspace_for_query(workspace)
+        return {"engine": engine, "views": views}
+    return {"engine": ws.engine, "views": pipeline.query_views(ws.engine)}
 
 
 def _print_account(result: HuntResult, tuning: Tuning) -> None:

@@ -16,7 +16,7 @@ alert per run.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -125,12 +125,17 @@ class Hunter:
 
     # --- running ----------------------------------------------------------------------------
 
-    def run(self, rules: Sequence[Rule], now: datetime | None = None) -> HuntResult:
+    def run(
+        self,
+        rules: Sequence[Rule],
+        now: datetime | None = None,
+        on_progress: Callable[[str, int, int], None] | None = None,
+    ) -> HuntResult:
         """Run every rule; all are compiled first, so a broken rule stops the hunt at once."""
         compiled = [self.compile(rule) for rule in rules]
         result = HuntResult([], [], {}, {}, self.span(), now)
         for item in compiled:
-            result.stats.append(self._run_rule(item, now, result))
+            result.stats.append(self._run_rule(item, now, result, on_progress))
         schedule.set_window(self.engine, None, None)
         result.alerts.sort(key=lambda a: (a["StartTime"], a["AlertName"]))
         return result
@@ -147,15 +152,23 @@ class Hunter:
         )
         return runs, schedule.run_count(spans)
 
-    def _run_rule(self, item: _Compiled, now: datetime | None, result: HuntResult) -> RuleStats:
+    def _run_rule(
+        self,
+        item: _Compiled,
+        now: datetime | None,
+        result: HuntResult,
+        on_progress: Callable[[str, int, int], None] | None,
+    ) -> RuleStats:
         rule = item.rule
         runs, grid_runs = self._runs(item, now)
         stats = RuleStats(rule, runs=grid_runs)
         seen: set[str] = set()
         suppressed_seen: set[str] = set()
-        for run in runs:
+        for done, run in enumerate(runs, 1):
             rows = self._evaluate(item, run)
             stats.evaluations += 1
+            if on_progress is not None:
+                on_progress(rule.name, done, len(runs))
             kept = []
             for row in rows:
                 exclusion = self.tuning.suppressing(rule, row, self._signer_lookup)
