@@ -428,3 +428,44 @@ def test_pairs_of_runs_never_raise_the_same_alert_twice(tmp_path: Path) -> None:
     result = Hunter(session_of(DeviceProcessEvents=rows)).run([rule])
     ids = [a["SystemAlertId"] for a in result.alerts]
     assert len(ids) == len(set(ids)) == 4
+
+
+def test_signer_and_company_exclusions(tmp_path: Path) -> None:
+    tuning = write_tuning(
+        tmp_path,
+        "exclusions:\n"
+        "  - id: by-signer\n    when: {signer: 'Zscaler, Inc.'}\n"
+        "  - id: by-company\n    when: {company: 'Netskope*'}\n",
+    )
+    query = """DeviceProcessEvents
+| project TimeGenerated, DeviceName, ProcessSHA1 = SHA1,
+          ProcessCompany = ProcessVersionInfoCompanyName"""
+    rule = load_rule(write_rule(tmp_path, query))
+    rows = [
+        proc("2024-05-01T10:10:00Z", "signed", SHA1="aa" * 20),
+        proc("2024-05-01T10:11:00Z", "untrusted-signature", SHA1="bb" * 20),
+        proc("2024-05-01T10:12:00Z", "company", ProcessVersionInfoCompanyName="Netskope, Inc."),
+    ]
+    certs = [
+        {
+            "TimeGenerated": "2024-05-01T09:00:00Z",
+            "SHA1": "AA" * 20,
+            "Signer": "Zscaler, Inc.",
+            "IsTrusted": True,
+        },
+        {
+            "TimeGenerated": "2024-05-01T09:00:00Z",
+            "SHA1": "bb" * 20,
+            "Signer": "Zscaler, Inc.",
+            "IsTrusted": False,
+        },
+    ]
+    session = Session(
+        {
+            "DeviceProcessEvents": rows_to_arrow(case_rows(rows)),
+            "DeviceFileCertificateInfo": rows_to_arrow(case_rows(certs)),
+        }
+    )
+    result = Hunter(session, tuning).run([rule])
+    assert [a["CompromisedEntity"] for a in result.alerts] == ["untrusted-signature"]
+    assert result.suppressed == {"by-signer": {"rule r": 1}, "by-company": {"rule r": 1}}
