@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -159,10 +160,10 @@ class DuckDBEngine:
         return self.execute_sql(query.sql(dialect=self.dialect))
 
     def prepare(self, sql: str) -> str:
-        """Plan ``sql`` once; returns the statement that runs the plan (``EXECUTE name``).
+        """Plan ``sql`` once; returns the name :meth:`execute_prepared` runs it by.
 
         DuckDB re-plans every query text it is given; a scheduled rule runs the same query for
-        every window, and for the shipped rules planning costs more than running.
+        every window (only its parameters change), and planning costs more than running.
         """
         self._count += 1
         name = f"tw_prepared_{self._count}"
@@ -173,11 +174,21 @@ class DuckDBEngine:
                 f"DuckDB failed to plan the compiled query: {exc}",
                 hint="run with --explain to see the SQL; please report this as a bug",
             ) from exc
-        return f"EXECUTE {name}"
+        return name
 
-    def execute_sql(self, sql: str) -> pa.Table:
+    def execute_prepared(self, name: str, params: Mapping[str, datetime]) -> pa.Table:
+        """Run a prepared plan with named timestamp parameters (``$name`` in its SQL)."""
+        args = ", ".join(
+            f"{key} := " + exp.Literal.string(value.isoformat(sep=" ")).sql() + "::TIMESTAMP"
+            for key, value in params.items()
+        )
+        return self.execute_sql(f"EXECUTE {name}({args})")
+
+    def execute_sql(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table:
         """Run SQL generated from a compiled query (by :meth:`execute`, or kept for reuse)."""
         try:
+            if params:
+                return self.con.sql(sql, params=dict(params)).to_arrow_table()
             return self.con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
             raise EngineError(

@@ -78,7 +78,7 @@ class Hunter:
         self.session = session
         self.tuning = tuning or Tuning()
         self.engine = session.engine
-        self.catalog = schedule.window_views(self.engine, dict(session.catalog))
+        self.catalog, self.window = schedule.window_catalog(dict(session.catalog))
         self._signers: dict[str, list[str]] | None = None
 
     # --- preparation ------------------------------------------------------------------------
@@ -101,8 +101,8 @@ class Hunter:
         # the tables behind the windowed views it reads: their times drive the schedule
         read = [self.session.catalog[n] for n, t in self.catalog.items() if t.sql_name in names]
         sql = ""
-        if fixed:  # planned once; each run executes the plan with its own window
-            sql = self.engine.prepare(last.to_sql(self.engine.dialect))
+        if fixed:  # planned once; each run executes the plan with its own window parameters
+            sql = self.engine.prepare(self.window.bind(last.sql).sql(dialect=self.engine.dialect))
         return _Compiled(rule, source, last if fixed else None, sql, read)
 
     def span(self) -> tuple[datetime, datetime] | None:
@@ -136,7 +136,6 @@ class Hunter:
         result = HuntResult([], [], {}, {}, self.span(), now)
         for item in compiled:
             result.stats.append(self._run_rule(item, now, result, on_progress))
-        schedule.set_window(self.engine, None, None)
         result.alerts.sort(key=lambda a: (a["StartTime"], a["AlertName"]))
         return result
 
@@ -215,16 +214,19 @@ class Hunter:
         return stats
 
     def _evaluate(self, item: _Compiled, run: schedule.Run) -> list[dict[str, Any]]:
-        statement, sql = item.statement, item.sql
+        params = self.window.params(run.start, run.at)
+        statement = item.statement
         if statement is None:
             try:
                 tree = parse_query(item.source.text, item.source.name)
                 statement = compile_query(tree, self.catalog, run.at).statements[-1]
-                sql = statement.to_sql(self.engine.dialect)
             except TrustwatchError as exc:
                 raise exc.with_source(item.source) from None
-        schedule.set_window(self.engine, run.start, run.at)
-        table = typed_result(self.engine.execute_sql(sql), statement.columns)
+            bound = self.window.bind(statement.sql).sql(dialect=self.engine.dialect)
+            arrow = self.engine.execute_sql(bound, params)
+        else:
+            arrow = self.engine.execute_prepared(item.sql, params)
+        table = typed_result(arrow, statement.columns)
         rows: list[dict[str, Any]] = table.to_pylist()
         dynamic = [name for name, ktype in statement.columns if ktype == "dynamic"]
         for row in rows:  # dynamic values as JSON values, as in the evidence Sentinel keeps

@@ -23,7 +23,7 @@ from trustwatch.engines.duckdb import DuckDBEngine
 from trustwatch.kql.compiler import CatalogTable
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-WINDOW_FROM, WINDOW_TO = "tw_window_from", "tw_window_to"
+WINDOW_FROM, WINDOW_TO = "tw_from", "tw_to"  # query parameters of a run's window
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,52 +55,59 @@ def window_start(at: datetime, period: timedelta) -> datetime:
         return _MIN
 
 
-def window_views(engine: DuckDBEngine, catalog: dict[str, CatalogTable]) -> dict[str, CatalogTable]:
-    """The catalog seen by a scheduled run: each table with data, limited to the run's window.
+def window_catalog(catalog: dict[str, CatalogTable]) -> tuple[dict[str, CatalogTable], Window]:
+    """The catalog seen by a scheduled run: each timed table with data stands for its window.
 
-    The window bounds are DuckDB variables, set per run by :func:`set_window`.
+    Queries compile against marker names; :meth:`Window.bind` then replaces each marker with
+    the table limited to ``(from, to]`` through the query parameters ``$tw_from``/``$tw_to``, so
+    one prepared plan serves every run.
     """
     windowed: dict[str, CatalogTable] = {}
+    markers: dict[str, str] = {}
     for name, table in catalog.items():
         if table.sql_name is None or table.schema.column("TimeGenerated") is None:
             windowed[name] = table
             continue
-        view = f"tw_win_{len(windowed)}"
-        time = exp.column("TimeGenerated", quoted=True)
-        select = (
-            exp.Select(expressions=[exp.Star()])
-            .from_(exp.to_table(table.sql_name, quoted=True))
-            .where(
-                exp.and_(
-                    exp.GT(this=time, expression=_variable(WINDOW_FROM)),
-                    exp.LTE(this=time.copy(), expression=_variable(WINDOW_TO)),
+        marker = f"tw_window_{len(markers)}"
+        markers[marker] = table.sql_name
+        windowed[name] = CatalogTable(table.schema, marker)
+    return windowed, Window(markers)
+
+
+class Window:
+    """Replaces marker tables with their window-limited selects; gives a run's parameters."""
+
+    def __init__(self, markers: dict[str, str]) -> None:
+        self.markers = markers
+
+    def bind(self, query: exp.Query) -> exp.Query:
+        def replace(node: exp.Expr) -> exp.Expr:
+            if not isinstance(node, exp.Table) or node.name not in self.markers:
+                return node
+            time = exp.column("TimeGenerated", quoted=True)
+            limited = (
+                exp.Select(expressions=[exp.Star()])
+                .from_(exp.to_table(self.markers[node.name], quoted=True))
+                .where(
+                    exp.and_(
+                        exp.GT(this=time, expression=exp.Placeholder(this=WINDOW_FROM)),
+                        exp.LTE(this=time.copy(), expression=exp.Placeholder(this=WINDOW_TO)),
+                    )
                 )
             )
-        )
-        engine.con.execute(
-            exp.Create(
-                this=exp.to_table(view, quoted=True),
-                kind="VIEW",
-                replace=True,
-                expression=select,
-                properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
-            ).sql(dialect="duckdb")
-        )
-        windowed[name] = CatalogTable(table.schema, view)
-    return windowed
+            return limited.subquery(node.alias or None)
 
+        bound = query.transform(replace)
+        assert isinstance(bound, exp.Query)
+        return bound
 
-def _variable(name: str) -> exp.Expr:
-    return exp.Anonymous(this="getvariable", expressions=[exp.Literal.string(name)])
-
-
-def set_window(engine: DuckDBEngine, start: datetime | None, end: datetime | None) -> None:
-    """Limit the windowed views to ``(start, end]`` (None: unbounded)."""
-    low = start or _MIN
-    high = end or _MAX
-    for name, value in ((WINDOW_FROM, low), (WINDOW_TO, high)):
-        stamp = value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
-        engine.con.execute(f"SET VARIABLE {name} = TIMESTAMP '{stamp}'")
+    @staticmethod
+    def params(start: datetime | None, end: datetime | None) -> dict[str, datetime]:
+        """The parameters of a run over ``(start, end]`` (None: unbounded), as naive UTC."""
+        return {
+            WINDOW_FROM: (start or _MIN).astimezone(UTC).replace(tzinfo=None),
+            WINDOW_TO: (end or _MAX).astimezone(UTC).replace(tzinfo=None),
+        }
 
 
 def activity(
