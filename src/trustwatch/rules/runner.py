@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,7 +59,6 @@ class HuntResult:
     daily: dict[tuple[str, str], dict[str, int]]  # (UTC day, rule name) -> counts
     span: tuple[datetime, datetime] | None  # earliest and latest TimeGenerated in the data
     now: datetime | None = None
-    notices: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -67,7 +66,7 @@ class _Compiled:
     rule: Rule
     source: Source
     statement: CompiledStatement | None  # None: compile per run (the query reads now())
-    sql: str  # the statement's SQL text, generated once for every run
+    sql: str  # the prepared plan's name (fixed statements); each run executes it
     tables: list[CatalogTable]
 
 
@@ -98,7 +97,7 @@ class Hunter:
             isinstance(node, ast.Call) and node.name in CLOCK_FUNCTIONS for node in tree.walk()
         )
         names = {t.name for t in last.sql.find_all(exp.Table)}
-        # the tables behind the windowed views it reads: their times drive the schedule
+        # the stored tables behind the windows it reads: their times drive the schedule
         read = [self.session.catalog[n] for n, t in self.catalog.items() if t.sql_name in names]
         sql = ""
         if fixed:  # planned once; each run executes the plan with its own window parameters
@@ -136,7 +135,7 @@ class Hunter:
         result = HuntResult([], [], {}, {}, self.span(), now)
         for item in compiled:
             result.stats.append(self._run_rule(item, now, result, on_progress))
-        result.alerts.sort(key=lambda a: (a["StartTime"], a["AlertName"]))
+        result.alerts.sort(key=lambda a: (datetime.fromisoformat(a["StartTime"]), a["AlertName"]))
         return result
 
     def _runs(self, item: _Compiled, now: datetime | None) -> tuple[list[schedule.Run], int]:

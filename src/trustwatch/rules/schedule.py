@@ -12,7 +12,6 @@ evaluates the first of each such group and counts the rest as repeats.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -219,7 +218,3 @@ def run_count(spans: list[tuple[int, int]]) -> int:
 
 def single_run(at: datetime, period: timedelta) -> Run:
     return Run(at, window_start(at, period))
-
-
-def ceil_grid(at: datetime, frequency: timedelta) -> int:
-    return math.ceil((at - EPOCH) / frequency)

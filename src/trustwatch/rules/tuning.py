@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -272,12 +272,3 @@ def _iso(value: object) -> str:
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     return str(value)
-
-
-def count_by(items: Iterable[tuple[str, str]]) -> dict[str, dict[str, int]]:
-    """(exclusion id, rule name) pairs -> {exclusion: {rule: count}}."""
-    out: dict[str, dict[str, int]] = {}
-    for exclusion, rule in items:
-        out.setdefault(exclusion, {}).setdefault(rule, 0)
-        out[exclusion][rule] += 1
-    return out
