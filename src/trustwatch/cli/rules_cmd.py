@@ -113,3 +113,17 @@ def test(rule_sources: tuple[str, ...], verbose: bool) -> None:
     click.echo(f"{total - failed} of {total} case(s) passed", err=True)
     if failed:
         sys.exit(EXIT_FOUND)
+
+
+@rules.command("export", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@reports_errors
+def export(args: tuple[str, ...]) -> None:
+    """(not available yet) Export rules as Sentinel YAML / ARM / Defender / Sigma."""
+    from trustwatch.errors import InputError
+
+    raise InputError(
+        "rules export is not available yet",
+        hint="the rule files in src/trustwatch/content/rules/ are already Azure-Sentinel "
+        "repository YAML; `trustwatch rules show ID` prints one",
+    )
