@@ -1,0 +1,145 @@
+"""``trustwatch validate`` (the scenario x rule matrix) and ``trustwatch simulate``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from trustwatch.cli.main import EXIT_FOUND, reports_errors
+
+if TYPE_CHECKING:
+    from trustwatch.scenarios.validate import Matrix, Row
+
+SYMBOLS = {
+    "fired": ("fired", "green"),
+    "quiet": ("-", "dim"),
+    "known-miss": ("miss*", "yellow"),
+    "MISSED": ("MISSED", "bold red"),
+    "UNEXPECTED": ("ALERT!", "bold red"),
+}
+LEGEND = (
+    "fired = fired as expected; - = quiet as expected; miss* = documented blind spot of the "
+    "rule (expected miss); MISSED = expected alert absent; ALERT! = alert not expected"
+)
+
+
+@click.command()
+@click.argument("scenario_ids", nargs=-1, required=False, metavar="[SCENARIO]...")
+@click.option(
+    "--rules",
+    "rule_sources",
+    multiple=True,
+    metavar="DIR|FILE|PACK",
+    help="Rules to run (repeatable). Default: all (the default and reference packs).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--seed", type=int, default=None, help="Seed of the simulated hosts (default 4).")
+@reports_errors
+def validate(
+    scenario_ids: tuple[str, ...], rule_sources: tuple[str, ...], fmt: str, seed: int | None
+) -> None:
+    """Emulate the scenarios on a Sysmon and a Defender host and show what fires.
+
+    Each scenario's telemetry is ingested like any log and hunted with the default tuning;
+    every cell is checked against the expectation stored with the scenario. Exit 1 on any
+    mismatch.
+    """
+    from trustwatch.scenarios.model import load_scenarios
+    from trustwatch.scenarios.render import DEFAULT_SEED
+    from trustwatch.scenarios.validate import validate as run_matrix
+
+    scenarios = load_scenarios(list(scenario_ids) or None)
+    matrix = run_matrix(scenarios, rule_sources or ("all",), DEFAULT_SEED if seed is None else seed)
+    if fmt == "json":
+        click.echo(json.dumps(matrix_json(matrix), indent=2))
+    else:
+        _print_table(matrix)
+    if not matrix.ok:
+        sys.exit(EXIT_FOUND)
+
+
+@click.command()
+@click.argument("scenario_id", metavar="SCENARIO")
+@click.option("--out", required=True, metavar="DIR", help="Folder to write the files into.")
+@click.option("--seed", type=int, default=None, help="Seed of the simulated host (default 4).")
+@reports_errors
+def simulate(scenario_id: str, out: str, seed: int | None) -> None:
+    """Write a scenario's telemetry: Sysmon/PowerShell event XML and Defender Event Hub JSON."""
+    from trustwatch.scenarios.model import load_scenarios
+    from trustwatch.scenarios.render import DEFAULT_SEED, write
+
+    scenario = load_scenarios([scenario_id])[0]
+    for source, path in write(scenario, Path(out), DEFAULT_SEED if seed is None else seed).items():
+        click.echo(f"{source}: {path}")
+
+
+def matrix_json(matrix: Matrix) -> dict[str, Any]:
+    """The matrix as a JSON document."""
+    return {
+        "ok": matrix.ok,
+        "rules": matrix.rules,
+        "rows": [
+            {
+                "scenario": row.scenario.id,
+                "kind": row.scenario.kind,
+                "source": row.source,
+                "ok": row.ok,
+                "cells": row.cells,
+                "alerts": row.alerts,
+                "known_misses": dict(row.scenario.expect[row.source].known_misses),
+                "suppressed": row.suppressed,
+                "problems": row.problems,
+            }
+            for row in matrix.rows
+        ],
+    }
+
+
+def _print_table(matrix: Matrix) -> None:
+    console = Console(width=max(160, Console().width))
+    table = Table(title="trustwatch validation matrix", show_lines=False)
+    table.add_column("scenario")
+    table.add_column("kind")
+    table.add_column("source")
+    for n, _ in enumerate(matrix.rules, start=1):
+        table.add_column(f"R{n}", justify="center")
+    table.add_column("ok")
+    for row in matrix.rows:
+        table.add_row(*_cells(row, matrix.rules))
+    console.print(table)
+    for n, stem in enumerate(matrix.rules, start=1):
+        console.print(f"R{n} = {stem}")
+    console.print(LEGEND)
+    for row in matrix.rows:
+        for stem, why in sorted(row.scenario.expect[row.source].known_misses.items()):
+            if row.cells.get(stem) == "known-miss":
+                console.print(escape(f"miss* {row.scenario.id} [{row.source}] {stem}: {why}"))
+        for problem in row.problems:
+            console.print(
+                "[bold red]problem[/] " + escape(f"{row.scenario.id} [{row.source}]: {problem}")
+            )
+    bad = sum(not r.ok for r in matrix.rows)
+    verdict = "[green]all green[/]" if not bad else f"[bold red]{bad} row(s) with mismatches[/]"
+    console.print(f"{len(matrix.rows)} rows: {verdict}")
+
+
+def _cells(row: Row, rules: list[str]) -> list[str]:
+    cells = [row.scenario.id, row.scenario.kind, row.source]
+    for stem in rules:
+        text, style = SYMBOLS[row.cells[stem]]
+        cells.append(f"[{style}]{text}[/]")
+    cells.append("[green]yes[/]" if row.ok else "[bold red]NO[/]")
+    return cells

@@ -1,0 +1,1 @@
+"""Atomic-test emulation: scenario files, their rendering to telemetry, the validation matrix."""

@@ -1,0 +1,38 @@
+"""Render a scenario to its two telemetry files, deterministically from a seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trustwatch.scenarios.defender import render_defender
+from trustwatch.scenarios.host import make_host
+from trustwatch.scenarios.model import SOURCES, Scenario
+from trustwatch.scenarios.sysmon import render_sysmon
+
+DEFAULT_SEED = 4
+FILE_NAMES = {"sysmon": "{id}.sysmon.xml", "defender": "{id}.defender.json"}
+
+
+def render(scenario: Scenario, source: str, seed: int = DEFAULT_SEED) -> str:
+    """The scenario's telemetry for one source (``sysmon`` or ``defender``) as text.
+
+    Each source is drawn from a fresh host, so one source's output never depends on whether
+    the other was rendered first.
+    """
+    host = make_host(scenario, seed)
+    if source == "sysmon":
+        return render_sysmon(host, f"{scenario.id} ({scenario.source})")
+    if source == "defender":
+        return render_defender(host)
+    raise ValueError(f"unknown telemetry source {source!r}; one of {SOURCES}")
+
+
+def write(scenario: Scenario, out: Path, seed: int = DEFAULT_SEED) -> dict[str, Path]:
+    """Write both telemetry files of ``scenario`` into ``out``; source -> path."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for source in SOURCES:
+        path = out / FILE_NAMES[source].format(id=scenario.id)
+        path.write_text(render(scenario, source, seed), encoding="utf-8")
+        written[source] = path
+    return written
