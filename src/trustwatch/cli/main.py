@@ -260,13 +260,14 @@ def _register_commands() -> None:
     from trustwatch.cli.hunt_cmd import hunt
     from trustwatch.cli.ingest_cmd import ingest
     from trustwatch.cli.rules_cmd import rules
-    from trustwatch.cli.validate_cmd import simulate, validate
+    from trustwatch.cli.validate_cmd import atomics, simulate, validate
 
     cli.add_command(ingest)
     cli.add_command(hunt)
     cli.add_command(rules)
     cli.add_command(validate)
     cli.add_command(simulate)
+    cli.add_command(atomics)
 
 
 _register_commands()

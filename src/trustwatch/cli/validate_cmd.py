@@ -143,3 +143,37 @@ def _cells(row: Row, rules: list[str]) -> list[str]:
         cells.append(f"[{style}]{text}[/]")
     cells.append("[green]yes[/]" if row.ok else "[bold red]NO[/]")
     return cells
+
+
+@click.group()
+def atomics() -> None:
+    """Atomic Red Team tests for the specification's four validation tests."""
+
+
+@atomics.command("export")
+@click.option(
+    "--out", metavar="FILE", help="Write the YAML to FILE (default: stdout), e.g. T1588.004.yaml."
+)
+@reports_errors
+def atomics_export(out: str | None) -> None:
+    """Write the specification's 4 tests as Atomic Red Team YAML for Invoke-AtomicRedTeam.
+
+    Run them on a Windows test host (Invoke-AtomicTest T1588.004 -PathToAtomicsFolder ...,
+    with -GetPrereqs first, and -Cleanup after), collect its Sysmon, PowerShell and Security
+    logs, then `trustwatch hunt` them.
+    """
+    from importlib import resources
+
+    from trustwatch.errors import InputError
+
+    text = (
+        resources.files("trustwatch.content").joinpath("atomics/T1588.004.yaml").read_text("utf-8")
+    )
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    path = Path(out)
+    if not path.parent.exists():
+        raise InputError(f"--out: folder {path.parent} does not exist")
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote 4 Atomic Red Team tests to {path}", err=True)
