@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trustwatch.cli.main import EXIT_FOUND, reports_errors
+from trustwatch.cli.render import stdout_console
 from trustwatch.errors import InputError
 
 if TYPE_CHECKING:
@@ -224,7 +225,7 @@ def _print_account(result: HuntResult, tuning: Tuning) -> None:
 
 
 def _print_replay(result: HuntResult) -> None:
-    console = _stdout_console()
+    console = stdout_console(400)
     grid = Table(title="schedule replay: alerts per day per rule", header_style="bold")
     for name, justify in (
         ("day", "left"),
@@ -291,7 +292,7 @@ def _print_alerts(alerts: list[dict[str, Any]], fmt: str) -> None:
             writer.writerow(alert_cells(alert))
         click.echo(buf.getvalue(), nl=False)
         return
-    console = _stdout_console()
+    console = stdout_console(400)
     grid = Table(header_style="bold")
     for name in TABLE_COLUMNS:
         grid.add_column(name, overflow="fold")
@@ -300,8 +301,3 @@ def _print_alerts(alerts: list[dict[str, Any]], fmt: str) -> None:
         grid.add_row(*(cells[c] for c in TABLE_COLUMNS))
     console.print(grid)
     console.print(f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}", style="dim")
-
-
-def _stdout_console() -> Console:
-    tty = sys.stdout.isatty()
-    return Console(file=sys.stdout, soft_wrap=not tty, width=None if tty else 400)

@@ -24,10 +24,15 @@ def print_result(table: pa.Table, fmt: str) -> None:
         print_table(table)
 
 
-def print_table(table: pa.Table) -> None:
-    # On a terminal, fit the screen; into a pipe or file, never wrap a cell.
+def stdout_console(pipe_width: int) -> Console:
+    """On a terminal, fit the screen; into a pipe or file, lines up to ``pipe_width``."""
     tty = sys.stdout.isatty()
-    console = Console(file=sys.stdout, soft_wrap=not tty, width=None if tty else 100_000)
+    return Console(file=sys.stdout, soft_wrap=not tty, width=None if tty else pipe_width)
+
+
+def print_table(table: pa.Table) -> None:
+    tty = sys.stdout.isatty()
+    console = stdout_console(100_000)  # into a pipe or file, never wrap a cell
     grid = Table(show_lines=False, header_style="bold")
     for name in table.column_names:
         grid.add_column(name, overflow="fold", no_wrap=not tty)

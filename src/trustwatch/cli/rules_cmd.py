@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from trustwatch.cli.main import EXIT_FOUND, reports_errors
+from trustwatch.cli.render import stdout_console
 
 RULES_OPTION = click.option(
     "--rules",
@@ -17,11 +17,6 @@ RULES_OPTION = click.option(
     metavar="DIR|FILE|PACK",
     help="Rule files, folders or packs (default, reference, all). Default: all.",
 )
-
-
-def _console() -> Console:
-    tty = sys.stdout.isatty()
-    return Console(file=sys.stdout, soft_wrap=not tty, width=None if tty else 400)
 
 
 @click.group()
@@ -49,7 +44,7 @@ def list_rules(rule_sources: tuple[str, ...]) -> None:
             ", ".join(rule.techniques),
             rule.name,
         )
-    _console().print(grid)
+    stdout_console(400).print(grid)
 
 
 @rules.command("show")

@@ -18,7 +18,7 @@ from typing import Any
 
 from trustwatch.kql.literals import format_datetime_value
 from trustwatch.rules.model import Rule, format_timespan
-from trustwatch.rules.tuning import TIME_COLUMNS
+from trustwatch.rules.tuning import row_time
 
 # entity type in a rule -> "Type" of the SecurityAlert entity
 ENTITY_TYPES = {
@@ -85,14 +85,6 @@ def _text(value: Any) -> str:
 
 def _fill(template: str, row: Mapping[str, Any]) -> str:
     return _PLACEHOLDER.sub(lambda m: _text(row.get(m.group(1))), template)
-
-
-def row_time(row: Mapping[str, Any]) -> datetime | None:
-    for column in TIME_COLUMNS:
-        value = row.get(column)
-        if isinstance(value, datetime):
-            return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return None
 
 
 def entities(rule: Rule, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -116,7 +116,7 @@ class Tuning:
         self, exclusion: Exclusion, row: Mapping[str, Any], signers: SignerLookup | None
     ) -> bool:
         if exclusion.windows:
-            when = _row_time(row)
+            when = row_time(row)
             if when is None or not any(w.contains(when) for w in exclusion.windows):
                 return False
         for condition, patterns in exclusion.when.items():
@@ -132,7 +132,8 @@ class Tuning:
         return _glob(pattern).fullmatch(value) is not None
 
 
-def _row_time(row: Mapping[str, Any]) -> datetime | None:
+def row_time(row: Mapping[str, Any]) -> datetime | None:
+    """The row's event time (TimeGenerated, else Timestamp), as aware UTC."""
     for column in TIME_COLUMNS:
         value = row.get(column)
         if isinstance(value, datetime):
