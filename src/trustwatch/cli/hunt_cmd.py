@@ -158,21 +158,14 @@ def _hunt_telemetry(paths: tuple[str, ...], workspace: str | None) -> dict[str, 
     Raises:
         InputError: PATHs were given and not one record in them could be read.
     """
-    from trustwatch.cli.ingest_cmd import ingest_with_progress
+    from trustwatch.cli.ingest_cmd import ingest_paths
     from trustwatch.ingest import pipeline
-    from trustwatch.ingest.workspace import Workspace
 
     if not paths:
         assert workspace is not None
         engine, views = pipeline.open_workspace_for_query(workspace)
         return {"engine": engine, "views": views}
-    planned, skipped = pipeline.plan(paths, skip_unknown=True)
-    ws = Workspace(workspace)
-    try:
-        results = ingest_with_progress(ws, planned, skipped, quiet_summary=True)
-    except BaseException:
-        ws.close()
-        raise
+    ws, results, skipped = ingest_paths(paths, workspace)
     for _, why in skipped:
         click.echo(f"skipped: {why}", err=True)
     if not sum(r.stored + r.duplicates for r in results):

@@ -68,6 +68,21 @@ def ingest_with_progress(
     return results
 
 
+def ingest_paths(
+    paths: tuple[str, ...], workspace: str | None
+) -> tuple[Workspace, list[FileStats], list[tuple[Path, str]]]:
+    """Ingest telemetry PATHs (files the readers do not know are skipped) into ``workspace``
+    (None: in memory), with the progress bar; the workspace is closed if the ingest fails."""
+    planned, skipped = pipeline.plan(paths, skip_unknown=True)
+    ws = Workspace(workspace)
+    try:
+        results = ingest_with_progress(ws, planned, skipped, quiet_summary=True)
+    except BaseException:
+        ws.close()
+        raise
+    return ws, results, skipped
+
+
 def print_summary(results: list[FileStats], skipped: list[tuple[Path, str]]) -> None:
     """The per-file account on stdout: read = stored + quarantined + duplicates."""
     out = Console(soft_wrap=False, width=max(160, Console().width))

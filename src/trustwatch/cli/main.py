@@ -172,12 +172,9 @@ def _telemetry(data: tuple[str, ...], workspace: str | None) -> dict[str, Any]:
         engine, views = pipeline.open_workspace_for_query(workspace)
         return {"engine": engine, "views": views}
     if data:
-        from trustwatch.cli.ingest_cmd import ingest_with_progress
-        from trustwatch.ingest.workspace import Workspace
+        from trustwatch.cli.ingest_cmd import ingest_paths
 
-        planned, skipped = pipeline.plan(data, skip_unknown=True)
-        ws = Workspace(None)
-        ingest_with_progress(ws, planned, skipped, quiet_summary=True)
+        ws, _, _ = ingest_paths(data, None)
         return {"engine": ws.engine, "views": pipeline.query_views(ws.engine)}
     return {}
 
