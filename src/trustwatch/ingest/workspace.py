@@ -316,16 +316,7 @@ class Workspace:
             parents = _parents(pairs, wanted, same_table=same)
             select = select.with_("_tw_parent", as_=parents).join(
                 exp.to_table("_tw_parent"),
-                on=exp.and_(
-                    exp.EQ(
-                        this=exp.column("_pguid", table="_tw_mapped"),
-                        expression=exp.column("_guid", table="_tw_parent"),
-                    ),
-                    exp.EQ(
-                        this=exp.column("DeviceName", table="_tw_mapped", quoted=True),
-                        expression=exp.column("DeviceName", table="_tw_parent", quoted=True),
-                    ),
-                ),
+                on=_made_by("_tw_mapped", "_tw_parent"),
                 join_type="left",
             )
         targets = [_ident(n) for n in [*out, "_ingest", "_map"]]
@@ -443,14 +434,7 @@ class Workspace:
             where=exp.Where(
                 this=exp.and_(
                     unfilled.transform(lambda n: _qualified(n, "t")),
-                    exp.EQ(
-                        this=exp.column("_pguid", table="t"),
-                        expression=exp.column("_guid", table="p"),
-                    ),
-                    exp.EQ(
-                        this=exp.column("DeviceName", table="t", quoted=True),
-                        expression=exp.column("DeviceName", table="p", quoted=True),
-                    ),
+                    _made_by("t", "p"),
                 )
             ),
         )
@@ -575,6 +559,20 @@ def prefetch(items: Iterable[Item], depth: int = 2) -> Iterator[Item]:
 @dataclass(frozen=True, slots=True)
 class _Failure:
     error: BaseException
+
+
+def _made_by(rows: str, process: str) -> exp.Expr:
+    """Rows ``rows`` name the process-creation row ``process`` (same ProcessGuid and device)."""
+    return exp.and_(
+        exp.EQ(
+            this=exp.column("_pguid", table=rows),
+            expression=exp.column("_guid", table=process),
+        ),
+        exp.EQ(
+            this=exp.column("DeviceName", table=rows, quoted=True),
+            expression=exp.column("DeviceName", table=process, quoted=True),
+        ),
+    )
 
 
 def _enrich_pairs(schema: TableSchema) -> list[tuple[str, str]]:
