@@ -72,18 +72,40 @@ def validate(
 
 
 @click.command()
-@click.argument("scenario_id", metavar="SCENARIO")
+@click.argument("scenario_ids", nargs=-1, required=True, metavar="SCENARIO...")
 @click.option("--out", required=True, metavar="DIR", help="Folder to write the files into.")
-@click.option("--seed", type=int, default=None, help="Seed of the simulated host (default 4).")
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="SOURCE",
+    help="Telemetry source(s) to write (repeatable; default: every source).",
+)
+@click.option("--seed", type=int, default=None, help="Seed of the simulated hosts (default 4).")
 @reports_errors
-def simulate(scenario_id: str, out: str, seed: int | None) -> None:
-    """Write a scenario's telemetry: Sysmon/PowerShell event XML and Defender Event Hub JSON."""
-    from trustwatch.scenarios.model import load_scenarios
+def simulate(
+    scenario_ids: tuple[str, ...], out: str, sources: tuple[str, ...], seed: int | None
+) -> None:
+    """Write scenarios' telemetry files, one per scenario and telemetry source.
+
+    A scenario runs on the same simulated device in every source: hunt one source's files
+    at a time, or the mix `trustwatch simulate` writes for distinct scenarios.
+    """
+    from trustwatch.errors import InputError
+    from trustwatch.scenarios.model import SOURCES, load_scenarios
     from trustwatch.scenarios.render import DEFAULT_SEED, write
 
-    scenario = load_scenarios([scenario_id])[0]
-    for source, path in write(scenario, Path(out), DEFAULT_SEED if seed is None else seed).items():
-        click.echo(f"{source}: {path}")
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:
+        raise InputError(
+            f"--source: unknown telemetry source '{unknown[0]}'",
+            hint="one of " + ", ".join(SOURCES),
+        )
+    chosen = sources or SOURCES
+    for scenario in load_scenarios(list(scenario_ids)):
+        written = write(scenario, Path(out), DEFAULT_SEED if seed is None else seed, chosen)
+        for source, path in written.items():
+            click.echo(f"{scenario.id} [{source}]: {path}")
 
 
 def matrix_json(matrix: Matrix) -> dict[str, Any]:

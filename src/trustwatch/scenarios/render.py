@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from trustwatch.scenarios.defender import render_defender
@@ -27,11 +28,16 @@ def render(scenario: Scenario, source: str, seed: int = DEFAULT_SEED) -> str:
     raise ValueError(f"unknown telemetry source {source!r}; one of {SOURCES}")
 
 
-def write(scenario: Scenario, out: Path, seed: int = DEFAULT_SEED) -> dict[str, Path]:
-    """Write both telemetry files of ``scenario`` into ``out``; source -> path."""
+def write(
+    scenario: Scenario,
+    out: Path,
+    seed: int = DEFAULT_SEED,
+    sources: Iterable[str] = SOURCES,
+) -> dict[str, Path]:
+    """Write the telemetry files of ``scenario`` into ``out``; source -> path."""
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    for source in SOURCES:
+    for source in sources:
         path = out / FILE_NAMES[source].format(id=scenario.id)
         path.write_text(render(scenario, source, seed), encoding="utf-8")
         written[source] = path
