@@ -29,6 +29,19 @@ def _write(tmp_path: Path, body: str, steps: str = GOOD_STEP) -> Path:
         ("", GOOD_STEP.replace("cmd.exe}", "cmd.exe, parent: x}"), "parent 'x'"),
         ("", GOOD_STEP + "  - at: 5\n    network: {by: ps, ip: 1.2.3.4, port: x}\n", "port"),
         ("expect: {a: true}\nknown_misses: {a: why}\n", GOOD_STEP, "both expected and"),
+        ("", GOOD_STEP + "  - capi2: {by: ps}\n", "steps[1].capi2: 'subject' is required"),
+        (
+            "",
+            GOOD_STEP + "  - registry: {by: ps, action: read_key, key: HKLM\\\\X}\n",
+            "'read_key' is not one of create_key, set_value, open_key, delete_key",
+        ),
+        ("sources:\n  splunk: {}\n", GOOD_STEP, "sources: a mapping keyed by"),
+        ("sources:\n  security: {expect: {}, colour: red}\n", GOOD_STEP, "unknown field 'colour'"),
+        (
+            "sources:\n  security: {fp_not_removed: why}\n",
+            GOOD_STEP,
+            "fp_not_removed: a reason (text), for a scenario with a known_false_positive",
+        ),
     ],
 )
 def test_errors_are_located(tmp_path: Path, body: str, steps: str, message: str) -> None:
@@ -44,3 +57,27 @@ def test_per_source_expectations_override(tmp_path: Path) -> None:
     scenario = load_scenario(_write(tmp_path, body))
     assert scenario.expect["sysmon"].fire == {"a"}
     assert scenario.expect["defender"].fire == {"b"}
+
+
+def test_security_overrides_and_a_known_false_positive_kept_there(tmp_path: Path) -> None:
+    body = (
+        "known_false_positive: {exclusion: x}\nexpect: {a: true}\nsources:\n  security:\n"
+        "    expect: {a: false, b: true}\n    known_misses: {a: why}\n"
+        "    fp_not_removed: the exclusion needs a parent 4657 does not name\n"
+    )
+    scenario = load_scenario(_write(tmp_path, body))
+    assert scenario.expect["sysmon"].fire == {"a"} and not scenario.expect["sysmon"].fp_not_removed
+    security = scenario.expect["security"]
+    assert security.fire == {"b"} and security.known_misses == {"a": "why"}
+    assert security.fp_not_removed.startswith("the exclusion")
+
+
+def test_a_capi2_step_takes_the_host_thumbprint_unless_given(tmp_path: Path) -> None:
+    from trustwatch.scenarios.host import make_host
+
+    steps = (
+        GOOD_STEP
+        + "  - capi2: {by: ps, subject: CN=R}\n  - capi2: {by: ps, subject: CN=S, thumbprint: AB}\n"
+    )
+    host = make_host(load_scenario(_write(tmp_path, "", steps)), 1)
+    assert [a.fields["thumbprint"] for a in host.activity] == [host.thumbprint, "AB"]

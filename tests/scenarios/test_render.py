@@ -11,7 +11,7 @@ import pytest
 from trustwatch.ingest import pipeline
 from trustwatch.ingest.workspace import Workspace
 from trustwatch.scenarios.model import SOURCES, load_scenarios
-from trustwatch.scenarios.render import render, write
+from trustwatch.scenarios.render import FILE_NAMES, INGEST_FORMATS, render, write
 
 SCENARIOS = load_scenarios()
 SPEC_TESTS = [s for s in SCENARIOS if s.source.startswith("specification test")]
@@ -27,7 +27,25 @@ def test_the_required_scenarios_ship() -> None:
         "benign-authroot-auto-update",
         "benign-gathernetworkinfo",
         "benign-zscaler-root-install",
+        "benign-gpo-root-certificate",
+        "benign-dlp-endpoint-inspection-root",
+        "benign-edge-updater",
+        "benign-firefox-maintenance-service",
+        "benign-windows-live-id-token-issuer",
     } <= ids
+
+
+def test_every_source_renders_every_scenario_as_its_ingest_format(tmp_path: Path) -> None:
+    """Each source's files are recognised as the format validate reads them with."""
+    for scenario in SCENARIOS:
+        write(scenario, tmp_path, 2)
+    planned, _ = pipeline.plan([tmp_path])
+    by_source = {
+        src: {fmt for path, fmt, _ in planned if path.name.endswith(FILE_NAMES[src].format(id=""))}
+        for src in SOURCES
+    }
+    assert by_source == {src: {INGEST_FORMATS[src]} for src in SOURCES}
+    assert len(planned) == len(SCENARIOS) * len(SOURCES)
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -62,9 +80,20 @@ def test_a_different_seed_changes_the_host_not_the_activity() -> None:
 
 def test_sources_are_independent_of_render_order() -> None:
     scenario = SCENARIOS[0]
-    first = render(scenario, "defender", 3)
-    render(scenario, "sysmon", 3)
-    assert render(scenario, "defender", 3) == first
+    first = {src: render(scenario, src, 3) for src in SOURCES}
+    assert {src: render(scenario, src, 3) for src in reversed(SOURCES)} == first
+
+
+def test_a_different_seed_changes_the_security_host_not_its_events() -> None:
+    scenario = next(s for s in SCENARIOS if s.id == "spec-test-2-import-certificate")
+    a, b = ([json.loads(x) for x in render(scenario, "security", n).splitlines()] for n in (1, 2))
+    assert [d["Event"]["System"]["EventID"] for d in a] == [
+        d["Event"]["System"]["EventID"] for d in b
+    ]
+    assert a[0]["Event"]["System"]["Computer"] != b[0]["Event"]["System"]["Computer"]
+    assert (
+        a[0]["Event"]["EventData"]["NewProcessName"] == b[0]["Event"]["EventData"]["NewProcessName"]
+    )
 
 
 def test_sysmon_render_goes_through_ingest_with_linked_processes(tmp_path: Path) -> None:

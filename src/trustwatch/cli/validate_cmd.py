@@ -51,7 +51,7 @@ LEGEND = (
 def validate(
     scenario_ids: tuple[str, ...], rule_sources: tuple[str, ...], fmt: str, seed: int | None
 ) -> None:
-    """Emulate the scenarios on a Sysmon and a Defender host and show what fires.
+    """Emulate the scenarios on Sysmon, Defender and Security-auditing hosts; show what fires.
 
     Each scenario's telemetry is ingested like any log and hunted with the default tuning;
     every cell is checked against the expectation stored with the scenario. Exit 1 on any

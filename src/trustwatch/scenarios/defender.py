@@ -19,6 +19,12 @@ from trustwatch.scenarios.host import Activity, Host, Proc
 
 CMDLET = re.compile(r"\b[A-Z][a-z]+-[A-Z][A-Za-z]+\b")
 Row = dict[str, Any]
+# scenario registry action -> ActionType; opening an existing key is no change, so no row
+REGISTRY_ACTIONS = {
+    "create_key": "RegistryKeyCreated",
+    "set_value": "RegistryValueSet",
+    "delete_key": "RegistryKeyDeleted",
+}
 
 
 def iso(t: datetime) -> str:
@@ -117,11 +123,16 @@ class _Writer:
         return getattr(self, f"_{act.kind}")(act)  # type: ignore[no-any-return]
 
     def _registry(self, act: Activity) -> list[tuple[str, Row]]:
+        """One DeviceRegistryEvents row; none for a key only opened (nothing changed)."""
         f = act.fields
-        create = f["action"] == "create_key"
-        row = self.common(act.time, "RegistryKeyCreated" if create else "RegistryValueSet")
+        action = REGISTRY_ACTIONS.get(f["action"])
+        if action is None:
+            return []
+        row = self.common(act.time, action)
         row["RegistryKey"] = registry_key(f["key"], self.host.user.sid)
-        if not create:
+        if action == "RegistryKeyDeleted":
+            row["PreviousRegistryKey"] = row["RegistryKey"]
+        if action == "RegistryValueSet":
             kind = f.get("type", "binary")
             row["RegistryValueName"] = f.get("value", "")
             row["RegistryValueType"] = {"binary": "Binary", "dword": "Dword"}.get(kind, "String")
@@ -178,6 +189,10 @@ class _Writer:
             row.update(initiating(act.proc))
             out.append(("DeviceEvents", row))
         return out
+
+    def _capi2(self, act: Activity) -> list[tuple[str, Row]]:
+        """Nothing: Defender's tables have no counterpart of the CAPI2 event log."""
+        return []
 
 
 def _ip_type(ip: str) -> str:

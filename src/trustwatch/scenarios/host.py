@@ -231,6 +231,8 @@ def _resolve(host: Host, steps: tuple[Step, ...]) -> None:
             by_id[step.id] = proc
             continue
         fields = {k: host.expand(v) if isinstance(v, str) else v for k, v in step.fields.items()}
+        if step.kind == "capi2":
+            fields.setdefault("thumbprint", host.thumbprint)  # the root the scenario installs
         guid = str(host.new_guid()).strip("{}") if step.kind == "script" else ""
         host.activity.append(Activity(step.kind, time, by_id[step.get("by")], fields, guid))
 

@@ -18,12 +18,12 @@ from trustwatch import yamlio
 from trustwatch.errors import InputError
 
 KINDS = ("attack", "evasion", "benign")
-SOURCES = ("sysmon", "defender")
+SOURCES = ("sysmon", "defender", "security")
 USERS = ("user", "system", "network_service", "local_service")
-REGISTRY_ACTIONS = ("create_key", "set_value")
+REGISTRY_ACTIONS = ("create_key", "set_value", "open_key", "delete_key")
 VALUE_TYPES = ("binary", "string", "dword")
 NETWORK_OUTCOMES = ("success", "failed")
-STEP_KINDS = ("process", "registry", "file", "network", "script")
+STEP_KINDS = ("process", "registry", "file", "network", "script", "capi2")
 
 # Fields of each step kind: name -> (required, type)
 STEP_FIELDS: dict[str, dict[str, tuple[bool, type]]] = {
@@ -51,7 +51,9 @@ STEP_FIELDS: dict[str, dict[str, tuple[bool, type]]] = {
         "outcome": (False, str),
     },
     "script": {"by": (True, str), "text": (True, str), "parts": (False, int)},
+    "capi2": {"by": (True, str), "subject": (True, str), "thumbprint": (False, str)},
 }
+SOURCE_FIELDS = ("expect", "known_misses", "fp_not_removed")  # per-source overrides
 TOP_FIELDS = (
     "id",
     "title",
@@ -85,10 +87,16 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class Expectation:
-    """What must fire on one telemetry source: rule stems that fire, and documented misses."""
+    """What must fire on one telemetry source: rule stems that fire, and documented misses.
+
+    ``fp_not_removed`` says why the scenario's known false positive is not removed by its
+    exclusion on this source (the telemetry lacks what the exclusion matches); validate then
+    does not require the exclusion to have removed anything here.
+    """
 
     fire: frozenset[str]
     known_misses: Mapping[str, str]
+    fp_not_removed: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,13 +196,19 @@ def _expectations(doc: Mapping[str, Any], where: str) -> dict[str, Expectation]:
     out: dict[str, Expectation] = {}
     for source in SOURCES:
         extra = per_source.get(source) or {}
-        _check_keys(extra, ("expect", "known_misses"), f"{where}: sources.{source}")
+        _check_keys(extra, SOURCE_FIELDS, f"{where}: sources.{source}")
         fire = {**base, **_rule_map(extra.get("expect"), f"{where}: sources.{source}", bool)}
         miss = {**misses, **_rule_map(extra.get("known_misses"), f"{where}: sources", str)}
         both = sorted(k for k, v in fire.items() if v and k in miss)
         if both:
             raise ScenarioError(f"{where}: {both[0]} is both expected and a known miss")
-        out[source] = Expectation(frozenset(k for k, v in fire.items() if v), miss)
+        kept = extra.get("fp_not_removed", "")
+        if not isinstance(kept, str) or (kept and not doc.get("known_false_positive")):
+            raise ScenarioError(
+                f"{where}: sources.{source}.fp_not_removed: a reason (text), for a scenario "
+                "with a known_false_positive"
+            )
+        out[source] = Expectation(frozenset(k for k, v in fire.items() if v), miss, kept)
     return out
 
 

@@ -1,4 +1,4 @@
-"""A resolved host as Windows event XML: Sysmon 1/3/11/12/13 and PowerShell 4104."""
+"""A resolved host as Windows event XML: Sysmon 1/3/11/12/13, PowerShell 4104 and CAPI2 4097."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ PS_CHANNEL = "Microsoft-Windows-PowerShell/Operational"
 NS = "http://schemas.microsoft.com/win/2004/08/events/event"
 # event id -> (version, task) as Sysmon 15 writes them
 SYSMON_VERSIONS = {1: 5, 3: 5, 11: 2, 12: 2, 13: 2}
+# CryptoAPI logs root auto-updates as a classic event source in the Application log (not in
+# its Operational channel): provider, GUID and the keywords as stored in real 4097 records
+CAPI2 = ("Microsoft-Windows-CAPI2", "{5bbca4a8-b209-48dc-a8c7-b23d3e5216fb}")
+CAPI2_KEYWORDS = "0x8080000000000000"
+APP_CHANNEL = "Application"
+ROOT_AUTO_UPDATE = 4097  # "Successful auto update of third-party root certificate"
 
 Fields = list[tuple[str, str]]
 
@@ -147,8 +153,10 @@ class _Writer:
     def _registry(self, act: Activity) -> list[str]:
         f = act.fields
         target = sysmon_key(f["key"], self.host.user.sid)
-        if f["action"] == "create_key":
-            data = [("RuleName", "-"), ("EventType", "CreateKey"), *self._head(act)]
+        if f["action"] != "set_value":
+            # Sysmon logs RegCreateKeyEx as CreateKey whether the key is new or only opened
+            kind = "DeleteKey" if f["action"] == "delete_key" else "CreateKey"
+            data = [("RuleName", "-"), ("EventType", kind), *self._head(act)]
             data += [("TargetObject", target), ("User", _user(act.proc))]
             return [self.event(12, act.time, data)]
         value = f.get("value", "")
@@ -196,6 +204,34 @@ class _Writer:
             ]
             out.append(self.event(4104, act.time, data, ps=(act.proc, activity_id)))
         return out
+
+    def _capi2(self, act: Activity) -> list[str]:
+        """CAPI2 4097 in the Application log: unnamed Data (subject, SHA-1), as Windows logs it.
+
+        The record counter is drawn on first use, so scenarios without such events render
+        exactly as before.
+        """
+        if APP_CHANNEL not in self.records:
+            self.records[APP_CHANNEL] = self.host.rng.randrange(1000, 90000)
+        self.records[APP_CHANNEL] += 1
+        provider, guid = CAPI2
+        thread = act.proc.pid + 4 * (1 + self.records[APP_CHANNEL] % 97)
+        system = (
+            f"<System><Provider Name={quoteattr(provider)} Guid={quoteattr(guid)} "
+            f"EventSourceName={quoteattr(provider)}/>"
+            f'<EventID Qualifiers="0">{ROOT_AUTO_UPDATE}</EventID><Version>0</Version>'
+            f"<Level>4</Level><Task>0</Task><Opcode>0</Opcode><Keywords>{CAPI2_KEYWORDS}</Keywords>"
+            f"<TimeCreated SystemTime={quoteattr(system_time(act.time))}/>"
+            f"<EventRecordID>{self.records[APP_CHANNEL]}</EventRecordID><Correlation/>"
+            f'<Execution ProcessID="{act.proc.pid}" ThreadID="{thread}"/>'
+            f"<Channel>{APP_CHANNEL}</Channel><Computer>{self.host.device}</Computer>"
+            "<Security/></System>"
+        )
+        rows = "\n".join(
+            f"<Data>{escape(str(act.fields[k]))}</Data>" for k in ("subject", "thumbprint")
+        )
+        event = f"<Event xmlns={quoteattr(NS)}>{system}\n<EventData>\n{rows}\n<Binary></Binary>"
+        return [event + "\n</EventData></Event>"]
 
 
 def split_text(text: str, parts: int) -> list[str]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from trustwatch.rules.tuning import Exclusion, Tuning
 from trustwatch.scenarios.host import make_host
 from trustwatch.scenarios.model import SOURCES, Scenario
-from trustwatch.scenarios.render import DEFAULT_SEED, FILE_NAMES, render
+from trustwatch.scenarios.render import DEFAULT_SEED, FILE_NAMES, INGEST_FORMATS, render
 
 if TYPE_CHECKING:
     from trustwatch.rules.model import Rule
@@ -136,6 +136,7 @@ def _run_batch(
         ws = Workspace(None)
         try:
             planned, _ = pipeline.plan([tmp])
+            wrong = sorted({fmt for _, fmt, _ in planned} - {INGEST_FORMATS[source]})
             ws.ingest(planned)
             views = pipeline.query_views(ws.engine)
             session = Session(tuning.tables(), engine=ws.engine, views=views)
@@ -148,10 +149,15 @@ def _run_batch(
         device = str(alert["Evidence"][0].get("DeviceName", ""))
         key = (device, stems[alert["AlertName"]])
         fired[key] = fired.get(key, 0) + 1
-    return [
+    rows = [
         _row(scenario, source, device, rules, fired, tuning.removed)
         for device, scenario in batch.items()
     ]
+    for row in rows:
+        if wrong:  # the file was read, but not as the format its source stands for
+            expected = INGEST_FORMATS[source]
+            row.problems.append(f"read as {', '.join(wrong)}, not as {expected}")
+    return rows
 
 
 def _hunt_time(batch: dict[str, Scenario], seed: int) -> Any:
@@ -182,6 +188,6 @@ def _row(
             suppressed[exclusion] = suppressed.get(exclusion, 0) + 1
     row = Row(scenario, source, cells, alerts, suppressed)
     fp = scenario.known_false_positive
-    if fp and not suppressed.get(fp["exclusion"]):
+    if fp and not expectation.fp_not_removed and not suppressed.get(fp["exclusion"]):
         row.problems.append(f"known false positive not removed by exclusion '{fp['exclusion']}'")
     return row
