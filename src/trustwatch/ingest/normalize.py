@@ -56,6 +56,9 @@ class FieldMap:
     query: str
     stage: Stage
     origin: str
+    # rows name their process only by id (no ProcessGuid): after each ingest they are filled
+    # from the latest process created with that id on the device (Workspace._link_by_process_id)
+    link_by_process_id: bool = False
 
     def input_schema(self) -> TableSchema:
         columns = [Column(n, t) for n, t in SYSTEM_COLUMNS]
@@ -101,6 +104,7 @@ def _load_file(name: str) -> list[FieldMap]:
                 query=entry["query"],
                 stage=entry.get("stage", "event"),
                 origin=f"maps/{name}",
+                link_by_process_id=bool(entry.get("link_by_process_id", False)),
             )
         )
     return out

@@ -335,16 +335,19 @@ class Workspace:
             if m.stage == "final":
                 n = self._rebuild(m)
                 self.assembled[m.target] = self.assembled.get(m.target, 0) + n
+        for m in normalize.field_maps():
+            if m.link_by_process_id and m.target in self.stored_tables():
                 self._link_by_process_id(m)
         for table in self.stored_tables():
             self._enrich(table, ingest)
             self._sentinel_columns(table, ingest)
 
     def _link_by_process_id(self, m: normalize.FieldMap) -> None:
-        """Fill a final-stage map's rows (script blocks) from their process, found by id.
+        """Fill a map's rows from their process, found by id (maps with link_by_process_id).
 
-        A 4104 event names its process only by id (no ProcessGuid): the process is the latest
-        one created on the same device with that id, at or before the block.
+        4104 script blocks and Security 4688/4657 events name their process only by id (no
+        ProcessGuid): the process is the latest one created on the same device with that id,
+        at or before the event. Rows stay as they are when no such process was read.
         """
         schema = builtin_schemas()[m.target]
         pairs = _enrich_pairs(schema)
