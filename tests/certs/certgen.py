@@ -137,3 +137,33 @@ def certifi_roots() -> list[x509.Certificate]:
         # one root in the bundle has a non-positive serial number; cryptography warns
         warnings.simplefilter("ignore")
         return x509.load_pem_x509_certificates(fh.read())
+
+
+# OIDs of sha256WithRSAEncryption and the legacy algorithms, DER-encoded (same length)
+_RSA_SHA256_OID = bytes.fromhex("06092a864886f70d01010b")
+_LEGACY_OIDS = {
+    "sha1": bytes.fromhex("06092a864886f70d010105"),
+    "md5": bytes.fromhex("06092a864886f70d010104"),
+}
+
+
+def legacy_signed(
+    cert: x509.Certificate, key: rsa.RSAPrivateKey, hash_name: str
+) -> x509.Certificate:
+    """``cert`` re-signed with SHA-1 or MD5 (RSA), which ``cryptography`` no longer signs with.
+
+    Swaps the signature algorithm OID (in the TBS part and outside it) and signs the new TBS
+    bytes with the key that signed ``cert``; RSA signatures keep their length, so the DER stays
+    well-formed.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert der.count(_RSA_SHA256_OID) == 2, "expected an RSA/SHA-256 certificate"
+    swapped = der.replace(_RSA_SHA256_OID, _LEGACY_OIDS[hash_name])
+    tbs = x509.load_der_x509_certificate(swapped).tbs_certificate_bytes
+    algorithm = hashes.SHA1() if hash_name == "sha1" else hashes.MD5()
+    signature = key.sign(tbs, padding.PKCS1v15(), algorithm)
+    assert len(signature) == len(cert.signature)
+    return x509.load_der_x509_certificate(swapped[: -len(signature)] + signature)
