@@ -15,6 +15,20 @@ needs_shared = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_certificate_lists(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Certificate lists a user imported into their home never change what tests see."""
+    import os
+
+    before = os.environ.get("TRUSTWATCH_DATA_DIR")
+    os.environ["TRUSTWATCH_DATA_DIR"] = str(tmp_path_factory.mktemp("trustwatch-data"))
+    yield
+    if before is None:
+        del os.environ["TRUSTWATCH_DATA_DIR"]
+    else:
+        os.environ["TRUSTWATCH_DATA_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def shared_workspace() -> Any:
     """All of ../shared/data ingested once into an in-memory workspace (ws, stats, skipped)."""

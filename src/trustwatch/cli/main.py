@@ -254,6 +254,7 @@ def kql_fmt(source: str) -> None:
 
 
 def _register_commands() -> None:
+    from trustwatch.cli.certs_cmd import certs
     from trustwatch.cli.hunt_cmd import hunt
     from trustwatch.cli.ingest_cmd import ingest
     from trustwatch.cli.rules_cmd import rules
@@ -265,6 +266,7 @@ def _register_commands() -> None:
     cli.add_command(validate)
     cli.add_command(simulate)
     cli.add_command(atomics)
+    cli.add_command(certs)
 
 
 _register_commands()
