@@ -367,3 +367,39 @@ def _as_datetime(text: str) -> datetime | None:
     except ValueError:
         return None
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+# --- KQL access: a Sentinel watchlist -----------------------------------------------------------
+
+WATCHLIST_NAME = "CertificateIntel"
+
+
+def intel_watchlist(intel: Intel) -> pa.Table:
+    """``intel_table`` as Sentinel returns a watchlist: text columns, ``SearchKey``, ``_DTItemId``.
+
+    Rules read it as ``_GetWatchlist('CertificateIntel')``; ``trustwatch certs watchlist``
+    writes the same rows as CSV to upload to Sentinel under that name (SearchKey: Thumbprint),
+    so a rule that uses it runs unchanged in both places.
+    """
+    table = intel_table(intel)
+    rows = table.to_pylist()
+    text: dict[str, list[str]] = {
+        "Thumbprint": [r["Thumbprint"] for r in rows],
+        "Sha256": [r["Sha256"] for r in rows],
+        "Subject": [r["Subject"] for r in rows],
+        "Verdict": [r["Verdict"] for r in rows],
+        "Labels": [",".join(r["Labels"]) for r in rows],
+        "Reason": [r["Reason"] for r in rows],
+        "Source": [r["Source"] for r in rows],
+        "SourceDate": [r["SourceDate"].date().isoformat() if r["SourceDate"] else "" for r in rows],
+    }
+    text["SearchKey"] = text["Thumbprint"]
+    text["_DTItemId"] = [f"{WATCHLIST_NAME}-{i + 1}" for i in range(len(rows))]
+    return pa.table(text)
+
+
+def watchlist_tables(data_dir: str | Path | None = None) -> dict[str, pa.Table]:
+    """The built-in watchlists as catalog tables (``_GetWatchlist`` names them)."""
+    from trustwatch.kql.compiler import WATCHLIST_PREFIX
+
+    return {WATCHLIST_PREFIX + WATCHLIST_NAME: intel_watchlist(load_intel(data_dir))}

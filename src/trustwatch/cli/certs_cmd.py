@@ -230,6 +230,37 @@ def lists(data_dir: str | None) -> None:
     click.echo(f"free / automated CAs: {len(intel.free_cas)} organisation(s)", err=True)
 
 
+@certs.command("watchlist")
+@click.option("--out", metavar="FILE.csv", help="Write to FILE.csv (default: stdout).")
+@data_dir_option
+@reports_errors
+def watchlist(out: str | None, data_dir: str | None) -> None:
+    """Write the reference lists as a CSV to upload to Sentinel as watchlist CertificateIntel.
+
+    Rules read it as _GetWatchlist('CertificateIntel') in trustwatch (built in) and, once
+    uploaded with SearchKey = Thumbprint, in Sentinel too.
+    """
+    import csv
+    import io
+
+    from trustwatch.certs.intel import intel_watchlist, load_intel
+
+    table = intel_watchlist(load_intel(data_dir)).drop_columns(["SearchKey", "_DTItemId"])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(table.column_names)
+    for row in table.to_pylist():
+        writer.writerow(row.values())
+    if out is None:
+        click.echo(buf.getvalue(), nl=False)
+        return
+    path = Path(out)
+    if not path.parent.exists():
+        raise InputError(f"--out: folder {path.parent} does not exist")
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    click.echo(f"wrote {table.num_rows} row(s) to {path}", err=True)
+
+
 # --- helpers ----------------------------------------------------------------------------------
 
 

@@ -19,12 +19,24 @@ from trustwatch.errors import InputError
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from trustwatch.api import Session
+    from trustwatch.certs.enrich import EnrichStats
     from trustwatch.rules.model import Rule
     from trustwatch.rules.runner import Hunter, HuntResult
     from trustwatch.rules.tuning import Tuning
 
 SEVERITY_ORDER = {"High": 0, "Medium": 1, "Low": 2, "Informational": 3}
-TABLE_COLUMNS = ("time", "rule", "severity", "device", "account", "process", "store", "thumbprint")
+TABLE_COLUMNS = (
+    "time",
+    "rule",
+    "severity",
+    "device",
+    "account",
+    "process",
+    "store",
+    "thumbprint",
+    "certificate",
+)
 
 
 @click.command()
@@ -116,10 +128,12 @@ def hunt(
     telemetry = _hunt_telemetry(paths, workspace)
     session = Session(tuned.tables(), **telemetry)
     result = _run_with_progress(Hunter(session, tuned), rules, pinned)
+    enriched = _enrich(result.alerts, session)
 
     for notice in session.notices:
         click.echo(f"notice: {notice}", err=True)
     _print_account(result, tuned)
+    _print_enrichment(enriched)
     if replay:
         _print_replay(result)
     _print_alerts(result.alerts, fmt)
@@ -150,6 +164,29 @@ def _run_with_progress(hunter: Hunter, rules: list[Rule], now: datetime | None) 
             progress.update(task, description=rule[:50], completed=done, total=total)
 
         return hunter.run(rules, now=now, on_progress=update)
+
+
+def _enrich(alerts: list[dict[str, Any]], session: Session) -> EnrichStats:
+    """Classify the certificate of every alert naming a thumbprint (docs/certificates.md)."""
+    from trustwatch.certs.enrich import enrich_alerts
+    from trustwatch.certs.intel import load_intel
+    from trustwatch.certs.sightings import find_sightings
+
+    if not any(a["Evidence"] and "CertThumbprint" in a["Evidence"][0] for a in alerts):
+        return enrich_alerts([], load_intel(), {})
+    return enrich_alerts(alerts, load_intel(), find_sightings(session))
+
+
+def _print_enrichment(stats: EnrichStats) -> None:
+    if not stats.alerts:
+        return
+    verdicts = ", ".join(f"{n} {v}" for v, n in stats.verdicts.most_common())
+    click.echo(
+        f"certificates: {stats.alerts} alert(s) name one ({verdicts}); "
+        f"{stats.from_certificate} classified from the certificate in the data, the rest by "
+        f"thumbprint; severity raised on {stats.raised}, lowered on {stats.lowered}",
+        err=True,
+    )
 
 
 def _hunt_telemetry(paths: tuple[str, ...], workspace: str | None) -> dict[str, Any]:
@@ -263,7 +300,19 @@ def alert_cells(alert: dict[str, Any]) -> dict[str, str]:
         ),
         "store": first("CertStore", "CertStoreType"),
         "thumbprint": first("CertThumbprint"),
+        "certificate": _certificate_cell(alert),
     }
+
+
+def _certificate_cell(alert: dict[str, Any]) -> str:
+    """The worst certificate verdict, with the root a lookalike imitates or its subject CN."""
+    certificates = alert.get("Certificates") or []
+    if not certificates:
+        return ""
+    worst = json.loads(alert["ExtendedProperties"]).get("Certificate Verdict", "")
+    chosen = next((c for c in certificates if c["verdict"] == worst), certificates[0])
+    cn = chosen["subject"].split("CN=", 1)[1].split(",")[0] if "CN=" in chosen["subject"] else ""
+    return f"{worst} ({cn})" if cn else worst
 
 
 def _print_alerts(alerts: list[dict[str, Any]], fmt: str) -> None:

@@ -149,7 +149,10 @@ def query(
         raise InputError("the Spark engine is not available yet; use --engine duckdb")
     if data and workspace:
         raise InputError("give --data or --workspace, not both")
-    session = Session(_parse_tables(tables), **_telemetry(data, workspace))
+    from trustwatch.certs.intel import watchlist_tables
+
+    bound = {**watchlist_tables(), **_parse_tables(tables)}
+    session = Session(bound, **_telemetry(data, workspace))
     if explain:
         statements, notices = session.compile(text, now, source_name)
         for notice in notices:

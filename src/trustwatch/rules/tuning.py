@@ -98,10 +98,13 @@ class Tuning:
     watchlists: dict[str, Watchlist] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pa.Table]:
-        """Watchlists as catalog tables for ``_GetWatchlist``."""
+        """Watchlists as catalog tables for ``_GetWatchlist``: the built-in CertificateIntel,
+        then the tuning file's own (which may replace it)."""
+        from trustwatch.certs.intel import watchlist_tables
         from trustwatch.kql.compiler import WATCHLIST_PREFIX
 
-        return {WATCHLIST_PREFIX + n: w.to_arrow() for n, w in self.watchlists.items()}
+        own = {WATCHLIST_PREFIX + n: w.to_arrow() for n, w in self.watchlists.items()}
+        return {**watchlist_tables(), **own}
 
     def suppressing(
         self, rule: Rule, row: Mapping[str, Any], signers: SignerLookup | None = None

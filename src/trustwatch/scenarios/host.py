@@ -7,6 +7,8 @@ activity.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import random
 import re
 from dataclasses import dataclass, field
@@ -14,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import PureWindowsPath
 from typing import Any
 
-from trustwatch.scenarios.model import Scenario, Step
+from trustwatch.scenarios.model import Scenario, Step, certificate_der
 
 DEVICE_PREFIXES = ("ws-fin", "ws-hr", "ws-eng", "lt-sales", "ws-ops", "lt-dev")
 DOMAINS = ("corp", "ad", "internal", "hq")
@@ -76,7 +78,7 @@ IMAGE_INFO = {
     "omadmclient.exe": ("omadmclient.exe", "Host Process for OMA-DM Client", "10.0.19041.4355"),
     "ccmexec.exe": ("CcmExec.exe", "Host Process for Microsoft Configuration Manager", "5.0.9106"),
 }
-ENV_VARS = ("USERNAME", "USERPROFILE", "TEMP", "THUMBPRINT", "USERDOMAIN")
+ENV_VARS = ("USERNAME", "USERPROFILE", "TEMP", "THUMBPRINT", "USERDOMAIN", "CERT_BASE64")
 
 
 @dataclass(slots=True)
@@ -133,6 +135,7 @@ class Host:
     base: datetime
     guid_prefix: str
     rng: random.Random
+    certificate: bytes = b""  # the DER of the scenario's certificate, if it names one
     procs: list[Proc] = field(default_factory=list)
     activity: list[Activity] = field(default_factory=list)
     _pids: set[int] = field(default_factory=set)
@@ -174,7 +177,10 @@ class Host:
         return Account(domain, name, sid, integrity, logon)
 
     def expand(self, text: str) -> str:
-        """Fill %USERNAME%, %USERPROFILE%, %TEMP%, %USERDOMAIN% and %THUMBPRINT%."""
+        """Fill %USERNAME%, %USERPROFILE%, %TEMP%, %USERDOMAIN%, %THUMBPRINT% and %CERT_BASE64%.
+
+        With a scenario certificate, %THUMBPRINT% is its SHA-1 and %CERT_BASE64% its DER.
+        """
         profile = f"C:\\Users\\{self.user.name}"
         values = {
             "USERNAME": self.user.name,
@@ -182,6 +188,7 @@ class Host:
             "TEMP": profile + r"\AppData\Local\Temp",
             "THUMBPRINT": self.thumbprint,
             "USERDOMAIN": self.user.domain,
+            "CERT_BASE64": base64.b64encode(self.certificate).decode("ascii"),
         }
         return re.sub(
             r"%(" + "|".join(ENV_VARS) + r")%", lambda m: values[m.group(1)], text, flags=re.I
@@ -215,6 +222,9 @@ def make_host(scenario: Scenario, seed: int) -> Host:
         guid_prefix=f"{rng.getrandbits(32):08x}",
         rng=rng,
     )
+    if scenario.certificate:
+        host.certificate = certificate_der(scenario.certificate)
+        host.thumbprint = hashlib.sha1(host.certificate, usedforsecurity=False).hexdigest().upper()
     _resolve(host, scenario.steps)
     return host
 

@@ -64,6 +64,7 @@ TOP_FIELDS = (
     "known_misses",
     "sources",
     "known_false_positive",
+    "certificate",
     "steps",
 )
 
@@ -112,6 +113,15 @@ class Scenario:
     known_false_positive: Mapping[str, str] | None = None
     description: str = ""
     path: Path | None = field(default=None, compare=False)
+    certificate: str | None = None  # a certificates/<name>.pem the scenario installs
+
+
+def certificate_der(name: str) -> bytes:
+    """The DER of ``content/scenarios/certificates/<name>.pem`` (a scenario's certificate)."""
+    from trustwatch.certs.files import load_certificate_file
+
+    loaded = load_certificate_file(scenarios_dir() / "certificates" / f"{name}.pem")
+    return loaded.certificates[0].der
 
 
 def scenarios_dir() -> Path:
@@ -168,7 +178,19 @@ def load_scenario(path: Path) -> Scenario:
         known_false_positive={str(k): str(v) for k, v in fp.items()} if fp else None,
         description=str(doc.get("description", "")),
         path=path,
+        certificate=_certificate(doc.get("certificate"), where),
     )
+
+
+def _certificate(name: Any, where: str) -> str | None:
+    if name is None:
+        return None
+    pem = scenarios_dir() / "certificates" / f"{name}.pem"
+    if not isinstance(name, str) or not pem.is_file():
+        raise ScenarioError(
+            f"{where}: certificate: no file certificates/{name}.pem beside the scenarios"
+        )
+    return name
 
 
 def _check_keys(doc: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:

@@ -24,6 +24,7 @@ DEMO: tuple[tuple[str, str], ...] = (
     ("spec-test-4-certutil-urlcache", "sysmon"),
     ("art-t1553-004-7-wmi-cloned-root", "defender"),
     ("evasion-renamed-certutil", "sysmon"),
+    ("evasion-forged-microsoft-root", "sysmon"),
     ("benign-authroot-auto-update", "sysmon"),
     ("benign-gathernetworkinfo", "sysmon"),
     ("benign-zscaler-root-install", "defender"),
