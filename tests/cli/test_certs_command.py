@@ -200,3 +200,32 @@ def test_update_then_check_uses_the_imported_lists(tmp_path: Path) -> None:
     assert json.loads(stdout)[0]["verdict"] == "known-bad"
     code, stdout, _ = run("certs", "lists", "--data-dir", data_dir)
     assert code == 0 and "abusech_sslbl_sslblacklist_2023-11-14.csv" in stdout
+
+
+def test_audit_an_offline_software_hive(tmp_path: Path) -> None:
+    pytest.importorskip(
+        "regipy", reason="needs the 'hives' extra (pip install 'trustwatch[hives]')"
+    )
+    from tests.certs.regf import HiveKey, build_hive
+
+    genuine = der(certgen.certifi_roots()[7])
+    forged = der(certgen.forged_microsoft_root_2010())
+    inspection = der(certgen.self_signed_root())
+    root = HiveKey("CMI-CreateHive{199DAFC2-6F16-4946-BF90-5A3FC3A60902}")
+    for path, data in (
+        ("Microsoft\\SystemCertificates\\ROOT", genuine),
+        ("Microsoft\\SystemCertificates\\AuthRoot", forged),
+        ("Policies\\Microsoft\\SystemCertificates\\Root", inspection),
+    ):
+        key = root.at(f"{path}\\Certificates\\{sha1_thumbprint(data)}")
+        key.values.append(("Blob", REG_BINARY, encode_blob(data)))
+    hive = tmp_path / "SOFTWARE"
+    hive.write_bytes(build_hive(root, "\\SystemRoot\\System32\\Config\\SOFTWARE"))
+    code, stdout, stderr = run("certs", "audit", str(hive), "--all", "--format", "json")
+    assert code == 1, stderr
+    rows = {r["thumbprint"]: r for r in json.loads(stdout)}
+    assert {t: (r["location"], r["store"], r["flagged"]) for t, r in rows.items()} == {
+        sha1_thumbprint(genuine): ("machine", "Root", False),  # canonical spelling
+        sha1_thumbprint(forged): ("machine", "AuthRoot", True),
+        sha1_thumbprint(inspection): ("policy", "Root", True),
+    }
