@@ -17,12 +17,16 @@ Planned = tuple[Path, str, Callable[[Path], Iterable[Item]]]
 
 
 def expand(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Files named, and the files under directories named (sorted, hidden ones skipped)."""
+    """Files named, and the files under directories named (sorted, hidden ones skipped).
+
+    Hidden means hidden below the directory named: ``../case`` or ``~/.cases/x`` are read.
+    """
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and not any(p.startswith(".") for p in child.parts):
+                below = child.relative_to(path).parts
+                if child.is_file() and not any(p.startswith(".") for p in below):
                     yield child
         elif path.exists():
             yield path
