@@ -149,9 +149,11 @@ def query(
         raise InputError("the Spark engine is not available yet; use --engine duckdb")
     if data and workspace:
         raise InputError("give --data or --workspace, not both")
-    from trustwatch.certs.intel import watchlist_tables
+    from trustwatch.certs.intel import WATCHLIST_NAME, watchlist_tables
 
-    bound = {**watchlist_tables(), **_parse_tables(tables)}
+    # parsing certifi's bundle and the lists is skipped for queries that do not name them
+    builtin = watchlist_tables() if WATCHLIST_NAME.lower() in text.lower() else {}
+    bound = {**builtin, **_parse_tables(tables)}
     session = Session(bound, **_telemetry(data, workspace))
     if explain:
         statements, notices = session.compile(text, now, source_name)
