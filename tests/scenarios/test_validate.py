@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from importlib import resources
 from pathlib import Path
@@ -127,3 +128,50 @@ def test_a_file_read_as_another_format_is_a_problem(monkeypatch: pytest.MonkeyPa
     one_rule = str(RULES / "default" / "trust_store_certificate_write.yaml")
     rows = validate(scenarios, (one_rule,), sources=("security",)).rows
     assert rows[0].problems == ["read as evtx-json, not as xml"] and not rows[0].ok
+
+
+def test_certificate_verdicts_per_host(matrix: Matrix) -> None:
+    """The forged root is a lookalike where its script block is logged; ART's clone is listed."""
+    verdicts = {
+        (r.scenario.id, r.source): r.certificate_verdict
+        for r in matrix.rows
+        if r.scenario.id in ("evasion-forged-microsoft-root", "art-t1553-004-7-wmi-cloned-root")
+    }
+    assert verdicts == {
+        ("evasion-forged-microsoft-root", "sysmon"): "lookalike",
+        ("evasion-forged-microsoft-root", "defender"): "unknown",
+        ("evasion-forged-microsoft-root", "security"): "lookalike",
+        ("art-t1553-004-7-wmi-cloned-root", "sysmon"): "known-bad",
+        ("art-t1553-004-7-wmi-cloned-root", "defender"): "known-bad",
+        ("art-t1553-004-7-wmi-cloned-root", "security"): "known-bad",
+    }
+    benign = {r.certificate_verdict for r in matrix.rows if r.scenario.kind == "benign"}
+    # corporate and agent roots (the reference rule alerts on some) are unknown, never worse
+    assert benign <= {"", "unknown", "public-root", "microsoft-root"}
+
+
+def test_a_wrong_certificate_verdict_is_a_mismatch() -> None:
+    [scenario] = load_scenarios(["art-t1553-004-7-wmi-cloned-root"])
+    wrong = {
+        s: dataclasses.replace(e, certificate_verdict="public-root")
+        for s, e in scenario.expect.items()
+    }
+    result = validate(
+        [dataclasses.replace(scenario, expect=wrong)], ("default",), sources=("defender",)
+    )
+    [row] = result.rows
+    assert not result.ok
+    assert row.problems == ["certificate verdict: known-bad, expected public-root"]
+
+
+def test_scenario_certificate_verdicts_are_checked_when_read(tmp_path: Path) -> None:
+    from trustwatch.scenarios.model import ScenarioError, load_scenario
+
+    path = tmp_path / "x.yaml"
+    path.write_text(
+        "id: x\ntitle: t\nkind: attack\nsource: s\ncertificate_verdict: evil\n"
+        "steps:\n  - id: p\n    process: {image: a.exe, command_line: a}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ScenarioError, match="certificate_verdict: 'evil' is not one of"):
+        load_scenario(path)

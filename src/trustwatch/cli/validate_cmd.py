@@ -123,6 +123,8 @@ def matrix_json(matrix: Matrix) -> dict[str, Any]:
                 "alerts": row.alerts,
                 "known_misses": dict(row.scenario.expect[row.source].known_misses),
                 "suppressed": row.suppressed,
+                "certificate_verdict": row.certificate_verdict,
+                "expected_certificate_verdict": row.scenario.expect[row.source].certificate_verdict,
                 "problems": row.problems,
             }
             for row in matrix.rows
@@ -138,6 +140,7 @@ def _print_table(matrix: Matrix) -> None:
     table.add_column("source")
     for n, _ in enumerate(matrix.rules, start=1):
         table.add_column(f"R{n}", justify="center")
+    table.add_column("certificate")
     table.add_column("ok")
     for row in matrix.rows:
         table.add_row(*_cells(row, matrix.rules))
@@ -163,6 +166,13 @@ def _cells(row: Row, rules: list[str]) -> list[str]:
     for stem in rules:
         text, style = SYMBOLS[row.cells[stem]]
         cells.append(f"[{style}]{text}[/]")
+    expected = row.scenario.expect[row.source].certificate_verdict
+    verdict = row.certificate_verdict or "-"
+    if expected:
+        style = "green" if expected == row.certificate_verdict else "bold red"
+        cells.append(f"[{style}]{verdict}[/]")
+    else:
+        cells.append(f"[dim]{verdict}[/]")
     cells.append("[green]yes[/]" if row.ok else "[bold red]NO[/]")
     return cells
 

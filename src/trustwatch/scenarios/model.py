@@ -53,7 +53,17 @@ STEP_FIELDS: dict[str, dict[str, tuple[bool, type]]] = {
     "script": {"by": (True, str), "text": (True, str), "parts": (False, int)},
     "capi2": {"by": (True, str), "subject": (True, str), "thumbprint": (False, str)},
 }
-SOURCE_FIELDS = ("expect", "known_misses", "fp_not_removed")  # per-source overrides
+# per-source overrides
+SOURCE_FIELDS = ("expect", "known_misses", "fp_not_removed", "certificate_verdict")
+VERDICTS = (
+    "known-bad",
+    "lookalike",
+    "suspicious",
+    "unknown",
+    "free-ca",
+    "public-root",
+    "microsoft-root",
+)
 TOP_FIELDS = (
     "id",
     "title",
@@ -65,6 +75,7 @@ TOP_FIELDS = (
     "sources",
     "known_false_positive",
     "certificate",
+    "certificate_verdict",
     "steps",
 )
 
@@ -98,6 +109,8 @@ class Expectation:
     fire: frozenset[str]
     known_misses: Mapping[str, str]
     fp_not_removed: str = ""
+    # the worst certificate verdict hunt's alerts on the scenario's device carry ("": unchecked)
+    certificate_verdict: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +243,13 @@ def _expectations(doc: Mapping[str, Any], where: str) -> dict[str, Expectation]:
                 f"{where}: sources.{source}.fp_not_removed: a reason (text), for a scenario "
                 "with a known_false_positive"
             )
-        out[source] = Expectation(frozenset(k for k, v in fire.items() if v), miss, kept)
+        verdict = extra.get("certificate_verdict", doc.get("certificate_verdict", ""))
+        if verdict and verdict not in VERDICTS:
+            raise ScenarioError(
+                f"{where}: certificate_verdict: '{verdict}' is not one of {', '.join(VERDICTS)}"
+            )
+        fired = frozenset(k for k, v in fire.items() if v)
+        out[source] = Expectation(fired, miss, kept, str(verdict or ""))
     return out
 
 

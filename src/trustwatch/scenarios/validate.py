@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from trustwatch.rules.tuning import Exclusion, Tuning
 from trustwatch.scenarios.host import make_host
-from trustwatch.scenarios.model import SOURCES, Scenario
+from trustwatch.scenarios.model import SOURCES, VERDICTS, Scenario
 from trustwatch.scenarios.render import DEFAULT_SEED, FILE_NAMES, INGEST_FORMATS, render
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ class Row:
     alerts: dict[str, int]  # rule file stem -> alerts raised
     suppressed: dict[str, int] = field(default_factory=dict)  # exclusion id -> results
     problems: list[str] = field(default_factory=list)
+    certificate_verdict: str = ""  # the worst verdict of the alerts' certificates ("": none)
 
     @property
     def ok(self) -> bool:
@@ -124,6 +125,9 @@ def _run_batch(
     batch: dict[str, Scenario], source: str, rules: list[Rule], base: Tuning, seed: int
 ) -> list[Row]:
     from trustwatch.api import Session
+    from trustwatch.certs.enrich import enrich_alerts
+    from trustwatch.certs.intel import load_intel
+    from trustwatch.certs.sightings import find_sightings
     from trustwatch.ingest import pipeline
     from trustwatch.ingest.workspace import Workspace
     from trustwatch.rules.runner import Hunter
@@ -141,23 +145,41 @@ def _run_batch(
             views = pipeline.query_views(ws.engine)
             session = Session(tuning.tables(), engine=ws.engine, views=views)
             result = Hunter(session, tuning).run(rules, now=_hunt_time(batch, seed))
+            # as hunt does: each alert naming a thumbprint gets its certificate's verdict
+            enrich_alerts(result.alerts, load_intel(), find_sightings(session))
         finally:
             ws.close()
     stems = {r.name: r.path.stem for r in rules}
     fired: dict[tuple[str, str], int] = {}
+    verdicts: dict[str, str] = {}  # device -> worst certificate verdict of its alerts
     for alert in result.alerts:
         device = str(alert["Evidence"][0].get("DeviceName", ""))
         key = (device, stems[alert["AlertName"]])
         fired[key] = fired.get(key, 0) + 1
+        for cert in alert.get("Certificates") or []:
+            verdicts[device] = _worse(verdicts.get(device, ""), cert["verdict"])
     rows = [
         _row(scenario, source, device, rules, fired, tuning.removed)
         for device, scenario in batch.items()
     ]
+    for row, device in zip(rows, batch, strict=True):
+        row.certificate_verdict = verdicts.get(device, "")
+        expected = row.scenario.expect[source].certificate_verdict
+        if expected and expected != row.certificate_verdict:
+            got = row.certificate_verdict or "no alert naming a certificate"
+            row.problems.append(f"certificate verdict: {got}, expected {expected}")
     for row in rows:
         if wrong:  # the file was read, but not as the format its source stands for
             expected = INGEST_FORMATS[source]
             row.problems.append(f"read as {', '.join(wrong)}, not as {expected}")
     return rows
+
+
+def _worse(a: str, b: str) -> str:
+    """The verdict that deserves more attention (VERDICTS is ordered worst first)."""
+    if not a:
+        return b
+    return a if VERDICTS.index(a) <= VERDICTS.index(b) else b
 
 
 def _hunt_time(batch: dict[str, Scenario], seed: int) -> Any:
