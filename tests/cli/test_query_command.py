@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -137,3 +138,11 @@ def test_unreadable_values_are_reported_not_dropped_silently(tmp_path) -> None: 
     assert json.loads(out)[0] == {"Timestamp": "2024-05-02T10:00:00Z", "ProcessId": 12}
     assert "1 value(s) of Timestamp could not be read as datetime" in err
     assert "1 value(s) of ProcessId could not be read as long" in err
+
+
+def test_query_data_with_nothing_readable_is_an_input_error(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not telemetry\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["query", "DeviceProcessEvents | count", "--data", str(notes)])
+    assert result.exit_code == 2
+    assert "nothing could be read" in result.stderr and "skipped:" in result.stderr

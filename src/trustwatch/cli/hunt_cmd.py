@@ -202,15 +202,7 @@ def _hunt_telemetry(paths: tuple[str, ...], workspace: str | None) -> dict[str, 
         assert workspace is not None
         engine, views = pipeline.open_workspace_for_query(workspace)
         return {"engine": engine, "views": views}
-    ws, results, skipped = ingest_paths(paths, workspace)
-    for _, why in skipped:
-        click.echo(f"skipped: {why}", err=True)
-    if not sum(r.stored + r.duplicates for r in results):
-        ws.close()
-        raise InputError(
-            "nothing could be read from the given files",
-            hint="trustwatch ingest --list-formats shows what trustwatch reads",
-        )
+    ws, _, _ = ingest_paths(paths, workspace)
     if workspace:  # hunt what the workspace now holds, through a read-only connection
         ws.close()
         engine, views = pipeline.open_workspace_for_query(workspace)

@@ -72,7 +72,11 @@ def ingest_paths(
     paths: tuple[str, ...], workspace: str | None
 ) -> tuple[Workspace, list[FileStats], list[tuple[Path, str]]]:
     """Ingest telemetry PATHs (files the readers do not know are skipped) into ``workspace``
-    (None: in memory), with the progress bar; the workspace is closed if the ingest fails."""
+    (None: in memory), with the progress bar; the workspace is closed if the ingest fails.
+
+    Raises:
+        InputError: not one record in the PATHs could be read (the skipped files are listed).
+    """
     planned, skipped = pipeline.plan(paths, skip_unknown=True)
     ws = Workspace(workspace)
     try:
@@ -80,6 +84,14 @@ def ingest_paths(
     except BaseException:
         ws.close()
         raise
+    for _, why in skipped:
+        click.echo(f"skipped: {why}", err=True)
+    if not sum(r.stored + r.duplicates for r in results):
+        ws.close()
+        raise InputError(
+            "nothing could be read from the given files",
+            hint="trustwatch ingest --list-formats shows what trustwatch reads",
+        )
     return ws, results, skipped
 
 
