@@ -168,12 +168,12 @@ def _run_with_progress(hunter: Hunter, rules: list[Rule], now: datetime | None) 
 
 def _enrich(alerts: list[dict[str, Any]], session: Session) -> EnrichStats:
     """Classify the certificate of every alert naming a thumbprint (docs/certificates.md)."""
-    from trustwatch.certs.enrich import enrich_alerts
+    from trustwatch.certs.enrich import EnrichStats, enrich_alerts
     from trustwatch.certs.intel import load_intel
     from trustwatch.certs.sightings import find_sightings
 
-    if not any(a["Evidence"] and "CertThumbprint" in a["Evidence"][0] for a in alerts):
-        return enrich_alerts([], load_intel(), {})
+    if not any(row.get("CertThumbprint") for a in alerts for row in a["Evidence"]):
+        return EnrichStats()  # no alert names a certificate: no lists to load, no data to scan
     return enrich_alerts(alerts, load_intel(), find_sightings(session))
 
 
