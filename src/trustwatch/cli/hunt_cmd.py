@@ -297,7 +297,7 @@ def alert_cells(alert: dict[str, Any]) -> dict[str, str]:
 
 
 def _certificate_cell(alert: dict[str, Any]) -> str:
-    """The worst certificate verdict, with the root a lookalike imitates or its subject CN."""
+    """The worst certificate verdict, with that certificate's subject CN when it has one."""
     certificates = alert.get("Certificates") or []
     if not certificates:
         return ""
