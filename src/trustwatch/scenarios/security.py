@@ -23,12 +23,12 @@ import re
 from datetime import datetime
 from typing import Any
 
+from trustwatch.ingest.readers.evtxjson import event_doc, system_doc
 from trustwatch.scenarios.host import Account, Activity, Host, Proc
 from trustwatch.scenarios.sysmon import (
     APP_CHANNEL,
     CAPI2,
     CAPI2_KEYWORDS,
-    NS,
     POWERSHELL,
     PS_CHANNEL,
     ROOT_AUTO_UPDATE,
@@ -130,34 +130,32 @@ class _Writer:
         header: tuple[int, int, int, int, str],
         execution: tuple[int, int],
         channel: str,
-        correlation: Doc | None = None,
-        user: Doc | None = None,
+        activity_id: str | None = None,
+        user_id: str | None = None,
         source_name: str | None = None,
     ) -> Doc:
-        """The ``System`` object in evtx's key order (EventRecordID is set by ``number``).
-
-        ``header`` is (version, level, task, opcode, keywords).
-        """
+        """The ``System`` object as the reader's ``system_doc`` builds it (EventRecordID is set
+        by ``number``). ``header`` is (version, level, task, opcode, keywords)."""
         version, level, task, opcode, keywords = header
-        names = {"Name": provider[0], "Guid": provider[1]}
-        if source_name:
-            names["EventSourceName"] = source_name
-        return {
-            "Provider": {"#attributes": names},
-            "EventID": event_id,
-            "Version": version,
-            "Level": level,
-            "Task": task,
-            "Opcode": opcode,
-            "Keywords": keywords,
-            "TimeCreated": {"#attributes": {"SystemTime": evtx_time(t)}},
-            "EventRecordID": 0,
-            "Correlation": correlation,
-            "Execution": {"#attributes": {"ProcessID": execution[0], "ThreadID": execution[1]}},
-            "Channel": channel,
-            "Computer": self.host.device,
-            "Security": user,
-        }
+        return system_doc(
+            provider[0],
+            event_id,
+            guid=provider[1],
+            source_name=source_name,
+            version=version,
+            level=level,
+            task=task,
+            opcode=opcode,
+            keywords=keywords,
+            time_created=evtx_time(t),
+            record_id=0,
+            activity_id=activity_id,
+            process_id=execution[0],
+            thread_id=execution[1],
+            channel=channel,
+            computer=self.host.device,
+            user_id=user_id,
+        )
 
     def audit(self, event_id: int, t: datetime, data: Doc) -> Doc:
         """A Security-Auditing event: written by the System process (PID 4), no user."""
@@ -171,7 +169,7 @@ class _Writer:
             execution=(4, self.audit_thread),
             channel=SECURITY_CHANNEL,
         )
-        return {"Event": {"#attributes": {"xmlns": NS}, "System": system, "EventData": data}}
+        return event_doc(system, data)
 
     def subject(self, account: Account) -> tuple[str, str, str, int]:
         """SID, name, domain and logon id as the Security log names an account.
@@ -262,8 +260,8 @@ class _Writer:
                 header=(1, 5, 2, 15, "0x0"),
                 execution=(act.proc.pid, act.proc.pid + 4 * (1 + n % 7)),
                 channel=PS_CHANNEL,
-                correlation={"#attributes": {"ActivityID": activity_id}},
-                user={"#attributes": {"UserID": act.proc.account.sid}},
+                activity_id=activity_id,
+                user_id=act.proc.account.sid,
             )
             data = {
                 "MessageNumber": n,
@@ -272,8 +270,7 @@ class _Writer:
                 "ScriptBlockId": act.guid.lower(),
                 "Path": "",
             }
-            doc = {"Event": {"#attributes": {"xmlns": NS}, "System": system, "EventData": data}}
-            out.append((PS_CHANNEL, doc))
+            out.append((PS_CHANNEL, event_doc(system, data)))
         return out
 
     def _capi2(self, act: Activity) -> list[tuple[str, Doc]]:
@@ -291,8 +288,7 @@ class _Writer:
             "Data": {"#text": [str(act.fields["subject"]), str(act.fields["thumbprint"])]},
             "Binary": None,
         }
-        doc = {"Event": {"#attributes": {"xmlns": NS}, "System": system, "EventData": data}}
-        return [(APP_CHANNEL, doc)]
+        return [(APP_CHANNEL, event_doc(system, data))]
 
 
 def _target(account: Account) -> tuple[str, str, str, int]:

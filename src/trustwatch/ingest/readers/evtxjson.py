@@ -108,9 +108,10 @@ def _attributes(**values: Any) -> dict[str, Any] | None:
 
 def system_doc(
     provider: str,
-    event_id: int,
+    event_id: int | Doc,
     *,
     guid: str | None = None,
+    source_name: str | None = None,
     version: int | None = None,
     level: int | None = None,
     task: int | None = None,
@@ -126,9 +127,13 @@ def system_doc(
     computer: str = "",
     user_id: str | None = None,
 ) -> Doc:
-    """The ``System`` object in evtx's key order; absent values are null."""
+    """The ``System`` object in evtx's key order; absent values are null.
+
+    ``source_name`` is a classic event source's EventSourceName; ``event_id`` is a document
+    (``{"#attributes": {"Qualifiers": ...}, "#text": id}``) for classic events.
+    """
     return {
-        "Provider": _attributes(Name=provider, Guid=guid),
+        "Provider": _attributes(Name=provider, Guid=guid, EventSourceName=source_name),
         "EventID": event_id,
         "Version": version,
         "Level": level,
