@@ -30,8 +30,8 @@ from trustwatch.certs.classify import Classification, classify
 from trustwatch.certs.intel import Intel
 from trustwatch.certs.model import RANK, Verdict
 from trustwatch.certs.sightings import Sighting
+from trustwatch.rules.model import SEVERITIES
 
-SEVERITIES = ("Informational", "Low", "Medium", "High")
 WINDOWS_UPDATER = r"c:\windows\system32\svchost.exe"
 _SHA1 = re.compile(r"^[0-9A-F]{40}$")
 

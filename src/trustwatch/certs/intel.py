@@ -27,6 +27,7 @@ from trustwatch import yamlio
 from trustwatch.certs import refresh
 from trustwatch.certs.model import (
     RANK,
+    TRUSTED,
     FreeCa,
     IntelEntry,
     IntelSource,
@@ -40,7 +41,6 @@ from trustwatch.certs.names import NameKeys, keys_of_text, normalise
 from trustwatch.errors import InputError
 
 SHIPPED_FILES = ("microsoft_roots.yaml", "known_bad.yaml", "free_cas.yaml")
-_ROOT_VERDICTS = frozenset({Verdict.PUBLIC_ROOT, Verdict.MICROSOFT_ROOT})
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -74,7 +74,7 @@ class Intel:
         for entry in all_entries:
             for digest in {entry.sha1, entry.sha256, entry.md5} - {""}:
                 by_hash[digest].append(entry)
-            if entry.verdict in _ROOT_VERDICTS and entry.subject:
+            if entry.verdict in TRUSTED and entry.subject:
                 for level, key in keys_of_text(entry.subject).levels():
                     by_name[f"{level}:{key}"].append(entry)
             if entry.verdict is Verdict.KNOWN_BAD:

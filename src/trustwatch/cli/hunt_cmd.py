@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from trustwatch.rules.runner import Hunter, HuntResult
     from trustwatch.rules.tuning import Tuning
 
-SEVERITY_ORDER = {"High": 0, "Medium": 1, "Low": 2, "Informational": 3}
 TABLE_COLUMNS = (
     "time",
     "rule",
@@ -239,9 +238,12 @@ def _print_account(result: HuntResult, tuning: Tuning) -> None:
                 f"  {exclusion.id}: suppressed {total}" + (f" ({detail})" if detail else ""),
                 err=True,
             )
+    from trustwatch.rules.model import SEVERITIES
+
     severities = Counter(a["AlertSeverity"] for a in result.alerts)
+    order = {s: n for n, s in enumerate(reversed(SEVERITIES))}  # High first
     summary = ", ".join(
-        f"{n} {s}" for s, n in sorted(severities.items(), key=lambda i: SEVERITY_ORDER.get(i[0], 9))
+        f"{n} {s}" for s, n in sorted(severities.items(), key=lambda i: order.get(i[0], 9))
     )
     click.echo(f"alerts: {len(result.alerts)}" + (f" ({summary})" if summary else ""), err=True)
 

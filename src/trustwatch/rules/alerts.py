@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from trustwatch.kql.literals import format_datetime_value
-from trustwatch.rules.model import Rule, format_timespan
+from trustwatch.rules.model import SEVERITIES, Rule, format_timespan
 from trustwatch.rules.tuning import row_time
 
 # entity type in a rule -> "Type" of the SecurityAlert entity
@@ -123,7 +123,7 @@ def build_alert(
     override = rule.details_override
     severity = rule.severity
     column = override.get("alertSeverityColumnName")
-    if column and str(first.get(column) or "") in ("Informational", "Low", "Medium", "High"):
+    if column and str(first.get(column) or "") in SEVERITIES:
         severity = str(first[column])
     times = [t for t in (row_time(r) for r in rows) if t is not None]
     start = min(times) if times else run_at

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import NamedTuple
 
+from trustwatch.rules.model import SEVERITIES
+
 # --- codes ------------------------------------------------------------------------------------
 
 ERROR, WARNING, KNOWN = "error", "warning", "known"
@@ -96,7 +98,7 @@ TEXT_LIMITS: Mapping[str, tuple[str, int]] = {
 
 #: key -> (code, allowed values).
 ENUM_KEYS: Mapping[str, tuple[str, tuple[str, ...]]] = {
-    "severity": ("RULE106", ("Informational", "Low", "Medium", "High")),
+    "severity": ("RULE106", SEVERITIES),
     "kind": ("RULE107", ("Scheduled", "NRT")),
 }
 

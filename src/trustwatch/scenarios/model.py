@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from trustwatch import yamlio
+from trustwatch.certs.model import Verdict
 from trustwatch.errors import InputError
 
 KINDS = ("attack", "evasion", "benign")
@@ -55,15 +56,7 @@ STEP_FIELDS: dict[str, dict[str, tuple[bool, type]]] = {
 }
 # per-source overrides
 SOURCE_FIELDS = ("expect", "known_misses", "fp_not_removed", "certificate_verdict")
-VERDICTS = (
-    "known-bad",
-    "lookalike",
-    "suspicious",
-    "unknown",
-    "free-ca",
-    "public-root",
-    "microsoft-root",
-)
+VERDICTS = tuple(v.value for v in Verdict)  # certificate verdicts, worst first
 TOP_FIELDS = (
     "id",
     "title",

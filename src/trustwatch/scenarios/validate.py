@@ -17,9 +17,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trustwatch.certs.model import RANK, Verdict
 from trustwatch.rules.tuning import Exclusion, Tuning
 from trustwatch.scenarios.host import make_host
-from trustwatch.scenarios.model import SOURCES, VERDICTS, Scenario
+from trustwatch.scenarios.model import SOURCES, Scenario
 from trustwatch.scenarios.render import DEFAULT_SEED, FILE_NAMES, INGEST_FORMATS, render
 
 if TYPE_CHECKING:
@@ -176,10 +177,10 @@ def _run_batch(
 
 
 def _worse(a: str, b: str) -> str:
-    """The verdict that deserves more attention (VERDICTS is ordered worst first)."""
+    """The verdict that deserves more attention ("" when there is none yet)."""
     if not a:
         return b
-    return a if VERDICTS.index(a) <= VERDICTS.index(b) else b
+    return a if RANK[Verdict(a)] >= RANK[Verdict(b)] else b
 
 
 def _hunt_time(batch: dict[str, Scenario], seed: int) -> Any:
