@@ -14,6 +14,7 @@ import certifi
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -167,3 +168,8 @@ def legacy_signed(
     signature = key.sign(tbs, padding.PKCS1v15(), algorithm)
     assert len(signature) == len(cert.signature)
     return x509.load_der_x509_certificate(swapped[: -len(signature)] + signature)
+
+
+def der(cert: x509.Certificate) -> bytes:
+    """The certificate's DER bytes (what Windows hashes for the thumbprint)."""
+    return cert.public_bytes(Encoding.DER)

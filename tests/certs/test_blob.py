@@ -9,7 +9,6 @@ import struct
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.certs import certgen
 from trustwatch.certs.blob import (
@@ -27,10 +26,6 @@ from trustwatch.certs.blob import (
 from trustwatch.errors import InputError
 
 
-def der_of(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(Encoding.DER)
-
-
 @pytest.fixture(scope="module")
 def root() -> x509.Certificate:
     return certgen.self_signed_root()  # a new serial each call: one certificate per module
@@ -38,7 +33,7 @@ def root() -> x509.Certificate:
 
 @pytest.fixture(scope="module")
 def root_der(root: x509.Certificate) -> bytes:
-    return der_of(root)
+    return certgen.der(root)
 
 
 def test_round_trip_keeps_der_and_properties(root_der: bytes) -> None:
@@ -68,7 +63,7 @@ def test_thumbprint_is_the_sha1_cryptography_computes(
 
 
 def test_blob_under_another_certificates_thumbprint_does_not_match(root_der: bytes) -> None:
-    forged = der_of(certgen.forged_microsoft_root_2010())
+    forged = certgen.der(certgen.forged_microsoft_root_2010())
     decoded = decode_blob(encode_blob(root_der))
     assert verify_thumbprint(decoded, sha1_thumbprint(forged)) is False
     assert verify_thumbprint(decoded, "not a thumbprint") is False
@@ -78,7 +73,7 @@ def test_every_certifi_root_round_trips() -> None:
     roots = certgen.certifi_roots()
     assert len(roots) > 100
     for cert in roots:
-        der = der_of(cert)
+        der = certgen.der(cert)
         decoded = decode_blob(encode_blob(der, include_hashes=False))
         assert decoded.der == der
         assert decoded.sha1 == cert.fingerprint(hashes.SHA1()).hex().upper()

@@ -24,10 +24,6 @@ from trustwatch.scenarios.render import render
 GENUINE_2010 = "3B1EFD3A66EA28B16697394703A72CA340A05BD5"
 
 
-def der_of(cert: Any) -> bytes:
-    return bytes(cert.public_bytes(Encoding.DER))
-
-
 def alert(
     thumbprint: str, severity: str = "Medium", writer: str = r"C:\Temp\x.exe"
 ) -> dict[str, Any]:
@@ -41,7 +37,7 @@ def alert(
 
 def test_text_carrying_a_certificate_as_der_pem_or_registry_blob() -> None:
     cert = certgen.self_signed_root()
-    der = der_of(cert)
+    der = certgen.der(cert)
     pem = cert.public_bytes(Encoding.PEM).decode()
     blob = base64.b64encode(encode_blob(der)).decode()
     as_der = base64.b64encode(der).decode()
@@ -54,9 +50,9 @@ def test_text_carrying_a_certificate_as_der_pem_or_registry_blob() -> None:
 
 def test_severity_follows_the_certificate() -> None:
     intel = load_intel()
-    forged = der_of(certgen.forged_microsoft_root_2010())
-    inspection = der_of(certgen.self_signed_root())
-    public = der_of(certgen.certifi_roots()[3])
+    forged = certgen.der(certgen.forged_microsoft_root_2010())
+    inspection = certgen.der(certgen.self_signed_root())
+    public = certgen.der(certgen.certifi_roots()[3])
     sightings = {
         sha1_thumbprint(d): [Sighting(sha1_thumbprint(d), d, "PowerShell script block, ws1")]
         for d in (forged, inspection)
@@ -92,7 +88,7 @@ def test_severity_follows_the_certificate() -> None:
 
 
 def test_a_blob_value_in_defender_registry_events_is_found() -> None:
-    der = der_of(certgen.forged_microsoft_root_2010())
+    der = certgen.der(certgen.forged_microsoft_root_2010())
     thumb = sha1_thumbprint(der)
     key = (
         f"HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\SystemCertificates\\ROOT\\Certificates\\{thumb}"

@@ -48,10 +48,6 @@ def chain() -> list[x509.Certificate]:
     ]
 
 
-def der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(Encoding.DER)
-
-
 def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(Encoding.PEM)
 
@@ -63,10 +59,10 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 def test_der_certificate(root: x509.Certificate, tmp_path: Path) -> None:
-    path = write(tmp_path, "root.cer", der(root))
+    path = write(tmp_path, "root.cer", certgen.der(root))
     loaded = load_certificate_file(path)
     assert loaded.kind == "der"
-    assert [c.der for c in loaded.certificates] == [der(root)]
+    assert [c.der for c in loaded.certificates] == [certgen.der(root)]
     assert loaded.certificates[0].thumbprint == root.fingerprint(hashes.SHA1()).hex().upper()
     assert loaded.certificates[0].source == str(path)
     assert loaded.notes == ()
@@ -74,9 +70,9 @@ def test_der_certificate(root: x509.Certificate, tmp_path: Path) -> None:
 
 def test_content_decides_not_the_extension(root: x509.Certificate, tmp_path: Path) -> None:
     as_der = load_certificate_file(write(tmp_path, "actually-pem.der", pem(root)))
-    as_pem = load_certificate_file(write(tmp_path, "actually-der.pem", der(root)))
+    as_pem = load_certificate_file(write(tmp_path, "actually-der.pem", certgen.der(root)))
     assert (as_der.kind, as_pem.kind) == ("pem", "der")
-    assert as_der.certificates[0].der == as_pem.certificates[0].der == der(root)
+    assert as_der.certificates[0].der == as_pem.certificates[0].der == certgen.der(root)
 
 
 def test_pem_bundle_keeps_order_and_numbers_sources(
@@ -86,7 +82,7 @@ def test_pem_bundle_keeps_order_and_numbers_sources(
     path = write(tmp_path, "bundle.pem", text)
     loaded = load_certificate_file(path)
     assert loaded.kind == "pem"
-    assert [c.der for c in loaded.certificates] == [der(c) for c in chain]
+    assert [c.der for c in loaded.certificates] == [certgen.der(c) for c in chain]
     assert [c.source for c in loaded.certificates] == [f"{path}#{n}" for n in (1, 2, 3)]
 
 
@@ -95,7 +91,7 @@ def test_pem_private_key_is_skipped_not_kept(root: x509.Certificate, tmp_path: P
         Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     loaded = load_certificate_file(write(tmp_path, "with-key.pem", key_pem + pem(root)))
-    assert [c.der for c in loaded.certificates] == [der(root)]
+    assert [c.der for c in loaded.certificates] == [certgen.der(root)]
     assert loaded.notes == (f"{tmp_path / 'with-key.pem'}: skipped PEM block 1 (PRIVATE KEY)",)
     assert "MII" not in repr(loaded)  # no base64 of the key anywhere in the result
 
@@ -110,14 +106,14 @@ def test_pem_without_certificates(tmp_path: Path) -> None:
 
 def test_trusted_certificate_pem(root: x509.Certificate, tmp_path: Path) -> None:
     aux = b"\x30\x0c\x30\x0a\x06\x08\x2b\x06\x01\x05\x05\x07\x03\x01"  # trust: serverAuth
-    body = base64.encodebytes(der(root) + aux)
+    body = base64.encodebytes(certgen.der(root) + aux)
     text = b"-----BEGIN TRUSTED CERTIFICATE-----\n" + body + b"-----END TRUSTED CERTIFICATE-----\n"
     loaded = load_certificate_file(write(tmp_path, "openssl-trusted.pem", text))
-    assert [c.der for c in loaded.certificates] == [der(root)]
+    assert [c.der for c in loaded.certificates] == [certgen.der(root)]
 
 
 def test_certifi_bundle_loads_without_warnings(tmp_path: Path) -> None:
-    expected = [der(c) for c in certgen.certifi_roots()]
+    expected = [certgen.der(c) for c in certgen.certifi_roots()]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a leaked deprecation warning would fail here
         loaded = load_certificate_file(certifi.where())
@@ -142,7 +138,7 @@ def test_p7b_with_several_certificates(
     data = pkcs7.serialize_certificates(chain, encoding)
     loaded = load_certificate_file(write(tmp_path, "chain.p7b", data))
     assert loaded.kind == ("pkcs7" if encoding is Encoding.DER else "pem")
-    assert sorted(c.der for c in loaded.certificates) == sorted(der(c) for c in chain)
+    assert sorted(c.der for c in loaded.certificates) == sorted(certgen.der(c) for c in chain)
     assert len(loaded.certificates) == 3
 
 
@@ -162,7 +158,7 @@ def test_pfx_with_password(chain: list[x509.Certificate], tmp_path: Path) -> Non
     path = write(tmp_path, "protected.pfx", make_pfx(b"s3cret!", chain))
     loaded = load_certificate_file(path, password="s3cret!")
     assert loaded.kind == "pkcs12"
-    assert [c.der for c in loaded.certificates] == [der(c) for c in chain]
+    assert [c.der for c in loaded.certificates] == [certgen.der(c) for c in chain]
     assert loaded.notes == (f"{path}: held a private key; it was not kept",)
     assert load_certificate_file(path, password=b"s3cret!").certificates == loaded.certificates
 
@@ -179,41 +175,41 @@ def test_pfx_needs_its_password(chain: list[x509.Certificate], tmp_path: Path) -
 def test_pfx_without_password(chain: list[x509.Certificate], tmp_path: Path) -> None:
     loaded = load_certificate_file(write(tmp_path, "open.pfx", make_pfx(None, chain)))
     assert loaded.kind == "pkcs12"
-    assert [c.der for c in loaded.certificates] == [der(c) for c in chain]
+    assert [c.der for c in loaded.certificates] == [certgen.der(c) for c in chain]
 
 
 def test_registry_blob_file(root: x509.Certificate, tmp_path: Path) -> None:
-    loaded = load_certificate_file(write(tmp_path, "Blob", encode_blob(der(root), "x")))
+    loaded = load_certificate_file(write(tmp_path, "Blob", encode_blob(certgen.der(root), "x")))
     assert loaded.kind == "blob"
-    assert [c.der for c in loaded.certificates] == [der(root)]
+    assert [c.der for c in loaded.certificates] == [certgen.der(root)]
 
 
 def test_base64_text_of_a_certificate(root: x509.Certificate, tmp_path: Path) -> None:
-    text = base64.b64encode(der(root)) + b"\n"
+    text = base64.b64encode(certgen.der(root)) + b"\n"
     loaded = load_certificate_file(write(tmp_path, "cert.b64", text))
     assert loaded.kind == "der"
-    assert loaded.certificates[0].der == der(root)
-    hex_blob = encode_blob(der(root)).hex().encode()
+    assert loaded.certificates[0].der == certgen.der(root)
+    hex_blob = encode_blob(certgen.der(root)).hex().encode()
     assert load_certificate_bytes(hex_blob, "blob.txt").kind == "blob"
 
 
 def test_reg_file_delegates_to_the_store_reader(
     root: x509.Certificate, chain: list[x509.Certificate], tmp_path: Path
 ) -> None:
-    good = f"{ROOT_STORE}\\{sha1_thumbprint(der(root))}"
+    good = f"{ROOT_STORE}\\{sha1_thumbprint(certgen.der(root))}"
     wrong = f"{ROOT_STORE}\\{'00' * 20}"
     not_x509 = f"{ROOT_STORE}\\{'11' * 20}"
     entries: list[RegEntry] = [
         RegKey(good),
-        RegistryValue(good, "Blob", REG_BINARY, encode_blob(der(root))),
+        RegistryValue(good, "Blob", REG_BINARY, encode_blob(certgen.der(root))),
         RegistryValue(not_x509, "Blob", REG_BINARY, encode_blob(b"\x30\x00")),
-        RegistryValue(wrong, "Blob", REG_BINARY, encode_blob(der(chain[1]))),
+        RegistryValue(wrong, "Blob", REG_BINARY, encode_blob(certgen.der(chain[1]))),
     ]
     text = write_reg(entries) + '"Broken"=hex:zz\r\n'
     path = write(tmp_path, "store.reg", encode_reg(text))
     loaded = load_certificate_file(path)
     assert loaded.kind == "reg"
-    assert [c.der for c in loaded.certificates] == [der(root), der(chain[1])]
+    assert [c.der for c in loaded.certificates] == [certgen.der(root), certgen.der(chain[1])]
     lines = text.split("\r\n")
     blob_lines = [n for n, line in enumerate(lines, start=1) if line.startswith('"Blob"=')]
     assert [c.source for c in loaded.certificates] == [

@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.certs import certgen
 from tests.conftest import SHARED, needs_shared
@@ -39,10 +37,6 @@ POLICY = "HKEY_LOCAL_MACHINE\\SOFTWARE\\Policies\\Microsoft\\SystemCertificates"
 USER = f"HKEY_USERS\\{SID}\\Software\\Microsoft\\SystemCertificates"
 
 
-def der_of(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(Encoding.DER)
-
-
 def cert_entries(root: str, store: str, der: bytes, name: str | None = None) -> list[RegEntry]:
     key = f"{root}\\{store}\\Certificates\\{sha1_thumbprint(der)}"
     return [RegKey(key), RegistryValue(key, "Blob", REG_BINARY, encode_blob(der, name))]
@@ -51,14 +45,14 @@ def cert_entries(root: str, store: str, der: bytes, name: str | None = None) -> 
 @pytest.fixture(scope="module")
 def planted() -> dict[str, bytes]:
     return {
-        "inspection": der_of(certgen.self_signed_root()),
-        "forged-ms": der_of(certgen.forged_microsoft_root_2010()),
+        "inspection": certgen.der(certgen.self_signed_root()),
+        "forged-ms": certgen.der(certgen.forged_microsoft_root_2010()),
     }
 
 
 @pytest.fixture(scope="module")
 def genuine() -> list[bytes]:
-    return [der_of(c) for c in certgen.certifi_roots()[:12]]
+    return [certgen.der(c) for c in certgen.certifi_roots()[:12]]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from cryptography import x509
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, Encoding, pkcs12
 
 from tests.certs import certgen
@@ -34,10 +33,6 @@ def run(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(Encoding.DER)
-
-
 def store(root: str, name: str, data: bytes, key_thumbprint: str | None = None) -> list[RegEntry]:
     key = f"{root}\\{name}\\Certificates\\{key_thumbprint or sha1_thumbprint(data)}"
     return [RegKey(key), RegistryValue(key, "Blob", REG_BINARY, encode_blob(data))]
@@ -46,15 +41,15 @@ def store(root: str, name: str, data: bytes, key_thumbprint: str | None = None) 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """A machine + user export: genuine public roots, and planted ones (thumbprint -> why)."""
-    genuine = [der(c) for c in certgen.certifi_roots()[:12]]
+    genuine = [certgen.der(c) for c in certgen.certifi_roots()[:12]]
     entries: list[RegEntry] = []
     for n, data in enumerate(genuine):
         entries += store(MACHINE, "AuthRoot" if n % 2 else "ROOT", data)
     entries += store(USER, "Root", genuine[0])
     planted = {
-        "inspection": der(certgen.self_signed_root()),
-        "forged": der(certgen.forged_microsoft_root_2010()),
-        "cobalt": der(certgen.cobalt_strike_default()),
+        "inspection": certgen.der(certgen.self_signed_root()),
+        "forged": certgen.der(certgen.forged_microsoft_root_2010()),
+        "cobalt": certgen.der(certgen.cobalt_strike_default()),
     }
     entries += store(MACHINE, "ROOT", planted["inspection"])
     entries += store(POLICY, "Root", planted["forged"])
@@ -63,8 +58,8 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, st
     tampered = sha1_thumbprint(genuine[1])
     entries += store(MACHINE, "CA", genuine[2], key_thumbprint=tampered)
     # not findings: a free-CA leaf in the personal store, a self-signed one in My
-    entries += store(USER, "My", der(certgen.letsencrypt_leaf()))
-    entries += store(USER, "My", der(certgen.make_cert("alice laptop", ca=False)))
+    entries += store(USER, "My", certgen.der(certgen.letsencrypt_leaf()))
+    entries += store(USER, "My", certgen.der(certgen.make_cert("alice laptop", ca=False)))
     path = tmp_path_factory.mktemp("audit") / "certs.reg"
     path.write_bytes(encode_reg(write_reg(entries)))
     expected = {
@@ -103,7 +98,7 @@ def test_audit_lists_every_certificate_with_all(export: tuple[Path, dict[str, st
 def test_audit_of_a_clean_export_exits_0(tmp_path: Path) -> None:
     entries: list[RegEntry] = []
     for cert in certgen.certifi_roots()[:3]:
-        entries += store(MACHINE, "ROOT", der(cert))
+        entries += store(MACHINE, "ROOT", certgen.der(cert))
     path = tmp_path / "clean.reg"
     path.write_bytes(encode_reg(write_reg(entries)))
     code, stdout, stderr = run("certs", "audit", str(path))
@@ -132,12 +127,12 @@ def test_audit_refuses_what_is_not_a_registry_export(tmp_path: Path) -> None:
 def test_check_a_certificate_file(tmp_path: Path, make: object, verdict: str, code: int) -> None:
     cert = make()  # type: ignore[operator]
     path = tmp_path / "c.cer"
-    path.write_bytes(der(cert))
+    path.write_bytes(certgen.der(cert))
     args = ("certs", "check", str(path), "--format", "json", "--at", "2024-02-01T00:00:00Z")
     exit_code, stdout, stderr = run(*args)
     assert exit_code == code, stderr
     [result] = json.loads(stdout)
-    assert result["verdict"] == verdict and result["sha1"] == sha1_thumbprint(der(cert))
+    assert result["verdict"] == verdict and result["sha1"] == sha1_thumbprint(certgen.der(cert))
     assert result["findings"] and all(f["evidence"] for f in result["findings"])
 
 
@@ -165,7 +160,7 @@ def test_check_a_pfx_never_prints_its_key(tmp_path: Path) -> None:
     assert code == 2 and "password" in stderr
     code, stdout, stderr = run("certs", "check", str(path), "--password", "pw")
     assert code == 1 and "PRIVATE KEY" not in stdout + stderr
-    assert sha1_thumbprint(der(cert)) in stdout
+    assert sha1_thumbprint(certgen.der(cert)) in stdout
 
 
 def test_check_a_thumbprint() -> None:
@@ -208,9 +203,9 @@ def test_audit_an_offline_software_hive(tmp_path: Path) -> None:
     )
     from tests.certs.regf import HiveKey, build_hive
 
-    genuine = der(certgen.certifi_roots()[7])
-    forged = der(certgen.forged_microsoft_root_2010())
-    inspection = der(certgen.self_signed_root())
+    genuine = certgen.der(certgen.certifi_roots()[7])
+    forged = certgen.der(certgen.forged_microsoft_root_2010())
+    inspection = certgen.der(certgen.self_signed_root())
     root = HiveKey("CMI-CreateHive{199DAFC2-6F16-4946-BF90-5A3FC3A60902}")
     for path, data in (
         ("Microsoft\\SystemCertificates\\ROOT", genuine),
