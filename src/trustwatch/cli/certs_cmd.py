@@ -136,7 +136,7 @@ class AuditRow:
             "problem": e.problem,
             "flagged": self.flagged,
             "why": self.why,
-            **{"classification": self.classification.to_dict()},
+            "classification": self.classification.to_dict(),
         }
 
 

@@ -8,7 +8,6 @@ activity.
 from __future__ import annotations
 
 import base64
-import hashlib
 import random
 import re
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import PureWindowsPath
 from typing import Any
 
+from trustwatch.certs.blob import sha1_thumbprint
 from trustwatch.scenarios.model import Scenario, Step, certificate_der
 
 DEVICE_PREFIXES = ("ws-fin", "ws-hr", "ws-eng", "lt-sales", "ws-ops", "lt-dev")
@@ -224,7 +224,7 @@ def make_host(scenario: Scenario, seed: int) -> Host:
     )
     if scenario.certificate:
         host.certificate = certificate_der(scenario.certificate)
-        host.thumbprint = hashlib.sha1(host.certificate, usedforsecurity=False).hexdigest().upper()
+        host.thumbprint = sha1_thumbprint(host.certificate)
     _resolve(host, scenario.steps)
     return host
 
