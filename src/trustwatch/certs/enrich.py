@@ -24,13 +24,16 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trustwatch.certs.classify import Classification, classify
-from trustwatch.certs.intel import Intel
+from trustwatch.certs.intel import Intel, load_intel
 from trustwatch.certs.model import RANK, Verdict
-from trustwatch.certs.sightings import Sighting
+from trustwatch.certs.sightings import Sighting, find_sightings
 from trustwatch.rules.model import SEVERITIES
+
+if TYPE_CHECKING:
+    from trustwatch.api import Session
 
 WINDOWS_UPDATER = r"c:\windows\system32\svchost.exe"
 _SHA1 = re.compile(r"^[0-9A-F]{40}$")
@@ -70,6 +73,16 @@ def enrich_alerts(
             found.append((thumbprint, cache[key], seen))
         _apply(alert, found, stats)
     return stats
+
+
+def enrich_hunt(alerts: list[dict[str, Any]], session: Session) -> EnrichStats:
+    """Enrich a hunt's alerts with the certificates ``session``'s telemetry carries.
+
+    The lists are loaded and the telemetry scanned only when an alert names a thumbprint.
+    """
+    if not any(row.get("CertThumbprint") for a in alerts for row in a.get("Evidence") or []):
+        return EnrichStats()
+    return enrich_alerts(alerts, load_intel(), find_sightings(session))
 
 
 def _thumbprints(evidence: Iterable[Mapping[str, Any]]) -> list[str]:

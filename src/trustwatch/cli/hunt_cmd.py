@@ -19,7 +19,6 @@ from trustwatch.errors import InputError
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from trustwatch.api import Session
     from trustwatch.certs.enrich import EnrichStats
     from trustwatch.rules.model import Rule
     from trustwatch.rules.runner import Hunter, HuntResult
@@ -100,6 +99,7 @@ def hunt(
     there are none, 2 on bad input.
     """
     from trustwatch.api import Session
+    from trustwatch.certs.enrich import enrich_hunt
     from trustwatch.kql.literals import parse_datetime_text
     from trustwatch.rules.model import load_rules
     from trustwatch.rules.runner import Hunter
@@ -127,7 +127,7 @@ def hunt(
     telemetry = _hunt_telemetry(paths, workspace)
     session = Session(tuned.tables(), **telemetry)
     result = _run_with_progress(Hunter(session, tuned), rules, pinned)
-    enriched = _enrich(result.alerts, session)
+    enriched = enrich_hunt(result.alerts, session)
 
     for notice in session.notices:
         click.echo(f"notice: {notice}", err=True)
@@ -163,17 +163,6 @@ def _run_with_progress(hunter: Hunter, rules: list[Rule], now: datetime | None) 
             progress.update(task, description=rule[:50], completed=done, total=total)
 
         return hunter.run(rules, now=now, on_progress=update)
-
-
-def _enrich(alerts: list[dict[str, Any]], session: Session) -> EnrichStats:
-    """Classify the certificate of every alert naming a thumbprint (docs/certificates.md)."""
-    from trustwatch.certs.enrich import EnrichStats, enrich_alerts
-    from trustwatch.certs.intel import load_intel
-    from trustwatch.certs.sightings import find_sightings
-
-    if not any(row.get("CertThumbprint") for a in alerts for row in a["Evidence"]):
-        return EnrichStats()  # no alert names a certificate: no lists to load, no data to scan
-    return enrich_alerts(alerts, load_intel(), find_sightings(session))
 
 
 def _print_enrichment(stats: EnrichStats) -> None:

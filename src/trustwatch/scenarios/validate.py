@@ -126,9 +126,7 @@ def _run_batch(
     batch: dict[str, Scenario], source: str, rules: list[Rule], base: Tuning, seed: int
 ) -> list[Row]:
     from trustwatch.api import Session
-    from trustwatch.certs.enrich import enrich_alerts
-    from trustwatch.certs.intel import load_intel
-    from trustwatch.certs.sightings import find_sightings
+    from trustwatch.certs.enrich import enrich_hunt
     from trustwatch.ingest import pipeline
     from trustwatch.ingest.workspace import Workspace
     from trustwatch.rules.runner import Hunter
@@ -147,7 +145,7 @@ def _run_batch(
             session = Session(tuning.tables(), engine=ws.engine, views=views)
             result = Hunter(session, tuning).run(rules, now=_hunt_time(batch, seed))
             # as hunt does: each alert naming a thumbprint gets its certificate's verdict
-            enrich_alerts(result.alerts, load_intel(), find_sightings(session))
+            enrich_hunt(result.alerts, session)
         finally:
             ws.close()
     stems = {r.name: r.path.stem for r in rules}
