@@ -1,0 +1,117 @@
+"""A cache of compiled built-in content (field maps, rules): SQL text kept across runs.
+
+Compiling KQL to SQL costs tens of milliseconds a query, and the built-in field maps and rules
+are the same on every run: their SQL is kept on disk, keyed by everything it depends on - the
+text compiled, trustwatch's version, the shipped table schemas, and the caller's own parts
+(catalog names, options). A change to any of them is a new key, never a stale entry.
+
+Entries live in ``$TRUSTWATCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/trustwatch/compiled``, else
+``~/.cache/trustwatch/compiled``; ``TRUSTWATCH_CACHE_DIR=off`` turns the disk cache off. A
+missing, unreadable or unwritable cache only costs the compile: it is never an error. Entries
+are written to a temporary file and renamed, so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from functools import cache
+from importlib import resources
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+_MEMO: dict[str, str] = {}
+
+
+def cache_dir() -> Path | None:
+    """Where compiled entries live (None: the disk cache is off)."""
+    explicit = os.environ.get("TRUSTWATCH_CACHE_DIR")
+    if explicit:
+        return None if explicit.lower() == "off" else Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "trustwatch" / "compiled"
+
+
+@cache
+def _fingerprint() -> str:
+    """trustwatch's version and the shipped schemas' and field maps' content, hashed."""
+    digest = hashlib.sha256()
+    try:
+        digest.update(version("trustwatch").encode())
+    except PackageNotFoundError:
+        digest.update(b"unknown")
+    for package, folder in (("trustwatch.schema", "tables"), ("trustwatch.ingest", "maps")):
+        root = resources.files(package).joinpath(folder)
+        for entry in sorted(root.iterdir(), key=lambda e: e.name):
+            if entry.is_file():
+                digest.update(entry.name.encode())
+                digest.update(entry.read_bytes())
+    # the compiler itself: a change to any kql module changes what the same text compiles to
+    kql = resources.files("trustwatch.kql")
+    for entry in sorted(_sources(kql), key=lambda e: str(e)):
+        digest.update(entry.read_bytes())
+    return digest.hexdigest()
+
+
+def _sources(folder: object) -> Iterable[Path]:
+    root = Path(str(folder))
+    return root.rglob("*.py")
+
+
+def key(kind: str, parts: Iterable[str]) -> str:
+    """The cache key of an entry: its kind, the code and schema fingerprint, and its parts."""
+    digest = hashlib.sha256(_fingerprint().encode())
+    digest.update(kind.encode())
+    for part in parts:
+        digest.update(b"\x00")
+        digest.update(part.encode())
+    return digest.hexdigest()
+
+
+def cached_text(kind: str, parts: Iterable[str], build: Callable[[], str]) -> str:
+    """The text ``build()`` returns for these parts, from the cache when it has it.
+
+    Args:
+        kind: what the entry is (``"map"``, ``"rule"``...), a file-name-safe word.
+        parts: everything the text depends on besides trustwatch's code and schemas.
+        build: makes the text on a miss (its errors propagate; nothing is cached then).
+    """
+    name = key(kind, parts)
+    memo = _MEMO.get(name)
+    if memo is not None:
+        return memo
+    folder = cache_dir()
+    path = folder / kind / f"{name}.txt" if folder is not None else None
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            pass
+        else:
+            _MEMO[name] = text
+            return text
+    text = build()
+    _MEMO[name] = text
+    if path is not None:
+        _store(path, text)
+    return text
+
+
+def _store(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp"
+        ) as fh:
+            fh.write(text)
+        Path(fh.name).replace(path)
+    except OSError:
+        return  # a read-only home or a full disk costs the next run a compile, nothing more
+
+
+def clear_memo() -> None:
+    """Forget the entries held in memory (tests)."""
+    _MEMO.clear()
