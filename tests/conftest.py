@@ -14,6 +14,15 @@ needs_shared = pytest.mark.skipif(
     not SHARED.is_dir(), reason=f"needs ../shared reference data at {SHARED}"
 )
 
+# Folders of ../shared/data that trustwatch does not read yet, left out of every walk of it by
+# name: network/ holds Zeek TLS logs, which the network-telemetry issue will read.
+NOT_YET_READ = frozenset({"network"})
+
+
+def shared_data_paths() -> list[Path]:
+    """The entries of ../shared/data that trustwatch reads: all but the NOT_YET_READ folders."""
+    return [p for p in sorted((SHARED / "data").iterdir()) if p.name not in NOT_YET_READ]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_user_certificate_lists(tmp_path_factory: pytest.TempPathFactory) -> Any:
@@ -31,10 +40,13 @@ def _no_user_certificate_lists(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(scope="session")
 def shared_workspace() -> Any:
-    """All of ../shared/data ingested once into an in-memory workspace (ws, stats, skipped)."""
+    """../shared/data (but NOT_YET_READ) ingested once into an in-memory workspace.
+
+    Returns (ws, stats, skipped).
+    """
     from trustwatch.ingest import pipeline
     from trustwatch.ingest.workspace import Workspace
 
-    planned, skipped = pipeline.plan([SHARED / "data"], skip_unknown=True)
+    planned, skipped = pipeline.plan(shared_data_paths(), skip_unknown=True)
     ws = Workspace(None)
     return ws, ws.ingest(planned), skipped

@@ -1,7 +1,8 @@
 """Every telemetry file in ../shared/data ingests; labelled records normalise exactly.
 
 The labels come from ../shared/data/MANIFEST.md. One workspace holds all of the data (about
-200k events), built once for the module.
+200k events), built once for the module; the folders trustwatch does not read yet
+(``NOT_YET_READ``: network/, for the network-telemetry issue) are left out.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SHARED, needs_shared
+from tests.conftest import NOT_YET_READ, SHARED, needs_shared
 from trustwatch.api import Session
 from trustwatch.ingest import pipeline
 from trustwatch.ingest.workspace import FileStats, Workspace
@@ -36,7 +37,12 @@ def rows(ws: Workspace, kql: str, now: str = "2030-01-01T00:00:00Z") -> list[dic
 def test_every_telemetry_file_is_read_and_accounted_for(shared: Any) -> None:
     _, stats, skipped = shared
     telemetry = sorted(
-        p for p in DATA.rglob("*") if p.is_file() and p.suffix.lower() not in NOT_TELEMETRY
+        p
+        for p in DATA.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() not in NOT_TELEMETRY
+        # network/ (Zeek TLS logs) is read by the network-telemetry issue, not yet
+        and p.relative_to(DATA).parts[0] not in NOT_YET_READ
     )
     assert sorted(Path(s.path) for s in stats) == telemetry
     assert {p.suffix for p, _ in skipped} <= NOT_TELEMETRY
@@ -52,7 +58,16 @@ def test_every_telemetry_file_is_read_and_accounted_for(shared: Any) -> None:
     assert all(s.duplicates == 1 for s in stats if s.format == "evtx-json")
     # OTRF records without a record number are told apart by their line (none are dropped)
     assert all(s.duplicates == 0 for s in stats if s.format == "otrf-zip")
-    assert sum(s.stored for s in stats) == 186_836
+    # evtx_to_mitre_attack gained two logs: the rogue SIP registration (27 Sysmon 12/13 records,
+    # all registry rows) and the AD CS / OCSP server's Security log (13 records, kept as raw
+    # events for SecurityEvent: no table maps CA audit events)
+    sip = by_name["ID12-13 SIP provider registration.evtx"]
+    assert (sip.read, sip.stored, sip.unmapped) == (27, 27, 0)
+    assert sip.tables == {"DeviceRegistryEvents": 27}
+    adcs = by_name["ID4885,4876,4877,5123,5124-ADCS PKI OCSP.evtx"]
+    assert (adcs.read, adcs.stored, adcs.unmapped, adcs.tables) == (13, 13, 13, {})
+    # 186_836 before those two files (+27 +13)
+    assert sum(s.stored for s in stats) == 186_876
 
 
 def test_svchost_authroot_blob_write(shared: Any) -> None:
@@ -132,6 +147,53 @@ def test_gather_network_info_chain_in_the_security_log(shared: Any) -> None:
         'FileName == "certutil.exe" and isnotempty(AccountSid) | count',
     )
     assert procs == [{"Count": 5}]
+
+
+def test_rogue_sip_provider_registration(shared: Any) -> None:
+    """regsvr32 registers MySIP.dll for each of the six CryptSIPDll* functions (T1553.003)."""
+    got = rows(
+        shared[0],
+        'DeviceRegistryEvents | where RegistryKey contains "CryptSIPDll" '
+        'and ActionType == "RegistryValueSet" '
+        "| project DeviceName, InitiatingProcessFileName, RegistryKey, RegistryValueName, "
+        "RegistryValueData",
+    )
+    guid = "{E59B6E68-3312-4738-961F-DB9405B2DDCB}"
+    functions = {
+        "PutSignedDataMsg",
+        "GetSignedDataMsg",
+        "RemoveSignedDataMsg",
+        "CreateIndirectData",
+        "VerifyIndirectData",
+        "IsMyFileType2",
+    }
+    base = r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Cryptography\OID\EncodingType 0\CryptSIPDll"
+    dlls = {r["RegistryKey"] for r in got if r["RegistryValueName"] == "Dll"}
+    assert dlls == {f"{base}{f}\\{guid}" for f in functions}
+    assert {r["RegistryValueData"] for r in got if r["RegistryValueName"] == "Dll"} == {
+        r"C:\Users\Admin\source\repos\PoCSubjectInterfacePackage\x64\Debug\MySIP.dll"
+    }
+    names = {r["RegistryValueData"] for r in got if r["RegistryValueName"] == "FuncName"}
+    assert {"GetLegitMSSignature", "AutoApproveHash"} <= names and len(names) == 6
+    assert {(r["DeviceName"], r["InitiatingProcessFileName"]) for r in got} == {
+        ("win", "regsvr32.exe")
+    }
+
+
+def test_certificate_services_audit_events(shared: Any) -> None:
+    got = rows(
+        shared[0],
+        'SecurityEvent | where Computer == "CDCWPKI01.rootblue.lan" '
+        "| summarize count() by EventID, Account | sort by EventID asc",
+    )
+    assert [(r["EventID"], r["count_"]) for r in got] == [
+        (4876, 1),
+        (4877, 1),
+        (4885, 1),
+        (5123, 4),
+        (5124, 6),
+    ]
+    assert {r["Account"] for r in got} == {"ROOTBLUE\\domadm"}
 
 
 def test_4688_parent_process_id_is_the_creator(shared: Any) -> None:

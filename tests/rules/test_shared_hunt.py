@@ -7,6 +7,7 @@ nothing BENIGN; the verbatim specification rule shows the noise measured in DESI
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -92,9 +93,20 @@ def test_benign_records_do_not_alert(default_pack: HuntResult) -> None:
     assert names == {DOWNLOAD, INSTALL, RENAMED}  # no trust-store write, enumeration, ...
 
 
+def test_alert_totals(default_pack: HuntResult) -> None:
+    """Each alert is raised twice: extracted/cert_related_events.jsonl repeats its record without
+    the host. The SIP registration and AD CS logs added to evtx_to_mitre_attack raise none: no
+    rule covers SIP hijacking (T1553.003) or CA audit changes."""
+    by_rule = Counter(a["AlertName"] for a in default_pack.alerts)
+    # downloads: panache, Hayabusa Sysmon 27, the 4688 record, sigma direct IP and GitHub
+    assert by_rule == {DOWNLOAD: 10, INSTALL: 2, RENAMED: 2}
+    assert len(default_pack.alerts) == 14
+
+
 def test_the_specification_rule_alerts_on_benign_store_opens(shared_workspace: Any) -> None:
     reference = hunt(shared_workspace[0], "reference", Tuning())
     assert {a["AlertName"] for a in reference.alerts} == {REFERENCE}
+    assert len(reference.alerts) == 142  # none from the files added to evtx_to_mitre_attack
     hosts = {a["Evidence"][0]["DeviceName"] for a in reference.alerts}
     assert {"workstation5.theshire.local", "mkt01.pandalab.com"} <= hosts
     # every one is a key created or a value set on a store key, not a certificate
