@@ -14,7 +14,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from trustwatch.cli.main import EXIT_FOUND, reports_errors
+from trustwatch.cli.common import EXIT_FOUND, reports_errors
 from trustwatch.cli.render import stdout_console
 from trustwatch.errors import InputError
 

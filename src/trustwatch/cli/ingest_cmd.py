@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from trustwatch.cli.main import EXIT_USAGE, reports_errors
+from trustwatch.cli.common import EXIT_USAGE, reports_errors
 from trustwatch.errors import InputError
 from trustwatch.ingest import pipeline, readers
 from trustwatch.ingest.workspace import FileStats, Workspace

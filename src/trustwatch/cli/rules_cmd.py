@@ -7,7 +7,7 @@ import sys
 import click
 from rich.table import Table
 
-from trustwatch.cli.main import EXIT_FOUND, reports_errors
+from trustwatch.cli.common import EXIT_FOUND, reports_errors
 from trustwatch.cli.render import stdout_console
 
 RULES_OPTION = click.option(

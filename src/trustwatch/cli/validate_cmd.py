@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from trustwatch.cli.main import EXIT_FOUND, reports_errors
+from trustwatch.cli.common import EXIT_FOUND, reports_errors
 
 if TYPE_CHECKING:
     from trustwatch.scenarios.validate import Matrix, Row
