@@ -30,7 +30,7 @@ from trustwatch.certs.classify import Classification, classify
 from trustwatch.certs.intel import Intel, load_intel
 from trustwatch.certs.model import RANK, Verdict
 from trustwatch.certs.sightings import Sighting, find_sightings
-from trustwatch.rules.model import SEVERITIES
+from trustwatch.severity import SEVERITIES
 
 if TYPE_CHECKING:
     from trustwatch.api import Session

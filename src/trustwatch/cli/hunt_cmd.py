@@ -227,7 +227,7 @@ def _print_account(result: HuntResult, tuning: Tuning) -> None:
                 f"  {exclusion.id}: suppressed {total}" + (f" ({detail})" if detail else ""),
                 err=True,
             )
-    from trustwatch.rules.model import SEVERITIES
+    from trustwatch.severity import SEVERITIES
 
     severities = Counter(a["AlertSeverity"] for a in result.alerts)
     order = {s: n for n, s in enumerate(reversed(SEVERITIES))}  # High first

@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from trustwatch.kql.literals import format_datetime_value
-from trustwatch.rules.model import SEVERITIES, Rule, format_timespan
+from trustwatch.rules.model import Rule, format_timespan
 from trustwatch.rules.tuning import row_time
+from trustwatch.severity import SEVERITIES
 
 # entity type in a rule -> "Type" of the SecurityAlert entity
 ENTITY_TYPES = {

@@ -22,7 +22,6 @@ from trustwatch.errors import RuleFileError, Source
 
 TESTS_SUFFIX = ".tests.yaml"
 PACKS = ("default", "reference")  # shipped packs; "all" is both
-SEVERITIES = ("Informational", "Low", "Medium", "High")  # Sentinel's alert severities, lowest first
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import NamedTuple
 
-from trustwatch.rules.model import SEVERITIES
+from trustwatch.severity import SEVERITIES
 
 # --- codes ------------------------------------------------------------------------------------
 
