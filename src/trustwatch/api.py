@@ -7,14 +7,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from trustwatch.engines.duckdb import DuckDBEngine, kql_type_of_arrow
 from trustwatch.errors import Source, TrustwatchError
 from trustwatch.kql.compiler import CatalogTable, CompiledStatement, compile_query
 from trustwatch.kql.parser import parse_query
 from trustwatch.schema.model import Column, TableSchema, builtin_schemas
-from trustwatch.tables import to_arrow
 
 TableInput = object  # path | pyarrow.Table | pandas.DataFrame | list[dict]
 
@@ -65,7 +63,7 @@ class Session:
             if known is not None:
                 self.catalog[name] = CatalogTable(known.schema, sql_name)
         for name, value in (tables or {}).items():
-            self.load(name, to_arrow(value, name))
+            self.load(name, value if isinstance(value, pa.Table) else _read_table(value, name))
         self.engine.lock()
 
     def load(self, name: str, data: pa.Table) -> None:
@@ -111,6 +109,13 @@ class Session:
         return QueryResult(tables, sql, [*self.notices, *notices])
 
 
+def _read_table(value: TableInput, name: str) -> pa.Table:
+    # the readers import pyarrow's CSV and Parquet modules: only for tables given as files/rows
+    from trustwatch.tables import to_arrow
+
+    return to_arrow(value, name)
+
+
 def typed_result(table: pa.Table, columns: tuple[tuple[str, str], ...]) -> pa.Table:
     """Give each result column its KQL type: UTC timestamps, durations, and the type in metadata."""
     arrays = []
@@ -118,7 +123,7 @@ def typed_result(table: pa.Table, columns: tuple[tuple[str, str], ...]) -> pa.Ta
     for i, (name, ktype) in enumerate(columns):
         array = table.column(i)
         if ktype == "datetime" and pa.types.is_timestamp(array.type):
-            array = pc.cast(array, pa.timestamp("us", tz="UTC"))
+            array = _as_utc(array)
         elif ktype == "timespan" and pa.types.is_interval(array.type):
             micros = [
                 None
@@ -128,12 +133,30 @@ def typed_result(table: pa.Table, columns: tuple[tuple[str, str], ...]) -> pa.Ta
                 + v.months * 30 * 86_400_000_000
                 for v in array.to_pylist()
             ]
-            array = pa.chunked_array([pa.array(micros, type=pa.int64()).cast(pa.duration("us"))])
+            array = pa.chunked_array([pa.array(micros, type=pa.duration("us"))])
         elif ktype == "dynamic" and not pa.types.is_string(array.type):
+            import pyarrow.compute as pc  # ~30 ms to import: only when a result needs it
+
             array = pc.cast(array, pa.string())
         arrays.append(array)
         fields.append(pa.field(name, array.type, metadata={"kql_type": ktype}))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+_UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+
+def _as_utc(array: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Timestamps as UTC microseconds; those in microseconds already (DuckDB's) only relabelled.
+
+    Arrow keeps UTC instants whatever the time zone label, and a label-less (DuckDB TIMESTAMP)
+    value is UTC here, so a view is exact: no computation, and no import of pyarrow.compute.
+    """
+    if array.type.unit == "us":
+        return pa.chunked_array([c.view(_UTC_MICROS) for c in array.chunks], type=_UTC_MICROS)
+    import pyarrow.compute as pc
+
+    return pc.cast(array, _UTC_MICROS)
 
 
 def run(

@@ -131,6 +131,23 @@ def load_intel(data_dir: str | Path | None = None) -> Intel:
         InputError: a shipped list or the import manifest is malformed.
     """
     directory = Path(data_dir) if data_dir is not None else refresh.default_data_dir()
+    return _load_intel(directory, _directory_state(directory))
+
+
+def _directory_state(directory: Path) -> tuple[tuple[str, bytes], ...]:
+    """The files ``update_intel`` keeps in ``directory`` (flat: a manifest and list copies)."""
+    try:
+        files = sorted(p for p in directory.iterdir() if p.is_file())
+        return tuple((p.name, p.read_bytes()) for p in files)
+    except OSError:
+        return ()  # no directory (nothing imported), or unreadable: read_imported says which
+
+
+@functools.lru_cache(maxsize=4)
+def _load_intel(directory: Path, state: tuple[tuple[str, bytes], ...]) -> Intel:
+    """``load_intel`` once per process for one content of the directory (hunt and validate
+    ask for the lists several times; an import in between is new content, so a new Intel)."""
+    del state  # part of the cache key only
     imported = refresh.read_imported(directory)
     shipped = shipped_intel()
     public = certifi_entries()
@@ -402,4 +419,10 @@ def watchlist_tables(data_dir: str | Path | None = None) -> dict[str, pa.Table]:
     """The built-in watchlists as catalog tables (``_GetWatchlist`` names them)."""
     from trustwatch.kql.compiler import WATCHLIST_PREFIX
 
-    return {WATCHLIST_PREFIX + WATCHLIST_NAME: intel_watchlist(load_intel(data_dir))}
+    return {WATCHLIST_PREFIX + WATCHLIST_NAME: _watchlist_of(load_intel(data_dir))}
+
+
+@functools.lru_cache(maxsize=4)
+def _watchlist_of(intel: Intel) -> pa.Table:
+    """``intel_watchlist``, built once per ``Intel`` (``load_intel`` hands out the same one)."""
+    return intel_watchlist(intel)

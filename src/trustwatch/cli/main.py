@@ -9,10 +9,55 @@ from typing import Any
 import click
 
 from trustwatch.cli.common import reports_errors
+from trustwatch.cli.lazy import LazyGroup
 from trustwatch.errors import InputError, TrustwatchError
 
+# Commands defined in their own modules: name -> (module, attribute, first line of its help),
+# imported only when run (see cli/lazy.py); tests/cli/test_lazy_commands.py checks the lines.
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "ingest": (
+        "trustwatch.cli.ingest_cmd",
+        "ingest",
+        "Read telemetry (EVTX, event XML/JSON, Defender and Sentinel exports) into a workspace.",
+    ),
+    "hunt": (
+        "trustwatch.cli.hunt_cmd",
+        "hunt",
+        "Run the certificate-abuse rule pack over telemetry and print its alerts.",
+    ),
+    "rules": (
+        "trustwatch.cli.rules_cmd",
+        "rules",
+        "List, show, lint and test the analytic rules.",
+    ),
+    "validate": (
+        "trustwatch.cli.validate_cmd",
+        "validate",
+        "Emulate the scenarios on Sysmon, Defender and Security-auditing hosts; show what fires.",
+    ),
+    "simulate": (
+        "trustwatch.cli.validate_cmd",
+        "simulate",
+        "Write scenarios' telemetry files, one per scenario and telemetry source.",
+    ),
+    "atomics": (
+        "trustwatch.cli.validate_cmd",
+        "atomics",
+        "Atomic Red Team tests for the specification's four validation tests.",
+    ),
+    "certs": (
+        "trustwatch.cli.certs_cmd",
+        "certs",
+        "Certificate intelligence: classify certificates, audit trust stores, manage the lists.",
+    ),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
 @click.version_option(package_name="trustwatch")
 def cli(debug: bool) -> None:
@@ -113,11 +158,7 @@ def query(
         raise InputError("the Spark engine is not available yet; use --engine duckdb")
     if data and workspace:
         raise InputError("give --data or --workspace, not both")
-    from trustwatch.certs.intel import WATCHLIST_NAME, watchlist_tables
-
-    # parsing certifi's bundle and the lists is skipped for queries that do not name them
-    builtin = watchlist_tables() if WATCHLIST_NAME.lower() in text.lower() else {}
-    bound = {**builtin, **_parse_tables(tables)}
+    bound = {**_builtin_watchlists(text), **_parse_tables(tables)}
     session = Session(bound, **_telemetry(data, workspace))
     if explain:
         statements, notices = session.compile(text, now, source_name)
@@ -131,6 +172,19 @@ def query(
         click.echo(f"notice: {notice}", err=True)
     for table in result.tables:
         print_result(table, fmt)
+
+
+def _builtin_watchlists(text: str) -> dict[str, Any]:
+    """The built-in watchlists a query may read: none unless it calls ``_GetWatchlist``.
+
+    The certificate lists (certifi's bundle, cryptography) are loaded only for queries that
+    name them, and their module is imported only for queries that read a watchlist at all.
+    """
+    if "_GetWatchlist" not in text:
+        return {}
+    from trustwatch.certs.intel import WATCHLIST_NAME, watchlist_tables
+
+    return dict(watchlist_tables()) if WATCHLIST_NAME.lower() in text.lower() else {}
 
 
 def _telemetry(data: tuple[str, ...], workspace: str | None) -> dict[str, Any]:
@@ -220,25 +274,6 @@ def kql_fmt(source: str) -> None:
 
     text, name = _kql_source(source)
     click.echo(print_query(parse_query(text, name)))
-
-
-def _register_commands() -> None:
-    from trustwatch.cli.certs_cmd import certs
-    from trustwatch.cli.hunt_cmd import hunt
-    from trustwatch.cli.ingest_cmd import ingest
-    from trustwatch.cli.rules_cmd import rules
-    from trustwatch.cli.validate_cmd import atomics, simulate, validate
-
-    cli.add_command(ingest)
-    cli.add_command(hunt)
-    cli.add_command(rules)
-    cli.add_command(validate)
-    cli.add_command(simulate)
-    cli.add_command(atomics)
-    cli.add_command(certs)
-
-
-_register_commands()
 
 
 def main() -> None:

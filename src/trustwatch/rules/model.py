@@ -189,7 +189,11 @@ def format_timespan(value: timedelta) -> str:
 # --- reading files ----------------------------------------------------------------------------
 
 
-def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+def _load_yaml(path: Path) -> tuple[Any, int]:
+    """The document in a YAML file and the 0-based line its ``query`` starts on (0: none).
+
+    Parsed once per content: the result is kept across runs (:func:`yamlio.cached_parse`).
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -197,12 +201,18 @@ def _load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     except UnicodeDecodeError as exc:
         raise RuleFileError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     try:
-        return yamlio.load(text), yamlio.compose(text)
+        doc, line = yamlio.cached_parse(text, "rule-yaml", _parse)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise RuleFileError(f"{path}{where}: not valid YAML: {problem}") from exc
+    return doc, int(line)
+
+
+def _parse(text: str) -> tuple[Any, int]:
+    doc, node = yamlio.load_with_node(text)
+    return doc, _query_line(node)
 
 
 def _query_line(node: yaml.Node | None) -> int:
@@ -218,10 +228,10 @@ def _query_line(node: yaml.Node | None) -> int:
 def load_rule(path: str | Path, pack: str = "custom") -> Rule:
     """Read one rule file and its ``.tests.yaml`` (if any)."""
     p = Path(path)
-    doc, node = _load_yaml(p)
+    doc, query_line = _load_yaml(p)
     if not isinstance(doc, dict):
         raise RuleFileError(f"{p}: a rule file must be a YAML mapping (id, name, query, ...)")
-    return Rule(p, pack, doc, _query_line(node), load_tests(tests_path(p)))
+    return Rule(p, pack, doc, query_line, load_tests(tests_path(p)))
 
 
 def tests_path(rule_path: Path) -> Path:

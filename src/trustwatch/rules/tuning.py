@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -164,6 +165,7 @@ def _values(condition: str, row: Mapping[str, Any], signers: SignerLookup | None
     return []
 
 
+@functools.cache
 def _glob(pattern: str) -> re.Pattern[str]:
     """Case-insensitive glob: ``*`` and ``?`` match any character, backslashes included."""
     return re.compile(fnmatch.translate(pattern).replace("(?s:", "(?is:", 1))
@@ -182,7 +184,7 @@ def load_tuning(path: str | Path | None) -> Tuning:
         return Tuning()
     p = Path(path)
     try:
-        doc = yamlio.load(p.read_text(encoding="utf-8")) or {}
+        doc = yamlio.load_cached(p.read_text(encoding="utf-8"), "tuning-yaml") or {}
     except OSError as exc:
         raise RuleFileError(f"cannot read tuning file {p}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
