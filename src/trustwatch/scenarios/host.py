@@ -17,6 +17,7 @@ from typing import Any
 
 from trustwatch.certs.blob import sha1_thumbprint
 from trustwatch.scenarios.model import Scenario, Step, certificate_der
+from trustwatch.scenarios.parents import SYSTEM_PARENTS
 
 DEVICE_PREFIXES = ("ws-fin", "ws-hr", "ws-eng", "lt-sales", "ws-ops", "lt-dev")
 DOMAINS = ("corp", "ad", "internal", "hq")
@@ -29,38 +30,6 @@ SERVICE_ACCOUNTS = {
     "system": ("NT AUTHORITY", "SYSTEM", "S-1-5-18", "System"),
     "local_service": ("NT AUTHORITY", "LOCAL SERVICE", "S-1-5-19", "System"),
     "network_service": ("NT AUTHORITY", "NETWORK SERVICE", "S-1-5-20", "System"),
-}
-
-# Named parents that are not steps: (image, command line, account)
-SYSTEM_PARENTS = {
-    "explorer": (r"C:\Windows\explorer.exe", r"C:\Windows\Explorer.EXE", "user"),
-    "services": (
-        r"C:\Windows\System32\services.exe",
-        r"C:\Windows\system32\services.exe",
-        "system",
-    ),
-    "svchost-dcomlaunch": (
-        r"C:\Windows\System32\svchost.exe",
-        r"C:\Windows\system32\svchost.exe -k DcomLaunch -p",
-        "system",
-    ),
-    "svchost-schedule": (
-        r"C:\Windows\System32\svchost.exe",
-        r"C:\Windows\system32\svchost.exe -k netsvcs -p -s Schedule",
-        "system",
-    ),
-    "ccmexec": (
-        r"C:\Windows\CCM\CcmExec.exe",
-        r"C:\Windows\CCM\CcmExec.exe",
-        "system",
-    ),
-    "intune-agent": (
-        r"C:\Program Files (x86)\Microsoft Intune Management Extension"
-        r"\Microsoft.Management.Services.IntuneWindowsAgent.exe",
-        r'"C:\Program Files (x86)\Microsoft Intune Management Extension'
-        r'\Microsoft.Management.Services.IntuneWindowsAgent.exe"',
-        "system",
-    ),
 }
 
 # Version information by file name (lower case): original name, description, product, version

@@ -17,6 +17,7 @@ import yaml
 from trustwatch import yamlio
 from trustwatch.certs.model import Verdict
 from trustwatch.errors import InputError
+from trustwatch.scenarios.parents import SYSTEM_PARENTS
 
 KINDS = ("attack", "evasion", "benign")
 SOURCES = ("sysmon", "defender", "security")
@@ -270,8 +271,6 @@ def _steps(raw: Any, where: str) -> tuple[Step, ...]:
 
 
 def _check_parent(step: Step, processes: set[str], where: str) -> None:
-    from trustwatch.scenarios.host import SYSTEM_PARENTS
-
     parent = step.get("parent", "explorer")
     if parent not in processes and parent not in SYSTEM_PARENTS:
         raise ScenarioError(
