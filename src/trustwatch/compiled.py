@@ -13,13 +13,13 @@ are written to a temporary file and renamed, so a reader never sees half of one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterable
 from functools import cache
 from importlib import resources
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 _MEMO: dict[str, str] = {}
@@ -38,11 +38,15 @@ def cache_dir() -> Path | None:
 @cache
 def _fingerprint() -> str:
     """trustwatch's version and the shipped schemas' and field maps' content, hashed."""
+    from importlib.metadata import PackageNotFoundError, version  # imported on first use
+
     digest = hashlib.sha256()
-    try:
-        digest.update(version("trustwatch").encode())
-    except PackageNotFoundError:
-        digest.update(b"unknown")
+    # sqlglot writes the SQL text: another sqlglot may write other text for the same tree
+    for package in ("trustwatch", "sqlglot"):
+        try:
+            digest.update(f"{package} {version(package)}\n".encode())
+        except PackageNotFoundError:
+            digest.update(f"{package} unknown\n".encode())
     for package, folder in (("trustwatch.schema", "tables"), ("trustwatch.ingest", "maps")):
         root = resources.files(package).joinpath(folder)
         for entry in sorted(root.iterdir(), key=lambda e: e.name):
@@ -87,7 +91,9 @@ def cached_text(kind: str, parts: Iterable[str], build: Callable[[], str]) -> st
     path = folder / kind / f"{name}.txt" if folder is not None else None
     if path is not None:
         try:
-            text = path.read_text(encoding="utf-8")
+            # newline="": the text as written ("\r" and "\r\n" in SQL literals stay as they are)
+            with path.open(encoding="utf-8", newline="") as fh:
+                text = fh.read()
         except (OSError, UnicodeDecodeError):
             pass
         else:
@@ -101,15 +107,21 @@ def cached_text(kind: str, parts: Iterable[str], build: Callable[[], str]) -> st
 
 
 def _store(path: Path, text: str) -> None:
+    temporary: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp"
+            "w", encoding="utf-8", newline="", dir=path.parent, delete=False, suffix=".tmp"
         ) as fh:
+            temporary = Path(fh.name)
             fh.write(text)
-        Path(fh.name).replace(path)
+        temporary.replace(path)
     except OSError:
-        return  # a read-only home or a full disk costs the next run a compile, nothing more
+        # a read-only home or a full disk costs the next run a compile, nothing more; a
+        # half-written temporary file is removed rather than left to pile up
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
 
 
 def clear_memo() -> None:

@@ -1,0 +1,109 @@
+"""YAML reading: one parse for value and nodes, and parsed YAML kept across runs as JSON."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from trustwatch import compiled, yamlio
+from trustwatch.rules.model import load_rule, shipped_rules_dir
+
+TEXT = """\
+id: 1
+name: a rule
+when: 2024-05-01
+at: 2024-05-01T10:00:00Z
+query: |
+  DeviceProcessEvents
+  | take 1
+nested: {list: [1, 2.5, true, null, "x"]}
+"""
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("TRUSTWATCH_CACHE_DIR", str(folder))
+    compiled.clear_memo()
+    return folder
+
+
+def test_load_with_node_is_load_and_compose() -> None:
+    value, node = yamlio.load_with_node(TEXT)
+    assert value == yamlio.load(TEXT)
+    assert isinstance(node, yaml.MappingNode)
+    composed = yamlio.compose(TEXT)
+    assert composed is not None
+    assert [k.value for k, _ in node.value] == [k.value for k, _ in composed.value]
+    assert yamlio.load_with_node("") == (None, None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1, 2.5, True, None, "x"], "b": {"c": "d"}},
+        {"day": date(2024, 5, 1), "at": datetime(2024, 5, 1, 10, tzinfo=UTC)},
+        [datetime(2024, 5, 1, 10, 30)],
+        "text with \r\n and \r",
+    ],
+    ids=["plain", "timestamps", "naive", "newlines"],
+)
+def test_encode_round_trips(value: Any) -> None:
+    text = yamlio.encode(value)
+    assert text
+    assert yamlio.decode(text) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{1: "int key"}, {"b": b"bytes"}, {"n": float("nan")}, {"\x00date": "2024-01-01"}],
+    ids=["int-key", "binary", "nan", "tag-lookalike"],
+)
+def test_encode_refuses_what_json_cannot_carry_back(value: Any) -> None:
+    assert yamlio.encode(value) == ""
+
+
+def test_load_cached_reads_back_what_it_parsed(cache: Path) -> None:
+    first = yamlio.load_cached(TEXT, "test-yaml")
+    assert first == yamlio.load(TEXT)
+    assert list((cache / "test-yaml").iterdir())  # written
+    compiled.clear_memo()
+    assert yamlio.load_cached(TEXT, "test-yaml") == first  # read back from disk
+
+
+def test_cached_values_are_not_shared_between_callers(cache: Path) -> None:
+    yamlio.load_cached(TEXT, "test-yaml")
+    one = yamlio.load_cached(TEXT, "test-yaml")
+    one["name"] = "changed"
+    assert yamlio.load_cached(TEXT, "test-yaml")["name"] == "a rule"
+
+
+def test_values_json_cannot_carry_are_parsed_every_time(cache: Path) -> None:
+    text = "1: one\n2: two\n"
+    assert yamlio.load_cached(text, "test-yaml") == {1: "one", 2: "two"}
+    compiled.clear_memo()
+    assert yamlio.load_cached(text, "test-yaml") == {1: "one", 2: "two"}
+
+
+def test_invalid_yaml_is_an_error_every_time(cache: Path) -> None:
+    for _ in range(2):
+        with pytest.raises(yaml.YAMLError):
+            yamlio.load_cached("a: [1, 2", "test-yaml")
+    assert not (cache / "test-yaml").exists()
+
+
+def test_a_rule_reads_the_same_from_the_cache(cache: Path, tmp_path: Path) -> None:
+    source = sorted((shipped_rules_dir() / "default").glob("*[!s].yaml"))[0]
+    copy = tmp_path / source.name
+    copy.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    fresh = load_rule(copy)
+    compiled.clear_memo()
+    again = load_rule(copy)
+    assert again.doc == fresh.doc
+    assert again.query_line == fresh.query_line > 0
+    lines = copy.read_text(encoding="utf-8").splitlines()
+    assert lines[again.query_line].strip() == again.query.splitlines()[0].strip()
