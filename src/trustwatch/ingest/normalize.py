@@ -59,6 +59,9 @@ class FieldMap:
     # rows name their process only by id (no ProcessGuid): after each ingest they are filled
     # from the latest process created with that id on the device (Workspace._link_by_process_id)
     link_by_process_id: bool = False
+    # final-stage maps: the EventData field whose value (per computer) groups the events one
+    # output row is made from; an ingest rebuilds only the groups it added events to
+    group_field: str | None = None
 
     def input_schema(self) -> TableSchema:
         columns = [Column(n, t) for n, t in SYSTEM_COLUMNS]
@@ -94,6 +97,11 @@ def _load_file(name: str) -> list[FieldMap]:
         clash = [f for f in fields if f.lower() in system]
         if clash:
             raise RuleFileError(f"field map {entry['name']}: fields {clash} clash with System")
+        if entry.get("stage") == "final" and entry.get("group_field") not in fields:
+            raise RuleFileError(
+                f"field map {entry['name']}: a final-stage map names its group_field (one of "
+                "its fields)"
+            )
         out.append(
             FieldMap(
                 name=entry["name"],
@@ -105,6 +113,7 @@ def _load_file(name: str) -> list[FieldMap]:
                 stage=entry.get("stage", "event"),
                 origin=f"maps/{name}",
                 link_by_process_id=bool(entry.get("link_by_process_id", False)),
+                group_field=entry.get("group_field"),
             )
         )
     return out

@@ -101,11 +101,26 @@ def _sql(text: str) -> exp.Expr:
     return sqlglot.parse_one(text, dialect="duckdb")
 
 
-def stage_query(batch_view: str, ingest: int, file_id: int) -> exp.Query:
+INGEST_VARIABLE, FILE_VARIABLE = "tw_ingest", "tw_file"  # set per ingest and per file
+
+
+def variable(name: str) -> exp.Expr:
+    """``getvariable(name)``: a value set once (per ingest, per file) so the SQL stays fixed."""
+    return exp.Anonymous(this="getvariable", expressions=[exp.Literal.string(name)])
+
+
+@cache
+def stage_sql(batch_view: str) -> str:
+    """:func:`stage_query` as DuckDB SQL, built once per process."""
+    return stage_query(batch_view).sql(dialect="duckdb")
+
+
+def stage_query(batch_view: str) -> exp.Query:
     """One row per document: the stored columns, its key, or why it cannot be stored.
 
     The document is parsed once (one list extraction); malformed JSON gives a reason, not an
-    error for the whole batch.
+    error for the whole chunk. The ingest and file ids come from the variables
+    :data:`INGEST_VARIABLE` and :data:`FILE_VARIABLE`.
     """
     paths = exp.Array(expressions=[exp.Literal.string(path) for _, path in _PATHS])
     extract = exp.Anonymous(
@@ -118,8 +133,8 @@ def stage_query(batch_view: str, ingest: int, file_id: int) -> exp.Query:
         exp.to_table(batch_view)
     )
     columns: list[exp.Expr] = [
-        exp.Literal.number(ingest).as_("_ingest"),
-        exp.Literal.number(file_id).as_("_file"),
+        variable(INGEST_VARIABLE).as_("_ingest"),
+        variable(FILE_VARIABLE).as_("_file"),
         exp.column("ref").as_("_ref"),
     ]
     columns += [_sql(sql).as_(name) for name, sql in _COLUMN_SQL.items()]
@@ -153,10 +168,12 @@ def stage_query(batch_view: str, ingest: int, file_id: int) -> exp.Query:
 
 
 def create_raw() -> exp.Create:
-    return _create(RAW, RAW_COLUMNS)
+    return create_table(RAW, RAW_COLUMNS)
 
 
-def _create(name: str, columns: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> exp.Create:
+def create_table(
+    name: str, columns: tuple[tuple[str, str], ...] | list[tuple[str, str]]
+) -> exp.Create:
     """CREATE TABLE IF NOT EXISTS; text columns default to "" (KQL strings are never null)."""
     defs = []
     for n, t in columns:
@@ -192,7 +209,7 @@ HIDDEN_COLUMNS: tuple[tuple[str, str], ...] = (
 def create_stored(schema: TableSchema) -> exp.Create:
     """A stored table: the documented columns with their types, then the hidden ones."""
     columns = [(c.name, sql_type(c.type).sql("duckdb")) for c in schema.columns]
-    return _create(schema.name, [*columns, *HIDDEN_COLUMNS])
+    return create_table(schema.name, [*columns, *HIDDEN_COLUMNS])
 
 
 def event_filter(provider: str, event_ids: Iterable[int]) -> exp.Expr:

@@ -1,18 +1,39 @@
 """The workspace: a DuckDB database holding raw events, the normalised tables and a quarantine.
 
-One ``ingest`` is one transaction: interrupted, it leaves the workspace as it was. Every raw
-event is stored once (keyed on Computer, Channel, Provider, EventID, EventRecordID and
-TimeCreated), so re-reading a file adds nothing; table rows from exports are keyed on their
-content. For every file, records read = stored + quarantined + duplicates.
+**One file, one transaction.** Each file is read, normalised and stored in a transaction of its
+own, together with the steps that look beyond one chunk of it (script blocks joined, processes
+linked; see :mod:`trustwatch.ingest.finish`) and its row in ``_files``. An ingest killed at any
+point leaves every earlier file whole and nothing of the file it was reading. Once all files
+are in, one more transaction fills rows whose process was created in a later file and marks the
+ingest finished; an ingest that never got there is finished by the next one, which says so.
+
+**Files already stored are not read again.** A file is identified by its size, modification
+time and a hash of its first and last MiB; one that a finished ``_files`` row already holds is
+skipped (``FileStats.skipped_ingest``), so running the same command again after an interruption
+reads only what is missing.
+
+**Every raw event is stored once**, keyed on Computer, Channel, Provider, EventID,
+EventRecordID and TimeCreated: a chunk's keys are compared only with the stored events of its
+time range and record-number range (constants the scan prunes row groups with), so the check
+costs the same per event however large the workspace is. Table rows from exports are keyed on
+their content. For every file, records read = stored + quarantined + duplicates.
+
+**Chunks, not events.** The reader runs in a thread ahead of DuckDB (the Rust parser releases
+the interpreter while it works), chunks of up to ``records.BATCH_SIZE`` documents are staged,
+checked and mapped by a handful of SQL statements each, whose text is built once per process
+(field maps: once per machine, see :mod:`trustwatch.compiled`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from queue import Empty, Queue
 from typing import Any, cast
@@ -24,16 +45,48 @@ from sqlglot import exp
 
 from trustwatch.engines.duckdb import DuckDBEngine, cast_column
 from trustwatch.errors import IngestError
-from trustwatch.ingest import normalize, staging
+from trustwatch.ingest import finish, mapsql, normalize, staging
 from trustwatch.ingest.records import EventBatch, Item, Rejected, RowBatch
-from trustwatch.kql.semantics import sql_type
 from trustwatch.schema.model import TableSchema, builtin_schemas
 from trustwatch.tables import rows_to_arrow
 
-MEMORY_LIMIT = "384MB"
+MEMORY_LIMIT = "384MB"  # DuckDB's buffer pool during an ingest (--memory-limit)
 BATCH = "_tw_batch"
 FRESH = "_tw_fresh"
 STAGE = "_tw_stage"
+QUARANTINE = "_quarantine"
+EDGE = 1 << 20  # bytes hashed at each end of a file to recognise it
+
+_QUARANTINE_COLUMNS = (
+    ("_ingest", "INTEGER"),
+    ("file", "VARCHAR"),
+    ("ref_kind", "VARCHAR"),
+    ("ref", "BIGINT"),
+    ("records", "INTEGER"),
+    ("reason", "VARCHAR"),
+    ("excerpt", "VARCHAR"),
+)
+_INGESTS_COLUMNS = (
+    ("id", "INTEGER"),
+    ("started", "TIMESTAMP"),
+    ("files", "INTEGER"),
+    ("stored", "BIGINT"),
+    ("finished", "BOOLEAN"),
+)
+_FILES_COLUMNS = (
+    ("id", "INTEGER"),
+    ("_ingest", "INTEGER"),
+    ("path", "VARCHAR"),
+    ("format", "VARCHAR"),
+    ("size", "BIGINT"),
+    ("mtime_ns", "BIGINT"),
+    ("fingerprint", "VARCHAR"),
+    ("read", "BIGINT"),
+    ("stored", "BIGINT"),
+    ("quarantined", "BIGINT"),
+    ("duplicates", "BIGINT"),
+    ("unmapped", "BIGINT"),
+)
 
 
 @dataclass(slots=True)
@@ -49,10 +102,35 @@ class FileStats:
     unmapped: int = 0  # stored raw events no field map takes (still in Event / WindowsEvent)
     tables: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # first few quarantine reasons
+    skipped_ingest: int | None = None  # already stored, by this ingest: not read again
 
     def add_table(self, table: str, n: int) -> None:
         if n:
             self.tables[table] = self.tables.get(table, 0) + n
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """How a file is recognised when it is given again: size, mtime, hash of both ends."""
+
+    size: int
+    mtime_ns: int
+    fingerprint: str
+
+
+def identify(path: Path) -> FileIdentity | None:
+    """The identity of a regular file (None: not a readable file, e.g. a reader's stand-in)."""
+    try:
+        stat = path.stat()
+        digest = hashlib.sha256(str(stat.st_size).encode())
+        with path.open("rb") as fh:
+            digest.update(fh.read(EDGE))
+            if stat.st_size > EDGE:
+                fh.seek(max(EDGE, stat.st_size - EDGE))
+                digest.update(fh.read(EDGE))
+    except OSError:
+        return None
+    return FileIdentity(stat.st_size, stat.st_mtime_ns, digest.hexdigest())
 
 
 def _q(sql: exp.Expr) -> str:
@@ -66,7 +144,7 @@ def _ident(name: str) -> exp.Identifier:
 class Workspace:
     """A DuckDB database file (or memory) with trustwatch's tables."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, memory_limit: str | None = None) -> None:
         self.path = str(path) if path else None
         try:
             self.engine = DuckDBEngine(self.path)
@@ -75,24 +153,37 @@ class Workspace:
         self.con = self.engine.con
         # DuckDB keeps a transaction's new rows in memory up to its limit, then writes them
         # to the database file: the limit is what keeps a long ingest's memory flat
-        self.con.execute(f"SET memory_limit='{MEMORY_LIMIT}'")
-        self._prepared: dict[tuple[str, str], str] = {}
-        # rows the last ingest rebuilt from all stored events (script blocks), by table
+        limit = memory_limit or MEMORY_LIMIT
+        try:
+            self.con.execute(_q(exp.Set(expressions=[_setting("memory_limit", limit)])))
+        except duckdb.Error as exc:
+            raise IngestError(
+                f"--memory-limit {limit!r} is not a size DuckDB accepts",
+                hint="for example 512MB or 2GB",
+            ) from exc
+        # rows the last ingest rebuilt from stored events (script blocks), by table
         self.assembled: dict[str, int] = {}
+        # earlier ingests that had been interrupted and that the last ingest finished
+        self.resumed: list[int] = []
         self._setup()
 
     def _setup(self) -> None:
         con = self.con
         con.execute(_q(staging.create_raw()))
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS _quarantine (_ingest INTEGER, file VARCHAR, "
-            "ref_kind VARCHAR, ref BIGINT, records INTEGER, reason VARCHAR, excerpt VARCHAR)"
-        )
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS _ingests (id INTEGER, started TIMESTAMP, "
-            "files INTEGER, stored BIGINT)"
-        )
-        con.execute("CREATE TABLE IF NOT EXISTS _files (id INTEGER, _ingest INTEGER, path VARCHAR)")
+        for name, columns in (
+            (QUARANTINE, _QUARANTINE_COLUMNS),
+            ("_ingests", _INGESTS_COLUMNS),
+            ("_files", _FILES_COLUMNS),
+        ):
+            con.execute(_q(staging.create_table(name, columns)))
+            for column, kind in columns:  # workspaces made by an earlier version gain them
+                add = exp.ColumnDef(
+                    this=_ident(column),
+                    kind=exp.DataType.build(kind, dialect="duckdb"),
+                    exists=True,
+                )
+                alter = exp.Alter(this=exp.to_table(name, quoted=True), kind="TABLE", actions=[add])
+                con.execute(_q(alter))
         for m in normalize.field_maps():
             self._ensure_table(m.target)
 
@@ -104,15 +195,19 @@ class Workspace:
         return schema
 
     def stored_tables(self) -> list[str]:
-        rows = self.con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-            "AND table_type = 'BASE TABLE' AND NOT starts_with(table_name, '_')"
-        ).fetchall()
-        return sorted(r[0] for r in rows)
+        query = (
+            exp.select("table_name")
+            .from_("information_schema.tables")
+            .where(
+                "table_schema = 'main' AND table_type = 'BASE TABLE' "
+                "AND NOT starts_with(table_name, '_')"
+            )
+        )
+        return sorted(r[0] for r in self.con.execute(_q(query)).fetchall())
 
     def _next_id(self, table: str) -> int:
-        rows = self.con.execute(f"SELECT COALESCE(max(id), 0) + 1 FROM {table}").fetchall()  # noqa: S608
-        return int(rows[0][0])
+        query = exp.select("COALESCE(max(id), 0) + 1").from_(exp.to_table(table, quoted=True))
+        return int(self.con.execute(_q(query)).fetchall()[0][0])
 
     # -- ingest ----------------------------------------------------------------------------
 
@@ -122,35 +217,109 @@ class Workspace:
         on_file: Callable[[FileStats], None] | None = None,
         on_progress: Callable[[FileStats, int | None], None] | None = None,
     ) -> list[FileStats]:
-        """Read, normalise and store ``files`` (path, format name, reader) in one transaction."""
-        con = self.con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            ingest = self._next_id("_ingests")
-            con.execute("INSERT INTO _ingests VALUES (?, now(), 0, 0)", [ingest])
-            con.execute("SET VARIABLE tw_ingest = ?", [ingest])
-            results = []
-            for path, fmt, reader in files:
-                stats = FileStats(str(path), fmt)
-                file_id = self._next_id("_files")
-                con.execute("INSERT INTO _files VALUES (?, ?, ?)", [file_id, ingest, str(path)])
-                for item in prefetch(reader(path)):
-                    self._take(item, stats, ingest, file_id)
-                    if on_progress is not None:
-                        on_progress(stats, getattr(item, "position", None))
-                results.append(stats)
-                if on_file is not None:
-                    on_file(stats)
-            self._finish(ingest)
-            con.execute(
-                "UPDATE _ingests SET files = ?, stored = ? WHERE id = ?",
-                [len(results), sum(s.stored for s in results), ingest],
-            )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        """Read, normalise and store ``files`` (path, format name, reader), a file at a time."""
+        self.assembled = {}
+        self.resumed = self._finish_pending()
+        ingest = self._next_id("_ingests")
+        started = datetime.now(UTC).replace(tzinfo=None)
+        self._insert("_ingests", [ingest, started, 0, 0, False])
+        self._set(staging.INGEST_VARIABLE, ingest)
+        results = []
+        for path, fmt, reader in files:
+            stats = FileStats(str(path), fmt)
+            identity = identify(path)
+            stats.skipped_ingest = self._stored_by(identity) if identity else None
+            if stats.skipped_ingest is None:
+                self._ingest_file(path, reader, stats, ingest, identity, on_progress)
+            results.append(stats)
+            if on_file is not None:
+                on_file(stats)
+        self._transaction(lambda: self._finish_ingest(ingest, results))
         return results
+
+    def _ingest_file(
+        self,
+        path: Path,
+        reader: Callable[[Path], Iterable[Item]],
+        stats: FileStats,
+        ingest: int,
+        identity: FileIdentity | None,
+        on_progress: Callable[[FileStats, int | None], None] | None,
+    ) -> None:
+        def work() -> None:
+            file_id = self._next_id("_files")
+            self._set(staging.FILE_VARIABLE, file_id)
+            for item in prefetch(reader(path)):
+                self._take(item, stats, ingest, file_id)
+                if on_progress is not None:
+                    on_progress(stats, getattr(item, "position", None))
+            self._finish_file(file_id)
+            ident = identity or FileIdentity(0, 0, "")
+            self._insert(
+                "_files",
+                [
+                    file_id,
+                    ingest,
+                    str(path),
+                    stats.format,
+                    ident.size,
+                    ident.mtime_ns,
+                    ident.fingerprint,
+                    stats.read,
+                    stats.stored,
+                    stats.quarantined,
+                    stats.duplicates,
+                    stats.unmapped,
+                ],
+            )
+
+        self._transaction(work)
+
+    def _transaction(self, work: Callable[[], None]) -> None:
+        """Run ``work`` in one transaction: all of it is stored, or none of it."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            work()
+            self.con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):  # DuckDB may have ended it already
+                self.con.execute("ROLLBACK")
+            raise
+
+    def _stored_by(self, identity: FileIdentity) -> int | None:
+        """The ingest that stored a file with this identity, if one did."""
+        query = (
+            exp.select("_ingest")
+            .from_("_files")
+            .where("size = ? AND mtime_ns = ? AND fingerprint = ?")
+            .limit(1)
+        )
+        rows = self.con.execute(
+            _q(query), [identity.size, identity.mtime_ns, identity.fingerprint]
+        ).fetchall()
+        return int(rows[0][0]) if rows else None
+
+    def _finish_pending(self) -> list[int]:
+        """Finish the ingests an interruption stopped before their last step; their ids."""
+        query = exp.select("id").from_("_ingests").where("finished = false").order_by("id")
+        pending = [int(r[0]) for r in self.con.execute(_q(query)).fetchall()]
+        for ingest in pending:
+            self._transaction(partial(self._finish_ingest, ingest, None))
+        return pending
+
+    def _set(self, name: str, value: int) -> None:
+        item = exp.SetItem(
+            this=exp.EQ(this=exp.column(name), expression=exp.Literal.number(value)),
+            kind="VARIABLE",
+        )
+        self.con.execute(_q(exp.Set(expressions=[item])))
+
+    def _insert(self, table: str, values: list[Any]) -> None:
+        insert = exp.insert(
+            exp.Values(expressions=[exp.Tuple(expressions=[exp.Placeholder() for _ in values])]),
+            exp.to_table(table, quoted=True),
+        )
+        self.con.execute(_q(insert), values)
 
     def _take(self, item: Item, stats: FileStats, ingest: int, file_id: int) -> None:
         if isinstance(item, Rejected):
@@ -160,7 +329,7 @@ class Workspace:
                 ingest, stats, item.ref_kind, item.ref, item.count, item.reason, item.excerpt
             )
         elif isinstance(item, EventBatch):
-            self._events(item, stats, ingest, file_id)
+            self._events(item, stats, ingest)
         else:
             self._rows(item, stats, ingest, file_id)
 
@@ -174,69 +343,118 @@ class Workspace:
         reason: str,
         excerpt: str,
     ) -> None:
-        self.con.execute(
-            "INSERT INTO _quarantine VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [ingest, stats.path, kind, ref, count, reason, excerpt],
-        )
+        self._insert(QUARANTINE, [ingest, stats.path, kind, ref, count, reason, excerpt])
         if len(stats.problems) < 5:
             stats.problems.append(f"{kind} {ref}: {reason}")
 
-    def _events(self, batch: EventBatch, stats: FileStats, ingest: int, file_id: int) -> None:
-        """Stage, de-duplicate, store and normalise one batch of documents.
+    def _events(self, batch: EventBatch, stats: FileStats, ingest: int) -> None:
+        """Stage, de-duplicate, store and normalise one chunk of documents.
 
-        Intermediate results travel as Arrow tables passed to DuckDB as relations (see
-        :meth:`_arrow`), not as temporary tables: inside the ingest's transaction, replaced
-        temporary tables would be kept until the commit, and memory would grow with the input.
+        Intermediate results travel as Arrow tables passed to DuckDB as relations, not as
+        temporary tables: inside the file's transaction, replaced temporary tables would be
+        kept until the commit, and memory would grow with the file.
         """
-        con = self.con
         stats.read += len(batch.docs)
         data = pa.table(
             {"ref": pa.array(batch.refs, pa.int64()), "doc": pa.array(batch.docs, pa.string())}
         )
-        staged = self._arrow(_q(staging.stage_query(BATCH, ingest, file_id)), BATCH, data)
+        staged = self._arrow(staging.stage_sql(BATCH), BATCH, data)
         del data
         bad = staged.filter(pc.is_valid(staged.column("_reason")))
-        for ref, reason, text in zip(
-            bad.column("_ref").to_pylist(),
-            bad.column("_reason").to_pylist(),
-            bad.column("_excerpt").to_pylist(),
-            strict=True,
-        ):
-            stats.quarantined += 1
-            self._quarantine(ingest, stats, batch.ref_kind, ref, 1, reason, text)
-        # new events: not earlier in the batch, not stored before (same key => same
-        # TimeCreated, so only stored events of the batch's time range are compared)
-        fresh = self._arrow(
-            f"WITH s AS (SELECT * EXCLUDE (_excerpt, _reason) FROM {STAGE} WHERE _reason IS NULL "  # noqa: S608
-            "QUALIFY row_number() OVER (PARTITION BY _key ORDER BY _ref) = 1), "
-            # the batch's keys are the hash table; the stored ones stream past it
-            f"seen AS (SELECT r._key FROM {staging.RAW} r, "
-            "(SELECT min(TimeCreated) lo, max(TimeCreated) hi FROM s) b "
-            "WHERE r.TimeCreated BETWEEN b.lo AND b.hi AND r._key IN (SELECT _key FROM s)) "
-            "SELECT s.* FROM s ANTI JOIN seen ON s._key = seen._key",
-            STAGE,
-            staged,
-        )
-        del staged
+        if bad.num_rows:
+            self._quarantine_rows(bad, stats, ingest, batch.ref_kind)
+            staged = staged.filter(pc.is_null(staged.column("_reason")))
+        staged = staged.drop_columns(["_reason", "_excerpt"])
+        fresh = self._fresh(staged)
         stats.stored += fresh.num_rows
         stats.duplicates += len(batch.docs) - bad.num_rows - fresh.num_rows
         if not fresh.num_rows:
             return
-        rel = con.from_arrow(fresh)
-        names = ", ".join(f'"{c}"' for c, _ in staging.RAW_COLUMNS)
-        rel.query(FRESH, f"INSERT INTO {staging.RAW} ({names}) SELECT {names} FROM {FRESH}")  # noqa: S608
-        kinds = fresh.group_by(["Provider", "EventID"]).aggregate([]).to_pylist()
-        present = {(str(k["Provider"]).lower(), k["EventID"]) for k in kinds}
-        for m in normalize.field_maps():  # only maps whose events are in the batch
+        rel = self.con.from_arrow(fresh)
+        names = [_ident(c) for c, _ in staging.RAW_COLUMNS]
+        insert = exp.Insert(
+            this=exp.Schema(this=exp.to_table(staging.RAW), expressions=names),
+            expression=exp.Select(expressions=[n.copy() for n in names]).from_(FRESH),
+        )
+        rel.query(FRESH, _q(insert))
+        kinds = fresh.group_by(["Provider", "EventID"]).aggregate([("_ref", "count")]).to_pylist()
+        present = {(str(k["Provider"]).lower(), k["EventID"]): k["_ref_count"] for k in kinds}
+        for m in normalize.field_maps():  # only maps whose events are in the chunk
             if m.stage == "event" and any((m.provider.lower(), i) in present for i in m.event_ids):
-                stats.add_table(m.target, _scalar(rel.query(FRESH, self._insert_sql(m, FRESH))))
-        stats.unmapped += _scalar(rel.query(FRESH, self._unmapped_sql(FRESH)))
+                stats.add_table(m.target, _scalar(rel.query(FRESH, mapsql.insert_sql(m, FRESH))))
+        mapped = normalize.mapped_event_ids()
+        stats.unmapped += sum(
+            n
+            for (provider, event_id), n in present.items()
+            if event_id not in _mapped_ids(mapped, provider)
+        )
+
+    def _fresh(self, staged: pa.Table) -> pa.Table:
+        """The chunk's events that are neither earlier in it nor stored already.
+
+        Equal keys mean equal TimeCreated and EventRecordID, so only the stored events of the
+        chunk's time and record-number ranges are compared: as constants, the scan skips every
+        row group outside them.
+        """
+        if not staged.num_rows:
+            return staged
+        keys = staged.column("_key")
+        unique = pc.count_distinct(keys).as_py() == staged.num_rows
+        times = pc.min_max(staged.column("TimeCreated")).as_py()
+        records = pc.min_max(staged.column("EventRecordID")).as_py()
+        numbered = staged.column("EventRecordID").null_count == 0
+        stored = exp.column("_key", table="r")
+        window = [_between("TimeCreated", times["min"], times["max"], "TIMESTAMP")]
+        if numbered:
+            window.append(_between("EventRecordID", records["min"], records["max"], "BIGINT"))
+        seen = (
+            exp.select(stored)
+            .from_(exp.alias_(exp.to_table(staging.RAW), "r", table=True))
+            .where(exp.and_(*[w.transform(lambda n: _on(n, "r")) for w in window]))
+        )
+        source = exp.select("*").from_(STAGE)
+        if not unique:
+            first = exp.Window(
+                this=exp.RowNumber(),
+                partition_by=[exp.column("_key")],
+                order=exp.Order(expressions=[exp.Ordered(this=exp.column("_ref"))]),
+            )
+            source = source.qualify(exp.EQ(this=first, expression=exp.Literal.number(1)))
+        query = (
+            exp.select("s.*")
+            .from_(source.subquery("s"))
+            .where(exp.Not(this=exp.In(this=exp.column("_key", table="s"), query=seen.subquery())))
+            .order_by(exp.column("_ref", table="s"))
+        )
+        return self._arrow(_q(query), STAGE, staged)
+
+    def _quarantine_rows(self, bad: pa.Table, stats: FileStats, ingest: int, kind: str) -> None:
+        """Quarantine a chunk's unreadable documents in one statement."""
+        stats.quarantined += bad.num_rows
+        rows = pa.table(
+            {
+                "_ingest": pa.array([ingest] * bad.num_rows, pa.int32()),
+                "file": pa.array([stats.path] * bad.num_rows, pa.string()),
+                "ref_kind": pa.array([kind] * bad.num_rows, pa.string()),
+                "ref": bad.column("_ref"),
+                "records": pa.array([1] * bad.num_rows, pa.int32()),
+                "reason": bad.column("_reason"),
+                "excerpt": bad.column("_excerpt"),
+            }
+        )
+        insert = exp.insert(exp.select("*").from_("_tw_bad"), exp.to_table(QUARANTINE))
+        self.con.from_arrow(rows).query("_tw_bad", _q(insert))
+        for ref, reason in zip(
+            bad.column("_ref").to_pylist()[:5], bad.column("_reason").to_pylist()[:5], strict=True
+        ):
+            if len(stats.problems) < 5:
+                stats.problems.append(f"{kind} {ref}: {reason}")
 
     def _arrow(self, sql: str, name: str, data: pa.Table) -> pa.Table:
         """Run ``sql`` over ``data``, visible to it as ``name``; the result as Arrow.
 
         Arrow data is passed as a relation, not registered with the connection: inside the
-        ingest's transaction, registered tables stay referenced until the commit, and memory
+        file's transaction, registered tables stay referenced until the commit, and memory
         would grow with the input.
         """
         relation = self.con.from_arrow(data).query(name, sql)
@@ -245,203 +463,44 @@ class Workspace:
         result: pa.Table = relation.to_arrow_table()
         return result
 
-    def _unmapped_sql(self, table: str) -> str:
-        conds = [
-            staging.event_filter(provider, sorted(ids))
-            for provider, ids in normalize.mapped_event_ids().items()
-        ]
-        where = exp.Not(this=exp.Paren(this=exp.or_(*conds))) if conds else exp.true()
-        query = exp.select(exp.Count(this=exp.Star())).from_(table).where(where)
-        return _q(query)
-
     def _count(self, table: str) -> int:
-        return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])  # noqa: S608
+        query = exp.select(exp.Count(this=exp.Star())).from_(exp.to_table(table, quoted=True))
+        return int(self.con.execute(_q(query)).fetchall()[0][0])
 
-    def _rebuild(self, m: normalize.FieldMap) -> int:
-        """Run a final-stage map over every stored event, replacing its earlier rows."""
-        self.con.execute(
-            _q(
-                exp.delete(exp.to_table(m.target, quoted=True)).where(
-                    exp.EQ(this=exp.column("_map"), expression=exp.Literal.string(m.name))
-                )
-            )
-        )
-        return _scalar(self.con.sql(self._insert_sql(m, staging.RAW)))
-
-    def _insert_sql(self, m: normalize.FieldMap, source: str) -> str:
-        """The INSERT of map ``m`` over ``source``; built once per map and source.
-
-        ``INSERT INTO target WITH _tw_in AS (<the map's events>), _tw_mapped AS (<the map>),
-        _tw_parent AS (<their processes>) SELECT ...``: rows naming a process (``_pguid``) get
-        its InitiatingProcess* details from its process-creation row, found by a join on the
-        few process ids of the batch (no pass over the whole table afterwards).
-        """
-        key = (m.name, source)
-        cached = self._prepared.get(key)
-        if cached is not None:
-            return cached
-        view = "_tw_in"  # a CTE: the map's events, with its fields as columns
-        query, columns = m.compile(view)
-        schema = builtin_schemas()[m.target]
-        names = [n for n, _ in columns]
-        mapped = exp.Select(expressions=[_out(n, t, schema) for n, t in columns]).from_(
-            query.subquery("_m")
-        )
-        pairs = _enrich_pairs(schema) if "_pguid" in names else []
-        out: dict[str, exp.Expr] = {
-            n: exp.column(n, table="_tw_mapped", quoted=True) for n in names
-        }
-        for target, source_col in pairs:
-            mine = out.get(target)
-            theirs = exp.column(source_col, table="_tw_parent", quoted=True)
-            out[target] = _fill(mine, theirs, schema, target)
-        if schema.column("TimeGenerated") and "TimeGenerated" not in out and "Timestamp" in out:
-            out["TimeGenerated"] = exp.column("Timestamp", table="_tw_mapped", quoted=True)
-        if schema.column("Type") and "Type" not in out:
-            out["Type"] = exp.Literal.string(m.target)
-        variable = exp.Anonymous(this="getvariable", expressions=[exp.Literal.string("tw_ingest")])
-        select = exp.Select(
-            expressions=[
-                *[value.as_(_ident(n)) for n, value in out.items()],
-                variable.as_("_ingest"),
-                exp.Literal.string(m.name).as_("_map"),
-            ]
-        ).from_(exp.to_table("_tw_mapped"))
-        select = select.with_(
-            view, as_=staging.field_input(source, m.provider, m.event_ids, m.fields)
-        ).with_("_tw_mapped", as_=mapped)
-        if pairs:
-            same = set(names) if m.target == "DeviceProcessEvents" else None
-            wanted = exp.select("_pguid").from_("_tw_mapped")
-            parents = _parents(pairs, wanted, same_table=same)
-            select = select.with_("_tw_parent", as_=parents).join(
-                exp.to_table("_tw_parent"),
-                on=_made_by("_tw_mapped", "_tw_parent"),
-                join_type="left",
-            )
-        targets = [_ident(n) for n in [*out, "_ingest", "_map"]]
-        insert = exp.Insert(
-            this=exp.Schema(this=exp.to_table(m.target, quoted=True), expressions=targets),
-            expression=select,
-        )
-        sql = _q(insert)
-        self._prepared[key] = sql
-        return sql
-
-    def _finish(self, ingest: int) -> None:
-        """Maps over all stored events (script blocks), then InitiatingProcess* enrichment."""
-        self.assembled = {}
+    def _finish_file(self, file_id: int) -> None:
+        """In the file's transaction: script blocks, processes linked, Sentinel columns."""
+        scope = ("_file", file_id)
         for m in normalize.field_maps():
             if m.stage == "final":
-                n = self._rebuild(m)
+                n = finish.rebuild_groups(self.con, m, file_id)
                 self.assembled[m.target] = self.assembled.get(m.target, 0) + n
+        tables = self.stored_tables()
         for m in normalize.field_maps():
-            if m.link_by_process_id and m.target in self.stored_tables():
-                self._link_by_process_id(m)
+            if m.link_by_process_id and "DeviceProcessEvents" in tables:
+                finish.link_by_process_id(self.con, m, scope)
+        for table in tables:
+            finish.enrich(self.con, table, scope)
+            finish.sentinel_columns(self.con, table, scope)
+
+    def _finish_ingest(self, ingest: int, results: list[FileStats] | None) -> None:
+        """Rows whose process was created in a later file of the ingest; the ingest's totals."""
         for table in self.stored_tables():
-            self._enrich(table, ingest)
-            self._sentinel_columns(table, ingest)
-
-    def _link_by_process_id(self, m: normalize.FieldMap) -> None:
-        """Fill a map's rows from their process, found by id (maps with link_by_process_id).
-
-        4104 script blocks and Security 4688/4657 events name their process only by id (no
-        ProcessGuid): the process is the latest one created on the same device with that id,
-        at or before the event. Rows stay as they are when no such process was read.
-        """
-        schema = builtin_schemas()[m.target]
-        pairs = _enrich_pairs(schema)
-        if not pairs or "DeviceProcessEvents" not in self.stored_tables():
-            return
-        sources = sorted({source for _, source in pairs})
-        chosen = ", ".join(f'p."{c}"' for c in sources)
-        sets = ", ".join(
-            f'"{target}" = '
-            + _q(
-                _fill(
-                    exp.column(target, table="t", quoted=True),
-                    exp.column(source, table="c", quoted=True),
-                    schema,
-                    target,
-                )
+            finish.enrich(self.con, table, ("_ingest", ingest))
+        update = exp.update(
+            "_ingests",
+            {"finished": exp.true()},
+            where=exp.column("id").eq(exp.Literal.number(ingest)),
+        )
+        if results is not None:
+            update.set(
+                "expressions",
+                [
+                    *update.expressions,
+                    exp.column("files").eq(exp.Literal.number(len(results))),
+                    exp.column("stored").eq(exp.Literal.number(sum(s.stored for s in results))),
+                ],
             )
-            for target, source in pairs
-        )
-        self.con.execute(
-            f"""UPDATE "{m.target}" AS t SET {sets}
-            FROM (
-                SELECT b.rid, {chosen}
-                FROM (SELECT rowid AS rid, "DeviceName", "InitiatingProcessId", "Timestamp"
-                      FROM "{m.target}" WHERE _map = ? AND "InitiatingProcessId" IS NOT NULL
-                      AND "InitiatingProcessCreationTime" IS NULL) AS b
-                JOIN "DeviceProcessEvents" AS p
-                  ON p."DeviceName" = b."DeviceName" AND p."ProcessId" = b."InitiatingProcessId"
-                 AND p."Timestamp" <= b."Timestamp"
-                QUALIFY row_number() OVER (PARTITION BY b.rid ORDER BY p."Timestamp" DESC) = 1
-            ) AS c
-            WHERE t.rowid = c.rid""",  # noqa: S608 - names are the schema's, values bound
-            [m.name],
-        )
-
-    def _sentinel_columns(self, table: str, ingest: int) -> None:
-        """Both time columns, as the Sentinel copy of a table has them, and Type (the table).
-
-        TimeGenerated is the event time here (so TimeGenerated-based rules work on old data);
-        an export that only has TimeGenerated (Log Analytics) gives Timestamp the same value.
-        """
-        schema = builtin_schemas()[table]
-        if not (schema.column("TimeGenerated") and schema.column("Timestamp")):
-            return
-        self.con.execute(
-            f'UPDATE "{table}" SET TimeGenerated = COALESCE(TimeGenerated, "Timestamp"), '  # noqa: S608
-            '"Timestamp" = COALESCE("Timestamp", TimeGenerated), '
-            "Type = CASE WHEN Type = '' THEN ? ELSE Type END WHERE _ingest = ? AND "
-            "(TimeGenerated IS NULL OR \"Timestamp\" IS NULL OR Type = '')",
-            [table, ingest],
-        )
-
-    def _enrich(self, table: str, ingest: int) -> None:
-        """Fill the rows of this ingest whose process was created later in the ingest.
-
-        Most rows were filled when inserted; this catches a process-creation event read after
-        the events it caused (another file, or a later batch).
-        """
-        schema = builtin_schemas()[table]
-        pairs = _enrich_pairs(schema)
-        if not pairs or not schema.column("InitiatingProcessCreationTime"):
-            return
-        unfilled = exp.and_(
-            exp.EQ(this=exp.column("_ingest"), expression=exp.Placeholder()),
-            exp.NEQ(this=exp.column("_pguid"), expression=exp.Literal.string("")),
-            exp.Is(
-                this=exp.column("InitiatingProcessCreationTime", quoted=True), expression=exp.null()
-            ),
-        )
-        wanted = exp.select("_pguid").from_(exp.to_table(table, quoted=True)).where(unfilled)
-        sets = [
-            exp.EQ(
-                this=exp.column(target, quoted=True),
-                expression=_fill(
-                    exp.column(target, table="t", quoted=True),
-                    exp.column(source, table="p", quoted=True),
-                    schema,
-                    target,
-                ),
-            )
-            for target, source in pairs
-        ]
-        update = exp.Update(
-            this=exp.alias_(exp.to_table(table, quoted=True), "t", table=True),
-            expressions=sets,
-            from_=exp.From(this=_parents(pairs, wanted, same_table=None).subquery("p")),
-            where=exp.Where(
-                this=exp.and_(
-                    unfilled.transform(lambda n: _qualified(n, "t")),
-                    _made_by("t", "p"),
-                )
-            ),
-        )
-        self.con.execute(_q(update), [ingest, ingest])
+        self.con.execute(_q(update))
 
     def _rows(self, batch: RowBatch, stats: FileStats, ingest: int, file_id: int) -> None:
         stats.read += len(batch.rows)
@@ -467,17 +526,27 @@ class Workspace:
                 exp.column("_ref").as_("_ref"),
             ]
         ).from_("_tw_rows")
-        names = ", ".join(f'"{c.name}"' for c in cols)
-        try:
-            added = _scalar(
-                self.con.from_arrow(data).query(
-                    "_tw_rows",
-                    f'INSERT INTO "{batch.table}" ({names}, _key, _ingest, _file, _ref) '  # noqa: S608
-                    f"SELECT * FROM ({_q(select)}) n WHERE n._key NOT IN "
-                    f'(SELECT _key FROM "{batch.table}" WHERE _key IS NOT NULL) '
-                    "QUALIFY row_number() OVER (PARTITION BY n._key ORDER BY n._ref) = 1",
-                )
+        table = exp.to_table(batch.table, quoted=True)
+        stored = exp.select("_key").from_(table.copy()).where("_key IS NOT NULL")
+        first = exp.Window(
+            this=exp.RowNumber(),
+            partition_by=[exp.column("_key", table="n")],
+            order=exp.Order(expressions=[exp.Ordered(this=exp.column("_ref", table="n"))]),
+        )
+        new = (
+            exp.select("*")
+            .from_(select.subquery("n"))
+            .where(
+                exp.Not(this=exp.In(this=exp.column("_key", table="n"), query=stored.subquery()))
             )
+            .qualify(exp.EQ(this=first, expression=exp.Literal.number(1)))
+        )
+        targets = [_ident(c.name) for c in cols] + [
+            _ident(c) for c in ("_key", "_ingest", "_file", "_ref")
+        ]
+        insert = exp.Insert(this=exp.Schema(this=table, expressions=targets), expression=new)
+        try:
+            added = _scalar(self.con.from_arrow(data).query("_tw_rows", _q(insert)))
         except duckdb.Error as exc:
             self._reject_rows(batch, stats, ingest, f"rows do not fit {batch.table}: {exc}")
             return
@@ -501,17 +570,34 @@ class Workspace:
             raise IngestError(f"cannot create {directory}: {exc.strerror or exc}") from exc
         for table in self.stored_tables():
             schema = builtin_schemas()[table]
-            n = self._count(f'"{table}"')
+            n = self._count(table)
             if not n:
                 continue
             time_col = "Timestamp" if schema.column("Timestamp") else "TimeGenerated"
-            names = ", ".join(f'"{c.name}"' for c in schema.columns)
-            target = directory / table
-            self.con.execute(
-                f"COPY (SELECT {names}, strftime(\"{time_col}\", '%Y-%m-%d') AS day "  # noqa: S608
-                f"FROM \"{table}\") TO '{_literal_path(target)}' "
-                "(FORMAT parquet, PARTITION_BY (day), OVERWRITE_OR_IGNORE)"
+            day = exp.Anonymous(
+                this="strftime",
+                expressions=[exp.column(time_col, quoted=True), exp.Literal.string("%Y-%m-%d")],
             )
+            select = exp.Select(
+                expressions=[
+                    *[exp.column(c.name, quoted=True) for c in schema.columns],
+                    day.as_("day"),
+                ]
+            ).from_(exp.to_table(table, quoted=True))
+            target = exp.Literal.string(str(directory / table))
+            copy = exp.Copy(
+                this=select.subquery(),
+                kind=False,
+                files=[target],
+                params=[
+                    exp.CopyParameter(this=exp.var("FORMAT"), expression=exp.var("parquet")),
+                    exp.CopyParameter(
+                        this=exp.var("PARTITION_BY"), expression=exp.paren(exp.column("day"))
+                    ),
+                    exp.CopyParameter(this=exp.var("OVERWRITE_OR_IGNORE")),
+                ],
+            )
+            self.con.execute(_q(copy))
             out[table] = n
         return out
 
@@ -564,87 +650,35 @@ class _Failure:
     error: BaseException
 
 
-def _made_by(rows: str, process: str) -> exp.Expr:
-    """Rows ``rows`` name the process-creation row ``process`` (same ProcessGuid and device)."""
-    return exp.and_(
-        exp.EQ(
-            this=exp.column("_pguid", table=rows),
-            expression=exp.column("_guid", table=process),
-        ),
-        exp.EQ(
-            this=exp.column("DeviceName", table=rows, quoted=True),
-            expression=exp.column("DeviceName", table=process, quoted=True),
-        ),
+def _setting(name: str, value: str) -> exp.SetItem:
+    return exp.SetItem(this=exp.EQ(this=exp.column(name), expression=exp.Literal.string(value)))
+
+
+def _between(column: str, lo: Any, hi: Any, kind: str) -> exp.Expr:
+    """``column BETWEEN lo AND hi`` with typed literal bounds (None: an empty range)."""
+    if lo is None or hi is None:
+        return exp.false()
+    to = exp.DataType.build(kind, dialect="duckdb")
+    value = str(lo) if not isinstance(lo, datetime) else lo.isoformat(sep=" ")
+    upper = str(hi) if not isinstance(hi, datetime) else hi.isoformat(sep=" ")
+    return exp.Between(
+        this=exp.column(column, quoted=True),
+        low=exp.Cast(this=exp.Literal.string(value), to=to),
+        high=exp.Cast(this=exp.Literal.string(upper), to=to.copy()),
     )
 
 
-def _enrich_pairs(schema: TableSchema) -> list[tuple[str, str]]:
-    """(target column, DeviceProcessEvents column) pairs of the enrichment, for ``schema``."""
-    return [(t, s) for t, s in normalize.enrich_columns().items() if schema.column(t)]
-
-
-def _fill(mine: exp.Expr | None, theirs: exp.Expr, schema: TableSchema, name: str) -> exp.Expr:
-    """The row's own value, or the process's when the row has none."""
-    col = schema.column(name)
-    text = col is not None and col.type == "string"
-    if mine is None:
-        return exp.Coalesce(this=theirs, expressions=[exp.Literal.string("")]) if text else theirs
-    if text:
-        empty = exp.EQ(this=mine.copy(), expression=exp.Literal.string(""))
-        return exp.Case(
-            ifs=[
-                exp.If(
-                    this=empty, true=exp.Coalesce(this=theirs, expressions=[exp.Literal.string("")])
-                )
-            ],
-            default=mine.copy(),
-        )
-    return exp.Coalesce(this=mine, expressions=[theirs])
-
-
-def _parents(
-    pairs: list[tuple[str, str]], wanted: exp.Query, same_table: set[str] | None
-) -> exp.Query:
-    """The process-creation rows of the processes ``wanted`` names (one per process).
-
-    They come from the stored DeviceProcessEvents and, when the rows being inserted are
-    themselves process creations (``same_table``: the columns they have), from those rows
-    too: a parent usually starts moments before its child, in the same batch.
-    """
-    columns = sorted({source for _, source in pairs} | {"DeviceName", "_guid", "Timestamp"})
-    named = exp.and_(
-        exp.NEQ(this=exp.column("_guid"), expression=exp.Literal.string("")),
-        exp.In(this=exp.column("_guid"), query=wanted.subquery()),
-    )
-
-    def rows_of(table: exp.Table, has: set[str] | None) -> exp.Select:
-        values = [
-            exp.column(c, quoted=True) if has is None or c in has else exp.null().as_(c)
-            for c in columns
-        ]
-        return exp.Select(expressions=values).from_(table).where(named.copy())
-
-    found: exp.Query = rows_of(exp.to_table("DeviceProcessEvents", quoted=True), None)
-    if same_table is not None:
-        mapped = rows_of(exp.to_table("_tw_mapped"), same_table)
-        found = exp.union(found, mapped, distinct=False)
-    ordered = exp.Window(
-        this=exp.RowNumber(),
-        partition_by=[exp.column("DeviceName", quoted=True), exp.column("_guid")],
-        order=exp.Order(expressions=[exp.Ordered(this=exp.column("Timestamp", quoted=True))]),
-    )
-    return (
-        exp.Select(expressions=[exp.column(c, quoted=True) for c in columns])
-        .from_(found.subquery("_found"))
-        .qualify(exp.EQ(this=ordered, expression=exp.Literal.number(1)))
-    )
-
-
-def _qualified(node: exp.Expr, table: str) -> exp.Expr:
-    """``node`` with its bare column references given ``table``."""
+def _on(node: exp.Expr, table: str) -> exp.Expr:
     if isinstance(node, exp.Column) and not node.table:
         return exp.column(node.name, table=table, quoted=True)
     return node
+
+
+def _mapped_ids(mapped: dict[str, set[int]], provider: str) -> set[int]:
+    for name, ids in mapped.items():
+        if name.lower() == provider:
+            return ids
+    return set()
 
 
 def _scalar(relation: Any) -> int:
@@ -654,23 +688,6 @@ def _scalar(relation: Any) -> int:
     return int(relation.fetchall()[0][0])
 
 
-def _literal_path(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
 def _row_key(row: dict[str, Any]) -> int:
     text = json.dumps(row, sort_keys=True, default=str, ensure_ascii=False)
     return int.from_bytes(hashlib.md5(text.encode(), usedforsecurity=False).digest()[:8], "big")
-
-
-def _out(name: str, ktype: str, schema: TableSchema) -> exp.Expr:
-    ref = exp.column(name, table="_m", quoted=True)
-    col = schema.column(name)
-    if col is None:
-        if name in normalize.HIDDEN:
-            return exp.Coalesce(this=ref, expressions=[exp.Literal.string("")]).as_(_ident(name))
-        raise IngestError(f"field map output {name} is not a column of {schema.name}")
-    value: exp.Expr = ref if col.type == ktype else exp.TryCast(this=ref, to=sql_type(col.type))
-    if col.type == "string":
-        value = exp.Coalesce(this=value, expressions=[exp.Literal.string("")])
-    return value.as_(_ident(name))
