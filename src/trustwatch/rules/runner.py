@@ -11,29 +11,42 @@ Each run's rows first lose those an exclusion suppresses (counted per exclusion)
 trigger (``triggerOperator``/``triggerThreshold``) decides on the rest, and rows already alerted
 by an earlier run are dropped. ``AlertPerResult`` rules raise one alert per row, others one
 alert per run.
+
+A replay does not have to evaluate the query once per run (``rules.locality``): a row-local
+query is evaluated once over the whole span and its rows given to the runs that see them
+(``rules.rowlocal``); a partitionable one is evaluated once over every run's rows, each row
+tagged with its run. Both give exactly the alerts and counts of the run-by-run replay, which
+``Hunter(..., fast=False)`` forces and which rules reading the clock always take.
+
+A shipped rule's compiled SQL (and how it may be evaluated) is kept across runs
+(``trustwatch.compiled``): a hunt compiles each built-in rule once per trustwatch version.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 from sqlglot import exp
 
+from trustwatch import compiled
 from trustwatch.api import Session, typed_result
 from trustwatch.errors import Source, TrustwatchError
 from trustwatch.kql import ast
-from trustwatch.kql.compiler import CatalogTable, CompiledStatement, compile_query
+from trustwatch.kql.compiler import CatalogTable, compile_query
 from trustwatch.kql.parser import parse_query
-from trustwatch.rules import schedule
+from trustwatch.rules import rowlocal, schedule
 from trustwatch.rules.alerts import build_alert, row_key
-from trustwatch.rules.model import Rule
+from trustwatch.rules.locality import Locality, lift
+from trustwatch.rules.model import Rule, shipped_rules_dir
 from trustwatch.rules.tuning import Tuning
 
 _PROBE_TIME = datetime(2001, 1, 1, tzinfo=UTC)
+_ALL_TIME = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
 CLOCK_FUNCTIONS = frozenset({"now", "ago"})
 
 
@@ -44,6 +57,7 @@ class RuleStats:
     rule: Rule
     runs: int = 0  # scheduled runs whose window held data
     evaluations: int = 0  # queries actually executed (equivalent runs are evaluated once)
+    locality: str = Locality.PER_RUN.value  # how the replay evaluated it (rules.locality)
     results: int = 0  # alerts Sentinel would raise without de-duplication
     alerts: int = 0
     suppressed: int = 0
@@ -61,48 +75,133 @@ class HuntResult:
     now: datetime | None = None
 
 
+Columns = tuple[tuple[str, str], ...]
+Evaluate = Callable[[int, schedule.Run], list[dict[str, Any]]]
+
+
 @dataclass(slots=True)
 class _Compiled:
     rule: Rule
     source: Source
-    statement: CompiledStatement | None  # None: compile per run (the query reads now())
-    sql: str  # the prepared plan's name (fixed statements); each run executes it
-    tables: list[CatalogTable]
+    fixed: bool  # False: compiled again for each run (the query reads now())
+    sql: str  # fixed: the SQL each run executes with its window parameters
+    columns: Columns
+    tables: list[CatalogTable]  # the stored tables behind the windows it reads
+    locality: Locality = Locality.PER_RUN
+    once_sql: str = ""  # row-local or batched: the SQL one evaluation runs for every run
+    once_columns: Columns = ()
+    hidden: str = ""  # the hidden column once_sql adds (rules.locality)
+    reason: str = ""  # per-run although fixed: why
+    plan: str = ""  # the prepared plan of sql, made on first use
 
 
 class Hunter:
-    """Runs rules over one session's tables."""
+    """Runs rules over one session's tables.
 
-    def __init__(self, session: Session, tuning: Tuning | None = None) -> None:
+    ``fast=False`` evaluates every replayed run on its own, as Sentinel does (the reference the
+    one-evaluation paths are tested against).
+    """
+
+    def __init__(
+        self, session: Session, tuning: Tuning | None = None, *, fast: bool = True
+    ) -> None:
         self.session = session
         self.tuning = tuning or Tuning()
         self.engine = session.engine
+        self.fast = fast
         self.catalog, self.window = schedule.window_catalog(dict(session.catalog))
         self._signers: dict[str, list[str]] | None = None
+        self._catalog_key: list[str] | None = None
 
     # --- preparation ------------------------------------------------------------------------
 
     def compile(self, rule: Rule) -> _Compiled:
-        """Compile a rule's query (located errors); find the tables it reads."""
+        """Compile a rule's query (located errors); find the tables it reads.
+
+        A shipped rule's result comes from the compiled-content cache when it has it.
+        """
         text = rule.runnable_query
         prefix_lines = text.count("\n") - rule.query.count("\n")
         source = Source(text, str(rule.path), line_offset=rule.query_line - prefix_lines)
         try:
-            tree = parse_query(text, str(rule.path))
-            last = compile_query(tree, self.catalog, _PROBE_TIME).statements[-1]
+            if _shipped(rule):
+                parts = [text, self.engine.dialect, *self._catalog_parts()]
+                entry = compiled.cached_text("hunt-rule", parts, lambda: self._build(text, source))
+            else:
+                entry = self._build(text, source)
         except TrustwatchError as exc:
             raise exc.with_source(source) from None
+        doc = json.loads(entry)
+        return _Compiled(
+            rule,
+            source,
+            fixed=doc["fixed"],
+            sql=doc["sql"],
+            columns=_columns(doc["columns"]),
+            tables=[self.session.catalog[name] for name in doc["tables"]],
+            locality=Locality(doc["locality"]),
+            once_sql=doc["once_sql"],
+            once_columns=_columns(doc["once_columns"]),
+            hidden=doc["hidden"],
+            reason=doc["reason"],
+        )
+
+    def _build(self, text: str, source: Source) -> str:
+        """The compiled rule as JSON: per-run SQL, columns, tables read, one-evaluation SQL."""
+        tree = parse_query(text, source.name)
+        last = compile_query(tree, self.catalog, _PROBE_TIME).statements[-1]
         # a query that reads the clock is compiled again for each run, at the run's time
         fixed = not any(
             isinstance(node, ast.Call) and node.name in CLOCK_FUNCTIONS for node in tree.walk()
         )
         names = {t.name for t in last.sql.find_all(exp.Table)}
-        # the stored tables behind the windows it reads: their times drive the schedule
-        read = [self.session.catalog[n] for n, t in self.catalog.items() if t.sql_name in names]
-        sql = ""
-        if fixed:  # planned once; each run executes the plan with its own window parameters
-            sql = self.engine.prepare(self.window.bind(last.sql).sql(dialect=self.engine.dialect))
-        return _Compiled(rule, source, last if fixed else None, sql, read)
+        doc: dict[str, Any] = {
+            "fixed": fixed,
+            "sql": "",
+            "columns": last.columns,
+            "tables": [n for n, t in self.catalog.items() if t.sql_name in names],
+            "locality": Locality.PER_RUN.value,
+            "once_sql": "",
+            "once_columns": [],
+            "hidden": "",
+            "reason": "reads the clock",
+        }
+        if fixed:
+            doc["sql"] = self.window.bind(last.sql).sql(dialect=self.engine.dialect)
+            doc.update(self._lift(tree, last.columns))
+        return json.dumps(doc)
+
+    def _lift(self, tree: ast.Query, columns: Columns) -> dict[str, Any]:
+        """How one evaluation can stand for every run (rules.locality), and its SQL."""
+        lifted = lift(tree, schedule.timed_tables(self.catalog))
+        if lifted.query is None:
+            return {"reason": lifted.reason}
+        catalog = schedule.hidden_catalog(self.catalog, lifted.hidden)
+        try:
+            statement = compile_query(lifted.query, catalog, _PROBE_TIME).statements[-1]
+        except TrustwatchError as exc:  # the rewrite's limits, not the rule's: run it per run
+            return {"reason": f"the rewritten query does not compile: {exc}"}
+        visible = tuple(c for c in statement.columns if c[0] != lifted.hidden)
+        if visible != tuple(columns) or len(visible) + 1 != len(statement.columns):
+            return {"reason": "the rewritten query's columns differ"}
+        bind = self.window.bind_times if lifted.locality is Locality.ROW else self.window.bind_runs
+        return {
+            "locality": lifted.locality.value,
+            "once_sql": bind(statement.sql, lifted.hidden).sql(dialect=self.engine.dialect),
+            "once_columns": statement.columns,
+            "hidden": lifted.hidden,
+            "reason": "",
+        }
+
+    def _catalog_parts(self) -> list[str]:
+        """What compiling depends on in the session: each table's name, engine name, columns."""
+        if self._catalog_key is None:
+            self._catalog_key = [
+                f"{name}\t{table.sql_name}\t"
+                + ",".join(f"{c.name}:{c.type}" for c in table.schema.columns)
+                for name, table in self.session.catalog.items()
+            ]
+        return self._catalog_key
 
     def span(self) -> tuple[datetime, datetime] | None:
         """Earliest and latest TimeGenerated over every table with data."""
@@ -131,11 +230,18 @@ class Hunter:
         on_progress: Callable[[str, int, int], None] | None = None,
     ) -> HuntResult:
         """Run every rule; all are compiled first, so a broken rule stops the hunt at once."""
-        compiled = [self.compile(rule) for rule in rules]
+        items = [self.compile(rule) for rule in rules]
         result = HuntResult([], [], {}, {}, self.span(), now)
-        for item in compiled:
+        for item in items:
             result.stats.append(self._run_rule(item, now, result, on_progress))
-        result.alerts.sort(key=lambda a: (datetime.fromisoformat(a["StartTime"]), a["AlertName"]))
+        # ties (one rule, one start time) in a fixed order, whatever order the engine returned
+        result.alerts.sort(
+            key=lambda a: (
+                datetime.fromisoformat(a["StartTime"]),
+                a["AlertName"],
+                a["SystemAlertId"],
+            )
+        )
         return result
 
     def _runs(self, item: _Compiled, now: datetime | None) -> tuple[list[schedule.Run], int]:
@@ -144,9 +250,7 @@ class Hunter:
             return [schedule.single_run(now, rule.query_period)], 1
         spans = schedule.activity(self.engine, item.tables, rule.query_frequency, rule.query_period)
         runs = list(
-            schedule.replay_runs(
-                spans, rule.query_frequency, rule.query_period, item.statement is None
-            )
+            schedule.replay_runs(spans, rule.query_frequency, rule.query_period, not item.fixed)
         )
         return runs, schedule.run_count(spans)
 
@@ -160,37 +264,53 @@ class Hunter:
         rule = item.rule
         runs, grid_runs = self._runs(item, now)
         stats = RuleStats(rule, runs=grid_runs)
+        mode = item.locality if self.fast and now is None and runs else Locality.PER_RUN
+        if mode is Locality.ROW and self._row_local(item, stats, result):
+            pass
+        elif mode is Locality.BATCH:
+            by_run = self._batched(item, runs)
+            stats.evaluations += 1
+            self._replay(item, runs, lambda i, _: by_run.get(i, []), stats, result)
+        else:
+            mode = Locality.PER_RUN
+
+            def evaluate(i: int, run: schedule.Run) -> list[dict[str, Any]]:
+                stats.evaluations += 1
+                if on_progress is not None:
+                    on_progress(rule.name, i + 1, len(runs))
+                return self._evaluate(item, run)
+
+            self._replay(item, runs, evaluate, stats, result)
+        stats.locality = mode.value
+        if on_progress is not None and mode is not Locality.PER_RUN:
+            on_progress(rule.name, 1, 1)
+        return stats
+
+    def _replay(
+        self,
+        item: _Compiled,
+        runs: list[schedule.Run],
+        evaluate: Evaluate,
+        stats: RuleStats,
+        result: HuntResult,
+    ) -> None:
+        """Sentinel's runs one by one: suppression, trigger, de-duplication, alerts."""
+        rule = item.rule
         seen: set[str] = set()
         suppressed_seen: set[str] = set()
-        for done, run in enumerate(runs, 1):
-            rows = self._evaluate(item, run)
-            stats.evaluations += 1
-            if on_progress is not None:
-                on_progress(rule.name, done, len(runs))
-            kept = []
-            for row in rows:
-                exclusion = self.tuning.suppressing(rule, row, self._signer_lookup)
-                if exclusion is None:
-                    kept.append(row)
-                    continue
-                key = row_key(row)
-                if key not in suppressed_seen:
-                    suppressed_seen.add(key)
-                    stats.suppressed += 1
-                    by_rule = result.suppressed.setdefault(exclusion.id, {})
-                    by_rule[rule.name] = by_rule.get(rule.name, 0) + 1
+        per_result = rule.grouping == "AlertPerResult"
+        for i, run in enumerate(runs):
+            kept = self._unsuppressed(rule, evaluate(i, run), stats, result, suppressed_seen)
             if not kept or not rule.triggered(len(kept)):
                 continue
-            per_result = rule.grouping == "AlertPerResult"
             per_run = len(kept) if per_result else 1
             stats.results += per_run * run.repeats
-            for repeat in range(run.repeats):  # equivalent runs raise the same alerts again
-                at = (
-                    run.at
-                    if not repeat
-                    else schedule.grid_time(run.k + repeat, rule.query_frequency)
-                )
-                self._count_daily(result, rule, at, per_run, "results")
+            if run.repeats == 1:
+                self._count_daily(result, rule, run.at, per_run, "results")
+            else:  # equivalent runs raise the same alerts again, a day at a time
+                repeats = schedule.runs_per_day(run.k, run.k + run.repeats, rule.query_frequency)
+                for day, count in repeats:
+                    _add_daily(result, day.isoformat(), rule, "results", per_run * count)
             fresh = []
             for row in kept:
                 key = row_key(row)
@@ -210,37 +330,89 @@ class Hunter:
                 )
                 stats.alerts += 1
             self._count_daily(result, rule, run.at, len(groups), "alerts")
-        return stats
+
+    def _unsuppressed(
+        self,
+        rule: Rule,
+        rows: list[dict[str, Any]],
+        stats: RuleStats,
+        result: HuntResult,
+        suppressed_seen: set[str],
+    ) -> list[dict[str, Any]]:
+        """The rows no exclusion removes; the others counted once per distinct row."""
+        kept = []
+        for row in rows:
+            exclusion = self.tuning.suppressing(rule, row, self._signer_lookup)
+            if exclusion is None:
+                kept.append(row)
+                continue
+            key = row_key(row)
+            if key not in suppressed_seen:
+                suppressed_seen.add(key)
+                stats.suppressed += 1
+                by_rule = result.suppressed.setdefault(exclusion.id, {})
+                by_rule[rule.name] = by_rule.get(rule.name, 0) + 1
+        return kept
+
+    def _row_local(self, item: _Compiled, stats: RuleStats, result: HuntResult) -> bool:
+        """One evaluation over the whole span, each row given to its runs (rules.rowlocal).
+
+        Returns False, having raised no alert, when a row's runs would fall outside the
+        datetime range (events dated year 1 or 9999): those take the run-by-run replay.
+        """
+        rule = item.rule
+        rows = self._execute(item.once_sql, self.window.params(*_ALL_TIME), item.once_columns)
+        stats.evaluations += 1
+        times = [int(row.pop(item.hidden)) for row in rows]
+        if not rowlocal.exact(times, rule):
+            return False
+
+        def suppressing(row: Mapping[str, Any]) -> str | None:
+            exclusion = self.tuning.suppressing(rule, row, self._signer_lookup)
+            return None if exclusion is None else exclusion.id
+
+        replayed = rowlocal.replay(rule, list(zip(rows, times, strict=True)), suppressing)
+        result.alerts.extend(replayed.alerts)
+        stats.alerts += len(replayed.alerts)
+        stats.results += replayed.results
+        stats.suppressed += replayed.suppressed
+        for exclusion_id, count in replayed.exclusions.items():
+            by_rule = result.suppressed.setdefault(exclusion_id, {})
+            by_rule[rule.name] = by_rule.get(rule.name, 0) + count
+        for (day, what), count in replayed.daily.items():
+            _add_daily(result, day.isoformat(), rule, what, count)
+        return True
+
+    def _batched(
+        self, item: _Compiled, runs: list[schedule.Run]
+    ) -> dict[int, list[dict[str, Any]]]:
+        """Every run's rows from one evaluation, by run (its position in ``runs``)."""
+        rows = self._execute(item.once_sql, self.window.run_params(runs), item.once_columns)
+        by_run: dict[int, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_run.setdefault(int(row.pop(item.hidden)), []).append(row)
+        return by_run
 
     def _evaluate(self, item: _Compiled, run: schedule.Run) -> list[dict[str, Any]]:
         params = self.window.params(run.start, run.at)
-        statement = item.statement
-        if statement is None:
+        if not item.fixed:
             try:
                 tree = parse_query(item.source.text, item.source.name)
                 statement = compile_query(tree, self.catalog, run.at).statements[-1]
             except TrustwatchError as exc:
                 raise exc.with_source(item.source) from None
             bound = self.window.bind(statement.sql).sql(dialect=self.engine.dialect)
-            arrow = self.engine.execute_sql(bound, params)
-        else:
-            arrow = self.engine.execute_prepared(item.sql, params)
-        table = typed_result(arrow, statement.columns)
-        rows: list[dict[str, Any]] = table.to_pylist()
-        dynamic = [name for name, ktype in statement.columns if ktype == "dynamic"]
-        for row in rows:  # dynamic values as JSON values, as in the evidence Sentinel keeps
-            for name in dynamic:
-                if isinstance(row[name], str):
-                    row[name] = _json_or_text(row[name])
-        return rows
+            return self._execute(bound, params, statement.columns)
+        if not item.plan:  # planned once; each run executes the plan with its own window
+            item.plan = self.engine.prepare(item.sql)
+        return _rows(self.engine.execute_prepared(item.plan, params), item.columns)
+
+    def _execute(self, sql: str, params: dict[str, Any], columns: Columns) -> list[dict[str, Any]]:
+        return _rows(self.engine.execute_sql(sql, params), columns)
 
     @staticmethod
     def _count_daily(result: HuntResult, rule: Rule, at: datetime, count: int, what: str) -> None:
-        if not count:
-            return
-        day = at.astimezone(UTC).date().isoformat()
-        counts = result.daily.setdefault((day, rule.name), {"alerts": 0, "results": 0})
-        counts[what] += count
+        _add_daily(result, at.astimezone(UTC).date().isoformat(), rule, what, count)
 
     # --- signer lookup for tuning -----------------------------------------------------------
 
@@ -275,3 +447,30 @@ def _json_or_text(text: str) -> Any:
 
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _add_daily(result: HuntResult, day: str, rule: Rule, what: str, count: int) -> None:
+    if not count:
+        return
+    counts = result.daily.setdefault((day, rule.name), {"alerts": 0, "results": 0})
+    counts[what] += count
+
+
+def _rows(arrow: pa.Table, columns: Columns) -> list[dict[str, Any]]:
+    """Result rows as dicts, dynamic values as JSON values (as in the evidence Sentinel keeps)."""
+    rows: list[dict[str, Any]] = typed_result(arrow, columns).to_pylist()
+    dynamic = [name for name, ktype in columns if ktype == "dynamic"]
+    for row in rows:
+        for name in dynamic:
+            if isinstance(row[name], str):
+                row[name] = _json_or_text(row[name])
+    return rows
+
+
+def _columns(items: list[list[str]] | Columns) -> Columns:
+    return tuple((str(name), str(ktype)) for name, ktype in items)
+
+
+def _shipped(rule: Rule) -> bool:
+    """Is the rule one of trustwatch's own (its compiled form may be kept across runs)?"""
+    return rule.path.resolve().is_relative_to(shipped_rules_dir().resolve())

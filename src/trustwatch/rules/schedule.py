@@ -8,21 +8,27 @@ Only runs whose window holds data can raise an alert (with ``gt``/``eq``/``ne`` 
 positive count), so the replay visits those. When the compiled query does not depend on
 ``now()``, consecutive runs that see exactly the same rows return the same result: the replay
 evaluates the first of each such group and counts the rest as repeats.
+
+A query evaluated once for many runs (``rules.locality``) reads its tables with a hidden
+column: each row's own time (:meth:`Window.bind_times`), or the run it is read for, a row being
+read once per run whose window holds it (:meth:`Window.bind_runs`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 
 from sqlglot import exp
 
 from trustwatch.engines.duckdb import DuckDBEngine
 from trustwatch.kql.compiler import CatalogTable
+from trustwatch.schema.model import Column
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WINDOW_FROM, WINDOW_TO = "tw_from", "tw_to"  # query parameters of a run's window
+RUN_IDS, RUN_STARTS, RUN_ENDS = "tw_runs", "tw_starts", "tw_ends"  # lists: one item per run
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,7 @@ class Run:
 
 _MIN = datetime(1, 1, 1, tzinfo=UTC)
 _MAX = datetime(9999, 12, 31, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 
 def grid_time(k: int, frequency: timedelta) -> datetime:
@@ -45,6 +52,41 @@ def grid_time(k: int, frequency: timedelta) -> datetime:
         return EPOCH + k * frequency
     except OverflowError:
         return _MIN if k < 0 else _MAX
+
+
+def first_run(us: int, frequency_us: int) -> int:
+    """The first grid run whose window holds an event at ``us`` (microseconds since 1970)."""
+    return -(-us // frequency_us)
+
+
+def end_run(us: int, frequency_us: int, period_us: int) -> int:
+    """The first grid run after :func:`first_run` whose window no longer holds the event."""
+    return -(-(us + period_us) // frequency_us)
+
+
+def micros(value: timedelta) -> int:
+    return value // _US
+
+
+def representable_us() -> tuple[int, int]:
+    """The run times :func:`grid_time` gives unclamped, in microseconds since 1970 (bounds)."""
+    return micros(_MIN - EPOCH), micros(_MAX - EPOCH)
+
+
+def runs_per_day(first: int, end: int, frequency: timedelta) -> Iterator[tuple[date, int]]:
+    """Grid runs ``first .. end-1`` counted per UTC day of their time, a step per day, not run."""
+    k = first
+    while k < end:
+        day = grid_time(k, frequency).date()
+        try:
+            midnight = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+        except OverflowError:  # the last day there is
+            stop = end
+        else:
+            after = first_run(micros(midnight - EPOCH), micros(frequency))
+            stop = min(end, max(k + 1, after))
+        yield day, stop - k
+        k = stop
 
 
 def window_start(at: datetime, period: timedelta) -> datetime:
@@ -73,6 +115,25 @@ def window_catalog(catalog: dict[str, CatalogTable]) -> tuple[dict[str, CatalogT
     return windowed, Window(markers)
 
 
+def timed_tables(catalog: dict[str, CatalogTable]) -> list[str]:
+    """The tables a run sees through its window: those with a ``TimeGenerated`` column."""
+    return [n for n, t in catalog.items() if t.schema.column("TimeGenerated") is not None]
+
+
+def hidden_catalog(catalog: dict[str, CatalogTable], column: str) -> dict[str, CatalogTable]:
+    """``catalog`` (a window catalog) with a hidden ``long`` column after each timed table's own.
+
+    Compiled against it, a query sees the column that :meth:`Window.bind_times` or
+    :meth:`Window.bind_runs` adds (empty tables have it too, as null).
+    """
+    out = dict(catalog)
+    for name in timed_tables(catalog):
+        table = catalog[name]
+        schema = replace(table.schema, columns=(*table.schema.columns, Column(column, "long")))
+        out[name] = CatalogTable(schema, table.sql_name)
+    return out
+
+
 class Window:
     """Replaces marker tables with their window-limited selects; gives a run's parameters."""
 
@@ -80,23 +141,53 @@ class Window:
         self.markers = markers
 
     def bind(self, query: exp.Query) -> exp.Query:
-        def replace(node: exp.Expr) -> exp.Expr:
+        """Each marker read as its table limited to the run's window ``($tw_from, $tw_to]``."""
+        return self._bind(query, lambda sql_name: _limited(exp.Star(), sql_name))
+
+    def bind_times(self, query: exp.Query, column: str) -> exp.Query:
+        """As :meth:`bind`, each row with its time in microseconds since 1970 in ``column``."""
+        time_us = exp.Anonymous(this="epoch_us", expressions=[_time()])
+        return self._bind(
+            query, lambda sql_name: _limited(exp.Star(), sql_name, exp.alias_(time_us, column))
+        )
+
+    def bind_runs(self, query: exp.Query, column: str) -> exp.Query:
+        """Each marker read once per run whose window holds the row, the run's id in ``column``.
+
+        The runs are the list parameters ``$tw_runs``, ``$tw_starts`` and ``$tw_ends``
+        (:meth:`run_params`); a run ``r`` holds a row when ``start_r < TimeGenerated <= end_r``.
+        """
+        runs = exp.select(
+            *(
+                exp.alias_(exp.Unnest(expressions=[exp.Placeholder(this=param)]), name)
+                for param, name in ((RUN_IDS, column), (RUN_STARTS, "s"), (RUN_ENDS, "e"))
+            )
+        ).subquery("tw_r")
+        time = exp.column("TimeGenerated", table="tw_t", quoted=True)
+        on = exp.and_(
+            exp.GT(this=time, expression=exp.column("s", table="tw_r")),
+            exp.LTE(this=time.copy(), expression=exp.column("e", table="tw_r")),
+        )
+
+        def read(sql_name: str) -> exp.Query:
+            return (
+                exp.select(
+                    exp.Column(this=exp.Star(), table=exp.to_identifier("tw_t")),
+                    exp.column(column, table="tw_r", quoted=True),
+                )
+                .from_(exp.to_table(sql_name, quoted=True, alias="tw_t"))
+                .join(runs.copy(), on=on.copy(), join_type="INNER")
+            )
+
+        return self._bind(query, read)
+
+    def _bind(self, query: exp.Query, read: Callable[[str], exp.Query]) -> exp.Query:
+        def replace_marker(node: exp.Expr) -> exp.Expr:
             if not isinstance(node, exp.Table) or node.name not in self.markers:
                 return node
-            time = exp.column("TimeGenerated", quoted=True)
-            limited = (
-                exp.Select(expressions=[exp.Star()])
-                .from_(exp.to_table(self.markers[node.name], quoted=True))
-                .where(
-                    exp.and_(
-                        exp.GT(this=time, expression=exp.Placeholder(this=WINDOW_FROM)),
-                        exp.LTE(this=time.copy(), expression=exp.Placeholder(this=WINDOW_TO)),
-                    )
-                )
-            )
-            return limited.subquery(node.alias or None)
+            return read(self.markers[node.name]).subquery(node.alias or None)
 
-        bound = query.transform(replace)
+        bound = query.transform(replace_marker)
         assert isinstance(bound, exp.Query)
         return bound
 
@@ -107,6 +198,37 @@ class Window:
             WINDOW_FROM: (start or _MIN).astimezone(UTC).replace(tzinfo=None),
             WINDOW_TO: (end or _MAX).astimezone(UTC).replace(tzinfo=None),
         }
+
+    @staticmethod
+    def run_params(runs: Sequence[Run]) -> dict[str, list[int] | list[datetime]]:
+        """The list parameters of :meth:`bind_runs` for ``runs`` (ids: their positions)."""
+        return {
+            RUN_IDS: list(range(len(runs))),
+            RUN_STARTS: [_naive(run.start) for run in runs],
+            RUN_ENDS: [_naive(run.at) for run in runs],
+        }
+
+
+def _time() -> exp.Column:
+    return exp.column("TimeGenerated", quoted=True)
+
+
+def _limited(star: exp.Expr, sql_name: str, *extra: exp.Expr) -> exp.Query:
+    """``SELECT *[, extra] FROM table WHERE $tw_from < TimeGenerated <= $tw_to``."""
+    return (
+        exp.Select(expressions=[star, *extra])
+        .from_(exp.to_table(sql_name, quoted=True))
+        .where(
+            exp.and_(
+                exp.GT(this=_time(), expression=exp.Placeholder(this=WINDOW_FROM)),
+                exp.LTE(this=_time(), expression=exp.Placeholder(this=WINDOW_TO)),
+            )
+        )
+    )
+
+
+def _naive(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def activity(
