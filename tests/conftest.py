@@ -38,6 +38,24 @@ def _no_user_certificate_lists(tmp_path_factory: pytest.TempPathFactory) -> Any:
         os.environ["TRUSTWATCH_DATA_DIR"] = before
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_compiled_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Compiled content (trustwatch.compiled) is cached in this session's own empty folder."""
+    import os
+
+    from trustwatch import compiled
+
+    before = os.environ.get("TRUSTWATCH_CACHE_DIR")
+    os.environ["TRUSTWATCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("trustwatch-cache"))
+    compiled.clear_memo()
+    yield
+    compiled.clear_memo()
+    if before is None:
+        del os.environ["TRUSTWATCH_CACHE_DIR"]
+    else:
+        os.environ["TRUSTWATCH_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def shared_workspace() -> Any:
     """../shared/data (but NOT_YET_READ) ingested once into an in-memory workspace.
