@@ -373,10 +373,14 @@ def test_other_input_shapes(name: str, fmt: str, table: str, count: int) -> None
 
 
 def test_exported_rows_are_not_stored_twice(tmp_path: Path) -> None:
-    planned, _ = pipeline.plan([EXAMPLES / "mde_eventhub_message_DeviceRegistryEvents.json"])
+    source = EXAMPLES / "mde_eventhub_message_DeviceRegistryEvents.json"
+    copy = tmp_path / "copy.json"  # the same rows in another file: read, and not stored again
+    copy.write_bytes(source.read_bytes() + b"\n")
     ws = Workspace(tmp_path / "ws.duckdb")
-    first = ws.ingest(planned)[0]
-    second = ws.ingest(planned)[0]
+    first = ws.ingest(pipeline.plan([source])[0])[0]
+    again = ws.ingest(pipeline.plan([source])[0])[0]  # the same file: not read again
+    second = ws.ingest(pipeline.plan([copy])[0])[0]
     assert (first.read, first.stored, first.duplicates) == (1, 1, 0)
+    assert (again.skipped_ingest, again.read) == (1, 0)
     assert (second.read, second.stored, second.duplicates) == (1, 0, 1)
     assert rows(ws, "DeviceRegistryEvents | count") == [{"Count": 1}]

@@ -1,4 +1,4 @@
-"""What every ``trustwatch`` command shares: exit codes and the error boundary."""
+"""What every ``trustwatch`` command shares: exit codes, the error boundary, common options."""
 
 from __future__ import annotations
 
@@ -45,3 +45,14 @@ def reports_errors(fn: F) -> F:
             sys.exit(EXIT_USAGE)
 
     return wrapper  # type: ignore[return-value]
+
+
+def memory_limit_option(fn: F) -> F:
+    """``--memory-limit SIZE``: DuckDB's memory during an ingest (default 384MB)."""
+    option = click.option(
+        "--memory-limit",
+        metavar="SIZE",
+        help="Memory DuckDB may use while ingesting, e.g. 512MB or 2GB (default 384MB); "
+        "beyond it, rows go to the workspace file (in-memory workspaces need the room).",
+    )
+    return option(fn)

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from trustwatch.cli.common import EXIT_FOUND, reports_errors
+from trustwatch.cli.common import EXIT_FOUND, memory_limit_option, reports_errors
 from trustwatch.cli.render import stdout_console
 from trustwatch.errors import InputError
 
@@ -78,6 +78,7 @@ TABLE_COLUMNS = (
 )
 @click.option("--out", metavar="FILE", help="Write the alerts as SecurityAlert JSON Lines to FILE.")
 @click.option("--report", metavar="FILE.html", help="(not available yet)")
+@memory_limit_option
 @reports_errors
 def hunt(
     paths: tuple[str, ...],
@@ -90,6 +91,7 @@ def hunt(
     fmt: str,
     out: str | None,
     report: str | None,
+    memory_limit: str | None,
 ) -> None:
     """Run the certificate-abuse rule pack over telemetry and print its alerts.
 
@@ -124,7 +126,7 @@ def hunt(
     out_path = Path(out) if out else None
     if out_path is not None and not out_path.parent.exists():
         raise InputError(f"--out: folder {out_path.parent} does not exist")
-    telemetry = _hunt_telemetry(paths, workspace)
+    telemetry = _hunt_telemetry(paths, workspace, memory_limit)
     session = Session(tuned.tables(), **telemetry)
     result = _run_with_progress(Hunter(session, tuned), rules, pinned)
     enriched = enrich_hunt(result.alerts, session)
@@ -177,7 +179,9 @@ def _print_enrichment(stats: EnrichStats) -> None:
     )
 
 
-def _hunt_telemetry(paths: tuple[str, ...], workspace: str | None) -> dict[str, Any]:
+def _hunt_telemetry(
+    paths: tuple[str, ...], workspace: str | None, memory_limit: str | None = None
+) -> dict[str, Any]:
     """Ingest PATHs (into the workspace when one is given); the session's engine and views.
 
     Raises:
@@ -190,7 +194,7 @@ def _hunt_telemetry(paths: tuple[str, ...], workspace: str | None) -> dict[str, 
         assert workspace is not None
         engine, views = pipeline.open_workspace_for_query(workspace)
         return {"engine": engine, "views": views}
-    ws, _, _ = ingest_paths(paths, workspace)
+    ws, _, _ = ingest_paths(paths, workspace, memory_limit)
     if workspace:  # hunt what the workspace now holds, through a read-only connection
         ws.close()
         engine, views = pipeline.open_workspace_for_query(workspace)

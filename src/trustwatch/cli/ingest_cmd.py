@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from trustwatch.cli.common import EXIT_USAGE, reports_errors
+from trustwatch.cli.common import EXIT_USAGE, memory_limit_option, reports_errors
 from trustwatch.errors import InputError
 from trustwatch.ingest import pipeline, readers
 from trustwatch.ingest.workspace import FileStats, Workspace
@@ -50,6 +50,7 @@ def ingest_with_progress(
             progress.update(task, completed=done_bytes)
 
         results = ws.ingest(planned, on_file=on_file, on_progress=on_progress)
+    print_resumed(ws, results)
     if not quiet_summary:
         print_summary(results, skipped)
         for table, n in sorted(ws.assembled.items()):
@@ -68,8 +69,31 @@ def ingest_with_progress(
     return results
 
 
+def print_resumed(ws: Workspace, results: list[FileStats]) -> None:
+    """On stderr: interrupted ingests finished now, and files already in the workspace."""
+    for ingest in ws.resumed:
+        click.echo(
+            f"resumed: ingest {ingest} had been interrupted; its stored files are now linked "
+            "(processes created in a later file)",
+            err=True,
+        )
+    done = [s for s in results if s.skipped_ingest is not None]
+    if done:
+        by = sorted({s.skipped_ingest for s in done if s.skipped_ingest is not None})
+        click.echo(
+            f"resumed: {len(done)} file(s) already in the workspace (stored by ingest "
+            f"{', '.join(map(str, by))}) were not read again",
+            err=True,
+        )
+
+
+def readable(results: list[FileStats]) -> bool:
+    """Whether the files gave any record, or are already in the workspace."""
+    return any(s.stored + s.duplicates or s.skipped_ingest is not None for s in results)
+
+
 def ingest_paths(
-    paths: tuple[str, ...], workspace: str | None
+    paths: tuple[str, ...], workspace: str | None, memory_limit: str | None = None
 ) -> tuple[Workspace, list[FileStats], list[tuple[Path, str]]]:
     """Ingest telemetry PATHs (files the readers do not know are skipped) into ``workspace``
     (None: in memory), with the progress bar; the workspace is closed if the ingest fails.
@@ -78,7 +102,7 @@ def ingest_paths(
         InputError: not one record in the PATHs could be read (the skipped files are listed).
     """
     planned, skipped = pipeline.plan(paths, skip_unknown=True)
-    ws = Workspace(workspace)
+    ws = Workspace(workspace, memory_limit=memory_limit)
     try:
         results = ingest_with_progress(ws, planned, skipped, quiet_summary=True)
     except BaseException:
@@ -86,7 +110,7 @@ def ingest_paths(
         raise
     for _, why in skipped:
         click.echo(f"skipped: {why}", err=True)
-    if not sum(r.stored + r.duplicates for r in results):
+    if not readable(results):
         ws.close()
         raise InputError(
             "nothing could be read from the given files",
@@ -117,6 +141,8 @@ def print_summary(results: list[FileStats], skipped: list[tuple[Path, str]]) -> 
         )
     for s in results:
         rows = ", ".join(f"{t} {n}" for t, n in sorted(s.tables.items())) or "-"
+        if s.skipped_ingest is not None:
+            rows = f"already stored by ingest {s.skipped_ingest}: not read again"
         table.add_row(
             Path(s.path).name,
             s.format,
@@ -154,6 +180,7 @@ def print_summary(results: list[FileStats], skipped: list[tuple[Path, str]]) -> 
     help="The table of exported rows that do not name it (e.g. DeviceRegistryEvents).",
 )
 @click.option("--list-formats", is_flag=True, help="List the input formats and exit.")
+@memory_limit_option
 @reports_errors
 def ingest(
     paths: tuple[str, ...],
@@ -162,12 +189,15 @@ def ingest(
     input_format: str | None,
     input_table: str | None,
     list_formats: bool,
+    memory_limit: str | None,
 ) -> None:
     """Read telemetry (EVTX, event XML/JSON, Defender and Sentinel exports) into a workspace.
 
-    Re-ingesting a file adds nothing; an interrupted ingest leaves the workspace as it was.
-    Records that cannot be read go to the workspace's quarantine. Exit 0 if anything was
-    read, 2 if nothing could be.
+    Each file is stored whole or not at all: an interrupted ingest keeps the files it
+    finished, and running the same command again reads only the rest (files already in the
+    workspace are not read again; re-read records are counted as duplicates, never stored
+    twice). Records that cannot be read go to the workspace's quarantine. Exit 0 if anything
+    was read, 2 if nothing could be.
     """
     if list_formats:
         for fmt in readers.formats():
@@ -185,7 +215,7 @@ def ingest(
     planned, skipped = pipeline.plan(
         paths, input_format, input_table=input_table, skip_unknown=True
     )
-    ws = Workspace(workspace)
+    ws = Workspace(workspace, memory_limit=memory_limit)
     try:
         results = ingest_with_progress(ws, planned, skipped)
         if parquet:
@@ -196,7 +226,6 @@ def ingest(
             )
     finally:
         ws.close()
-    readable = sum(s.stored + s.duplicates for s in results)
-    if not readable:
+    if not readable(results):
         click.echo("error: nothing could be read from the given files", err=True)
         sys.exit(EXIT_USAGE)

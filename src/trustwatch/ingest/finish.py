@@ -15,10 +15,12 @@ Every statement is a sqlglot tree; values are bound parameters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlglot import exp
 
+from trustwatch import compiled
 from trustwatch.ingest import mapsql, normalize, staging
 from trustwatch.schema.model import builtin_schemas
 
@@ -32,16 +34,32 @@ def rebuild_groups(con: Any, m: normalize.FieldMap, file_id: int) -> int:
 
     The rows it made before for those groups are replaced. Returns the rows written.
     """
+    touched, regroup, replaced, drops = _rebuild_sql(m)
+    con.execute(touched, [file_id])
+    con.execute(regroup)
+    written = _count(con.execute(mapsql.insert_sql(m, REGROUP)).fetchall())
+    con.execute(replaced, [file_id, file_id])
+    for drop in drops:
+        con.execute(drop)
+    return written
+
+
+def _rebuild_sql(m: normalize.FieldMap) -> tuple[str, str, str, tuple[str, ...]]:
+    """The statements of :func:`rebuild_groups` (the file id a parameter), cached as text."""
+    parts = ("rebuild", m.name, m.group_field or "")
+    texts = cached_sql(parts, lambda: _rebuild_trees(m)).split(";\n")
+    return texts[0], texts[1], texts[2], tuple(texts[3:])
+
+
+def _rebuild_trees(m: normalize.FieldMap) -> list[exp.Expr]:
     assert m.group_field is not None
-    group = _field(m.group_field)
     of_map = staging.event_filter(m.provider, m.event_ids)
     touched = (
-        exp.select(exp.column("Computer"), group.as_("g"))
+        exp.select(exp.column("Computer"), _field(m.group_field).as_("g"))
         .distinct()
         .from_(staging.RAW)
-        .where(exp.and_(_is(exp.column("_file"), file_id), of_map))
+        .where(exp.and_(exp.column("_file").eq(exp.Placeholder()), of_map))
     )
-    con.execute(_sql(_temp_table(TOUCHED, touched)))
     regroup = (
         exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier("r")))
         .from_(exp.alias_(exp.to_table(staging.RAW), "r", table=True))
@@ -61,14 +79,12 @@ def rebuild_groups(con: Any, m: normalize.FieldMap, file_id: int) -> int:
         replace=True,
         properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
     )
-    con.execute(_sql(view))
-    written = _count(con.execute(mapsql.insert_sql(m, REGROUP)).fetchall())
     # the rows this rebuild replaces: same map, device and group, written for earlier files
     table = exp.to_table(m.target, quoted=True)
     new = (
         exp.select(exp.column("DeviceName", quoted=True), exp.column("_guid"))
         .from_(table.copy())
-        .where(exp.and_(_is(exp.column("_map"), m.name), _is(exp.column("_file"), file_id)))
+        .where(exp.and_(_is(exp.column("_map"), m.name), exp.column("_file").eq(exp.Placeholder())))
     )
     old = exp.Delete(
         this=table.copy(),
@@ -78,7 +94,7 @@ def rebuild_groups(con: Any, m: normalize.FieldMap, file_id: int) -> int:
                 _is(exp.column("_map", table=m.target, quoted=True), m.name),
                 exp.NEQ(
                     this=exp.column("_file", table=m.target, quoted=True),
-                    expression=exp.Literal.number(file_id),
+                    expression=exp.Placeholder(),
                 ),
                 exp.column("DeviceName", table=m.target, quoted=True).eq(
                     exp.column("DeviceName", table="n", quoted=True)
@@ -87,13 +103,31 @@ def rebuild_groups(con: Any, m: normalize.FieldMap, file_id: int) -> int:
             )
         ),
     )
-    con.execute(_sql(old))
-    con.execute(_sql(exp.Drop(tables=[exp.to_table(REGROUP)], kind="VIEW", exists=True)))
-    con.execute(_sql(exp.Drop(tables=[exp.to_table(TOUCHED)], kind="TABLE", exists=True)))
-    return written
+    return [
+        _temp_table(TOUCHED, touched),
+        view,
+        old,
+        exp.Drop(tables=[exp.to_table(REGROUP)], kind="VIEW", exists=True),
+        exp.Drop(tables=[exp.to_table(TOUCHED)], kind="TABLE", exists=True),
+    ]
+
+
+def cached_sql(parts: tuple[str, ...], build: Callable[[], list[exp.Expr]]) -> str:
+    """Statements built as trees once, kept as DuckDB SQL text (joined by ``;\\n``)."""
+    return compiled.cached_text(
+        "ingest-sql", parts, lambda: ";\n".join(t.sql(dialect="duckdb") for t in build())
+    )
 
 
 def link_by_process_id(con: Any, m: normalize.FieldMap, scope: Scope) -> None:
+    """Fill the scope's rows of map ``m`` from their process, found by id (see below)."""
+    if not mapsql.enrich_pairs(builtin_schemas()[m.target]):
+        return
+    sql = cached_sql(("link", m.name, scope[0]), lambda: [_link_tree(m, scope[0])])
+    con.execute(sql, [m.name, scope[1]])
+
+
+def _link_tree(m: normalize.FieldMap, column: str) -> exp.Expr:
     """Fill the scope's rows of map ``m`` from their process, found by id.
 
     4104 script blocks and Security 4688/4657 events name their process only by id (no
@@ -102,8 +136,6 @@ def link_by_process_id(con: Any, m: normalize.FieldMap, scope: Scope) -> None:
     """
     schema = builtin_schemas()[m.target]
     pairs = mapsql.enrich_pairs(schema)
-    if not pairs:
-        return
     sources = sorted({source for _, source in pairs})
     pending = (
         exp.select(
@@ -117,7 +149,7 @@ def link_by_process_id(con: Any, m: normalize.FieldMap, scope: Scope) -> None:
         .where(
             exp.and_(
                 exp.column("_map").eq(exp.Placeholder()),
-                exp.column(scope[0]).eq(exp.Placeholder()),
+                exp.column(column).eq(exp.Placeholder()),
                 exp.Not(this=exp.column("InitiatingProcessId", quoted=True).is_(exp.null())),
                 exp.column("InitiatingProcessCreationTime", quoted=True).is_(exp.null()),
             )
@@ -154,13 +186,12 @@ def link_by_process_id(con: Any, m: normalize.FieldMap, scope: Scope) -> None:
         )
         for target, source in pairs
     ]
-    update = exp.Update(
+    return exp.Update(
         this=exp.alias_(exp.to_table(m.target, quoted=True), "t", table=True),
         expressions=sets,
         from_=exp.From(this=chosen.subquery("c")),
         where=exp.Where(this=exp.column("rowid", table="t").eq(exp.column("rid", table="c"))),
     )
-    con.execute(_sql(update), [m.name, scope[1]])
 
 
 def enrich(con: Any, table: str, scope: Scope) -> None:
@@ -170,11 +201,17 @@ def enrich(con: Any, table: str, scope: Scope) -> None:
     the events it caused (a later chunk of the file, or a later file of the ingest).
     """
     schema = builtin_schemas()[table]
-    pairs = mapsql.enrich_pairs(schema)
-    if not pairs or not schema.column("InitiatingProcessCreationTime"):
+    if not mapsql.enrich_pairs(schema) or not schema.column("InitiatingProcessCreationTime"):
         return
+    sql = cached_sql(("enrich", table, scope[0]), lambda: [_enrich_tree(table, scope[0])])
+    con.execute(sql, [scope[1], scope[1]])
+
+
+def _enrich_tree(table: str, column: str) -> exp.Expr:
+    schema = builtin_schemas()[table]
+    pairs = mapsql.enrich_pairs(schema)
     unfilled = exp.and_(
-        exp.EQ(this=exp.column(scope[0]), expression=exp.Placeholder()),
+        exp.EQ(this=exp.column(column), expression=exp.Placeholder()),
         exp.NEQ(this=exp.column("_pguid"), expression=exp.Literal.string("")),
         exp.Is(
             this=exp.column("InitiatingProcessCreationTime", quoted=True), expression=exp.null()
@@ -188,7 +225,7 @@ def enrich(con: Any, table: str, scope: Scope) -> None:
         )
         for target, source in pairs
     ]
-    update = exp.Update(
+    return exp.Update(
         this=exp.alias_(exp.to_table(table, quoted=True), "t", table=True),
         expressions=sets,
         from_=exp.From(this=mapsql.parents(pairs, wanted, same_table=None).subquery("p")),
@@ -198,7 +235,6 @@ def enrich(con: Any, table: str, scope: Scope) -> None:
             )
         ),
     )
-    con.execute(_sql(update), [scope[1], scope[1]])
 
 
 def sentinel_columns(con: Any, table: str, scope: Scope) -> None:
@@ -210,11 +246,16 @@ def sentinel_columns(con: Any, table: str, scope: Scope) -> None:
     schema = builtin_schemas()[table]
     if not (schema.column("TimeGenerated") and schema.column("Timestamp")):
         return
+    sql = cached_sql(("sentinel", table, scope[0]), lambda: [_sentinel_tree(table, scope[0])])
+    con.execute(sql, [table, scope[1]])
+
+
+def _sentinel_tree(table: str, column: str) -> exp.Expr:
     generated, stamp, kind = (
         exp.column(c, quoted=True) for c in ("TimeGenerated", "Timestamp", "Type")
     )
     empty = exp.EQ(this=kind.copy(), expression=exp.Literal.string(""))
-    update = exp.Update(
+    return exp.Update(
         this=exp.to_table(table, quoted=True),
         expressions=[
             generated.copy().eq(exp.Coalesce(this=generated.copy(), expressions=[stamp.copy()])),
@@ -227,12 +268,11 @@ def sentinel_columns(con: Any, table: str, scope: Scope) -> None:
         ],
         where=exp.Where(
             this=exp.and_(
-                exp.column(scope[0]).eq(exp.Placeholder()),
+                exp.column(column).eq(exp.Placeholder()),
                 exp.or_(generated.copy().is_(exp.null()), stamp.copy().is_(exp.null()), empty),
             )
         ),
     )
-    con.execute(_sql(update), [table, scope[1]])
 
 
 def _field(name: str, table: str | None = None) -> exp.Expr:
@@ -271,7 +311,3 @@ def _qualified(node: exp.Expr, table: str) -> exp.Expr:
 
 def _count(rows: list[tuple[Any, ...]]) -> int:
     return int(rows[0][0]) if rows else 0
-
-
-def _sql(tree: exp.Expr) -> str:
-    return tree.sql(dialect="duckdb")

@@ -169,14 +169,28 @@ class Workspace:
 
     def _setup(self) -> None:
         con = self.con
-        con.execute(_q(staging.create_raw()))
-        for name, columns in (
+        bookkeeping = (
             (QUARANTINE, _QUARANTINE_COLUMNS),
             ("_ingests", _INGESTS_COLUMNS),
             ("_files", _FILES_COLUMNS),
-        ):
-            con.execute(_q(staging.create_table(name, columns)))
-            for column, kind in columns:  # workspaces made by an earlier version gain them
+        )
+        targets = sorted({m.target for m in normalize.field_maps()})
+
+        def tables() -> list[exp.Expr]:
+            trees: list[exp.Expr] = [staging.create_raw()]
+            trees += [staging.create_table(name, columns) for name, columns in bookkeeping]
+            trees += [staging.create_stored(builtin_schemas()[t]) for t in targets]
+            return trees
+
+        for statement in finish.cached_sql(("setup", *targets), tables).split(";\n"):
+            con.execute(statement)
+        # a workspace made by an earlier version gains the bookkeeping columns it lacks
+        query = exp.select("table_name", "column_name").from_("information_schema.columns")
+        have = {(t, c) for t, c in con.execute(_q(query.where("table_schema = 'main'"))).fetchall()}
+        for name, columns in bookkeeping:
+            for column, kind in columns:
+                if (name, column) in have:
+                    continue
                 add = exp.ColumnDef(
                     this=_ident(column),
                     kind=exp.DataType.build(kind, dialect="duckdb"),
@@ -184,14 +198,13 @@ class Workspace:
                 )
                 alter = exp.Alter(this=exp.to_table(name, quoted=True), kind="TABLE", actions=[add])
                 con.execute(_q(alter))
-        for m in normalize.field_maps():
-            self._ensure_table(m.target)
 
     def _ensure_table(self, name: str) -> TableSchema:
         schema = builtin_schemas().get(name)
         if schema is None:
             raise IngestError(f"unknown table {name}")
-        self.con.execute(_q(staging.create_stored(schema)))
+        create = finish.cached_sql(("create", name), lambda: [staging.create_stored(schema)])
+        self.con.execute(create)
         return schema
 
     def stored_tables(self) -> list[str]:
@@ -253,7 +266,7 @@ class Workspace:
                 self._take(item, stats, ingest, file_id)
                 if on_progress is not None:
                     on_progress(stats, getattr(item, "position", None))
-            self._finish_file(file_id)
+            self._finish_file(file_id, stats)
             ident = identity or FileIdentity(0, 0, "")
             self._insert(
                 "_files",
@@ -467,25 +480,38 @@ class Workspace:
         query = exp.select(exp.Count(this=exp.Star())).from_(exp.to_table(table, quoted=True))
         return int(self.con.execute(_q(query)).fetchall()[0][0])
 
-    def _finish_file(self, file_id: int) -> None:
-        """In the file's transaction: script blocks, processes linked, Sentinel columns."""
+    def _finish_file(self, file_id: int, stats: FileStats) -> None:
+        """In the file's transaction: script blocks, processes linked, Sentinel columns.
+
+        Only the tables the file wrote rows to are visited.
+        """
         scope = ("_file", file_id)
         for m in normalize.field_maps():
             if m.stage == "final":
                 n = finish.rebuild_groups(self.con, m, file_id)
                 self.assembled[m.target] = self.assembled.get(m.target, 0) + n
-        tables = self.stored_tables()
-        for m in normalize.field_maps():
-            if m.link_by_process_id and "DeviceProcessEvents" in tables:
-                finish.link_by_process_id(self.con, m, scope)
-        for table in tables:
+                stats.add_table(m.target, n)
+        written = set(stats.tables)
+        if "DeviceProcessEvents" in self.stored_tables():
+            for m in normalize.field_maps():
+                if m.link_by_process_id and m.target in written:
+                    finish.link_by_process_id(self.con, m, scope)
+        for table in sorted(written):
             finish.enrich(self.con, table, scope)
             finish.sentinel_columns(self.con, table, scope)
 
     def _finish_ingest(self, ingest: int, results: list[FileStats] | None) -> None:
-        """Rows whose process was created in a later file of the ingest; the ingest's totals."""
-        for table in self.stored_tables():
-            finish.enrich(self.con, table, ("_ingest", ingest))
+        """Rows whose process was created in a later file of the ingest; the ingest's totals.
+
+        ``results`` None: an interrupted ingest finished later (every table is visited).
+        """
+        if results is None:
+            tables = self.stored_tables()
+        else:
+            tables = sorted({t for s in results for t in s.tables} & set(self.stored_tables()))
+        if results is None or len(results) > 1:
+            for table in tables:
+                finish.enrich(self.con, table, ("_ingest", ingest))
         update = exp.update(
             "_ingests",
             {"finished": exp.true()},
