@@ -24,6 +24,17 @@ def shared_data_paths() -> list[Path]:
     return [p for p in sorted((SHARED / "data").iterdir()) if p.name not in NOT_YET_READ]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup`` (./dev test) the tests of ``shared_workspace`` share a worker.
+
+    A session fixture is built once per xdist worker; this one ingests about 200k events (half a
+    minute and some 700 MB), so one worker builds it and the others run everything else.
+    """
+    for item in items:
+        if "shared_workspace" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("shared_workspace"))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_user_certificate_lists(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Certificate lists a user imported into their home never change what tests see."""
