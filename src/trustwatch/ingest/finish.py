@@ -204,7 +204,7 @@ def enrich(con: Any, table: str, scope: Scope) -> None:
     if not mapsql.enrich_pairs(schema) or not schema.column("InitiatingProcessCreationTime"):
         return
     sql = cached_sql(("enrich", table, scope[0]), lambda: [_enrich_tree(table, scope[0])])
-    con.execute(sql, [scope[1], scope[1]])
+    con.execute(sql, [scope[1]] * sql.count("?"))
 
 
 def _enrich_tree(table: str, column: str) -> exp.Expr:
@@ -218,6 +218,8 @@ def _enrich_tree(table: str, column: str) -> exp.Expr:
         ),
     )
     wanted = exp.select("_pguid").from_(exp.to_table(table, quoted=True)).where(unfilled)
+    # a file's rows look among its own processes; an ingest's among all stored ones
+    stored = exp.column("_file").eq(exp.Placeholder()) if column == "_file" else None
     sets = [
         exp.EQ(
             this=exp.column(target, quoted=True),
@@ -228,7 +230,7 @@ def _enrich_tree(table: str, column: str) -> exp.Expr:
     return exp.Update(
         this=exp.alias_(exp.to_table(table, quoted=True), "t", table=True),
         expressions=sets,
-        from_=exp.From(this=mapsql.parents(pairs, wanted, same_table=None).subquery("p")),
+        from_=exp.From(this=mapsql.parents(pairs, wanted, None, stored).subquery("p")),
         where=exp.Where(
             this=exp.and_(
                 unfilled.transform(lambda n: _qualified(n, "t")), mapsql.made_by("t", "p")

@@ -2,8 +2,9 @@
 
 ``INSERT INTO target WITH _tw_in AS (<the map's events>), _tw_mapped AS (<the map>),
 _tw_parent AS (<their processes>) SELECT ...``: rows naming a process (``_pguid``) get its
-InitiatingProcess* details from its process-creation row, found by a join on the few process
-ids of the chunk (no pass over the whole table afterwards).
+InitiatingProcess* details from its process-creation row in the same chunk or the same file,
+found by a join on the few process ids of the chunk; processes of other files are looked up
+once per ingest (:func:`trustwatch.ingest.finish.enrich`).
 
 Building the statement compiles the map's KQL (tens of milliseconds a map); the text is kept by
 :mod:`trustwatch.compiled`, keyed by the map, its source and trustwatch's code, so an ingest
@@ -59,7 +60,11 @@ def _build(m: normalize.FieldMap, source: str) -> exp.Insert:
     if pairs:
         same = set(names) if m.target == "DeviceProcessEvents" else None
         wanted = exp.select("_pguid").from_("_tw_mapped")
-        select = select.with_("_tw_parent", as_=parents(pairs, wanted, same_table=same)).join(
+        # stored parents of the same file only: the workspace's others are looked up once per
+        # ingest (finish.enrich), not once per chunk
+        this_file = exp.column("_file").eq(staging.variable(staging.FILE_VARIABLE))
+        found = parents(pairs, wanted, same_table=same, stored=this_file)
+        select = select.with_("_tw_parent", as_=found).join(
             exp.to_table("_tw_parent"), on=made_by("_tw_mapped", "_tw_parent"), join_type="left"
         )
     targets = [ident(n) for n in [*out, "_ingest", "_file", "_map"]]
@@ -112,13 +117,17 @@ def fill(mine: exp.Expr | None, theirs: exp.Expr, schema: TableSchema, name: str
 
 
 def parents(
-    pairs: list[tuple[str, str]], wanted: exp.Query, same_table: set[str] | None
+    pairs: list[tuple[str, str]],
+    wanted: exp.Query,
+    same_table: set[str] | None,
+    stored: exp.Expr | None = None,
 ) -> exp.Query:
     """The process-creation rows of the processes ``wanted`` names (one per process).
 
-    They come from the stored DeviceProcessEvents and, when the rows being inserted are
-    themselves process creations (``same_table``: the columns they have), from those rows
-    too: a parent usually starts moments before its child, in the same chunk.
+    They come from the stored DeviceProcessEvents (those ``stored`` selects, e.g. the file's
+    own: a scan the file's row groups bound, whatever the workspace's size) and, when the rows
+    being inserted are themselves process creations (``same_table``: the columns they have),
+    from those rows too: a parent usually starts moments before its child, in the same chunk.
     """
     columns = sorted({source for _, source in pairs} | {"DeviceName", "_guid", "Timestamp"})
     named = exp.and_(
@@ -126,16 +135,17 @@ def parents(
         exp.In(this=exp.column("_guid"), query=wanted.subquery()),
     )
 
-    def rows_of(table: exp.Table, has: set[str] | None) -> exp.Select:
+    def rows_of(table: exp.Table, has: set[str] | None, only: exp.Expr | None) -> exp.Select:
         values = [
             exp.column(c, quoted=True) if has is None or c in has else exp.null().as_(c)
             for c in columns
         ]
-        return exp.Select(expressions=values).from_(table).where(named.copy())
+        where = named.copy() if only is None else exp.and_(only.copy(), named.copy())
+        return exp.Select(expressions=values).from_(table).where(where)
 
-    found: exp.Query = rows_of(exp.to_table("DeviceProcessEvents", quoted=True), None)
+    found: exp.Query = rows_of(exp.to_table("DeviceProcessEvents", quoted=True), None, stored)
     if same_table is not None:
-        mapped = rows_of(exp.to_table("_tw_mapped"), same_table)
+        mapped = rows_of(exp.to_table("_tw_mapped"), same_table, None)
         found = exp.union(found, mapped, distinct=False)
     ordered = exp.Window(
         this=exp.RowNumber(),

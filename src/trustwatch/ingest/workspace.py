@@ -19,9 +19,13 @@ costs the same per event however large the workspace is. Table rows from exports
 their content. For every file, records read = stored + quarantined + duplicates.
 
 **Chunks, not events.** The reader runs in a thread ahead of DuckDB (the Rust parser releases
-the interpreter while it works), chunks of up to ``records.BATCH_SIZE`` documents are staged,
-checked and mapped by a handful of SQL statements each, whose text is built once per process
-(field maps: once per machine, see :mod:`trustwatch.compiled`).
+the interpreter while it works, and the copy of each chunk into Arrow happens there too);
+chunks of up to ``records.BATCH_SIZE`` documents are staged, checked and mapped by a handful of
+SQL statements each, whose text is built once per machine (:mod:`trustwatch.compiled`).
+
+**Processes.** A row gets its InitiatingProcess* details from its process's creation row when
+that is in the same chunk or file (a scan bounded by the file's row groups); rows whose process
+is in another file, or that name it only by id, are filled once per ingest, in its last step.
 """
 
 from __future__ import annotations
@@ -367,10 +371,10 @@ class Workspace:
         temporary tables: inside the file's transaction, replaced temporary tables would be
         kept until the commit, and memory would grow with the file.
         """
-        stats.read += len(batch.docs)
-        data = pa.table(
-            {"ref": pa.array(batch.refs, pa.int64()), "doc": pa.array(batch.docs, pa.string())}
-        )
+        data = batch.arrow if batch.arrow is not None else to_arrow(batch)
+        batch.arrow = None
+        read = data.num_rows
+        stats.read += read
         staged = self._arrow(staging.stage_sql(BATCH), BATCH, data)
         del data
         bad = staged.filter(pc.is_valid(staged.column("_reason")))
@@ -380,7 +384,7 @@ class Workspace:
         staged = staged.drop_columns(["_reason", "_excerpt"])
         fresh = self._fresh(staged)
         stats.stored += fresh.num_rows
-        stats.duplicates += len(batch.docs) - bad.num_rows - fresh.num_rows
+        stats.duplicates += read - bad.num_rows - fresh.num_rows
         if not fresh.num_rows:
             return
         rel = self.con.from_arrow(fresh)
@@ -481,9 +485,9 @@ class Workspace:
         return int(self.con.execute(_q(query)).fetchall()[0][0])
 
     def _finish_file(self, file_id: int, stats: FileStats) -> None:
-        """In the file's transaction: script blocks, processes linked, Sentinel columns.
+        """In the file's transaction: script blocks, the file's own processes, Sentinel columns.
 
-        Only the tables the file wrote rows to are visited.
+        Only the tables the file wrote rows to are visited, and only the file's rows.
         """
         scope = ("_file", file_id)
         for m in normalize.field_maps():
@@ -492,16 +496,12 @@ class Workspace:
                 self.assembled[m.target] = self.assembled.get(m.target, 0) + n
                 stats.add_table(m.target, n)
         written = set(stats.tables)
-        if "DeviceProcessEvents" in self.stored_tables():
-            for m in normalize.field_maps():
-                if m.link_by_process_id and m.target in written:
-                    finish.link_by_process_id(self.con, m, scope)
         for table in sorted(written):
             finish.enrich(self.con, table, scope)
             finish.sentinel_columns(self.con, table, scope)
 
     def _finish_ingest(self, ingest: int, results: list[FileStats] | None) -> None:
-        """Rows whose process was created in a later file of the ingest; the ingest's totals.
+        """Rows whose process is in another file, or named by id only; the ingest's totals.
 
         ``results`` None: an interrupted ingest finished later (every table is visited).
         """
@@ -509,9 +509,13 @@ class Workspace:
             tables = self.stored_tables()
         else:
             tables = sorted({t for s in results for t in s.tables} & set(self.stored_tables()))
-        if results is None or len(results) > 1:
-            for table in tables:
-                finish.enrich(self.con, table, ("_ingest", ingest))
+        scope = ("_ingest", ingest)
+        if "DeviceProcessEvents" in self.stored_tables():
+            for m in normalize.field_maps():
+                if m.link_by_process_id and m.target in tables:
+                    finish.link_by_process_id(self.con, m, scope)
+        for table in tables:
+            finish.enrich(self.con, table, scope)
         update = exp.update(
             "_ingests",
             {"finished": exp.true()},
@@ -647,6 +651,9 @@ def prefetch(items: Iterable[Item], depth: int = 2) -> Iterator[Item]:
             for item in items:
                 if stop.is_set():
                     return
+                if isinstance(item, EventBatch):  # the copy into Arrow, off the main thread
+                    item.arrow = to_arrow(item)
+                    item.refs, item.docs = [], []
                 queue.put(item)
         except BaseException as exc:  # handed to the consumer, raised there
             queue.put(_Failure(exc))
@@ -669,6 +676,13 @@ def prefetch(items: Iterable[Item], depth: int = 2) -> Iterator[Item]:
                 queue.get_nowait()
             except Empty:
                 thread.join(0.05)
+
+
+def to_arrow(batch: EventBatch) -> pa.Table:
+    """A batch's references and documents as an Arrow table (``ref``, ``doc``)."""
+    return pa.table(
+        {"ref": pa.array(batch.refs, pa.int64()), "doc": pa.array(batch.docs, pa.string())}
+    )
 
 
 @dataclass(frozen=True, slots=True)
