@@ -638,7 +638,7 @@ class Workspace:
 _DONE = object()
 
 
-def prefetch(items: Iterable[Item], depth: int = 2) -> Iterator[Item]:
+def prefetch(items: Iterable[Item], depth: int = 1) -> Iterator[Item]:
     """Read ahead in a thread: the parser (Rust, GIL released) works while DuckDB does.
 
     At most ``depth`` items wait; an error in the reader is raised here, where it is used.
