@@ -54,9 +54,11 @@ def _build(m: normalize.FieldMap, source: str) -> exp.Insert:
             exp.Literal.string(m.name).as_("_map"),
         ]
     ).from_(exp.to_table("_tw_mapped"))
+    # the mapped rows are read twice (the output, and the parents of process creations):
+    # materialised, the map's expressions run once per event instead of twice
     select = select.with_(
         view, as_=staging.field_input(source, m.provider, m.event_ids, m.fields)
-    ).with_("_tw_mapped", as_=mapped)
+    ).with_("_tw_mapped", as_=mapped, materialized=bool(enrich_pairs(schema)) and "_pguid" in names)
     if pairs:
         same = set(names) if m.target == "DeviceProcessEvents" else None
         wanted = exp.select("_pguid").from_("_tw_mapped")
