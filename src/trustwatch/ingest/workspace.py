@@ -186,22 +186,19 @@ class Workspace:
             trees += [staging.create_stored(builtin_schemas()[t]) for t in targets]
             return trees
 
-        for statement in finish.cached_sql(("setup", *targets), tables).split(";\n"):
-            con.execute(statement)
-        # a workspace made by an earlier version gains the bookkeeping columns it lacks
-        query = exp.select("table_name", "column_name").from_("information_schema.columns")
-        have = {(t, c) for t, c in con.execute(_q(query.where("table_schema = 'main'"))).fetchall()}
-        for name, columns in bookkeeping:
-            for column, kind in columns:
-                if (name, column) in have:
-                    continue
-                add = exp.ColumnDef(
-                    this=_ident(column),
-                    kind=exp.DataType.build(kind, dialect="duckdb"),
-                    exists=True,
-                )
-                alter = exp.Alter(this=exp.to_table(name, quoted=True), kind="TABLE", actions=[add])
-                con.execute(_q(alter))
+        def create() -> None:  # all the tables, or (killed meanwhile) none of them
+            for statement in finish.cached_sql(("setup", *targets), tables).split(";\n"):
+                con.execute(statement)
+            # a workspace made by an earlier version gains the bookkeeping columns it lacks
+            query = exp.select("table_name", "column_name").from_("information_schema.columns")
+            where = query.where("table_schema = 'main'")
+            have = {(t, c) for t, c in con.execute(_q(where)).fetchall()}
+            for name, columns in bookkeeping:
+                for column, kind in columns:
+                    if (name, column) not in have:
+                        con.execute(_q(_add_column(name, column, kind)))
+
+        self._transaction(create)
 
     def _ensure_table(self, name: str) -> TableSchema:
         schema = builtin_schemas().get(name)
@@ -688,6 +685,14 @@ def to_arrow(batch: EventBatch) -> pa.Table:
 @dataclass(frozen=True, slots=True)
 class _Failure:
     error: BaseException
+
+
+def _add_column(table: str, column: str, kind: str) -> exp.Alter:
+    """``ALTER TABLE table ADD COLUMN IF NOT EXISTS column kind``."""
+    add = exp.ColumnDef(
+        this=_ident(column), kind=exp.DataType.build(kind, dialect="duckdb"), exists=True
+    )
+    return exp.Alter(this=exp.to_table(table, quoted=True), kind="TABLE", actions=[add])
 
 
 def _setting(name: str, value: str) -> exp.SetItem:
