@@ -20,7 +20,7 @@ from trustwatch.api import Session
 from trustwatch.ingest import pipeline
 from trustwatch.ingest.workspace import Workspace
 from trustwatch.kql.parser import parse_query
-from trustwatch.rules import schedule
+from trustwatch.rules import runner, schedule
 from trustwatch.rules.locality import Locality, lift
 from trustwatch.rules.model import Rule, load_rule, load_rules
 from trustwatch.rules.runner import Hunter, HuntResult
@@ -174,6 +174,28 @@ def test_rules_that_read_the_clock_or_other_rows(tmp_path: Path, query: str, loc
     one = locality != "per-run"
     assert (fast.stats[0].evaluations == 1) is one
     assert fast.alerts
+
+
+def test_batches_bound_what_one_evaluation_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "BATCH_READS", 5)  # events read, summed over a batch's runs
+    query = (
+        "DeviceProcessEvents | summarize Count = count(), Last = max(TimeGenerated) by DeviceName"
+    )
+    rule = load_rule(write_rule(tmp_path, query, queryPeriod="120d", queryFrequency="7d"))
+    fast, slow = both_ways(session_of(DeviceProcessEvents=monthly(years=3)), [rule])
+    assert_same(fast, slow)
+    assert fast.stats[0].locality == Locality.BATCH
+    assert 1 < fast.stats[0].evaluations < slow.stats[0].evaluations
+
+
+def test_batch_cuts() -> None:
+    runs = [schedule.Run(datetime.now(UTC), datetime.now(UTC), k=k) for k in (0, 1, 2, 5, 9)]
+    weighted = [(0, 3, 2), (1, 2, 1), (5, 6, 4), (9, 10, 1)]  # window loads: 2, 3, 2, 4, 1
+    assert schedule.batches(runs, weighted, 5) == [0, 2, 3]
+    assert schedule.batches(runs, weighted, 100) == [0]
+    assert schedule.batches(runs, weighted, 1) == [0, 1, 2, 3, 4]
 
 
 def test_per_run_is_decided_on_the_syntax_tree() -> None:

@@ -47,6 +47,9 @@ from trustwatch.rules.tuning import Tuning
 
 _PROBE_TIME = datetime(2001, 1, 1, tzinfo=UTC)
 _ALL_TIME = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+# a batched evaluation reads each event once per run that sees it: at most this many reads
+# (summed over its runs' windows) per evaluation bounds its memory
+BATCH_READS = 2_000_000
 CLOCK_FUNCTIONS = frozenset({"now", "ago"})
 
 
@@ -244,15 +247,18 @@ class Hunter:
         )
         return result
 
-    def _runs(self, item: _Compiled, now: datetime | None) -> tuple[list[schedule.Run], int]:
+    def _runs(
+        self, item: _Compiled, now: datetime | None
+    ) -> tuple[list[schedule.Run], int, list[tuple[int, int, int]]]:
+        """The runs to evaluate, how many grid runs saw data, and the events per window span."""
         rule = item.rule
         if now is not None:
-            return [schedule.single_run(now, rule.query_period)], 1
-        spans = schedule.activity(self.engine, item.tables, rule.query_frequency, rule.query_period)
-        runs = list(
-            schedule.replay_runs(spans, rule.query_frequency, rule.query_period, not item.fixed)
-        )
-        return runs, schedule.run_count(spans)
+            return [schedule.single_run(now, rule.query_period)], 1, []
+        frequency, period = rule.query_frequency, rule.query_period
+        weighted = schedule.weighted_activity(self.engine, item.tables, frequency, period)
+        spans = [(first, end) for first, end, _ in weighted]
+        runs = list(schedule.replay_runs(spans, frequency, period, not item.fixed))
+        return runs, schedule.run_count(spans), weighted
 
     def _run_rule(
         self,
@@ -262,14 +268,13 @@ class Hunter:
         on_progress: Callable[[str, int, int], None] | None,
     ) -> RuleStats:
         rule = item.rule
-        runs, grid_runs = self._runs(item, now)
+        runs, grid_runs, weighted = self._runs(item, now)
         stats = RuleStats(rule, runs=grid_runs)
         mode = item.locality if self.fast and now is None and runs else Locality.PER_RUN
         if mode is Locality.ROW and self._row_local(item, stats, result):
             pass
         elif mode is Locality.BATCH:
-            by_run = self._batched(item, runs)
-            stats.evaluations += 1
+            by_run = self._batched(item, runs, weighted, stats)
             self._replay(item, runs, lambda i, _: by_run.get(i, []), stats, result)
         else:
             mode = Locality.PER_RUN
@@ -384,13 +389,20 @@ class Hunter:
         return True
 
     def _batched(
-        self, item: _Compiled, runs: list[schedule.Run]
+        self,
+        item: _Compiled,
+        runs: list[schedule.Run],
+        weighted: list[tuple[int, int, int]],
+        stats: RuleStats,
     ) -> dict[int, list[dict[str, Any]]]:
-        """Every run's rows from one evaluation, by run (its position in ``runs``)."""
-        rows = self._execute(item.once_sql, self.window.run_params(runs), item.once_columns)
+        """Every run's rows, by run (its position in ``runs``), from one evaluation per batch."""
+        cuts = schedule.batches(runs, weighted, BATCH_READS)
         by_run: dict[int, list[dict[str, Any]]] = {}
-        for row in rows:
-            by_run.setdefault(int(row.pop(item.hidden)), []).append(row)
+        for start, stop in zip(cuts, [*cuts[1:], len(runs)], strict=True):
+            params = self.window.run_params(runs[start:stop], start)
+            for row in self._execute(item.once_sql, params, item.once_columns):
+                by_run.setdefault(int(row.pop(item.hidden)), []).append(row)
+            stats.evaluations += 1
         return by_run
 
     def _evaluate(self, item: _Compiled, run: schedule.Run) -> list[dict[str, Any]]:

@@ -200,10 +200,10 @@ class Window:
         }
 
     @staticmethod
-    def run_params(runs: Sequence[Run]) -> dict[str, list[int] | list[datetime]]:
-        """The list parameters of :meth:`bind_runs` for ``runs`` (ids: their positions)."""
+    def run_params(runs: Sequence[Run], first_id: int = 0) -> dict[str, list[int] | list[datetime]]:
+        """The list parameters of :meth:`bind_runs` for ``runs`` (ids from ``first_id`` on)."""
         return {
-            RUN_IDS: list(range(len(runs))),
+            RUN_IDS: list(range(first_id, first_id + len(runs))),
             RUN_STARTS: [_naive(run.start) for run in runs],
             RUN_ENDS: [_naive(run.at) for run in runs],
         }
@@ -238,12 +238,18 @@ def activity(
 
     An event at ``x`` is in run ``k`` when ``k*F - P < x <= k*F``.
     """
+    return [(first, end) for first, end, _ in weighted_activity(engine, tables, frequency, period)]
+
+
+def weighted_activity(
+    engine: DuckDBEngine, tables: Iterable[CatalogTable], frequency: timedelta, period: timedelta
+) -> list[tuple[int, int, int]]:
+    """As :func:`activity`, with the number of events seen by exactly runs ``[first, end)``."""
     f_us = frequency // timedelta(microseconds=1)
     p_us = period // timedelta(microseconds=1)
     time = exp.column("TimeGenerated", quoted=True)
     parts: list[exp.Query] = [
         exp.select(exp.alias_(exp.Anonymous(this="epoch_us", expressions=[time]), "us"))
-        .distinct()
         .from_(exp.to_table(table.sql_name, quoted=True))
         .where(exp.Not(this=exp.Is(this=time, expression=exp.null())))
         for table in tables
@@ -263,9 +269,39 @@ def activity(
         ),
         "BIGINT",
     )
-    query = exp.select(first, end).distinct().from_(union_all(parts).subquery("t"))
+    query = (
+        exp.select(exp.alias_(first, "first"), exp.alias_(end, "end"), "count(*)")
+        .from_(union_all(parts).subquery("t"))
+        .group_by("1", "2")
+    )
     sql = query.sql(dialect="duckdb")
-    return [(int(a), int(b)) for a, b in engine.con.execute(sql).fetchall()]
+    return [(int(a), int(b), int(n)) for a, b, n in engine.con.execute(sql).fetchall()]
+
+
+def batches(runs: Sequence[Run], weighted: Sequence[tuple[int, int, int]], limit: int) -> list[int]:
+    """Where to cut ``runs`` so that the events the runs of a batch read add up to ``limit``.
+
+    A batched evaluation (:meth:`Window.bind_runs`) reads each event once per run whose window
+    holds it; bounding that sum bounds its memory. A run alone over ``limit`` is a batch of its
+    own. Returns the start index of each batch.
+    """
+    delta: dict[int, int] = {}
+    for first, end, count in weighted:
+        delta[first] = delta.get(first, 0) + count
+        delta[end] = delta.get(end, 0) - count
+    bounds = sorted(delta)
+    cuts: list[int] = []
+    load = total = 0
+    b = 0
+    for i, run in enumerate(runs):  # runs are in grid order: sweep the bounds along them
+        while b < len(bounds) and bounds[b] <= run.k:
+            load += delta[bounds[b]]
+            b += 1
+        if not cuts or total + load > limit:
+            cuts.append(i)
+            total = 0
+        total += load
+    return cuts
 
 
 def _double(value: int) -> exp.Expr:
