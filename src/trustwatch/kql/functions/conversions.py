@@ -70,6 +70,17 @@ def _timespan_text(sql: exp.Expr) -> exp.Expr:
     )
 
 
+def _built_json(sql: exp.Expr) -> bool:
+    """``json_object(...)`` or ``to_json(list_value(...))``: an object or array, never null."""
+    if not isinstance(sql, exp.Anonymous):
+        return False
+    name = str(sql.this).lower()
+    if name == "json_object":
+        return True
+    inner = sql.expressions[0] if name == "to_json" and len(sql.expressions) == 1 else None
+    return isinstance(inner, exp.Anonymous) and str(inner.this).lower() == "list_value"
+
+
 def to_string(t: Typed) -> Typed:
     """``tostring()``: the bare text of a value; ``""`` for null.
 
@@ -82,6 +93,9 @@ def to_string(t: Typed) -> Typed:
     if t.is_constant and t.constant is None:
         return Typed(lit_string(""), "string", "", True)
     sql: exp.Expr
+    if t.type == "dynamic" and _built_json(t.sql):
+        # an object or array built here is already JSON text: reading it back is not needed
+        return Typed(exp.Cast(this=t.sql, to=sql_type("string")), "string")
     if t.type == "dynamic":
         sql = func("json_extract_string", t.sql, lit_string("$"))
     elif t.type == "datetime":
