@@ -17,7 +17,10 @@ Both hunts use one compiled-content cache in a temporary folder, filled by a fir
 (its time, with the cache cold, is printed too); both must print the same alerts. Times are wall
 clock around each child, interpreter start-up, ingest and enrichment included. ``--repeat R``
 alternates the three R times and reports medians. Prints events, the span in days, seconds, the
-ratio hunt / bare parse (target <= 4) and run by run / hunt. Usage::
+ratio hunt / bare parse (target <= 4) and run by run / hunt.
+
+Then, in this process, where a hunt's time goes: the ingest (``Workspace.ingest``) and
+``Hunter.run`` both ways over the same workspace (rules compiled beforehand). Usage::
 
     .venv/bin/python bench/hunt_span.py [--repeat 1] [--keep DIR]
 """
@@ -57,7 +60,7 @@ print(n)
 HUNT = """
 import sys
 from trustwatch.cli.main import main
-if sys.argv[1] == "run-by-run":
+if sys.argv[1] == "run-by-run":  # the keyword's default, as no command-line option sets it
     from trustwatch.rules.runner import Hunter
     Hunter.__init__.__kwdefaults__["fast"] = False
 sys.argv = ["trustwatch", "hunt", sys.argv[2], "--format", "json"]
@@ -129,18 +132,61 @@ def main() -> None:
             slow.append(seconds)
             if alerts != slow_alerts:
                 sys.exit("the two hunts printed different alerts")
+        report(files, events, (first, last), (bare, fast, slow), cold_s, len(alerts))
+        breakdown(files)
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
-    b, f, s = (statistics.median(x) for x in (bare, fast, slow))
+
+
+def report(
+    files: list[Path],
+    events: int,
+    span: tuple[datetime, datetime],
+    times: tuple[list[float], list[float], list[float]],
+    cold_s: float,
+    alerts: int,
+) -> None:
+    b, f, s = (statistics.median(x) for x in times)
+    first, last = span
     days = (last - first).total_seconds() / 86400
     print(f"{len(files)} EVTX files, {events:,} events, {first:%Y-%m-%d} .. {last:%Y-%m-%d}")
     print(f"span {days:,.0f} days; load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
-    print(f"bare parse:                      {b:7.1f} s")
+    print(f"bare parse:                      {b:7.2f} s")
     print(f"hunt (one evaluation per rule):  {f:7.1f} s  hunt / bare parse {f / b:.1f}x", end="")
     print(f" (target <= {TARGET:g}x); compile cache cold: {cold_s:.1f} s")
     print(f"hunt, run by run (fast=False):   {s:7.1f} s  / bare parse {s / b:.1f}x")
-    print(f"run by run / one evaluation: {s / f:.1f}x; {len(alerts)} alerts, the same both ways")
+    print(f"run by run / one evaluation: {s / f:.1f}x; {alerts} alerts, the same both ways")
+
+
+def breakdown(files: list[Path]) -> None:
+    """Ingest, then ``Hunter.run`` both ways, timed in this process over one workspace."""
+    from trustwatch.api import Session
+    from trustwatch.ingest import pipeline
+    from trustwatch.ingest.workspace import Workspace
+    from trustwatch.rules.model import load_rules
+    from trustwatch.rules.runner import Hunter
+    from trustwatch.rules.tuning import default_tuning_path, load_tuning
+
+    started = time.perf_counter()
+    planned, _ = pipeline.plan(files, skip_unknown=True)
+    ws = Workspace(None)
+    ws.ingest(planned)
+    ingest_s = time.perf_counter() - started
+    tuning = load_tuning(default_tuning_path())
+    session = Session(tuning.tables(), engine=ws.engine, views=pipeline.query_views(ws.engine))
+    rules = load_rules(["default"])
+    for rule in rules:
+        Hunter(session, tuning).compile(rule)
+    seconds = []
+    for fast in (True, False):
+        started = time.perf_counter()
+        result = Hunter(session, tuning, fast=fast).run(rules)
+        seconds.append(time.perf_counter() - started)
+        evaluations = sum(s.evaluations for s in result.stats)
+        print(f"  Hunter.run(fast={fast}): {seconds[-1]:6.2f} s, {evaluations} evaluations")
+    print(f"in process: ingest {ingest_s:.2f} s; replay run by run / one evaluation", end="")
+    print(f" {seconds[1] / seconds[0]:.1f}x")
 
 
 if __name__ == "__main__":
