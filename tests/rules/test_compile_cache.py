@@ -70,3 +70,12 @@ def test_a_broken_cache_costs_a_compile(cache: Path) -> None:
     cache.write_text("not a folder", encoding="utf-8")
     rule = load_rules(["default"])[0]
     assert Hunter(Session()).compile(rule).sql
+
+
+def test_a_damaged_entry_costs_a_compile(cache: Path) -> None:
+    rule = load_rules(["default"])[0]
+    want = Hunter(Session()).compile(rule).sql
+    for entry in (cache / "hunt-rule").iterdir():
+        entry.write_text('{"fixed": true}', encoding="utf-8")
+    compiled.clear_memo()
+    assert Hunter(Session()).compile(rule).sql == want

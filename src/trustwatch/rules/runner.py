@@ -130,23 +130,29 @@ class Hunter:
             if _shipped(rule):
                 parts = [text, self.engine.dialect, *self._catalog_parts()]
                 entry = compiled.cached_text("hunt-rule", parts, lambda: self._build(text, source))
-            else:
-                entry = self._build(text, source)
+                try:
+                    return self._compiled(rule, source, entry)
+                except (ValueError, KeyError, TypeError):  # a damaged entry costs a compile
+                    pass
+            return self._compiled(rule, source, self._build(text, source))
         except TrustwatchError as exc:
             raise exc.with_source(source) from None
+
+    def _compiled(self, rule: Rule, source: Source, entry: str) -> _Compiled:
+        """A rule's compiled form from its JSON entry (:meth:`_build`)."""
         doc = json.loads(entry)
         return _Compiled(
             rule,
             source,
-            fixed=doc["fixed"],
-            sql=doc["sql"],
+            fixed=bool(doc["fixed"]),
+            sql=str(doc["sql"]),
             columns=_columns(doc["columns"]),
             tables=[self.session.catalog[name] for name in doc["tables"]],
             locality=Locality(doc["locality"]),
-            once_sql=doc["once_sql"],
+            once_sql=str(doc["once_sql"]),
             once_columns=_columns(doc["once_columns"]),
-            hidden=doc["hidden"],
-            reason=doc["reason"],
+            hidden=str(doc["hidden"]),
+            reason=str(doc["reason"]),
         )
 
     def _build(self, text: str, source: Source) -> str:
