@@ -20,7 +20,7 @@ their content. For every file, records read = stored + quarantined + duplicates.
 
 **Chunks, not events.** The reader runs in a thread ahead of DuckDB (the Rust parser releases
 the interpreter while it works, and the copy of each chunk into Arrow happens there too);
-chunks of up to ``records.BATCH_SIZE`` documents are staged, checked and mapped by a handful of
+chunks of up to ``CHUNK`` documents are staged, checked and mapped by a handful of
 SQL statements each, whose text is built once per machine (:mod:`trustwatch.compiled`).
 
 **Processes.** A row gets its InitiatingProcess* details from its process's creation row when
@@ -50,7 +50,7 @@ from sqlglot import exp
 from trustwatch.engines.duckdb import DuckDBEngine, cast_column
 from trustwatch.errors import IngestError
 from trustwatch.ingest import finish, mapsql, normalize, staging
-from trustwatch.ingest.records import EventBatch, Item, Rejected, RowBatch
+from trustwatch.ingest.records import EventBatch, Item, RefKind, Rejected, RowBatch
 from trustwatch.schema.model import TableSchema, builtin_schemas
 from trustwatch.tables import rows_to_arrow
 
@@ -60,6 +60,7 @@ FRESH = "_tw_fresh"
 STAGE = "_tw_stage"
 QUARANTINE = "_quarantine"
 EDGE = 1 << 20  # bytes hashed at each end of a file to recognise it
+CHUNK = 32_768  # documents staged, checked and mapped together (the readers batch fewer)
 
 _QUARANTINE_COLUMNS = (
     ("_ingest", "INTEGER"),
@@ -266,7 +267,7 @@ class Workspace:
         def work() -> None:
             file_id = self._next_id("_files")
             self._set(staging.FILE_VARIABLE, file_id)
-            for item in prefetch(reader(path)):
+            for item in prefetch(chunks(reader(path))):
                 self._take(item, stats, ingest, file_id)
                 if on_progress is not None:
                     on_progress(stats, getattr(item, "position", None))
@@ -383,6 +384,7 @@ class Workspace:
             staged = staged.filter(pc.is_null(staged.column("_reason")))
         staged = staged.drop_columns(["_reason", "_excerpt"])
         fresh = self._fresh(staged)
+        del staged  # memory: at most the chunk's fresh events are held while the maps run
         stats.stored += fresh.num_rows
         stats.duplicates += read - bad.num_rows - fresh.num_rows
         if not fresh.num_rows:
@@ -429,6 +431,21 @@ class Workspace:
             .from_(exp.alias_(exp.to_table(staging.RAW), "r", table=True))
             .where(exp.and_(*[w.transform(lambda n: _on(n, "r")) for w in window]))
         )
+        if unique:  # the common case: ask only for the stored keys, and keep the chunk as it is
+            known = (
+                exp.select(stored.copy())
+                .from_(seen.subquery("r"))
+                .where(
+                    exp.In(
+                        this=exp.column("_key", table="r"),
+                        query=exp.select("_key").from_(STAGE).subquery(),
+                    )
+                )
+            )
+            found = self._arrow(_q(known), STAGE, staged.select(["_key"])).column("_key")
+            if not len(found):
+                return staged
+            return staged.filter(pc.invert(pc.is_in(keys, value_set=found.combine_chunks())))
         source = exp.select("*").from_(STAGE)
         if not unique:
             first = exp.Window(
@@ -651,9 +668,6 @@ def prefetch(items: Iterable[Item], depth: int = 1) -> Iterator[Item]:
             for item in items:
                 if stop.is_set():
                     return
-                if isinstance(item, EventBatch):  # the copy into Arrow, off the main thread
-                    item.arrow = to_arrow(item)
-                    item.refs, item.docs = [], []
                 queue.put(item)
         except BaseException as exc:  # handed to the consumer, raised there
             queue.put(_Failure(exc))
@@ -676,6 +690,41 @@ def prefetch(items: Iterable[Item], depth: int = 1) -> Iterator[Item]:
                 queue.get_nowait()
             except Empty:
                 thread.join(0.05)
+
+
+def chunks(items: Iterable[Item], size: int = CHUNK) -> Iterator[Item]:
+    """The reader's event batches as Arrow, merged into chunks of up to ``size`` documents.
+
+    Each small batch is copied into Arrow as it comes and its Python strings let go, so a
+    chunk's documents are held once, in Arrow; other items pass through in their place.
+    """
+    pending: list[pa.Table] = []
+    rows, position = 0, None
+    kind: RefKind = "record"
+
+    def merged() -> EventBatch:
+        nonlocal rows
+        batch = EventBatch(kind, position=position, arrow=pa.concat_tables(pending))
+        pending.clear()
+        rows = 0
+        return batch
+
+    for item in items:
+        if not isinstance(item, EventBatch):
+            if pending:
+                yield merged()
+            yield item
+            continue
+        if pending and item.ref_kind != kind:
+            yield merged()
+        table = item.arrow if item.arrow is not None else to_arrow(item)
+        item.refs, item.docs, item.arrow = [], [], None
+        pending.append(table)
+        rows, kind, position = rows + table.num_rows, item.ref_kind, item.position
+        if rows >= size:
+            yield merged()
+    if pending:
+        yield merged()
 
 
 def to_arrow(batch: EventBatch) -> pa.Table:
