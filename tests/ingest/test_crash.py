@@ -24,12 +24,13 @@ import pytest
 
 from trustwatch.api import Session
 from trustwatch.ingest import pipeline
-from trustwatch.ingest.workspace import Workspace
+from trustwatch.ingest.workspace import SMALL_FILE, Workspace
 
 TRIALS = 20
 ROOT_STORE = r"HKLM\SOFTWARE\Microsoft\SystemCertificates\ROOT\Certificates"
 FILES = 4
 EVENTS = 150  # per file: a process creation, a registry write and a 4104 part for each record
+PADDING = SMALL_FILE // (EVENTS // 3) + 1
 
 
 def _event(record: int, event_id: int, data: dict[str, Any], host: str, **system: str) -> str:
@@ -64,6 +65,9 @@ def _write_files(folder: Path) -> list[Path]:
                         "Image": r"C:\Windows\System32\certutil.exe",
                         "CommandLine": f"certutil -addstore root c{i}.cer",
                         "ParentProcessGuid": "{99999999-2222-3333-4444-555555555555}",
+                        # the first files are big enough to be stored one at a time, the
+                        # others small enough to be stored together (workspace.SMALL_FILE)
+                        "Padding": "x" * (PADDING if f < 2 else 0),
                     },
                     host,
                 )
@@ -155,7 +159,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], dic
 
 
 def test_a_clean_ingest_holds_every_event(reference: tuple[list[Path], dict[str, int]]) -> None:
-    _, counts = reference
+    files, counts = reference
+    sizes = [p.stat().st_size for p in files]
+    assert sizes[0] > SMALL_FILE and sizes[1] > SMALL_FILE, sizes  # a transaction each
+    assert sizes[2] <= SMALL_FILE and sizes[3] <= SMALL_FILE, sizes  # one for both
     assert counts["_raw_events"] == FILES * (EVENTS // 3) * 3
     assert counts["DeviceProcessEvents"] == FILES * (EVENTS // 3)
     assert counts["DeviceRegistryEvents"] == FILES * (EVENTS // 3)

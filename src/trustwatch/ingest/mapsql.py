@@ -22,10 +22,21 @@ from trustwatch.kql.semantics import sql_type
 from trustwatch.schema.model import TableSchema, builtin_schemas
 
 
-def insert_sql(m: normalize.FieldMap, source: str) -> str:
-    """The INSERT of map ``m`` over the raw events in relation ``source``, as DuckDB SQL."""
-    parts = (m.name, m.query, ",".join(m.fields), m.target, source)
-    return compiled.cached_text("ingest-map", parts, lambda: _build(m, source).sql("duckdb"))
+def insert_sql(m: normalize.FieldMap, source: str, *, returning: bool = False) -> str:
+    """The INSERT of map ``m`` over the raw events in relation ``source``, as DuckDB SQL.
+
+    ``returning``: the statement returns each inserted row's ``_file`` (a chunk of several
+    files counts its rows per file), instead of the number of rows.
+    """
+    parts = (m.name, m.query, ",".join(m.fields), m.target, source, str(returning))
+
+    def build() -> str:
+        insert = _build(m, source)
+        if returning:
+            insert.set("returning", exp.Returning(expressions=[exp.column("_file")]))
+        return insert.sql("duckdb")
+
+    return compiled.cached_text("ingest-map", parts, build)
 
 
 def _build(m: normalize.FieldMap, source: str) -> exp.Insert:
@@ -46,11 +57,14 @@ def _build(m: normalize.FieldMap, source: str) -> exp.Insert:
         out["TimeGenerated"] = exp.column("Timestamp", table="_tw_mapped", quoted=True)
     if schema.column("Type") and "Type" not in out:
         out["Type"] = exp.Literal.string(m.target)
+    # event-stage maps keep each event's file (a chunk may hold several small files); a
+    # final-stage map's rows belong to the file whose events made it run
+    if "_file" not in out:
+        out["_file"] = staging.variable(staging.FILE_VARIABLE)
     select = exp.Select(
         expressions=[
             *[value.as_(ident(n)) for n, value in out.items()],
             staging.variable(staging.INGEST_VARIABLE).as_("_ingest"),
-            staging.variable(staging.FILE_VARIABLE).as_("_file"),
             exp.Literal.string(m.name).as_("_map"),
         ]
     ).from_(exp.to_table("_tw_mapped"))
@@ -62,14 +76,15 @@ def _build(m: normalize.FieldMap, source: str) -> exp.Insert:
     if pairs:
         same = set(names) if m.target == "DeviceProcessEvents" else None
         wanted = exp.select("_pguid").from_("_tw_mapped")
-        # stored parents of the same file only: the workspace's others are looked up once per
-        # ingest (finish.enrich), not once per chunk
-        this_file = exp.column("_file").eq(staging.variable(staging.FILE_VARIABLE))
-        found = parents(pairs, wanted, same_table=same, stored=this_file)
+        # stored parents of the chunk's own files only: the workspace's others are looked up
+        # once per ingest (finish.enrich), not once per chunk
+        files = exp.select("_file").distinct().from_("_tw_mapped")
+        these = exp.In(this=exp.column("_file"), query=files.subquery())
+        found = parents(pairs, wanted, same_table=same, stored=these)
         select = select.with_("_tw_parent", as_=found).join(
             exp.to_table("_tw_parent"), on=made_by("_tw_mapped", "_tw_parent"), join_type="left"
         )
-    targets = [ident(n) for n in [*out, "_ingest", "_file", "_map"]]
+    targets = [ident(n) for n in [*out, "_ingest", "_map"]]
     return exp.Insert(
         this=exp.Schema(this=exp.to_table(m.target, quoted=True), expressions=targets),
         expression=select,
@@ -165,6 +180,8 @@ def _out(name: str, ktype: str, schema: TableSchema) -> exp.Expr:
     ref = exp.column(name, table="_m", quoted=True)
     col = schema.column(name)
     if col is None:
+        if name in normalize.HIDDEN and normalize.HIDDEN[name] != "string":
+            return ref.as_(ident(name))
         if name in normalize.HIDDEN:
             return exp.Coalesce(this=ref, expressions=[exp.Literal.string("")]).as_(ident(name))
         raise IngestError(f"field map output {name} is not a column of {schema.name}")

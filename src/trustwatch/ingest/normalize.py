@@ -40,7 +40,7 @@ SYSTEM_COLUMNS: tuple[tuple[str, KqlType], ...] = (
     ("SystemThreadId", "long"),
     ("EventData", "dynamic"),
 )
-HIDDEN: dict[str, KqlType] = {"_guid": "string", "_pguid": "string"}
+HIDDEN: dict[str, KqlType] = {"_guid": "string", "_pguid": "string", "_file": "long"}
 Stage = Literal["event", "final"]
 
 
@@ -65,6 +65,7 @@ class FieldMap:
 
     def input_schema(self) -> TableSchema:
         columns = [Column(n, t) for n, t in SYSTEM_COLUMNS]
+        columns.append(Column("_file", "long"))  # the file read: event-stage maps keep it
         columns += [Column(f, "string") for f in self.fields]
         return TableSchema("WinEvent", tuple(columns))
 

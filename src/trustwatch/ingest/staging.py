@@ -119,8 +119,8 @@ def stage_query(batch_view: str) -> exp.Query:
     """One row per document: the stored columns, its key, or why it cannot be stored.
 
     The document is parsed once (one list extraction); malformed JSON gives a reason, not an
-    error for the whole chunk. The ingest and file ids come from the variables
-    :data:`INGEST_VARIABLE` and :data:`FILE_VARIABLE`.
+    error for the whole chunk. The ingest id comes from the variable :data:`INGEST_VARIABLE`,
+    each document's file id from the chunk's ``file`` column.
     """
     paths = exp.Array(expressions=[exp.Literal.string(path) for _, path in _PATHS])
     extract = exp.Anonymous(
@@ -129,12 +129,12 @@ def stage_query(batch_view: str) -> exp.Query:
             exp.Anonymous(this="json_extract_string", expressions=[exp.column("doc"), paths])
         ],
     )
-    parts = exp.Select(expressions=[exp.column("ref"), exp.column("doc"), extract.as_("v")]).from_(
-        exp.to_table(batch_view)
-    )
+    parts = exp.Select(
+        expressions=[exp.column("ref"), exp.column("file"), exp.column("doc"), extract.as_("v")]
+    ).from_(exp.to_table(batch_view))
     columns: list[exp.Expr] = [
         variable(INGEST_VARIABLE).as_("_ingest"),
-        variable(FILE_VARIABLE).as_("_file"),
+        exp.column("file").as_("_file"),
         exp.column("ref").as_("_ref"),
     ]
     columns += [_sql(sql).as_(name) for name, sql in _COLUMN_SQL.items()]

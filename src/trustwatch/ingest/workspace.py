@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from queue import Empty, Queue
 from typing import Any, cast
@@ -61,6 +61,10 @@ STAGE = "_tw_stage"
 QUARANTINE = "_quarantine"
 EDGE = 1 << 20  # bytes hashed at each end of a file to recognise it
 CHUNK = 32_768  # documents staged, checked and mapped together (the readers batch fewer)
+SMALL_CHUNK = 1_024  # chunks up to this size are registered for their statements (Workspace._run)
+SMALL_FILE = 1 << 20  # files up to this size are stored a group at a time ...
+GROUP_BYTES = 16 << 20  # ... of up to this many bytes
+GROUP_FILES = 256  # ... and this many files
 
 _QUARANTINE_COLUMNS = (
     ("_ingest", "INTEGER"),
@@ -108,6 +112,10 @@ class FileStats:
     tables: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # first few quarantine reasons
     skipped_ingest: int | None = None  # already stored, by this ingest: not read again
+    # what the file's last steps need to know (trustwatch.ingest.finish)
+    chunks: int = field(default=0, repr=False)  # event chunks stored
+    kinds: set[tuple[str, int]] = field(default_factory=set, repr=False)  # (provider, id)
+    row_tables: set[str] = field(default_factory=set, repr=False)  # tables of exported rows
 
     def add_table(self, table: str, n: int) -> None:
         if n:
@@ -173,6 +181,7 @@ class Workspace:
         self.assembled: dict[str, int] = {}
         # earlier ingests that had been interrupted and that the last ingest finished
         self.resumed: list[int] = []
+        self._file_id = 0  # the next file's id, during an ingest
         self._setup()
 
     def _setup(self) -> None:
@@ -235,63 +244,73 @@ class Workspace:
         on_file: Callable[[FileStats], None] | None = None,
         on_progress: Callable[[FileStats, int | None], None] | None = None,
     ) -> list[FileStats]:
-        """Read, normalise and store ``files`` (path, format name, reader), a file at a time."""
+        """Read, normalise and store ``files`` (path, format name, reader), a file at a time.
+
+        Small files (up to ``SMALL_FILE`` bytes) are stored a group at a time: one
+        transaction and one chunk of events for up to ``GROUP_BYTES`` of them, so that a folder
+        of many small files costs what their events cost, not a fixed price per file.
+        """
         self.assembled = {}
         self.resumed = self._finish_pending()
         ingest = self._next_id("_ingests")
         started = datetime.now(UTC).replace(tzinfo=None)
         self._insert("_ingests", [ingest, started, 0, 0, False])
         self._set(staging.INGEST_VARIABLE, ingest)
-        results = []
-        for path, fmt, reader in files:
-            stats = FileStats(str(path), fmt)
-            identity = identify(path)
-            stats.skipped_ingest = self._stored_by(identity) if identity else None
-            if stats.skipped_ingest is None:
-                self._ingest_file(path, reader, stats, ingest, identity, on_progress)
-            results.append(stats)
-            if on_file is not None:
-                on_file(stats)
+        self._file_id = self._next_id("_files")
+        results: list[FileStats] = []
+        for group in _groups(files):
+            members = []
+            for path, fmt, reader in group:
+                stats = FileStats(str(path), fmt)
+                identity = identify(path)
+                stats.skipped_ingest = self._stored_by(identity) if identity else None
+                results.append(stats)
+                if stats.skipped_ingest is None:
+                    members.append(_Member(path, reader, stats, identity, self._new_file_id()))
+                elif on_file is not None:
+                    on_file(stats)
+            if members:
+                self._transaction(partial(self._ingest_files, members, ingest, on_progress))
+            for member in members:
+                if on_file is not None:
+                    on_file(member.stats)
         self._transaction(lambda: self._finish_ingest(ingest, results))
         return results
 
-    def _ingest_file(
+    def _new_file_id(self) -> int:
+        self._file_id += 1
+        return self._file_id - 1
+
+    def _ingest_files(
         self,
-        path: Path,
-        reader: Callable[[Path], Iterable[Item]],
-        stats: FileStats,
+        members: list[_Member],
         ingest: int,
-        identity: FileIdentity | None,
         on_progress: Callable[[FileStats, int | None], None] | None,
     ) -> None:
-        def work() -> None:
-            file_id = self._next_id("_files")
-            self._set(staging.FILE_VARIABLE, file_id)
-            for item in prefetch(chunks(reader(path))):
-                self._take(item, stats, ingest, file_id)
+        """Store files in the current transaction: one alone (read ahead in a thread, a chunk
+        at a time), or a group of small ones (their events staged together)."""
+        by_id = {m.file_id: m.stats for m in members}
+        if len(members) == 1:
+            member = members[0]
+            self._set(staging.FILE_VARIABLE, member.file_id)
+            for item in prefetch(chunks(member.reader(member.path), member.file_id)):
+                self._take(item, by_id, ingest, member.file_id)
                 if on_progress is not None:
-                    on_progress(stats, getattr(item, "position", None))
-            self._finish_file(file_id, stats)
-            ident = identity or FileIdentity(0, 0, "")
-            self._insert(
-                "_files",
-                [
-                    file_id,
-                    ingest,
-                    str(path),
-                    stats.format,
-                    ident.size,
-                    ident.mtime_ns,
-                    ident.fingerprint,
-                    stats.read,
-                    stats.stored,
-                    stats.quarantined,
-                    stats.duplicates,
-                    stats.unmapped,
-                ],
-            )
-
-        self._transaction(work)
+                    on_progress(member.stats, getattr(item, "position", None))
+        else:
+            pending: list[EventBatch] = []
+            for member in members:
+                for item in chunks(member.reader(member.path), member.file_id):
+                    if isinstance(item, EventBatch):
+                        pending.append(item)
+                    else:
+                        self._take(item, by_id, ingest, member.file_id)
+            for batch in _regroup(pending):
+                self._events(batch, by_id, ingest)
+        for member in members:
+            self._set(staging.FILE_VARIABLE, member.file_id)
+            self._finish_file(member.file_id, member.stats)
+            self._insert("_files", member.row(ingest))
 
     def _transaction(self, work: Callable[[], None]) -> None:
         """Run ``work`` in one transaction: all of it is stored, or none of it."""
@@ -339,7 +358,8 @@ class Workspace:
         )
         self.con.execute(_q(insert), values)
 
-    def _take(self, item: Item, stats: FileStats, ingest: int, file_id: int) -> None:
+    def _take(self, item: Item, files: dict[int, FileStats], ingest: int, file_id: int) -> None:
+        stats = files[file_id]
         if isinstance(item, Rejected):
             stats.read += item.count
             stats.quarantined += item.count
@@ -347,7 +367,7 @@ class Workspace:
                 ingest, stats, item.ref_kind, item.ref, item.count, item.reason, item.excerpt
             )
         elif isinstance(item, EventBatch):
-            self._events(item, stats, ingest)
+            self._events(item, files, ingest)
         else:
             self._rows(item, stats, ingest, file_id)
 
@@ -365,48 +385,58 @@ class Workspace:
         if len(stats.problems) < 5:
             stats.problems.append(f"{kind} {ref}: {reason}")
 
-    def _events(self, batch: EventBatch, stats: FileStats, ingest: int) -> None:
-        """Stage, de-duplicate, store and normalise one chunk of documents.
+    def _events(self, batch: EventBatch, files: dict[int, FileStats], ingest: int) -> None:
+        """Stage, de-duplicate, store and normalise one chunk of documents (of ``files``).
 
         Intermediate results travel as Arrow tables passed to DuckDB as relations, not as
         temporary tables: inside the file's transaction, replaced temporary tables would be
         kept until the commit, and memory would grow with the file.
         """
-        data = batch.arrow if batch.arrow is not None else to_arrow(batch)
+        data = batch.arrow if batch.arrow is not None else to_arrow(batch, next(iter(files)))
         batch.arrow = None
-        read = data.num_rows
-        stats.read += read
+        read = _per_file(data.column("file"))
         staged = self._arrow(staging.stage_sql(BATCH), BATCH, data)
         del data
         bad = staged.filter(pc.is_valid(staged.column("_reason")))
         if bad.num_rows:
-            self._quarantine_rows(bad, stats, ingest, batch.ref_kind)
+            self._quarantine_rows(bad, files, ingest, batch.ref_kind)
             staged = staged.filter(pc.is_null(staged.column("_reason")))
         staged = staged.drop_columns(["_reason", "_excerpt"])
         fresh = self._fresh(staged)
         del staged  # memory: at most the chunk's fresh events are held while the maps run
-        stats.stored += fresh.num_rows
-        stats.duplicates += read - bad.num_rows - fresh.num_rows
+        rejected, stored = _per_file(bad.column("_file")), _per_file(fresh.column("_file"))
+        for file_id, n in read.items():
+            stats = files[file_id]
+            stats.read += n
+            stats.stored += stored.get(file_id, 0)
+            stats.duplicates += n - rejected.get(file_id, 0) - stored.get(file_id, 0)
         if not fresh.num_rows:
             return
-        rel = self.con.from_arrow(fresh)
-        names = [_ident(c) for c, _ in staging.RAW_COLUMNS]
-        insert = exp.Insert(
-            this=exp.Schema(this=exp.to_table(staging.RAW), expressions=names),
-            expression=exp.Select(expressions=[n.copy() for n in names]).from_(FRESH),
-        )
-        rel.query(FRESH, _q(insert))
-        kinds = fresh.group_by(["Provider", "EventID"]).aggregate([("_ref", "count")]).to_pylist()
-        present = {(str(k["Provider"]).lower(), k["EventID"]): k["_ref_count"] for k in kinds}
-        for m in normalize.field_maps():  # only maps whose events are in the chunk
-            if m.stage == "event" and any((m.provider.lower(), i) in present for i in m.event_ids):
-                stats.add_table(m.target, _scalar(rel.query(FRESH, mapsql.insert_sql(m, FRESH))))
+        self._execute(_raw_insert_sql(), FRESH, fresh)
+        kinds = fresh.group_by(["_file", "Provider", "EventID"]).aggregate([("_ref", "count")])
+        present: dict[tuple[str, int], int] = {}
         mapped = normalize.mapped_event_ids()
-        stats.unmapped += sum(
-            n
-            for (provider, event_id), n in present.items()
-            if event_id not in _mapped_ids(mapped, provider)
-        )
+        for k in kinds.to_pylist():
+            kind, stats = (str(k["Provider"]).lower(), k["EventID"]), files[k["_file"]]
+            present[kind] = present.get(kind, 0) + k["_ref_count"]
+            stats.kinds.add(kind)
+            if kind[1] not in _mapped_ids(mapped, kind[0]):
+                stats.unmapped += k["_ref_count"]
+        for file_id in stored:
+            files[file_id].chunks += 1
+        for m in normalize.field_maps():  # only maps whose events are in the chunk
+            if m.stage != "event" or not any(
+                (m.provider.lower(), i) in present for i in m.event_ids
+            ):
+                continue
+            if len(stored) == 1:
+                files[next(iter(stored))].add_table(
+                    m.target, self._execute(mapsql.insert_sql(m, FRESH), FRESH, fresh)
+                )
+                continue
+            rows = self._arrow(mapsql.insert_sql(m, FRESH, returning=True), FRESH, fresh)
+            for file_id, n in _per_file(rows.column("_file")).items():
+                files[file_id].add_table(m.target, n)
 
     def _fresh(self, staged: pa.Table) -> pa.Table:
         """The chunk's events that are neither earlier in it nor stored already.
@@ -462,13 +492,17 @@ class Workspace:
         )
         return self._arrow(_q(query), STAGE, staged)
 
-    def _quarantine_rows(self, bad: pa.Table, stats: FileStats, ingest: int, kind: str) -> None:
+    def _quarantine_rows(
+        self, bad: pa.Table, files: dict[int, FileStats], ingest: int, kind: str
+    ) -> None:
         """Quarantine a chunk's unreadable documents in one statement."""
-        stats.quarantined += bad.num_rows
+        owners = [files[f] for f in bad.column("_file").to_pylist()]
+        for stats in owners:
+            stats.quarantined += 1
         rows = pa.table(
             {
                 "_ingest": pa.array([ingest] * bad.num_rows, pa.int32()),
-                "file": pa.array([stats.path] * bad.num_rows, pa.string()),
+                "file": pa.array([s.path for s in owners], pa.string()),
                 "ref_kind": pa.array([kind] * bad.num_rows, pa.string()),
                 "ref": bad.column("_ref"),
                 "records": pa.array([1] * bad.num_rows, pa.int32()),
@@ -478,24 +512,39 @@ class Workspace:
         )
         insert = exp.insert(exp.select("*").from_("_tw_bad"), exp.to_table(QUARANTINE))
         self.con.from_arrow(rows).query("_tw_bad", _q(insert))
-        for ref, reason in zip(
-            bad.column("_ref").to_pylist()[:5], bad.column("_reason").to_pylist()[:5], strict=True
-        ):
+        refs, reasons = bad.column("_ref").to_pylist(), bad.column("_reason").to_pylist()
+        for stats, ref, reason in zip(owners, refs, reasons, strict=True):
             if len(stats.problems) < 5:
                 stats.problems.append(f"{kind} {ref}: {reason}")
 
     def _arrow(self, sql: str, name: str, data: pa.Table) -> pa.Table:
-        """Run ``sql`` over ``data``, visible to it as ``name``; the result as Arrow.
-
-        Arrow data is passed as a relation, not registered with the connection: inside the
-        file's transaction, registered tables stay referenced until the commit, and memory
-        would grow with the input.
-        """
-        relation = self.con.from_arrow(data).query(name, sql)
-        if relation is None:
-            raise IngestError("internal: a staging query returned no result")
-        result: pa.Table = relation.to_arrow_table()
+        """Run ``sql`` over ``data``, visible to it as ``name``; the result as Arrow."""
+        result: pa.Table = self._run(sql, name, data, lambda r: r.to_arrow_table())
         return result
+
+    def _execute(self, sql: str, name: str, data: pa.Table) -> int:
+        """Run a statement over ``data``, visible to it as ``name``; the number it returns."""
+        count: int = self._run(sql, name, data, _scalar)
+        return count
+
+    def _run(self, sql: str, name: str, data: pa.Table, fetch: Callable[[Any], Any]) -> Any:
+        """Run ``sql`` over ``data`` (as ``name``) and ``fetch`` its result.
+
+        A large chunk is passed as a relation: registered with the connection, inside the
+        file's transaction, it would stay referenced until the commit and memory would grow
+        with the file. A small one is registered for the statement, which costs DuckDB's
+        Python layer half as much per statement (what a file of a few events is made of).
+        """
+        if data.num_rows > SMALL_CHUNK:
+            relation = self.con.from_arrow(data).query(name, sql)
+            if relation is None:
+                raise IngestError("internal: a staging statement returned no result")
+            return fetch(relation)
+        self.con.register(name, data)
+        try:
+            return fetch(self.con.sql(sql))
+        finally:
+            self.con.unregister(name)
 
     def _count(self, table: str) -> int:
         query = exp.select(exp.Count(this=exp.Star())).from_(exp.to_table(table, quoted=True))
@@ -508,13 +557,19 @@ class Workspace:
         """
         scope = ("_file", file_id)
         for m in normalize.field_maps():
-            if m.stage == "final":
+            if m.stage == "final" and any(
+                (m.provider.lower(), i) in stats.kinds for i in m.event_ids
+            ):
                 n = finish.rebuild_groups(self.con, m, file_id)
                 self.assembled[m.target] = self.assembled.get(m.target, 0) + n
                 stats.add_table(m.target, n)
-        written = set(stats.tables)
-        for table in sorted(written):
-            finish.enrich(self.con, table, scope)
+        # in one chunk, every process was stored before the rows that name it (process maps
+        # run first): only a file of several chunks can have rows to fill
+        if stats.chunks > 1 or stats.row_tables:
+            for table in sorted(stats.tables):
+                finish.enrich(self.con, table, scope)
+        # the maps set both time columns and Type; exported rows may have only one of them
+        for table in sorted(stats.row_tables):
             finish.sentinel_columns(self.con, table, scope)
 
     def _finish_ingest(self, ingest: int, results: list[FileStats] | None) -> None:
@@ -600,6 +655,7 @@ class Workspace:
         stats.stored += added
         stats.duplicates += len(batch.rows) - added
         stats.add_table(batch.table, added)
+        stats.row_tables.add(batch.table)
 
     def _reject_rows(self, batch: RowBatch, stats: FileStats, ingest: int, reason: str) -> None:
         stats.quarantined += len(batch.rows)
@@ -692,7 +748,7 @@ def prefetch(items: Iterable[Item], depth: int = 1) -> Iterator[Item]:
                 thread.join(0.05)
 
 
-def chunks(items: Iterable[Item], size: int = CHUNK) -> Iterator[Item]:
+def chunks(items: Iterable[Item], file_id: int, size: int = CHUNK) -> Iterator[Item]:
     """The reader's event batches as Arrow, merged into chunks of up to ``size`` documents.
 
     Each small batch is copied into Arrow as it comes and its Python strings let go, so a
@@ -717,7 +773,7 @@ def chunks(items: Iterable[Item], size: int = CHUNK) -> Iterator[Item]:
             continue
         if pending and item.ref_kind != kind:
             yield merged()
-        table = item.arrow if item.arrow is not None else to_arrow(item)
+        table = item.arrow if item.arrow is not None else to_arrow(item, file_id)
         item.refs, item.docs, item.arrow = [], [], None
         pending.append(table)
         rows, kind, position = rows + table.num_rows, item.ref_kind, item.position
@@ -727,11 +783,93 @@ def chunks(items: Iterable[Item], size: int = CHUNK) -> Iterator[Item]:
         yield merged()
 
 
-def to_arrow(batch: EventBatch) -> pa.Table:
-    """A batch's references and documents as an Arrow table (``ref``, ``doc``)."""
+def to_arrow(batch: EventBatch, file_id: int) -> pa.Table:
+    """A batch's references and documents as an Arrow table (``ref``, ``file``, ``doc``)."""
     return pa.table(
-        {"ref": pa.array(batch.refs, pa.int64()), "doc": pa.array(batch.docs, pa.string())}
+        {
+            "ref": pa.array(batch.refs, pa.int64()),
+            "file": pa.array([file_id] * len(batch.refs), pa.int32()),
+            "doc": pa.array(batch.docs, pa.string()),
+        }
     )
+
+
+def _regroup(batches: list[EventBatch], size: int = CHUNK) -> Iterator[EventBatch]:
+    """Small files' event batches as chunks of up to ``size`` documents (one ref kind each)."""
+    pending: list[pa.Table] = []
+    rows = 0
+    for i, batch in enumerate(batches):
+        pending.append(batch.arrow)
+        rows += batch.arrow.num_rows
+        batch.arrow = None
+        following = batches[i + 1] if i + 1 < len(batches) else None
+        if rows >= size or following is None or following.ref_kind != batch.ref_kind:
+            yield EventBatch(batch.ref_kind, arrow=pa.concat_tables(pending))
+            pending, rows = [], 0
+
+
+def _groups(
+    files: Iterable[tuple[Path, str, Callable[[Path], Iterable[Item]]]],
+) -> Iterator[list[tuple[Path, str, Callable[[Path], Iterable[Item]]]]]:
+    """The files in order, consecutive small ones together (up to GROUP_BYTES, GROUP_FILES)."""
+    group: list[tuple[Path, str, Callable[[Path], Iterable[Item]]]] = []
+    size = 0
+    for planned in files:
+        try:
+            length = planned[0].stat().st_size
+        except OSError:
+            length = SMALL_FILE + 1  # a reader's stand-in, or gone: on its own
+        if length > SMALL_FILE:
+            if group:
+                yield group
+                group, size = [], 0
+            yield [planned]
+            continue
+        if group and (size + length > GROUP_BYTES or len(group) >= GROUP_FILES):
+            yield group
+            group, size = [], 0
+        group.append(planned)
+        size += length
+    if group:
+        yield group
+
+
+def _per_file(column: Any) -> dict[int, int]:
+    """How many values of a chunk's file-id column name each file."""
+    if not len(column):
+        return {}
+    counts = pc.value_counts(column).to_pylist()
+    return {int(c["values"]): int(c["counts"]) for c in counts}
+
+
+@dataclass(slots=True)
+class _Member:
+    """A file being stored: where it is, how to read it, what it gave, its identity and id."""
+
+    path: Path
+    reader: Callable[[Path], Iterable[Item]]
+    stats: FileStats
+    identity: FileIdentity | None
+    file_id: int
+
+    def row(self, ingest: int) -> list[Any]:
+        """Its ``_files`` row."""
+        ident = self.identity or FileIdentity(0, 0, "")
+        s = self.stats
+        return [
+            self.file_id,
+            ingest,
+            s.path,
+            s.format,
+            ident.size,
+            ident.mtime_ns,
+            ident.fingerprint,
+            s.read,
+            s.stored,
+            s.quarantined,
+            s.duplicates,
+            s.unmapped,
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -745,6 +883,17 @@ def _add_column(table: str, column: str, kind: str) -> exp.Alter:
         this=_ident(column), kind=exp.DataType.build(kind, dialect="duckdb"), exists=True
     )
     return exp.Alter(this=exp.to_table(table, quoted=True), kind="TABLE", actions=[add])
+
+
+@cache
+def _raw_insert_sql() -> str:
+    """``INSERT INTO _raw_events (...) SELECT ... FROM _tw_fresh``."""
+    names = [_ident(c) for c, _ in staging.RAW_COLUMNS]
+    insert = exp.Insert(
+        this=exp.Schema(this=exp.to_table(staging.RAW), expressions=names),
+        expression=exp.Select(expressions=[n.copy() for n in names]).from_(FRESH),
+    )
+    return _q(insert)
 
 
 def _setting(name: str, value: str) -> exp.SetItem:
