@@ -2,8 +2,10 @@
 
 **One file, one transaction.** Each file is read, normalised and stored in a transaction of its
 own, together with the steps that look beyond one chunk of it (script blocks joined, processes
-linked; see :mod:`trustwatch.ingest.finish`) and its row in ``_files``. An ingest killed at any
-point leaves every earlier file whole and nothing of the file it was reading. Once all files
+linked; see :mod:`trustwatch.ingest.finish`) and its row in ``_files``; small files (up to
+``SMALL_FILE``) are stored a group at a time, their events staged as one chunk, so that many
+small files cost what their events cost. An ingest killed at any point leaves every earlier
+file (or group) whole and nothing of the one it was reading. Once all files
 are in, one more transaction fills rows whose process was created in a later file and marks the
 ingest finished; an ingest that never got there is finished by the next one, which says so.
 
