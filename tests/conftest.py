@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,18 @@ def _private_compiled_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
         del os.environ["TRUSTWATCH_CACHE_DIR"]
     else:
         os.environ["TRUSTWATCH_CACHE_DIR"] = before
+
+
+@pytest.fixture
+def compile_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A compiled-content cache of the test's own, empty, in memory and on disk."""
+    from trustwatch import compiled
+
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("TRUSTWATCH_CACHE_DIR", str(folder))
+    compiled.clear_memo()
+    yield folder
+    compiled.clear_memo()
 
 
 @pytest.fixture(scope="session")

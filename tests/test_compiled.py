@@ -5,21 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from trustwatch import compiled
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("TRUSTWATCH_CACHE_DIR", str(folder))
-    compiled.clear_memo()
-    yield folder
-    compiled.clear_memo()
 
 
 class Builder:
@@ -34,15 +24,15 @@ class Builder:
         return self.text
 
 
-def test_returns_the_built_text_and_builds_once(cache: Path) -> None:
+def test_returns_the_built_text_and_builds_once(compile_cache: Path) -> None:
     build = Builder("SELECT 1")
     assert compiled.cached_text("sql", ("a",), build) == "SELECT 1"
     assert compiled.cached_text("sql", ("a",), build) == "SELECT 1"
     assert build.calls == 1
-    assert len(list((cache / "sql").glob("*.txt"))) == 1
+    assert len(list((compile_cache / "sql").glob("*.txt"))) == 1
 
 
-def test_read_back_from_disk_as_written(cache: Path) -> None:
+def test_read_back_from_disk_as_written(compile_cache: Path) -> None:
     text = "SELECT 'a\rb' AS x, 'c\r\nd' AS y -- é\n"
     compiled.cached_text("sql", ("a",), Builder(text))
     compiled.clear_memo()
@@ -51,7 +41,7 @@ def test_read_back_from_disk_as_written(cache: Path) -> None:
     assert again.calls == 0
 
 
-def test_keyed_by_kind_and_each_part(cache: Path) -> None:
+def test_keyed_by_kind_and_each_part(compile_cache: Path) -> None:
     texts = {
         ("sql", ("a",)): "one",
         ("sql", ("b",)): "two",
@@ -67,13 +57,13 @@ def test_keyed_by_kind_and_each_part(cache: Path) -> None:
     assert compiled.key("sql", ["ab"]) != compiled.key("sql", ["a", "b"])
 
 
-def test_reused_by_another_process(cache: Path) -> None:
+def test_reused_by_another_process(compile_cache: Path) -> None:
     code = (
         "import sys\nfrom trustwatch import compiled\n"
         "def build():\n    print('built', file=sys.stderr)\n    return 'SELECT 42'\n"
         "print(compiled.cached_text('sql', ('shared',), build))\n"
     )
-    env = {**os.environ, "TRUSTWATCH_CACHE_DIR": str(cache)}
+    env = {**os.environ, "TRUSTWATCH_CACHE_DIR": str(compile_cache)}
     runs = [
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
@@ -84,7 +74,7 @@ def test_reused_by_another_process(cache: Path) -> None:
     assert [r.stderr.count("built") for r in runs] == [1, 0]
 
 
-def test_build_errors_propagate_and_nothing_is_kept(cache: Path) -> None:
+def test_build_errors_propagate_and_nothing_is_kept(compile_cache: Path) -> None:
     def broken() -> str:
         raise ValueError("bad query")
 
@@ -109,14 +99,14 @@ def test_an_unwritable_cache_only_costs_the_build(
 
 
 def test_a_failed_write_leaves_no_temporary_file(
-    cache: Path, monkeypatch: pytest.MonkeyPatch
+    compile_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(self: Path, target: Path) -> Path:
         raise OSError("disk full")
 
     monkeypatch.setattr(Path, "replace", refuse)
     assert compiled.cached_text("sql", ("a",), Builder("SELECT 1")) == "SELECT 1"
-    assert list((cache / "sql").iterdir()) == []
+    assert list((compile_cache / "sql").iterdir()) == []
 
 
 def test_off_turns_the_disk_cache_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,6 @@ from trustwatch.rules.model import load_rule, load_rules
 from trustwatch.rules.runner import Hunter
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("TRUSTWATCH_CACHE_DIR", str(folder))
-    compiled.clear_memo()
-    yield folder
-    compiled.clear_memo()
-
-
 def no_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("compiled although the cache holds the rule")
@@ -34,11 +24,11 @@ def no_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_shipped_rule_is_compiled_once_across_runs(
-    cache: Path, monkeypatch: pytest.MonkeyPatch
+    compile_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rules = load_rules(["all"])
     first = [Hunter(Session()).compile(rule) for rule in rules]
-    assert len(list((cache / "hunt-rule").iterdir())) == len(rules)
+    assert len(list((compile_cache / "hunt-rule").iterdir())) == len(rules)
     compiled.clear_memo()  # as a new process would: only the files remain
     no_compiler(monkeypatch)
     again = [Hunter(Session()).compile(rule) for rule in rules]
@@ -54,28 +44,28 @@ def test_a_shipped_rule_is_compiled_once_across_runs(
         assert [t.sql_name for t in a.tables] == [t.sql_name for t in b.tables]
 
 
-def test_other_tables_are_another_entry(cache: Path) -> None:
+def test_other_tables_are_another_entry(compile_cache: Path) -> None:
     rule = next(r for r in load_rules(["default"]) if r.path.stem == "certutil_download")
     Hunter(Session()).compile(rule)
     Hunter(session_of(DeviceProcessEvents=[{"DeviceName": "a"}])).compile(rule)
-    assert len(list((cache / "hunt-rule").iterdir())) == 2
+    assert len(list((compile_cache / "hunt-rule").iterdir())) == 2
 
 
-def test_a_users_rule_is_not_kept(cache: Path, tmp_path: Path) -> None:
+def test_a_users_rule_is_not_kept(compile_cache: Path, tmp_path: Path) -> None:
     Hunter(Session()).compile(load_rule(write_rule(tmp_path, CERTUTIL)))
-    assert not (cache / "hunt-rule").exists()
+    assert not (compile_cache / "hunt-rule").exists()
 
 
-def test_a_broken_cache_costs_a_compile(cache: Path) -> None:
-    cache.write_text("not a folder", encoding="utf-8")
+def test_a_broken_cache_costs_a_compile(compile_cache: Path) -> None:
+    compile_cache.write_text("not a folder", encoding="utf-8")
     rule = load_rules(["default"])[0]
     assert Hunter(Session()).compile(rule).sql
 
 
-def test_a_damaged_entry_costs_a_compile(cache: Path) -> None:
+def test_a_damaged_entry_costs_a_compile(compile_cache: Path) -> None:
     rule = load_rules(["default"])[0]
     want = Hunter(Session()).compile(rule).sql
-    for entry in (cache / "hunt-rule").iterdir():
+    for entry in (compile_cache / "hunt-rule").iterdir():
         entry.write_text('{"fixed": true}', encoding="utf-8")
     compiled.clear_memo()
     assert Hunter(Session()).compile(rule).sql == want

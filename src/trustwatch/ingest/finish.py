@@ -22,7 +22,7 @@ from sqlglot import exp
 
 from trustwatch import compiled
 from trustwatch.ingest import mapsql, normalize, staging
-from trustwatch.schema.model import builtin_schemas
+from trustwatch.schema.model import TableSchema, builtin_schemas
 
 Scope = tuple[str, int]  # ("_file", file id) or ("_ingest", ingest id)
 TOUCHED = "_tw_touched"  # the groups a final map rebuilds: (Computer, group value)
@@ -179,16 +179,9 @@ def _link_tree(m: normalize.FieldMap, column: str) -> exp.Expr:
         )
         .qualify(exp.EQ(this=latest, expression=exp.Literal.number(1)))
     )
-    sets = [
-        exp.EQ(
-            this=exp.column(target, quoted=True),
-            expression=mapsql.fill(_col("t", target), _col("c", source), schema, target),
-        )
-        for target, source in pairs
-    ]
     return exp.Update(
         this=exp.alias_(exp.to_table(m.target, quoted=True), "t", table=True),
-        expressions=sets,
+        expressions=_fills(pairs, schema, "c"),
         from_=exp.From(this=chosen.subquery("c")),
         where=exp.Where(this=exp.column("rowid", table="t").eq(exp.column("rid", table="c"))),
     )
@@ -220,16 +213,9 @@ def _enrich_tree(table: str, column: str) -> exp.Expr:
     wanted = exp.select("_pguid").from_(exp.to_table(table, quoted=True)).where(unfilled)
     # a file's rows look among its own processes; an ingest's among all stored ones
     stored = exp.column("_file").eq(exp.Placeholder()) if column == "_file" else None
-    sets = [
-        exp.EQ(
-            this=exp.column(target, quoted=True),
-            expression=mapsql.fill(_col("t", target), _col("p", source), schema, target),
-        )
-        for target, source in pairs
-    ]
     return exp.Update(
         this=exp.alias_(exp.to_table(table, quoted=True), "t", table=True),
-        expressions=sets,
+        expressions=_fills(pairs, schema, "p"),
         from_=exp.From(this=mapsql.parents(pairs, wanted, None, stored).subquery("p")),
         where=exp.Where(
             this=exp.and_(
@@ -275,6 +261,17 @@ def _sentinel_tree(table: str, column: str) -> exp.Expr:
             )
         ),
     )
+
+
+def _fills(pairs: list[tuple[str, str]], schema: TableSchema, process: str) -> list[exp.Expr]:
+    """``SET column = <the row's own value, else the process's>`` for each enriched column."""
+    return [
+        exp.EQ(
+            this=exp.column(target, quoted=True),
+            expression=mapsql.fill(_col("t", target), _col(process, source), schema, target),
+        )
+        for target, source in pairs
+    ]
 
 
 def _field(name: str, table: str | None = None) -> exp.Expr:
