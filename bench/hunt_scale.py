@@ -145,7 +145,13 @@ def hunt(
     run = ingest_bench.measured([sys.executable, "-c", HUNT, mode, *args], scratch)
     if run.rc not in (0, 1):  # 1: alerts found
         sys.exit(f"hunt ({mode}) exited {run.rc}:\n{run.stderr[-3000:]}")
-    return run, json.loads(run.stdout)
+    try:
+        alerts: list[dict[str, Any]] = json.loads(run.stdout)
+    except json.JSONDecodeError as exc:
+        sys.exit(
+            f"hunt ({mode}) printed no JSON ({exc}):\n{run.stdout[:2000]}\n{run.stderr[-2000:]}"
+        )
+    return run, alerts
 
 
 def summary(alerts: list[dict[str, Any]]) -> Counter[tuple[str, str, str]]:

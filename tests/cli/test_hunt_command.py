@@ -127,6 +127,21 @@ def test_hunt_ingests_into_a_workspace_and_hunts_it_again(tmp_path: Path) -> Non
     assert code == 1 and PLANTED in stdout
 
 
+def test_hunt_memory_limit_bounds_the_ingest_and_the_workspace_queries(tmp_path: Path) -> None:
+    ws = str(tmp_path / "ws.duckdb")
+    folder = str(telemetry(tmp_path))
+    assert run("hunt", folder, "--workspace", ws, "--memory-limit", "256MB")[0] == 1
+    code, stdout, _ = run("hunt", "--workspace", ws, "--memory-limit", "300MB", "--format", "json")
+    assert code == 1
+    assert len(json.loads(stdout)) >= 1
+    code, _, stderr = run("hunt", "--workspace", ws, "--memory-limit", "lots")
+    assert code == 2
+    assert "--memory-limit 'lots' is not a size DuckDB accepts" in stderr
+    code, _, stderr = run("hunt", folder, "--memory-limit", "lots")
+    assert code == 2
+    assert "--memory-limit 'lots' is not a size DuckDB accepts" in stderr
+
+
 def test_rules_list_show_lint_and_test() -> None:
     code, stdout, _ = run("rules", "list")
     assert code == 0 and "trust_store_certificate_write" in stdout and "reference" in stdout

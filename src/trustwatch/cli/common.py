@@ -48,11 +48,12 @@ def reports_errors(fn: F) -> F:
 
 
 def memory_limit_option(fn: F) -> F:
-    """``--memory-limit SIZE``: DuckDB's memory during an ingest (default 384MB)."""
+    """``--memory-limit SIZE``: DuckDB's memory during an ingest, and a workspace's hunt."""
     option = click.option(
         "--memory-limit",
         metavar="SIZE",
-        help="Memory DuckDB may use while ingesting, e.g. 512MB or 2GB (default 384MB); "
-        "beyond it, rows go to the workspace file (in-memory workspaces need the room).",
+        help="Memory DuckDB may use, e.g. 512MB or 2GB: while ingesting (default 384MB; "
+        "beyond it, rows go to the workspace file) and, for hunt --workspace, while running "
+        "the rules (default: DuckDB's, 80%% of RAM).",
     )
     return option(fn)

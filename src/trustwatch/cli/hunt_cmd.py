@@ -192,12 +192,12 @@ def _hunt_telemetry(
 
     if not paths:
         assert workspace is not None
-        engine, views = pipeline.open_workspace_for_query(workspace)
+        engine, views = pipeline.open_workspace_for_query(workspace, memory_limit)
         return {"engine": engine, "views": views}
     ws, _, _ = ingest_paths(paths, workspace, memory_limit)
     if workspace:  # hunt what the workspace now holds, through a read-only connection
         ws.close()
-        engine, views = pipeline.open_workspace_for_query(workspace)
+        engine, views = pipeline.open_workspace_for_query(workspace, memory_limit)
         return {"engine": engine, "views": views}
     return {"engine": ws.engine, "views": pipeline.query_views(ws.engine)}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import duckdb
 from sqlglot import exp
 
 from trustwatch.engines.duckdb import DuckDBEngine
@@ -107,8 +108,13 @@ def _temp_view(engine: DuckDBEngine, sql_name: str, select: exp.Query) -> str:
     return sql_name
 
 
-def open_workspace_for_query(path: str | Path) -> tuple[DuckDBEngine, dict[str, str]]:
-    """A read-only engine on a workspace file and its tables' views."""
+def open_workspace_for_query(
+    path: str | Path, memory_limit: str | None = None
+) -> tuple[DuckDBEngine, dict[str, str]]:
+    """A read-only engine on a workspace file and its tables' views.
+
+    ``memory_limit`` bounds DuckDB's memory for the queries (default: DuckDB's, 80% of RAM).
+    """
     p = Path(path)
     if not p.exists():
         raise IngestError(
@@ -119,4 +125,18 @@ def open_workspace_for_query(path: str | Path) -> tuple[DuckDBEngine, dict[str, 
         engine = DuckDBEngine(str(p), read_only=True)
     except Exception as exc:
         raise IngestError(f"cannot open workspace {p}: {exc}") from exc
+    if memory_limit:
+        limit = exp.SetItem(
+            this=exp.EQ(
+                this=exp.column("memory_limit"), expression=exp.Literal.string(memory_limit)
+            )
+        )
+        try:
+            engine.con.execute(exp.Set(expressions=[limit]).sql(dialect="duckdb"))
+        except duckdb.Error as exc:
+            engine.close()
+            raise IngestError(
+                f"--memory-limit {memory_limit!r} is not a size DuckDB accepts",
+                hint="for example 512MB or 2GB",
+            ) from exc
     return engine, query_views(engine)
