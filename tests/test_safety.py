@@ -62,3 +62,19 @@ def test_engine_functions_are_not_reachable_by_name() -> None:
 
 def _kql_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def test_duckdb_never_draws_on_stdout(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A long query's progress bar would land in the middle of --format json output."""
+    from trustwatch.ingest import pipeline
+    from trustwatch.ingest.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws.duckdb")
+    engines = [Session().engine, ws.engine]
+    for engine in engines:
+        setting = "SELECT current_setting('enable_progress_bar')"
+        assert engine.con.execute(setting).fetchall() == [(False,)]
+    ws.close()
+    engine, _ = pipeline.open_workspace_for_query(tmp_path / "ws.duckdb")
+    assert engine.con.execute(setting).fetchall() == [(False,)]
+    engine.close()

@@ -61,6 +61,9 @@ class DuckDBEngine:
         self.con.execute("SET TimeZone='UTC'")
         self.con.execute("SET python_enable_replacements=false")
         self.con.execute("SET error_on_division_by_zero=false")
+        # DuckDB draws a progress bar on stdout for queries over ~2 s: stdout is for results
+        # (a hunt's JSON over millions of events came out with bars in it)
+        self.con.execute("SET enable_progress_bar=false")
         if threads:
             self.con.execute(f"SET threads={int(threads)}")
         self._register_udfs()
