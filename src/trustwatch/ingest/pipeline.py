@@ -15,6 +15,7 @@ from trustwatch.ingest.records import Item
 from trustwatch.schema.model import builtin_schemas
 
 Planned = tuple[Path, str, Callable[[Path], Iterable[Item]]]
+QUERY_MEMORY_LIMIT = "1GB"  # DuckDB's memory for queries over a workspace file (--memory-limit)
 
 
 def expand(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -113,7 +114,9 @@ def open_workspace_for_query(
 ) -> tuple[DuckDBEngine, dict[str, str]]:
     """A read-only engine on a workspace file and its tables' views.
 
-    ``memory_limit`` bounds DuckDB's memory for the queries (default: DuckDB's, 80% of RAM).
+    ``memory_limit`` bounds DuckDB's memory for the queries (default ``QUERY_MEMORY_LIMIT``:
+    hunting a 5M-event workspace took 5 GiB with DuckDB's own default, 80% of RAM, and 1.3
+    GiB and 20% more time within 1GB).
     """
     p = Path(path)
     if not p.exists():
@@ -125,6 +128,7 @@ def open_workspace_for_query(
         engine = DuckDBEngine(str(p), read_only=True)
     except Exception as exc:
         raise IngestError(f"cannot open workspace {p}: {exc}") from exc
+    memory_limit = memory_limit or QUERY_MEMORY_LIMIT
     if memory_limit:
         limit = exp.SetItem(
             this=exp.EQ(
