@@ -40,7 +40,7 @@ class EventBatch:
     refs: list[int] = field(default_factory=list)
     docs: list[str] = field(default_factory=list)
     position: int | None = None  # bytes of the file consumed so far, for progress
-    arrow: Any = None  # refs and docs as a pyarrow.Table, made in the reader's thread (prefetch)
+    arrow: Any = None  # refs, file id and docs as a pyarrow.Table (workspace.chunks makes it)
 
 
 @dataclass(slots=True)
