@@ -43,19 +43,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest as ingest_bench  # noqa: E402
+from hunt_span import HUNT  # noqa: E402  (the hunt child, run-by-run when asked)
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = REPO / "src" / "trustwatch" / "content" / "scenarios"
 TARGET = 4.0
-HUNT = """
-import sys
-from trustwatch.cli.main import main
-if sys.argv[1] == "run-by-run":
-    from trustwatch.rules.runner import Hunter
-    Hunter.__init__.__kwdefaults__["fast"] = False
-sys.argv = ["trustwatch", "hunt", *sys.argv[2:], "--format", "json"]
-main()
-"""
 # ISO times in the Sysmon XML (SystemTime='...Z') and Sysmon's UtcTime ("YYYY-MM-DD hh:mm:ss.fff")
 _TIMES = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?")
 

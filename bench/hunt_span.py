@@ -63,7 +63,7 @@ from trustwatch.cli.main import main
 if sys.argv[1] == "run-by-run":  # the keyword's default, as no command-line option sets it
     from trustwatch.rules.runner import Hunter
     Hunter.__init__.__kwdefaults__["fast"] = False
-sys.argv = ["trustwatch", "hunt", sys.argv[2], "--format", "json"]
+sys.argv = ["trustwatch", "hunt", *sys.argv[2:], "--format", "json"]
 main()
 """
 

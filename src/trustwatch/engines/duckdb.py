@@ -13,7 +13,7 @@ from duckdb.func import SPECIAL
 from sqlglot import exp
 
 from trustwatch.engines import udfs
-from trustwatch.errors import EngineError, InputError
+from trustwatch.errors import EngineError, IngestError, InputError
 from trustwatch.kql.semantics import TEXTUAL, func, not_null_string, sql_type
 from trustwatch.schema.model import Column, KqlType, TableSchema
 
@@ -70,6 +70,23 @@ class DuckDBEngine:
         self._locked = False
         self._count = 0
         self.losses: dict[str, int] = {}  # of the last load: column -> values not readable
+
+    def set_memory_limit(self, size: str) -> None:
+        """Bound DuckDB's memory on this connection (``512MB``, ``2GB``...).
+
+        Raises:
+            IngestError: DuckDB does not accept ``size`` (the user's ``--memory-limit``).
+        """
+        item = exp.SetItem(
+            this=exp.EQ(this=exp.column("memory_limit"), expression=exp.Literal.string(size))
+        )
+        try:
+            self.con.execute(exp.Set(expressions=[item]).sql(dialect=self.dialect))
+        except duckdb.Error as exc:
+            raise IngestError(
+                f"--memory-limit {size!r} is not a size DuckDB accepts",
+                hint="for example 512MB or 2GB",
+            ) from exc
 
     def _register_udfs(self) -> None:
         for name, fn, params, result in UDFS:

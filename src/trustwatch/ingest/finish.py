@@ -70,7 +70,7 @@ def _rebuild_trees(m: normalize.FieldMap) -> list[exp.Expr]:
                 _field(m.group_field, table="r").eq(exp.column("g", table="t")),
             ),
         )
-        .where(of_map.transform(lambda n: _qualified(n, "r")))
+        .where(of_map.transform(lambda n: mapsql.qualified(n, "r")))
     )
     view = exp.Create(
         this=exp.to_table(REGROUP),
@@ -219,7 +219,7 @@ def _enrich_tree(table: str, column: str) -> exp.Expr:
         from_=exp.From(this=mapsql.parents(pairs, wanted, None, stored).subquery("p")),
         where=exp.Where(
             this=exp.and_(
-                unfilled.transform(lambda n: _qualified(n, "t")), mapsql.made_by("t", "p")
+                unfilled.transform(lambda n: mapsql.qualified(n, "t")), mapsql.made_by("t", "p")
             )
         ),
     )
@@ -299,13 +299,6 @@ def _temp_table(name: str, query: exp.Query) -> exp.Create:
         replace=True,
         properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
     )
-
-
-def _qualified(node: exp.Expr, table: str) -> exp.Expr:
-    """``node`` with its bare column references given ``table``."""
-    if isinstance(node, exp.Column) and not node.table:
-        return exp.column(node.name, table=table, quoted=True)
-    return node
 
 
 def _count(rows: list[tuple[Any, ...]]) -> int:

@@ -95,6 +95,13 @@ def ident(name: str) -> exp.Identifier:
     return exp.to_identifier(name, quoted=True)
 
 
+def qualified(node: exp.Expr, table: str) -> exp.Expr:
+    """``node`` with its bare column references given ``table`` (for ``Expr.transform``)."""
+    if isinstance(node, exp.Column) and not node.table:
+        return exp.column(node.name, table=table, quoted=True)
+    return node
+
+
 def made_by(rows: str, process: str) -> exp.Expr:
     """Rows ``rows`` name the process-creation row ``process`` (same ProcessGuid and device)."""
     return exp.and_(

@@ -57,7 +57,7 @@ class FieldMap:
     stage: Stage
     origin: str
     # rows name their process only by id (no ProcessGuid): after each ingest they are filled
-    # from the latest process created with that id on the device (Workspace._link_by_process_id)
+    # from the latest process created with that id on the device (finish.link_by_process_id)
     link_by_process_id: bool = False
     # final-stage maps: the EventData field whose value (per computer) groups the events one
     # output row is made from; an ingest rebuilds only the groups it added events to

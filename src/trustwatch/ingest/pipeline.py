@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-import duckdb
 from sqlglot import exp
 
 from trustwatch.engines.duckdb import DuckDBEngine
@@ -128,19 +127,9 @@ def open_workspace_for_query(
         engine = DuckDBEngine(str(p), read_only=True)
     except Exception as exc:
         raise IngestError(f"cannot open workspace {p}: {exc}") from exc
-    memory_limit = memory_limit or QUERY_MEMORY_LIMIT
-    if memory_limit:
-        limit = exp.SetItem(
-            this=exp.EQ(
-                this=exp.column("memory_limit"), expression=exp.Literal.string(memory_limit)
-            )
-        )
-        try:
-            engine.con.execute(exp.Set(expressions=[limit]).sql(dialect="duckdb"))
-        except duckdb.Error as exc:
-            engine.close()
-            raise IngestError(
-                f"--memory-limit {memory_limit!r} is not a size DuckDB accepts",
-                hint="for example 512MB or 2GB",
-            ) from exc
+    try:
+        engine.set_memory_limit(memory_limit or QUERY_MEMORY_LIMIT)
+    except IngestError:
+        engine.close()
+        raise
     return engine, query_views(engine)
