@@ -9,7 +9,6 @@ with exactly the counts of an ingest that was never interrupted.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -22,6 +21,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from tests.ingest.test_workspace import doc
 from trustwatch.api import Session
 from trustwatch.ingest import pipeline
 from trustwatch.ingest.workspace import SMALL_FILE, Workspace
@@ -34,17 +34,9 @@ PADDING = SMALL_FILE // (EVENTS // 3) + 1
 
 
 def _event(record: int, event_id: int, data: dict[str, Any], host: str, **system: str) -> str:
-    body = {
-        "Provider": {"#attributes": {"Name": system.get("provider", "Microsoft-Windows-Sysmon")}},
-        "EventID": event_id,
-        "TimeCreated": {"#attributes": {"SystemTime": f"2024-05-01T10:{record % 60:02d}:00Z"}},
-        "EventRecordID": record,
-        "Channel": system.get("channel", "Microsoft-Windows-Sysmon/Operational"),
-        "Computer": host,
-        "Execution": {"#attributes": {"ProcessID": 4, "ThreadID": 8}},
-        "Security": {"#attributes": {"UserID": "S-1-5-18"}},
-    }
-    return json.dumps({"Event": {"System": body, "EventData": data}})
+    """A record of ``host``, its time a minute a record apart (test_workspace's document)."""
+    time = f"2024-05-01T10:{record % 60:02d}:00Z"
+    return doc(record, event_id, data, computer=host, time=time, **system)
 
 
 def _write_files(folder: Path) -> list[Path]:
