@@ -1,0 +1,26 @@
+"""The limits table: parsing overrides from the CLI, and scoping them in the Python API."""
+
+import pytest
+
+from trustwatch import limits
+from trustwatch.errors import TrustwatchError
+
+
+def test_overrides_take_units_and_dashes() -> None:
+    got = limits.parse(["event-bytes=16MB", "depth=128", "zip_ratio=50"])
+    assert (got.event_bytes, got.depth, got.zip_ratio) == (16 << 20, 128, 50)
+    assert got.fields == limits.DEFAULT.fields
+
+
+@pytest.mark.parametrize("bad", ["nosuch=1", "depth", "depth=-1", "depth=0", "depth=lots"])
+def test_bad_overrides_are_refused_with_the_list(bad: str) -> None:
+    with pytest.raises(TrustwatchError) as info:
+        limits.parse([bad])
+    assert info.value.diagnostic.code == "TW901"
+
+
+def test_using_scopes_and_restores() -> None:
+    assert limits.current() is limits.DEFAULT
+    with limits.using(limits.parse(["depth=3"])) as inner:
+        assert limits.current() is inner and inner.depth == 3
+    assert limits.current() is limits.DEFAULT
