@@ -64,6 +64,11 @@ class Rejected:
     excerpt: str = ""  # at most EXCERPT characters of the raw record
     count: int = 1  # records it stands for (an unreadable EVTX chunk loses several)
 
+    def __post_init__(self) -> None:
+        # whatever a reader passed, what is stored is a short, valid, NUL-free str
+        object.__setattr__(self, "excerpt", excerpt(self.excerpt))
+        object.__setattr__(self, "reason", _storable(self.reason))
+
 
 EXCERPT = 200
 
@@ -82,6 +87,14 @@ class Format:
 
 
 def excerpt(raw: str | bytes) -> str:
-    """The start of a bad record, printable, for the quarantine table."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    return text[:EXCERPT]
+    """The start of a bad record, safe to store: at most EXCERPT characters of valid text, NULs
+    and lone surrogates replaced (the terminal layer makes other controls visible)."""
+    text = raw[: EXCERPT * 4].decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return _storable(str(text[:EXCERPT]))
+
+
+def _storable(text: str) -> str:
+    """``text`` as valid UTF-8 without NULs (lone surrogates and NULs become U+FFFD)."""
+    if "\x00" not in text and (text.isascii() or text.isprintable()):
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
