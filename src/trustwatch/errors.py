@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from trustwatch.inert import visible
+
 
 @dataclass(frozen=True, slots=True)
 class Span:
@@ -129,27 +131,37 @@ class IngestError(TrustwatchError):
 
 
 def render_diagnostic(diag: Diagnostic, source: Source | None, color: bool = False) -> str:
-    """Render one diagnostic in the compiler style: header, location, source line, caret."""
+    """Render one diagnostic in the compiler style: header, location, source line, caret.
+
+    Message, hint, source name and source line are made inert (:func:`trustwatch.inert.visible`):
+    they may quote a log value, a file name or query text an attacker wrote. The caret is placed
+    under the span as shown, escapes and tabs included.
+    """
     red, bold, blue, reset = ("\x1b[31m", "\x1b[1m", "\x1b[34m", "\x1b[0m") if color else ("",) * 4
-    lines = [f"{bold}{red}error[{diag.code}]{reset}{bold}: {diag.message}{reset}"]
+    message = visible(diag.message, "\n")
+    hint = visible(diag.hint, "\n") if diag.hint else ""
+    lines = [f"{bold}{red}error[{visible(diag.code)}]{reset}{bold}: {message}{reset}"]
     if source is not None and diag.span is not None:
         line_no, col = source.line_col(diag.span.start)
-        text_line = (
-            source.text.splitlines()[line_no - 1 - source.line_offset] if source.text else ""
-        )
+        # lines as line_col counts them: by line feed only (splitlines also breaks at \x1c,
+        # \x85, \u2028 ..., which would show another line than the one the caret is on)
+        text_line = source.text.split("\n")[line_no - 1 - source.line_offset].removesuffix("\r")
         gutter = " " * len(str(line_no))
         eol = source.text.find("\n", diag.span.start)
         eol = len(source.text) if eol < 0 else eol
-        width = max(1, min(diag.span.end, eol) - diag.span.start)
-        lines.append(f"{gutter}{blue}-->{reset} {source.name}:{line_no}:{col}")
-        lines.append(f"{gutter} {blue}|{reset}")
-        lines.append(f"{blue}{line_no} |{reset} {text_line}")
-        # a tab before the span moves it to the next tab stop on screen: pad the caret to match
+        # widths as shown: escapes are several characters, a tab reaches the next tab stop
         margin = f"{line_no} | "
-        pad = len((margin + text_line[: col - 1]).expandtabs()) - len(margin)
+        before = margin + visible(text_line[: col - 1], "\t")
+        upto = before + visible(source.text[diag.span.start : min(diag.span.end, eol)], "\t")
+        pad = len(before.expandtabs()) - len(margin)
+        width = max(1, len(upto.expandtabs()) - len(before.expandtabs()))
+        shown = visible(text_line, "\t")
+        lines.append(f"{gutter}{blue}-->{reset} {visible(source.name)}:{line_no}:{col}")
+        lines.append(f"{gutter} {blue}|{reset}")
+        lines.append(f"{blue}{line_no} |{reset} {shown}")
         caret = " " * pad + "^" * width
-        tail = f" {diag.hint}" if diag.hint else ""
+        tail = f" {hint}" if hint else ""
         lines.append(f"{gutter} {blue}|{reset} {red}{caret}{reset}{tail}")
-    elif diag.hint:
-        lines.append(f"  = hint: {diag.hint}")
+    elif hint:
+        lines.append(f"  = hint: {hint}")
     return "\n".join(lines)

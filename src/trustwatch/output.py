@@ -1,4 +1,10 @@
-"""Rendering result tables: JSON-ready values, JSON / JSONL / CSV text and terminal tables."""
+"""Rendering result tables: JSON-ready values, JSON / JSONL / CSV text and terminal tables.
+
+JSON and JSONL escape every character :mod:`trustwatch.inert` calls unsafe (``\\u001b``,
+``\\u202e``): the values parse back exactly and the text is inert on a terminal. CSV is
+written byte for byte; ``text_cell`` is the raw text of a cell, which the terminal table makes
+visible (``trustwatch.cli.render``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from trustwatch.inert import json_text
 from trustwatch.kql.literals import format_datetime_value, format_timespan_value
 
 
@@ -55,11 +62,11 @@ def json_matrix(table: pa.Table) -> list[list[Any]]:
 
 
 def to_json(table: pa.Table) -> str:
-    return json.dumps(list(json_rows(table)), ensure_ascii=False, indent=None)
+    return json_text(json.dumps(list(json_rows(table)), ensure_ascii=False, indent=None))
 
 
 def to_jsonl(table: pa.Table) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in json_rows(table))
+    return "".join(json_text(json.dumps(r, ensure_ascii=False)) + "\n" for r in json_rows(table))
 
 
 def text_cell(value: Any) -> str:

@@ -1,4 +1,8 @@
-"""``trustwatch certs``: classify a certificate or thumbprint, audit trust stores, manage lists."""
+"""``trustwatch certs``: classify a certificate or thumbprint, audit trust stores, manage lists.
+
+Subjects, issuers, friendly names and file names are attacker-chosen text: printed inert
+(``trustwatch.cli.render.cell``), and the JSON output escapes unsafe characters.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from trustwatch.cli.common import EXIT_FOUND, reports_errors
-from trustwatch.cli.render import stdout_console
+from trustwatch.cli.common import EXIT_FOUND, echo, limit_option, reports_errors
+from trustwatch.cli.render import cell, stdout_console
 from trustwatch.errors import InputError
+from trustwatch.inert import json_text
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -70,6 +75,7 @@ def certs() -> None:
 )
 @format_option
 @data_dir_option
+@limit_option
 @reports_errors
 def check(
     target: str, password: str | None, at_text: str | None, fmt: str, data_dir: str | None
@@ -91,7 +97,7 @@ def check(
     if path.exists():
         loaded = load_certificate_file(path, password=password)
         for note in loaded.notes:
-            click.echo(f"note: {note}", err=True)
+            echo(f"note: {note}", err=True)
         if not loaded.certificates:
             raise InputError(f"{path}: no certificate in this {loaded.kind} file")
         for found in loaded.certificates:
@@ -105,7 +111,9 @@ def check(
             hint="give a SHA-1 (40 hex digits), SHA-256 or MD5 thumbprint, or a certificate file",
         )
     if fmt == "json":
-        click.echo(json.dumps([{"source": s, **c.to_dict()} for s, c in results], indent=2))
+        click.echo(
+            json_text(json.dumps([{"source": s, **c.to_dict()} for s, c in results], indent=2))
+        )
     else:
         for source, classification in results:
             _print_classification(source, classification)
@@ -148,6 +156,7 @@ class AuditRow:
 )
 @format_option
 @data_dir_option
+@limit_option
 @reports_errors
 def audit(
     paths: tuple[str, ...], show_all: bool, at_text: str | None, fmt: str, data_dir: str | None
@@ -169,11 +178,11 @@ def audit(
     flagged = [r for r in rows if r.flagged]
     if fmt == "json":
         shown = rows if show_all else flagged
-        click.echo(json.dumps([r.to_dict() for r in shown], indent=2))
+        click.echo(json_text(json.dumps([r.to_dict() for r in shown], indent=2)))
     else:
         _print_audit(rows if show_all else flagged, len(rows))
     stores = len({(r.entry.location, r.entry.sid, r.entry.store) for r in rows})
-    click.echo(
+    echo(
         f"audit: {len(rows)} certificate(s) in {stores} store(s), {len(flagged)} flagged", err=True
     )
     if flagged:
@@ -183,6 +192,7 @@ def audit(
 @certs.command("update")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @data_dir_option
+@limit_option
 @reports_errors
 def update(files: tuple[str, ...], data_dir: str | None) -> None:
     """Import reference lists from files (never from the network).
@@ -195,13 +205,14 @@ def update(files: tuple[str, ...], data_dir: str | None) -> None:
 
     report = update_intel(files, data_dir)
     for record in report.files:
-        click.echo(
+        echo(
             f"{record.file}: {record.kind}, {record.rows} row(s) stored, {record.bad_rows} bad, "
-            f"as of {record.as_of} ({record.as_of_basis})"
+            f"as of {record.as_of} ({record.as_of_basis})",
+            keep="",
         )
     for problem in report.problems:
-        click.echo(f"  {problem}", err=True)
-    click.echo(f"lists stored in {report.data_dir}", err=True)
+        echo(f"  {problem}", err=True, keep="")
+    echo(f"lists stored in {report.data_dir}", err=True, keep="")
 
 
 @certs.command("lists")
@@ -220,14 +231,19 @@ def lists(data_dir: str | None) -> None:
         table.add_column(name, overflow="fold")
     for source in intel.sources:
         table.add_row(
-            escape(source.name),
-            source.date,
-            source.origin,
-            str(counts.get(source.label, 0)),
-            escape(source.note[:120]),
+            *map(
+                cell,
+                (
+                    source.name,
+                    source.date,
+                    source.origin,
+                    counts.get(source.label, 0),
+                    source.note[:120],
+                ),
+            )
         )
     stdout_console(200).print(table)
-    click.echo(f"free / automated CAs: {len(intel.free_cas)} organisation(s)", err=True)
+    echo(f"free / automated CAs: {len(intel.free_cas)} organisation(s)", err=True)
 
 
 @certs.command("watchlist")
@@ -258,7 +274,7 @@ def watchlist(out: str | None, data_dir: str | None) -> None:
     if not path.parent.exists():
         raise InputError(f"--out: folder {path.parent} does not exist")
     path.write_text(buf.getvalue(), encoding="utf-8")
-    click.echo(f"wrote {table.num_rows} row(s) to {path}", err=True)
+    echo(f"wrote {table.num_rows} row(s) to {path}", err=True, keep="")
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -295,14 +311,14 @@ def _store_entries(files: list[Path]) -> Iterable[StoreCertificate]:
         try:
             loaded = load_certificate_file(path)
         except InputError as exc:
-            click.echo(f"skipped {path}: {exc}", err=True)
+            echo(f"skipped {path}: {exc}", err=True, keep="")
             continue
         if loaded.kind not in ("reg", "hive"):
-            click.echo(f"skipped {path}: a {loaded.kind} file, not a registry export", err=True)
+            echo(f"skipped {path}: a {loaded.kind} file, not a registry export", err=True, keep="")
             continue
         readable += 1
         for note in loaded.notes:
-            click.echo(f"note: {note}", err=True)
+            echo(f"note: {note}", err=True)
         yield from loaded.store_entries
     if not readable:
         raise InputError("nothing to audit: no .reg export or hive among the files")
@@ -333,15 +349,17 @@ def _audit_row(entry: StoreCertificate, intel: Intel, at: datetime | None) -> Au
 def _print_classification(source: str, c: Classification) -> None:
     console = stdout_console(200)
     style = VERDICT_STYLE.get(str(c.verdict), "")
-    console.print(f"[{style}]{c.verdict}[/]  {escape(c.subject or '(no certificate)')}")
-    console.print(f"  source  {escape(source)}")
-    console.print(f"  sha1    {c.sha1}")
+    console.print(
+        Text.assemble(cell(c.verdict, style), "  ", cell(c.subject or "(no certificate)"))
+    )
+    console.print(cell(f"  source  {source}"))
+    console.print(cell(f"  sha1    {c.sha1}"))
     if c.sha256:
-        console.print(f"  sha256  {c.sha256}")
+        console.print(cell(f"  sha256  {c.sha256}"))
     if c.issuer and c.issuer != c.subject:
-        console.print(f"  issuer  {escape(c.issuer)}")
+        console.print(cell(f"  issuer  {c.issuer}"))
     for finding in c.findings:
-        console.print(f"  - {escape(finding.label)}: {escape(finding.evidence)}")
+        console.print(cell(f"  - {finding.label}: {finding.evidence}"))
 
 
 def _print_audit(rows: list[AuditRow], total: int) -> None:
@@ -353,11 +371,11 @@ def _print_audit(rows: list[AuditRow], total: int) -> None:
         where = e.location + (f" {e.sid}" if e.sid else "")
         style = VERDICT_STYLE.get(str(c.verdict), "")
         table.add_row(
-            escape(where),
-            escape(e.store),
-            e.thumbprint,
-            f"[{style}]{c.verdict}[/]",
-            escape(c.subject),
-            escape(row.why or (c.findings[0].label if c.findings else "")),
+            cell(where),
+            cell(e.store),
+            cell(e.thumbprint),
+            cell(c.verdict, style),
+            cell(c.subject),
+            cell(row.why or (c.findings[0].label if c.findings else "")),
         )
     stdout_console(250).print(table)

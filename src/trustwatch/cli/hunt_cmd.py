@@ -1,4 +1,9 @@
-"""``trustwatch hunt``: ingest, run the rule pack as Sentinel would, print and write alerts."""
+"""``trustwatch hunt``: ingest, run the rule pack as Sentinel would, print and write alerts.
+
+Alert values (device, account, process, certificate) come from the logs and rule names from
+rule files: every one is printed inert (``trustwatch.cli.render.cell``, ``common.echo``), and
+the JSON formats escape unsafe characters (``trustwatch.inert.json_text``).
+"""
 
 from __future__ import annotations
 
@@ -12,14 +17,23 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from trustwatch.cli.common import EXIT_FOUND, memory_limit_option, reports_errors
-from trustwatch.cli.render import stdout_console
+from trustwatch.cli.common import (
+    EXIT_FOUND,
+    EXIT_SKIPPED,
+    echo,
+    limit_option,
+    memory_limit_option,
+    reports_errors,
+)
+from trustwatch.cli.render import cell, stdout_console
 from trustwatch.errors import InputError
+from trustwatch.inert import json_text, visible
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from trustwatch.certs.enrich import EnrichStats
+    from trustwatch.cli.ingest_cmd import SkippedInput
     from trustwatch.rules.model import Rule
     from trustwatch.rules.runner import Hunter, HuntResult
     from trustwatch.rules.tuning import Tuning
@@ -79,6 +93,7 @@ TABLE_COLUMNS = (
 @click.option("--out", metavar="FILE", help="Write the alerts as SecurityAlert JSON Lines to FILE.")
 @click.option("--report", metavar="FILE.html", help="(not available yet)")
 @memory_limit_option
+@limit_option
 @reports_errors
 def hunt(
     paths: tuple[str, ...],
@@ -97,8 +112,12 @@ def hunt(
 
     PATHs are telemetry files or folders in any format 'ingest' reads; they are ingested in
     memory unless --workspace is given. Without --now every rule's schedule is replayed across
-    the data's time span and each alert is kept once. Exit 1 when there are alerts, 0 when
-    there are none, 2 on bad input.
+    the data's time span and each alert is kept once.
+
+    A file that cannot be read, and each record that cannot, is skipped and the hunt goes on
+    with the rest; the last line on stderr then counts what was skipped. Exit 1 when there are
+    alerts (even if input was skipped), 0 when there are none, 3 when there are none but input
+    was skipped, 2 on bad input.
     """
     from trustwatch.api import Session
     from trustwatch.certs.enrich import enrich_hunt
@@ -126,13 +145,13 @@ def hunt(
     out_path = Path(out) if out else None
     if out_path is not None and not out_path.parent.exists():
         raise InputError(f"--out: folder {out_path.parent} does not exist")
-    telemetry = _hunt_telemetry(paths, workspace, memory_limit)
+    telemetry, skipped = _hunt_telemetry(paths, workspace, memory_limit)
     session = Session(tuned.tables(), **telemetry)
     result = _run_with_progress(Hunter(session, tuned), rules, pinned)
     enriched = enrich_hunt(result.alerts, session)
 
     for notice in session.notices:
-        click.echo(f"notice: {notice}", err=True)
+        echo(f"notice: {notice}", err=True)
     _print_account(result, tuned)
     _print_enrichment(enriched)
     if replay:
@@ -141,10 +160,14 @@ def hunt(
     if out_path is not None:
         with out_path.open("w", encoding="utf-8") as fh:
             for alert in result.alerts:
-                fh.write(json.dumps(alert, ensure_ascii=False) + "\n")
-        click.echo(f"wrote {len(result.alerts)} alert(s) to {out_path}", err=True)
+                fh.write(json_text(json.dumps(alert, ensure_ascii=False)) + "\n")
+        echo(f"wrote {len(result.alerts)} alert(s) to {out_path}", err=True, keep="")
+    if skipped is not None:
+        skipped.report()
     if result.alerts:
         sys.exit(EXIT_FOUND)
+    if skipped:
+        sys.exit(EXIT_SKIPPED)
 
 
 def _run_with_progress(hunter: Hunter, rules: list[Rule], now: datetime | None) -> HuntResult:
@@ -152,7 +175,7 @@ def _run_with_progress(hunter: Hunter, rules: list[Rule], now: datetime | None) 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         console=Console(stderr=True),
@@ -162,7 +185,7 @@ def _run_with_progress(hunter: Hunter, rules: list[Rule], now: datetime | None) 
         task = progress.add_task("rules", total=None)
 
         def update(rule: str, done: int, total: int) -> None:
-            progress.update(task, description=rule[:50], completed=done, total=total)
+            progress.update(task, description=visible(rule)[:50], completed=done, total=total)
 
         return hunter.run(rules, now=now, on_progress=update)
 
@@ -171,7 +194,7 @@ def _print_enrichment(stats: EnrichStats) -> None:
     if not stats.alerts:
         return
     verdicts = ", ".join(f"{n} {v}" for v, n in stats.verdicts.most_common())
-    click.echo(
+    echo(
         f"certificates: {stats.alerts} alert(s) name one ({verdicts}); "
         f"{stats.from_certificate} classified from the certificate in the data, the rest by "
         f"thumbprint; severity raised on {stats.raised}, lowered on {stats.lowered}",
@@ -181,55 +204,59 @@ def _print_enrichment(stats: EnrichStats) -> None:
 
 def _hunt_telemetry(
     paths: tuple[str, ...], workspace: str | None, memory_limit: str | None = None
-) -> dict[str, Any]:
-    """Ingest PATHs (into the workspace when one is given); the session's engine and views.
+) -> tuple[dict[str, Any], SkippedInput | None]:
+    """Ingest PATHs (into the workspace when one is given); the session's engine and views,
+    and what of the PATHs could not be read (None: nothing was ingested).
 
     Raises:
         InputError: PATHs were given and not one record in them could be read.
     """
-    from trustwatch.cli.ingest_cmd import ingest_paths
+    from trustwatch.cli.ingest_cmd import SkippedInput, ingest_paths
     from trustwatch.ingest import pipeline
 
     if not paths:
         assert workspace is not None
         engine, views = pipeline.open_workspace_for_query(workspace, memory_limit)
-        return {"engine": engine, "views": views}
-    ws, _, _ = ingest_paths(paths, workspace, memory_limit)
+        return {"engine": engine, "views": views}, None
+    ws, results, unknown = ingest_paths(paths, workspace, memory_limit)
+    skipped = SkippedInput.of(results, unknown, workspace)
     if workspace:  # hunt what the workspace now holds, through a read-only connection
         ws.close()
         engine, views = pipeline.open_workspace_for_query(workspace, memory_limit)
-        return {"engine": engine, "views": views}
-    return {"engine": ws.engine, "views": pipeline.query_views(ws.engine)}
+        return {"engine": engine, "views": views}, skipped
+    return {"engine": ws.engine, "views": pipeline.query_views(ws.engine)}, skipped
 
 
 def _print_account(result: HuntResult, tuning: Tuning) -> None:
     """How the hunt went, on stderr: data span, per-rule runs and alerts, suppressions."""
     span = result.span
     if span is None:
-        click.echo("hunt: the data holds no timed rows; no rule can fire", err=True)
+        echo("hunt: the data holds no timed rows; no rule can fire", err=True)
     else:
         mode = f"one run at {result.now.isoformat()}" if result.now else "schedule replayed"
-        click.echo(
+        echo(
             f"hunt: data from {span[0]:%Y-%m-%d %H:%M} to {span[1]:%Y-%m-%d %H:%M} UTC, {mode}",
             err=True,
         )
     for stats in result.stats:
-        click.echo(
+        echo(
             f"  {stats.rule.name}: {stats.runs} run(s) with data, {stats.evaluations} "
             f"evaluated, {stats.alerts} alert(s)"
             + (f", {stats.suppressed} suppressed by tuning" if stats.suppressed else ""),
             err=True,
+            keep="",
         )
     origin = tuning.path.name if tuning.path else "none"
     if tuning.exclusions:
-        click.echo(f"tuning ({origin}):", err=True)
+        echo(f"tuning ({origin}):", err=True, keep="")
         for exclusion in tuning.exclusions:
             counts = result.suppressed.get(exclusion.id, {})
             total = sum(counts.values())
             detail = ", ".join(f"{n} x {rule}" for rule, n in sorted(counts.items()))
-            click.echo(
+            echo(
                 f"  {exclusion.id}: suppressed {total}" + (f" ({detail})" if detail else ""),
                 err=True,
+                keep="",
             )
     from trustwatch.severity import SEVERITIES
 
@@ -238,7 +265,7 @@ def _print_account(result: HuntResult, tuning: Tuning) -> None:
     summary = ", ".join(
         f"{n} {s}" for s, n in sorted(severities.items(), key=lambda i: order.get(i[0], 9))
     )
-    click.echo(f"alerts: {len(result.alerts)}" + (f" ({summary})" if summary else ""), err=True)
+    echo(f"alerts: {len(result.alerts)}" + (f" ({summary})" if summary else ""), err=True)
 
 
 def _print_replay(result: HuntResult) -> None:
@@ -252,7 +279,7 @@ def _print_replay(result: HuntResult) -> None:
     ):
         grid.add_column(name, justify=justify)  # type: ignore[arg-type]
     for (day, rule), counts in sorted(result.daily.items()):
-        grid.add_row(day, rule, str(counts["alerts"]), str(counts["results"]))
+        grid.add_row(*map(cell, (day, rule, counts["alerts"], counts["results"])))
     console.print(grid)
     total_runs = sum(s.runs for s in result.stats)
     console.print(
@@ -304,11 +331,11 @@ def _certificate_cell(alert: dict[str, Any]) -> str:
 
 def _print_alerts(alerts: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "json":
-        click.echo(json.dumps(alerts, ensure_ascii=False))
+        click.echo(json_text(json.dumps(alerts, ensure_ascii=False)))
         return
     if fmt == "jsonl":
         for alert in alerts:
-            click.echo(json.dumps(alert, ensure_ascii=False))
+            click.echo(json_text(json.dumps(alert, ensure_ascii=False)))
         return
     if fmt == "csv":
         import csv
@@ -327,6 +354,6 @@ def _print_alerts(alerts: list[dict[str, Any]], fmt: str) -> None:
         grid.add_column(name, overflow="fold")
     for alert in alerts:
         cells = alert_cells(alert)
-        grid.add_row(*(cells[c] for c in TABLE_COLUMNS))
+        grid.add_row(*(cell(cells[c]) for c in TABLE_COLUMNS))
     console.print(grid)
     console.print(f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}", style="dim")

@@ -1,8 +1,14 @@
-"""``trustwatch ingest``: telemetry files into a workspace, with a per-file account."""
+"""``trustwatch ingest``: telemetry files into a workspace, with a per-file account.
+
+File names and quarantine reasons are attacker-chosen text: they are printed inert
+(``trustwatch.cli.common.echo``, ``trustwatch.cli.render.cell``). Input that could not be read
+ends the output with one summary line (:class:`SkippedInput`).
+"""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -10,8 +16,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from trustwatch.cli.common import EXIT_USAGE, memory_limit_option, reports_errors
+from trustwatch.cli.common import (
+    EXIT_USAGE,
+    echo,
+    limit_option,
+    memory_limit_option,
+    reports_errors,
+)
+from trustwatch.cli.render import cell
 from trustwatch.errors import InputError
+from trustwatch.inert import visible
 from trustwatch.ingest import pipeline, readers
 from trustwatch.ingest.workspace import FileStats, Workspace
 
@@ -28,7 +42,7 @@ def ingest_with_progress(
     total = sum(p.stat().st_size for p, _, _ in planned) or 1
     done_bytes = 0
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         TextColumn("{task.fields[records]:>10,} records"),
         TimeElapsedColumn(),
@@ -41,7 +55,10 @@ def ingest_with_progress(
         def on_progress(stats: FileStats, position: int | None) -> None:
             done = done_bytes + (position or 0)
             progress.update(
-                task, completed=done, records=stats.read, description=Path(stats.path).name[:40]
+                task,
+                completed=done,
+                records=stats.read,
+                description=visible(Path(stats.path).name)[:40],
             )
 
         def on_file(stats: FileStats) -> None:
@@ -55,24 +72,26 @@ def ingest_with_progress(
         print_summary(results, skipped)
         for table, n in sorted(ws.assembled.items()):
             if n:
-                click.echo(
+                echo(
                     f"{table}: {n} row(s) rebuilt from all stored events "
                     "(PowerShell script blocks joined across files)"
                 )
     else:
         for stats in results:
             if stats.quarantined:
-                click.echo(
+                echo(
                     f"notice: {stats.path}: {stats.quarantined} record(s) could not be read",
                     err=True,
+                    keep="",
                 )
+        print_failed(results)
     return results
 
 
 def print_resumed(ws: Workspace, results: list[FileStats]) -> None:
     """On stderr: interrupted ingests finished now, and files already in the workspace."""
     for ingest in ws.resumed:
-        click.echo(
+        echo(
             f"resumed: ingest {ingest} had been interrupted; its stored files are now linked "
             "(processes created in a later file)",
             err=True,
@@ -80,7 +99,7 @@ def print_resumed(ws: Workspace, results: list[FileStats]) -> None:
     done = [s for s in results if s.skipped_ingest is not None]
     if done:
         by = sorted({s.skipped_ingest for s in done if s.skipped_ingest is not None})
-        click.echo(
+        echo(
             f"resumed: {len(done)} file(s) already in the workspace (stored by ingest "
             f"{', '.join(map(str, by))}) were not read again",
             err=True,
@@ -109,7 +128,7 @@ def ingest_paths(
         ws.close()
         raise
     for _, why in skipped:
-        click.echo(f"skipped: {why}", err=True)
+        echo(f"skipped: {why}", err=True, keep="")
     if not readable(results):
         ws.close()
         raise InputError(
@@ -143,22 +162,98 @@ def print_summary(results: list[FileStats], skipped: list[tuple[Path, str]]) -> 
         rows = ", ".join(f"{t} {n}" for t, n in sorted(s.tables.items())) or "-"
         if s.skipped_ingest is not None:
             rows = f"already stored by ingest {s.skipped_ingest}: not read again"
+        elif getattr(s, "failed", None):
+            rows += " (file not read to its end)"
         table.add_row(
-            Path(s.path).name,
-            s.format,
-            str(s.read),
-            str(s.stored),
-            str(s.quarantined),
-            str(s.duplicates),
-            str(s.unmapped),
-            rows,
+            *map(
+                cell,
+                (
+                    Path(s.path).name,
+                    s.format,
+                    s.read,
+                    s.stored,
+                    s.quarantined,
+                    s.duplicates,
+                    s.unmapped,
+                    rows,
+                ),
+            )
         )
     out.print(table)
     for s in results:
         for problem in s.problems:
-            click.echo(f"quarantined: {s.path}: {problem}", err=True)
+            echo(f"quarantined: {s.path}: {problem}", err=True, keep="")
+    print_failed(results)
     for _, why in skipped:
-        click.echo(f"skipped: {why}", err=True)
+        echo(f"skipped: {why}", err=True, keep="")
+
+
+def print_failed(results: list[FileStats]) -> None:
+    """On stderr, each file that could not be read (to its end) and why."""
+    for s in results:
+        failed = getattr(s, "failed", None)
+        if failed:
+            kept = f" ({s.stored} record(s) before it stored)" if s.stored else ""
+            echo(f"unreadable: {s.path}: {failed}{kept}", err=True, keep="")
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedInput:
+    """What a run could not read: files unrecognised or unreadable, records quarantined."""
+
+    unrecognised: int = 0  # files no reader knows (``skipped:`` lines)
+    unreadable: int = 0  # files that failed, whole or after some records (``unreadable:``)
+    quarantined: int = 0  # records quarantined (``quarantined:`` / ``notice:`` lines)
+    quarantined_files: int = 0  # files with quarantined records
+    workspace: str | None = None  # where the quarantine table is kept (None: in memory)
+
+    @classmethod
+    def of(
+        cls,
+        results: list[FileStats],
+        skipped: list[tuple[Path, str]],
+        workspace: str | None = None,
+    ) -> SkippedInput:
+        """The account of one ingest's results and the files it did not recognise."""
+        return cls(
+            unrecognised=len(skipped),
+            unreadable=sum(bool(getattr(s, "failed", None)) for s in results),
+            quarantined=sum(s.quarantined for s in results),
+            quarantined_files=sum(bool(s.quarantined) for s in results),
+            workspace=workspace,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.unrecognised or self.unreadable or self.quarantined)
+
+    def line(self) -> str:
+        """The one-line summary (the reasons are on the lines printed before it)."""
+        parts = []
+        if self.unrecognised:
+            parts.append(f"{self.unrecognised} file(s) in no format trustwatch reads (skipped:)")
+        if self.unreadable:
+            parts.append(f"{self.unreadable} file(s) unreadable (unreadable:)")
+        if self.quarantined:
+            parts.append(
+                f"{self.quarantined:,} record(s) quarantined in {self.quarantined_files} "
+                "file(s) (quarantined:)"
+            )
+        where = (
+            f"every quarantined record, with its reason, is in {self.workspace}'s _quarantine "
+            "table (DuckDB; not a KQL table)"
+            if self.workspace
+            else "ingest with --workspace W to keep every quarantined record, with its "
+            "reason, in W's _quarantine table"
+        )
+        return (
+            "input skipped: " + ", ".join(parts) + "; results cover only what could be read. "
+            f"Reasons: the lines above; {where}"
+        )
+
+    def report(self) -> None:
+        """Print the summary line on stderr, if anything was skipped."""
+        if self:
+            echo(self.line(), err=True, keep="")
 
 
 @click.command()
@@ -181,6 +276,7 @@ def print_summary(results: list[FileStats], skipped: list[tuple[Path, str]]) -> 
 )
 @click.option("--list-formats", is_flag=True, help="List the input formats and exit.")
 @memory_limit_option
+@limit_option
 @reports_errors
 def ingest(
     paths: tuple[str, ...],
@@ -201,7 +297,7 @@ def ingest(
     """
     if list_formats:
         for fmt in readers.formats():
-            click.echo(f"{fmt.name:<16} {fmt.description}")
+            echo(f"{fmt.name:<16} {fmt.description}")
         return
     if not paths:
         raise InputError(
@@ -220,12 +316,14 @@ def ingest(
         results = ingest_with_progress(ws, planned, skipped)
         if parquet:
             written = ws.export_parquet(Path(parquet))
-            click.echo(
+            echo(
                 f"parquet: {sum(written.values())} rows in {len(written)} tables under {parquet}",
                 err=True,
+                keep="",
             )
     finally:
         ws.close()
     if not readable(results):
-        click.echo("error: nothing could be read from the given files", err=True)
+        echo("error: nothing could be read from the given files", err=True)
         sys.exit(EXIT_USAGE)
+    SkippedInput.of(results, skipped, workspace).report()

@@ -5,13 +5,16 @@ from __future__ import annotations
 import gc
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from trustwatch.cli.common import reports_errors
+from trustwatch.cli.common import echo, limit_option, reports_errors
 from trustwatch.cli.lazy import LazyGroup
 from trustwatch.errors import InputError, TrustwatchError
+
+if TYPE_CHECKING:
+    from trustwatch.cli.ingest_cmd import SkippedInput
 
 # Commands defined in their own modules: name -> (module, attribute, first line of its help),
 # imported only when run (see cli/lazy.py); tests/cli/test_lazy_commands.py checks the lines.
@@ -50,6 +53,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "trustwatch.cli.certs_cmd",
         "certs",
         "Certificate intelligence: classify certificates, audit trust stores, manage the lists.",
+    ),
+    "limits": (
+        "trustwatch.cli.limits_cmd",
+        "limits",
+        "List the limits on what trustwatch reads: name, default and value in force.",
     ),
 }
 
@@ -138,6 +146,7 @@ def _parse_tables(bindings: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--explain", is_flag=True, help="Print the compiled SQL instead of running the query."
 )
+@limit_option
 @reports_errors
 def query(
     kql: str | None,
@@ -160,19 +169,22 @@ def query(
     if data and workspace:
         raise InputError("give --data or --workspace, not both")
     bound = {**_builtin_watchlists(text), **_parse_tables(tables)}
-    session = Session(bound, **_telemetry(data, workspace))
+    telemetry, skipped = _telemetry(data, workspace)
+    session = Session(bound, **telemetry)
     if explain:
         statements, notices = session.compile(text, now, source_name)
         for notice in notices:
-            click.echo(f"notice: {notice}", err=True)
+            echo(f"notice: {notice}", err=True)
         for statement in statements:
-            click.echo(statement.to_sql(session.engine.dialect) + ";")
+            echo(statement.to_sql(session.engine.dialect) + ";")
         return
     result = session.run(text, now, source_name)
     for notice in result.notices:
-        click.echo(f"notice: {notice}", err=True)
+        echo(f"notice: {notice}", err=True)
     for table in result.tables:
         print_result(table, fmt)
+    if skipped is not None:
+        skipped.report()
 
 
 def _builtin_watchlists(text: str) -> dict[str, Any]:
@@ -188,19 +200,23 @@ def _builtin_watchlists(text: str) -> dict[str, Any]:
     return dict(watchlist_tables()) if WATCHLIST_NAME.lower() in text.lower() else {}
 
 
-def _telemetry(data: tuple[str, ...], workspace: str | None) -> dict[str, Any]:
-    """The engine and table views of ``--workspace`` or of ``--data`` ingested in memory."""
+def _telemetry(
+    data: tuple[str, ...], workspace: str | None
+) -> tuple[dict[str, Any], SkippedInput | None]:
+    """The engine and table views of ``--workspace`` or of ``--data`` ingested in memory, and
+    what of ``--data`` could not be read."""
     from trustwatch.ingest import pipeline
 
     if workspace:
         engine, views = pipeline.open_workspace_for_query(workspace)
-        return {"engine": engine, "views": views}
+        return {"engine": engine, "views": views}, None
     if data:
-        from trustwatch.cli.ingest_cmd import ingest_paths
+        from trustwatch.cli.ingest_cmd import SkippedInput, ingest_paths
 
-        ws, _, _ = ingest_paths(data, None)
-        return {"engine": ws.engine, "views": pipeline.query_views(ws.engine)}
-    return {}
+        ws, results, skipped = ingest_paths(data, None)
+        telemetry = {"engine": ws.engine, "views": pipeline.query_views(ws.engine)}
+        return telemetry, SkippedInput.of(results, skipped)
+    return {}, None
 
 
 @cli.group()
@@ -219,6 +235,7 @@ def _kql_source(source: str) -> tuple[str, str]:
 
 @kql.command("tokens")
 @click.argument("source")
+@limit_option
 @reports_errors
 def kql_tokens(source: str) -> None:
     """Print the tokens of a query (SOURCE: a file, '-' or the query text)."""
@@ -234,18 +251,19 @@ def kql_tokens(source: str) -> None:
     for tok in tokens:
         line, col = src.line_col(tok.span.start)
         value = "" if tok.value is None else f" {tok.value!r}"
-        click.echo(f"{line}:{col}\t{tok.type.name}\t{tok.text!r}{value}")
+        echo(f"{line}:{col}\t{tok.type.name}\t{tok.text!r}{value}", keep="\t")
 
 
 @kql.command("ast")
 @click.argument("source")
+@limit_option
 @reports_errors
 def kql_ast(source: str) -> None:
     """Print the syntax tree of a query."""
     from trustwatch.kql.parser import parse_query
 
     text, name = _kql_source(source)
-    click.echo(repr(parse_query(text, name)))
+    echo(repr(parse_query(text, name)))
 
 
 @kql.command("sql")
@@ -254,6 +272,7 @@ def kql_ast(source: str) -> None:
     "--dialect", default="duckdb", show_default=True, help="sqlglot dialect of the output."
 )
 @click.option("--now", metavar="ISO8601", help="Pin now() in the generated SQL.")
+@limit_option
 @reports_errors
 def kql_sql(source: str, dialect: str, now: str | None) -> None:
     """Print the SQL a query compiles to."""
@@ -262,11 +281,12 @@ def kql_sql(source: str, dialect: str, now: str | None) -> None:
     text, name = _kql_source(source)
     statements, _ = Session().compile(text, now, name)
     for statement in statements:
-        click.echo(statement.sql.sql(dialect=dialect, pretty=True) + ";")
+        echo(statement.sql.sql(dialect=dialect, pretty=True) + ";", keep="\t\n")
 
 
 @kql.command("fmt")
 @click.argument("source")
+@limit_option
 @reports_errors
 def kql_fmt(source: str) -> None:
     """Print a query in canonical KQL formatting."""
@@ -274,7 +294,7 @@ def kql_fmt(source: str) -> None:
     from trustwatch.kql.printer import print_query
 
     text, name = _kql_source(source)
-    click.echo(print_query(parse_query(text, name)))
+    echo(print_query(parse_query(text, name)), keep="\t\n")
 
 
 def main() -> None:

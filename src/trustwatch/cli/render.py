@@ -1,4 +1,9 @@
-"""Printing result tables on the terminal (rich) or as JSON / JSONL / CSV on stdout."""
+"""Printing result tables on the terminal (rich) or as JSON / JSONL / CSV on stdout.
+
+Every value shown in a rich table or line is a ``rich.text.Text`` made by :func:`cell` or
+:func:`plain`: its control and invisible characters are shown as escapes (``\\x1b``, ``\\n``,
+``\\u202e``) and rich reads no markup (``[red]``, ``[link=...]``) or emoji codes in it.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,20 @@ import click
 import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from trustwatch.inert import visible
 from trustwatch.output import json_rows, text_cell, to_csv, to_json, to_jsonl
+
+
+def cell(value: object, style: str = "") -> Text:
+    """One table cell or printed value, inert: on one line, escapes visible, no markup."""
+    return Text(visible("" if value is None else value), style=style)
+
+
+def plain(value: object, style: str = "") -> Text:
+    """Several lines of text, inert but for its line feeds: for ``Console.print``."""
+    return Text(visible(value, "\n"), style=style)
 
 
 def print_result(table: pa.Table, fmt: str) -> None:
@@ -35,8 +52,8 @@ def print_table(table: pa.Table) -> None:
     console = stdout_console(100_000)  # into a pipe or file, never wrap a cell
     grid = Table(show_lines=False, header_style="bold")
     for name in table.column_names:
-        grid.add_column(name, overflow="fold", no_wrap=not tty)
+        grid.add_column(cell(name), overflow="fold", no_wrap=not tty)
     for row in json_rows(table):
-        grid.add_row(*[text_cell(v) for v in row.values()])
+        grid.add_row(*[cell(text_cell(v)) for v in row.values()])
     console.print(grid)
     console.print(f"{table.num_rows} row{'s' if table.num_rows != 1 else ''}", style="dim")

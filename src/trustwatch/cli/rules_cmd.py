@@ -1,4 +1,5 @@
-"""``trustwatch rules list | show | lint | test``."""
+"""``trustwatch rules list | show | lint | test``: rule text is printed inert (a rule pack may
+come from anyone)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import sys
 import click
 from rich.table import Table
 
-from trustwatch.cli.common import EXIT_FOUND, reports_errors
-from trustwatch.cli.render import stdout_console
+from trustwatch.cli.common import EXIT_FOUND, echo, limit_option, reports_errors
+from trustwatch.cli.render import cell, stdout_console
 
 RULES_OPTION = click.option(
     "--rules",
@@ -26,6 +27,7 @@ def rules() -> None:
 
 @rules.command("list")
 @RULES_OPTION
+@limit_option
 @reports_errors
 def list_rules(rule_sources: tuple[str, ...]) -> None:
     """One line per rule: id, pack, severity, techniques, name."""
@@ -36,13 +38,18 @@ def list_rules(rule_sources: tuple[str, ...]) -> None:
         grid.add_column(name, overflow="fold")
     for rule in load_rules(rule_sources or ("all",)):
         grid.add_row(
-            rule.id,
-            rule.pack,
-            rule.path.stem,
-            rule.severity,
-            f"{rule.doc.get('queryFrequency', '?')}/{rule.doc.get('queryPeriod', '?')}",
-            ", ".join(rule.techniques),
-            rule.name,
+            *map(
+                cell,
+                (
+                    rule.id,
+                    rule.pack,
+                    rule.path.stem,
+                    rule.severity,
+                    f"{rule.doc.get('queryFrequency', '?')}/{rule.doc.get('queryPeriod', '?')}",
+                    ", ".join(rule.techniques),
+                    rule.name,
+                ),
+            )
         )
     stdout_console(400).print(grid)
 
@@ -50,23 +57,25 @@ def list_rules(rule_sources: tuple[str, ...]) -> None:
 @rules.command("show")
 @click.argument("rule_id")
 @RULES_OPTION
+@limit_option
 @reports_errors
 def show_rule(rule_id: str, rule_sources: tuple[str, ...]) -> None:
     """Print a rule file (by id, file stem or name), and what trustwatch runs if it differs."""
     from trustwatch.rules.model import find_rule, load_rules
 
     rule = find_rule(load_rules(rule_sources or ("all",)), rule_id)
-    click.echo(f"# {rule.path}  (pack: {rule.pack})")
-    click.echo(rule.path.read_text(encoding="utf-8"), nl=False)
+    echo(f"# {rule.path}  (pack: {rule.pack})", keep="")
+    echo(rule.path.read_text(encoding="utf-8"), nl=False, keep="\t\n")
     if rule.tests.run_with:
-        click.echo(f"\n# trustwatch runs this query after (documented in {rule.tests.path}):")
-        click.echo(rule.tests.run_with, nl=False)
+        echo(f"\n# trustwatch runs this query after (documented in {rule.tests.path}):")
+        echo(rule.tests.run_with, nl=False, keep="\t\n")
     for defect in rule.tests.known_defects:
-        click.echo(f"# known defect {defect.code}: {defect.reason}")
+        echo(f"# known defect {defect.code}: {defect.reason}")
 
 
 @rules.command("lint")
 @RULES_OPTION
+@limit_option
 @reports_errors
 def lint(rule_sources: tuple[str, ...]) -> None:
     """Azure-Sentinel repository checks plus a compile of every query. Exit 1 on errors."""
@@ -76,11 +85,11 @@ def lint(rule_sources: tuple[str, ...]) -> None:
     loaded = load_rules(rule_sources or ("all",))
     findings = lint_rules(loaded)
     for finding in findings:
-        click.echo(finding.render())
+        echo(finding.render())
     errors = sum(f.severity == "error" for f in findings)
     warnings = sum(f.severity == "warning" for f in findings)
     known = sum(f.severity == "known" for f in findings)
-    click.echo(
+    echo(
         f"{len(loaded)} rule(s): {errors} error(s), {warnings} warning(s), {known} known defect(s)",
         err=True,
     )
@@ -91,6 +100,7 @@ def lint(rule_sources: tuple[str, ...]) -> None:
 @rules.command("test")
 @RULES_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="List passing cases too.")
+@limit_option
 @reports_errors
 def test(rule_sources: tuple[str, ...], verbose: bool) -> None:
     """Run every rule's tests file. Exit 1 if any case fails."""
@@ -104,8 +114,8 @@ def test(rule_sources: tuple[str, ...], verbose: bool) -> None:
             failed += 1
         if verbose or not result.passed:
             mark = "ok  " if result.passed else "FAIL"
-            click.echo(f"{mark} {result.rule.path.stem}: {result.case.name}: {result.detail}")
-    click.echo(f"{total - failed} of {total} case(s) passed", err=True)
+            echo(f"{mark} {result.rule.path.stem}: {result.case.name}: {result.detail}")
+    echo(f"{total - failed} of {total} case(s) passed", err=True)
     if failed:
         sys.exit(EXIT_FOUND)
 

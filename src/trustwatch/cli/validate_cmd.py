@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from trustwatch.cli.common import EXIT_FOUND, reports_errors
+from trustwatch.cli.common import EXIT_FOUND, echo, limit_option, reports_errors
+from trustwatch.cli.render import cell
+from trustwatch.inert import json_text
 
 if TYPE_CHECKING:
     from trustwatch.scenarios.validate import Matrix, Row
@@ -47,6 +49,7 @@ LEGEND = (
     show_default=True,
 )
 @click.option("--seed", type=int, default=None, help="Seed of the simulated hosts (default 4).")
+@limit_option
 @reports_errors
 def validate(
     scenario_ids: tuple[str, ...], rule_sources: tuple[str, ...], fmt: str, seed: int | None
@@ -64,7 +67,7 @@ def validate(
     scenarios = load_scenarios(list(scenario_ids) or None)
     matrix = run_matrix(scenarios, rule_sources or ("all",), DEFAULT_SEED if seed is None else seed)
     if fmt == "json":
-        click.echo(json.dumps(matrix_json(matrix), indent=2))
+        click.echo(json_text(json.dumps(matrix_json(matrix), indent=2)))
     else:
         _print_table(matrix)
     if not matrix.ok:
@@ -82,6 +85,7 @@ def validate(
     help="Telemetry source(s) to write (repeatable; default: every source).",
 )
 @click.option("--seed", type=int, default=None, help="Seed of the simulated hosts (default 4).")
+@limit_option
 @reports_errors
 def simulate(
     scenario_ids: tuple[str, ...], out: str, sources: tuple[str, ...], seed: int | None
@@ -105,7 +109,7 @@ def simulate(
     for scenario in load_scenarios(list(scenario_ids)):
         written = write(scenario, Path(out), DEFAULT_SEED if seed is None else seed, chosen)
         for source, path in written.items():
-            click.echo(f"{scenario.id} [{source}]: {path}")
+            echo(f"{scenario.id} [{source}]: {path}", keep="")
 
 
 def matrix_json(matrix: Matrix) -> dict[str, Any]:
@@ -146,34 +150,35 @@ def _print_table(matrix: Matrix) -> None:
         table.add_row(*_cells(row, matrix.rules))
     console.print(table)
     for n, stem in enumerate(matrix.rules, start=1):
-        console.print(f"R{n} = {stem}")
-    console.print(LEGEND)
+        console.print(cell(f"R{n} = {stem}"))
+    console.print(LEGEND, markup=False)
     for row in matrix.rows:
         for stem, why in sorted(row.scenario.expect[row.source].known_misses.items()):
             if row.cells.get(stem) == "known-miss":
-                console.print(escape(f"miss* {row.scenario.id} [{row.source}] {stem}: {why}"))
+                console.print(cell(f"miss* {row.scenario.id} [{row.source}] {stem}: {why}"))
         for problem in row.problems:
             console.print(
-                "[bold red]problem[/] " + escape(f"{row.scenario.id} [{row.source}]: {problem}")
+                Text.assemble(
+                    ("problem ", "bold red"), cell(f"{row.scenario.id} [{row.source}]: {problem}")
+                )
             )
     bad = sum(not r.ok for r in matrix.rows)
     verdict = "[green]all green[/]" if not bad else f"[bold red]{bad} row(s) with mismatches[/]"
     console.print(f"{len(matrix.rows)} rows: {verdict}")
 
 
-def _cells(row: Row, rules: list[str]) -> list[str]:
-    cells = [row.scenario.id, row.scenario.kind, row.source]
+def _cells(row: Row, rules: list[str]) -> list[Text]:
+    cells = [cell(row.scenario.id), cell(row.scenario.kind), cell(row.source)]
     for stem in rules:
         text, style = SYMBOLS[row.cells[stem]]
-        cells.append(f"[{style}]{text}[/]")
+        cells.append(cell(text, style))
     expected = row.scenario.expect[row.source].certificate_verdict
     verdict = row.certificate_verdict or "-"
     if expected:
-        style = "green" if expected == row.certificate_verdict else "bold red"
-        cells.append(f"[{style}]{verdict}[/]")
+        cells.append(cell(verdict, "green" if expected == row.certificate_verdict else "bold red"))
     else:
-        cells.append(f"[dim]{verdict}[/]")
-    cells.append("[green]yes[/]" if row.ok else "[bold red]NO[/]")
+        cells.append(cell(verdict, "dim"))
+    cells.append(cell("yes", "green") if row.ok else cell("NO", "bold red"))
     return cells
 
 
@@ -208,4 +213,4 @@ def atomics_export(out: str | None) -> None:
     if not path.parent.exists():
         raise InputError(f"--out: folder {path.parent} does not exist")
     path.write_text(text, encoding="utf-8")
-    click.echo(f"wrote 4 Atomic Red Team tests to {path}", err=True)
+    echo(f"wrote 4 Atomic Red Team tests to {path}", err=True, keep="")
