@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import SHARED, needs_shared
+from trustwatch import limits
 from trustwatch.errors import IngestError
 from trustwatch.ingest.readers import evtxjson
 from trustwatch.ingest.readers.events import FORMATS
@@ -455,17 +457,23 @@ def test_invalid_utf8_is_replaced_not_fatal(tmp_path: Path) -> None:
 
 
 def test_huge_field_read_intact(tmp_path: Path) -> None:
+    """A 5.4 MB field is read whole under an event-bytes limit above it; the default refuses it."""
     script = "Write-Output 'x'; " * 300_000  # 5.4 MB
     path = tmp_path / "4104.xml"
     path.write_text(xml_event(1, f'<Data Name="ScriptBlockText">{script}</Data>', 4104))
-    docs, _, rejected = read("xml", path)
-    assert rejected == [] and docs[0]["EventData"]["ScriptBlockText"] == script
     jsonl = tmp_path / "4104.jsonl"
     event = json.loads(evtx_line(1))
     event["Event"]["EventData"] = {"ScriptBlockText": script}
     jsonl.write_text(json.dumps(event) + "\n" + evtx_line(2) + "\n")
-    docs, _, rejected = read("evtx-json", jsonl)
-    assert rejected == [] and docs[0]["EventData"]["ScriptBlockText"] == script
+    with limits.using(replace(limits.DEFAULT, event_bytes=8 << 20)):
+        docs, _, rejected = read("xml", path)
+        assert rejected == [] and docs[0]["EventData"]["ScriptBlockText"] == script
+        docs, _, rejected = read("evtx-json", jsonl)
+        assert rejected == [] and docs[0]["EventData"]["ScriptBlockText"] == script
+    for fmt, file in (("xml", path), ("evtx-json", jsonl)):
+        docs, refs, rejected = read(fmt, file)
+        assert len(rejected) == 1 and "event-bytes limit (4,194,304)" in rejected[0].reason
+        assert len(docs) == (1 if fmt == "evtx-json" else 0)
 
 
 def test_jsonl_bad_lines_mixed_in(tmp_path: Path) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import SHARED, needs_shared
+from trustwatch import limits
 from trustwatch.errors import IngestError, InputError
 from trustwatch.ingest.readers import defender, loganalytics, tabular
 from trustwatch.ingest.records import EventBatch, Item, Rejected, RowBatch
@@ -283,14 +285,14 @@ def test_oversized_record_is_rejected_and_reading_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(defender, "CHUNK", 64)
-    monkeypatch.setattr(defender, "MAX_VALUE", 1000)
     big = dict(reg_props(2), RegistryValueData="x" * 5000)
     recs = [record("DeviceRegistryEvents", p) for p in (reg_props(1), big, reg_props(3))]
     path = tmp_path / "eh.json"
     path.write_text(json.dumps({"records": recs}))
-    batches, _, rejected = read("defender-stream", path)
+    with limits.using(replace(limits.DEFAULT, event_bytes=1000)):
+        batches, _, rejected = read("defender-stream", path)
     assert [r["ReportId"] for r in only_rows(batches, "DeviceRegistryEvents")] == [1, 3]
-    assert [r.ref for r in rejected] == [2] and "larger than" in rejected[0].reason
+    assert [r.ref for r in rejected] == [2] and "event-bytes limit (1,000)" in rejected[0].reason
 
 
 def test_batches_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

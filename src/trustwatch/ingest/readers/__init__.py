@@ -5,22 +5,26 @@ The order of :func:`formats` is the order of detection: specific signatures firs
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from trustwatch.errors import IngestError
 from trustwatch.ingest.readers.evtx import read_evtx, sniff_evtx
+from trustwatch.ingest.readers.guard import limited
 from trustwatch.ingest.records import Format
 
 HEAD = 65536
 
 
 def formats() -> list[Format]:
-    """Every supported input format, in detection order."""
+    """Every supported input format, in detection order; each reader stops a file at the
+    records limit."""
     from trustwatch.ingest.readers.events import FORMATS as EVENT_FORMATS
     from trustwatch.ingest.readers.tabular import FORMATS as TABLE_FORMATS
 
     evtx_format = Format("evtx", "Windows event log file (.evtx)", sniff_evtx, read_evtx)
-    return [evtx_format, *EVENT_FORMATS, *TABLE_FORMATS]
+    every = [evtx_format, *EVENT_FORMATS, *TABLE_FORMATS]
+    return [replace(fmt, read=limited(fmt.read)) for fmt in every]
 
 
 def by_name(name: str) -> Format:

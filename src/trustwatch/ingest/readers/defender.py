@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from trustwatch.errors import IngestError
+from trustwatch.ingest.readers.guard import fields_problem, json_depth_problem, json_problem
 from trustwatch.ingest.records import (
     BATCH_SIZE,
     EXCERPT,
@@ -27,10 +28,10 @@ from trustwatch.ingest.records import (
     RowBatch,
     excerpt,
 )
+from trustwatch.limits import current, exceeded
 from trustwatch.schema.model import builtin_schemas
 
 CHUNK = 1 << 20  # bytes read at a time
-MAX_VALUE = 64 << 20  # largest single record, message or line kept in memory (characters)
 SAMPLE = 1000  # rows looked at to infer a table
 PREFIX = "AdvancedHunting-"
 
@@ -90,9 +91,14 @@ class JsonReader:
     ``members``/``elements`` walk an object/array; the caller reads each member or element with
     ``value`` (decoded whole) or walks into it. A bad value raises JsonError after the reader has
     moved past it; a bad structure raises JsonError and the document cannot be read further.
+    A value past the event-bytes or depth limit is a bad value (never decoded whole, never
+    decoded deeper than the limit).
     """
 
     def __init__(self, fh: BinaryIO) -> None:
+        self.limits = current()
+        self.max_value = self.limits.event_bytes
+        self.bound = 0  # ``:`` and ``,`` in the last value's text, plus one
         self._fh = fh
         self._utf8 = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
         self.buf = ""
@@ -178,21 +184,34 @@ class JsonReader:
         try:
             val, end = _DECODER.raw_decode(self.buf, start)
             if end < len(self.buf) or self.eof:
-                self.pos = end
-                return val
-        except json.JSONDecodeError:
+                return self._checked(val, start, end)
+        except (json.JSONDecodeError, RecursionError):
             pass
         head = self.buf[start : start + EXCERPT]
         stop, whole = self._extent()
         if not whole:
             self.pos = stop
-            raise JsonError(f"a JSON value larger than {MAX_VALUE >> 20} MiB is not read", head)
+            what = "a JSON value larger than the limit"
+            raise JsonError(exceeded("event_bytes", self.max_value, what), head)
+        problem = json_problem(self.buf, self.limits, start, stop)
+        if problem:
+            self.pos = max(stop, start + 1)
+            raise JsonError(problem, head)
         try:
             val, end = _DECODER.raw_decode(self.buf, start)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:
             self.pos = max(stop, start + 1)
-            raise JsonError(f"invalid JSON: {exc.msg}", head) from exc
+            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise JsonError(f"invalid JSON: {msg}", head) from exc
+        return self._checked(val, start, end)
+
+    def _checked(self, val: Any, start: int, end: int) -> Any:
+        """A decoded value, past it; JsonError if its text breaks the event-bytes or depth limit."""
         self.pos = end
+        problem = json_problem(self.buf, self.limits, start, end)
+        if problem:
+            raise JsonError(problem, self.buf[start : start + EXCERPT])
+        self.bound = self.buf.count(":", start, end) + self.buf.count(",", start, end) + 1
         return val
 
     def skip(self) -> None:
@@ -202,7 +221,7 @@ class JsonReader:
 
     def _extent(self) -> tuple[int, bool]:
         """Where the value at ``pos`` ends (strings and brackets balanced), reading on as
-        needed; False if it was longer than MAX_VALUE and its start was dropped."""
+        needed; False if it was longer than the event-bytes limit and its start was dropped."""
         i, depth, in_str, whole = self.pos, 0, False, True
         while True:
             if in_str:
@@ -232,7 +251,7 @@ class JsonReader:
                             return i, whole
                     continue
                 i = len(self.buf)
-            if i - self.pos > MAX_VALUE:
+            if i - self.pos > self.max_value:
                 self.buf, self.pos, i, whole = self.buf[i:], 0, 0, False
             if not self._fill(len(self.buf) - self.pos):
                 return len(self.buf), whole
@@ -378,41 +397,62 @@ def first_line_object(fh: BinaryIO) -> bool:
     fh.seek(0)
     if not start.startswith(b"{"):
         return False
+    limits = current()
     line = b""
     while not line.strip():
-        line = fh.readline(MAX_VALUE)
+        line = fh.readline(limits.event_bytes)
         if not line:
             break
     fh.seek(0)
+    text = line.decode("utf-8-sig", "replace")
+    if json_depth_problem(text, limits):
+        return True  # a deep first line: read as JSON lines, where it is one bad line
     try:
-        return isinstance(json.loads(line), dict)
-    except ValueError:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
         return False
 
 
 def json_lines(fh: BinaryIO) -> Iterator[tuple[int, int, Any]]:
-    """(line number, bytes read, value) per non-blank line; value is a JsonError if bad."""
+    """(line number, bytes read, value) per non-blank line; value is a JsonError if bad (a line
+    past the event-bytes or depth limit, or past the fields limit when it is one object)."""
+    limits = current()
+    cap = limits.event_bytes
     position = 0
     number = 0
     while True:
-        raw = fh.readline(MAX_VALUE)
+        raw = fh.readline(cap + 1)
         if not raw:
             return
         number += 1
         position += len(raw)
-        if len(raw) >= MAX_VALUE and not raw.endswith(b"\n"):
+        if len(raw) > cap and not raw.endswith(b"\n"):
+            size = len(raw)
             while (more := fh.readline(CHUNK)) and not more.endswith(b"\n"):
-                position += len(more)
-            position += len(more)
-            reason = f"line longer than {MAX_VALUE >> 20} MiB is not read"
+                size += len(more)
+            size += len(more)
+            position += size - len(raw)
+            reason = exceeded("event_bytes", cap, f"a line of {size:,} bytes")
             yield number, position, JsonError(reason, excerpt(raw[:EXCERPT]))
             continue
         if not raw.strip():
             continue
+        text = raw.decode("utf-8-sig", "replace")
+        problem = json_problem(text, limits)
+        if problem:
+            yield number, position, JsonError(problem, excerpt(raw[:EXCERPT]))
+            continue
         try:
-            yield number, position, json.loads(raw)
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            value = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, too large an int ...
             yield number, position, JsonError(f"invalid JSON: {exc}", excerpt(raw[:EXCERPT]))
+            continue
+        bound = text.count(":") + text.count(",") + 1
+        problem = fields_problem(value, limits, bound) if isinstance(value, dict) else None
+        if problem:
+            yield number, position, JsonError(problem, excerpt(raw[:EXCERPT]))
+            continue
+        yield number, position, value
 
 
 def _stream_record(value: object, forced: str | None) -> tuple[str, dict[str, Any]] | str:
@@ -522,7 +562,10 @@ def next_row(rd: JsonReader, router: RowRouter, ref: int) -> Iterator[Item]:
     except JsonError as exc:
         yield Rejected("record", ref, exc.reason, exc.raw)
         return
-    if isinstance(value, dict):
+    problem = fields_problem(value, rd.limits, rd.bound) if isinstance(value, dict) else None
+    if problem:
+        yield Rejected("record", ref, problem, dumps(value))
+    elif isinstance(value, dict):
         yield from router.add(ref, value, rd.position)
     else:
         yield Rejected("record", ref, "row is not a JSON object", dumps(value))

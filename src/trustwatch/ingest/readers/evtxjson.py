@@ -18,7 +18,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from trustwatch.errors import IngestError
-from trustwatch.ingest.records import BATCH_SIZE, EventBatch, Item, RefKind, Rejected, excerpt
+from trustwatch.ingest.readers.guard import clean_text, fields_problem, json_problem
+from trustwatch.ingest.records import (
+    BATCH_SIZE,
+    EXCERPT,
+    EventBatch,
+    Item,
+    RefKind,
+    Rejected,
+    excerpt,
+)
+from trustwatch.limits import Limits, current, exceeded
 
 EVENT_NS = "http://schemas.microsoft.com/win/2004/08/events/event"
 Doc = dict[str, Any]
@@ -223,13 +233,37 @@ def stream_encoding(stream: IO[bytes]) -> str:
     return detect_encoding(head if isinstance(head, bytes) else b"")
 
 
-def text_lines(stream: IO[bytes], encoding: str | None = None) -> Iterator[str]:
-    """Decoded lines (without line ends); invalid bytes become U+FFFD instead of failing."""
+class LongLine(str):
+    """The start of a line longer than the event-bytes limit; ``size`` is its whole length."""
+
+    size: int = 0
+
+
+_SKIP = 1 << 20  # characters read at a time while skipping the rest of a long line
+
+
+def text_lines(
+    stream: IO[bytes], encoding: str | None = None, cap: int | None = None
+) -> Iterator[str]:
+    """Decoded lines (without line ends); invalid bytes become U+FFFD instead of failing.
+
+    A line longer than ``cap`` characters (default: the event-bytes limit) is never held: its
+    start comes as a :class:`LongLine` and the rest is read past.
+    """
     encoding = encoding or stream_encoding(stream)
+    cap = cap or current().event_bytes
     reader = io.TextIOWrapper(stream, encoding=encoding, errors="replace", newline="")
     try:
-        for line in reader:
-            yield line.rstrip("\r\n")
+        while line := reader.readline(cap + 1):
+            if len(line) <= cap or line.endswith("\n"):
+                yield line.rstrip("\r\n")
+                continue
+            long = LongLine(line[:EXCERPT])
+            long.size = len(line)
+            while (more := reader.readline(_SKIP)) and not more.endswith("\n"):
+                long.size += len(more)
+            long.size += len(more)
+            yield long
     finally:
         reader.detach()
 
@@ -246,6 +280,7 @@ class JsonValue:
 
     line: int
     value: Any
+    bound: int = 0  # ``:`` and ``,`` in its text, plus one: no record in it has more fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,27 +300,55 @@ def _indent(text: str) -> int:
     return len(text) - len(text.lstrip())
 
 
-class _JsonLines:
-    """Finds JSON values in lines: one per line, or spread over lines (pretty / arrays)."""
+def _bound(text: str) -> int:
+    return text.count(":") + text.count(",") + 1
 
-    def __init__(self) -> None:
+
+class _JsonLines:
+    """Finds JSON values in lines: one per line, or spread over lines (pretty / arrays).
+
+    A value spread over lines is collected up to the event-bytes limit; past it, only its start
+    is kept (for the excerpt) while its lines are read past, and it is reported as too large.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
         self.pending: list[str] = []
+        self.size = 0  # characters in pending
+        self.over = False  # pending passed the event-bytes limit: its lines are being skipped
         self.start = 0
         self.indent = 0
         self.in_array = False
 
     def feed(self, number: int, text: str) -> Iterator[JsonValue | JsonError]:
+        if isinstance(text, LongLine):
+            if self.pending:
+                yield from self.finish(final=True)
+            what = f"a line of {text.size:,} characters"
+            reason = exceeded("event_bytes", self.limits.event_bytes, what)
+            yield JsonError(number, reason, str(text))
+            return
         stripped = text.strip()
         indent = _indent(text)
         if self.pending:
             starts_new = stripped[:1] in ("{", "[") or _RECORD_HEADER.fullmatch(stripped)
             if not (stripped and indent <= self.indent and starts_new):
-                self.pending.append(text)
+                self.add(text)
                 if stripped[:1] in ("}", "]") and indent <= self.indent:
                     yield from self.finish(final=False)
                 return
             yield from self.finish(final=True)
         yield from self.fresh(number, stripped, indent)
+
+    def add(self, text: str) -> None:
+        self.size += len(text) + 1
+        if self.over:
+            return
+        if self.size > self.limits.event_bytes:
+            self.over = True
+            self.pending = ["\n".join(self.pending)[:EXCERPT]]
+            return
+        self.pending.append(text)
 
     def fresh(self, number: int, stripped: str, indent: int) -> Iterator[JsonValue | JsonError]:
         if self.in_array:
@@ -299,6 +362,15 @@ class _JsonLines:
             self.in_array = True
             return
         candidate = stripped[:-1] if self.in_array and stripped.endswith(",") else stripped
+        problem = json_problem(candidate, self.limits)
+        if problem:
+            if "depth" in problem and _unfinished(candidate):
+                # a deep value spread over lines: collected, then refused whole, not line by line
+                self.pending, self.start, self.indent = [stripped], number, indent
+                self.size = len(stripped)
+                return
+            yield JsonError(number, problem, stripped)
+            return
         try:
             value = json.loads(candidate)
         except RecursionError:
@@ -311,16 +383,30 @@ class _JsonLines:
                 return
             if stripped[:1] in ("{", "[") and _incomplete(exc, candidate):
                 self.pending, self.start, self.indent = [stripped], number, indent
+                self.size = len(stripped)
                 return
             yield JsonError(number, f"invalid JSON: {exc.msg} (column {exc.colno})", stripped)
             return
         except ValueError as exc:  # e.g. an integer beyond Python's digit limit
             yield JsonError(number, f"invalid JSON: {exc}", stripped)
             return
-        yield JsonValue(number, value)
+        yield JsonValue(number, value, _bound(candidate))
 
     def finish(self, final: bool) -> Iterator[JsonValue | JsonError]:
+        if self.over:
+            what = f"a value of {self.size:,} characters"
+            reason = exceeded("event_bytes", self.limits.event_bytes, what)
+            yield JsonError(self.start, reason, self.pending[0])
+            self.pending, self.over, self.size = [], False, 0
+            return
         joined = "\n".join(self.pending)
+        problem = json_problem(joined, self.limits)
+        if problem and (final or not _unfinished(joined)):
+            self.pending, self.size = [], 0
+            yield JsonError(self.start, problem, joined)
+            return
+        if problem:
+            return
         try:
             value, end = _DECODER.raw_decode(joined)
         except (RecursionError, ValueError) as exc:
@@ -337,16 +423,23 @@ class _JsonLines:
                 reason = "invalid JSON: the value ends before it is complete"
             yield JsonError(self.start, reason, joined)
             return
-        self.pending = []
-        yield JsonValue(self.start, value)
+        self.pending, self.size = [], 0
+        yield JsonValue(self.start, value, _bound(joined[:end]))
         rest = joined[end:].strip()
         if rest:
             yield from self.fresh(self.start, rest, self.indent)
 
 
-def iter_json(lines: Iterable[str]) -> Iterator[JsonValue | JsonError]:
+def _unfinished(text: str) -> bool:
+    """True if the brackets of ``text`` may not be closed yet (more opened than closed)."""
+    return text.count("[") + text.count("{") > text.count("]") + text.count("}")
+
+
+def iter_json(
+    lines: Iterable[str], limits: Limits | None = None
+) -> Iterator[JsonValue | JsonError]:
     """JSON values (or errors) from JSON lines, pretty documents, arrays or evtx_dump output."""
-    state = _JsonLines()
+    state = _JsonLines(limits or current())
     for number, text in enumerate(lines, 1):
         yield from state.feed(number, text)
     if state.pending:
@@ -367,7 +460,7 @@ class Batcher:
     def add(self, ref: int, doc: Doc) -> EventBatch | None:
         """Add a doc; returns the full batch when this one filled it."""
         self.batch.refs.append(ref)
-        self.batch.docs.append(dumps(doc))
+        self.batch.docs.append(clean_text(dumps(doc)))
         return self.flush() if len(self.batch.docs) >= BATCH_SIZE else None
 
     def flush(self) -> EventBatch | None:
@@ -414,6 +507,7 @@ def convert_values(
 ) -> Iterator[Item]:
     """Convert each JSON record to a doc, batching docs and rejecting what does not convert."""
     prefix = f"{where}: " if where else ""
+    limits = current()
     for item in values:
         ref = item.line + line_offset
         if isinstance(item, JsonError):
@@ -422,6 +516,11 @@ def convert_values(
             )
             continue
         for record in unwrap(item.value):
+            problem = None if item.bound <= limits.fields else fields_problem(record, limits)
+            if problem:
+                raw = json.dumps(record, ensure_ascii=False, default=str)[: EXCERPT * 2]
+                yield Rejected("line", ref, f"{prefix}line {item.line}: {problem}", excerpt(raw))
+                continue
             try:
                 doc = convert(record)
             except CONVERT_ERRORS as exc:

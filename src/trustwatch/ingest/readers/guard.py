@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from trustwatch.ingest.records import EventBatch, Item, Rejected, RowBatch
+from trustwatch.ingest.records import EventBatch, Item, Reader, Rejected, RowBatch
 from trustwatch.limits import Limits, current, exceeded
 
 # brackets, and whole strings (so brackets inside strings are skipped), unrolled for speed
@@ -87,13 +88,13 @@ def count_fields(value: Any, limit: int) -> int:
     return count
 
 
-def fields_problem(value: Any, limits: Limits, text: str | None = None) -> str | None:
+def fields_problem(value: Any, limits: Limits, bound: int | None = None) -> str | None:
     """Why a parsed JSON record has more fields than the fields limit, or None.
 
-    ``text`` (the record's JSON, or a text holding it) bounds the count cheaply: every field
-    needs a ``:`` or a ``,``.
+    ``bound`` (the ``:`` and ``,`` in the record's text, plus one: every field needs one of
+    them) skips the count when it cannot be over.
     """
-    if text is not None and text.count(":") + text.count(",") + 1 <= limits.fields:
+    if bound is not None and bound <= limits.fields:
         return None
     count = count_fields(value, limits.fields)
     if count <= limits.fields:
@@ -121,6 +122,16 @@ def clean_text(text: str) -> str:
     if text.isascii() or _SURROGATE.search(text) is None:
         return text
     return _SURROGATE.sub("\ufffd", text)
+
+
+def limited(read: Reader) -> Reader:
+    """``read`` held to the records limit in force when a file is read."""
+
+    def reader(path: Path) -> Iterator[Item]:
+        return limit_records(read(path))
+
+    reader.__doc__ = read.__doc__
+    return reader
 
 
 def limit_records(items: Iterator[Item], limits: Limits | None = None) -> Iterator[Item]:

@@ -26,6 +26,7 @@ from trustwatch.ingest.readers.defender import (
     open_input,
     read_defender_stream,
 )
+from trustwatch.ingest.readers.guard import limited
 from trustwatch.ingest.readers.loganalytics import (
     error_reason,
     read_la_query,
@@ -266,4 +267,4 @@ def table_hint_reader(fmt_name: str, table: str) -> Reader:
     def reader(path: Path) -> Iterator[Item]:
         return read(path, table)
 
-    return reader
+    return limited(reader)

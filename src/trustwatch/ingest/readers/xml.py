@@ -6,6 +6,10 @@ declaration names; bad bytes become U+FFFD) and cut at ``<Event ...>`` / ``</Eve
 event is parsed on its own, so memory holds one event and a bad event costs only itself. Text
 outside any event that is not XML prolog / root tags / comments is reported, not parsed. No DTD
 ever reaches the parser (an event fragment cannot hold one), so entity tricks do not apply.
+
+Limits (``trustwatch.limits``): an event longer than event-bytes is not collected (its start is
+kept for the excerpt while the reader looks for its end); an event nesting deeper than depth,
+or with more elements and attributes than fields, is refused before it is turned into JSON.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from trustwatch.ingest.readers.evtxjson import (
     time_text,
     to_int,
 )
-from trustwatch.ingest.records import Item, Rejected, excerpt
+from trustwatch.ingest.readers.guard import size_problem, xml_problem
+from trustwatch.ingest.records import EXCERPT, Item, Rejected, excerpt
+from trustwatch.limits import current, exceeded
 
 _CHUNK = 1 << 20
 _NAME = r"(?:[A-Za-z_][\w.-]*:)?"
@@ -57,14 +63,23 @@ def local_name(tag: str) -> str:
 
 
 def parse_xml(text: str) -> ET.Element:
-    """Parse an XML fragment (an event, an EventData / DataItem string from a Sentinel row)."""
+    """Parse an XML fragment (an event, an EventData / DataItem string from a Sentinel row).
+
+    Raises:
+        ET.ParseError: not well-formed XML.
+        ValueError: deeper, or with more elements and attributes, than the limits allow.
+    """
     try:
-        return ET.fromstring(text)  # noqa: S314 - fragments only: no DTD, so no entity expansion
+        root = ET.fromstring(text)  # noqa: S314 - fragments only: no DTD, so no entity expansion
     except ET.ParseError:
         cleaned = _BAD_CHARS.sub("\ufffd", text)
         if cleaned == text:
             raise
-        return ET.fromstring(cleaned)  # noqa: S314 - as above
+        root = ET.fromstring(cleaned)  # noqa: S314 - as above
+    problem = xml_problem(root, current())
+    if problem:
+        raise ValueError(problem)
+    return root
 
 
 def element_json(elem: ET.Element) -> Any:
@@ -178,6 +193,7 @@ class _Source:
         self.dropped_bytes = skipped
         self.dropped_lines = 0
         self.eof = False
+        self.cap = current().event_bytes  # characters of one event held at most
         self.fill()
 
     def fill(self) -> None:
@@ -234,6 +250,9 @@ def _pieces(src: _Source) -> Iterator[tuple[str, int, int]]:
             elif src.eof:
                 yield "text", pos, len(src.buf)
                 return
+            elif len(src.buf) - pos > src.cap:  # an endless comment: reported as text
+                yield "text", pos, len(src.buf)
+                pos = len(src.buf)
             else:
                 pos = src.more(pos)
             continue
@@ -254,8 +273,26 @@ def _pieces(src: _Source) -> Iterator[tuple[str, int, int]]:
         elif src.eof:
             yield "unclosed", pos, len(src.buf)
             return
+        elif len(src.buf) - pos > src.cap:
+            yield "toolong", pos, pos + EXCERPT
+            pos = _skip_event(src, match.end())
         else:
             pos = src.more(pos)
+
+
+def _skip_event(src: _Source, start: int) -> int:
+    """Read past an event too long to hold, to its ``</Event>`` or the next ``<Event``."""
+    pos = start
+    while True:
+        close = _EVENT_END.search(src.buf, pos)
+        following = _EVENT_START.search(src.buf, pos)
+        if close is not None and (following is None or close.start() < following.start()):
+            return close.end()
+        if following is not None:
+            return following.start()
+        if src.eof:
+            return len(src.buf)
+        pos = src.more(max(pos, len(src.buf) - 64))
 
 
 @dataclass(slots=True)
@@ -287,6 +324,7 @@ def read_xml(path: Path) -> Iterator[Item]:
         encoding, bom = xml_encoding(raw.read(4096))
         raw.seek(0)
         src = _Source(raw, encoding, bom)
+        limits = current()
         batcher = Batcher("event", raw.tell)
         number = 0
         junk: _Junk | None = None
@@ -309,6 +347,16 @@ def read_xml(path: Path) -> Iterator[Item]:
                 yield _junk_rejected(junk)
                 junk = None
             number += 1
+            if kind == "toolong":
+                what = f"event {number} ({src.where(start)}): an event"
+                reason = exceeded("event_bytes", src.cap, what)
+                yield Rejected("event", number, reason, excerpt(text))
+                continue
+            problem = size_problem(text, limits)
+            if problem:
+                where = f"event {number} ({src.where(start)}): "
+                yield Rejected("event", number, where + problem, excerpt(text))
+                continue
             if kind == "unclosed":
                 at_end = src.eof and end == len(src.buf)
                 reason = f"event {number} ({src.where(start)}): no </Event> before " + (
