@@ -33,8 +33,10 @@ is in another file, or that name it only by id, are filled once per ingest, in i
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -50,7 +52,7 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from trustwatch.engines.duckdb import DuckDBEngine, cast_column
-from trustwatch.errors import IngestError
+from trustwatch.errors import IngestError, TrustwatchError
 from trustwatch.ingest import finish, mapsql, normalize, staging
 from trustwatch.ingest.records import EventBatch, Item, RefKind, Rejected, RowBatch
 from trustwatch.schema.model import TableSchema, builtin_schemas
@@ -97,6 +99,8 @@ _FILES_COLUMNS = (
     ("quarantined", "BIGINT"),
     ("duplicates", "BIGINT"),
     ("unmapped", "BIGINT"),
+    ("bad_times", "BIGINT"),
+    ("failed", "VARCHAR"),  # NULL: read to its end; else why the file or its rest was not
 )
 
 
@@ -114,6 +118,8 @@ class FileStats:
     tables: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # first few quarantine reasons
     skipped_ingest: int | None = None  # already stored, by this ingest: not read again
+    failed: str | None = None  # why the file, or the rest of it, could not be read
+    bad_times: int = 0  # events stored with an impossible time (their Timestamp left empty)
     # what the file's last steps need to know (trustwatch.ingest.finish)
     chunks: int = field(default=0, repr=False)  # event chunks stored
     kinds: set[tuple[str, int]] = field(default_factory=set, repr=False)  # (provider, id)
@@ -122,6 +128,14 @@ class FileStats:
     def add_table(self, table: str, n: int) -> None:
         if n:
             self.tables[table] = self.tables.get(table, 0) + n
+
+    def reset(self) -> None:
+        """Forget an attempt whose transaction was rolled back."""
+        self.read = self.stored = self.quarantined = self.duplicates = self.unmapped = 0
+        self.bad_times = self.chunks = 0
+        self.failed = None
+        self.tables, self.problems = {}, []
+        self.kinds, self.row_tables = set(), set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +262,28 @@ class Workspace:
         Small files (up to ``SMALL_FILE`` bytes) are stored a group at a time: one
         transaction and one chunk of events for up to ``GROUP_BYTES`` of them, so that a folder
         of many small files costs what their events cost, not a fixed price per file.
+
+        A file that cannot be read is quarantined (``FileStats.failed`` says why) and the
+        others go on; see :meth:`_store`.
+
+        Raises:
+            IngestError: the workspace itself cannot be written (disk full, permission, a
+                read-only file system); it keeps every file committed before.
         """
+        try:
+            return self._ingest(files, on_file, on_progress)
+        except (duckdb.Error, OSError) as exc:
+            error = workspace_error(exc, self.path)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _ingest(
+        self,
+        files: Iterable[tuple[Path, str, Callable[[Path], Iterable[Item]]]],
+        on_file: Callable[[FileStats], None] | None,
+        on_progress: Callable[[FileStats, int | None], None] | None,
+    ) -> list[FileStats]:
         self.assembled = {}
         self.resumed = self._finish_pending()
         ingest = self._next_id("_ingests")
@@ -269,12 +304,55 @@ class Workspace:
                 elif on_file is not None:
                     on_file(stats)
             if members:
-                self._transaction(partial(self._ingest_files, members, ingest, on_progress))
+                self._store(members, ingest, on_progress)
             for member in members:
                 if on_file is not None:
                     on_file(member.stats)
         self._transaction(lambda: self._finish_ingest(ingest, results))
         return results
+
+    def _store(
+        self,
+        members: list[_Member],
+        ingest: int,
+        on_progress: Callable[[FileStats, int | None], None] | None,
+    ) -> None:
+        """Store files in one transaction; one bad file never loses the others.
+
+        A reader that fails part way is handled where it is read (:func:`guarded`: what it
+        gave is kept, the rest of its file quarantined). Anything else that fails rolls the
+        transaction back: a group's files are then stored again one per transaction, and a
+        file that fails alone is quarantined whole, as one ``file`` row. An I/O error of the
+        workspace itself (disk full) ends the ingest: no other file could be stored either.
+        ``KeyboardInterrupt`` and ``SystemExit`` are never caught.
+        """
+        assembled = dict(self.assembled)
+        try:
+            self._transaction(partial(self._ingest_files, members, ingest, on_progress))
+        except Exception as exc:  # the isolation boundary: whatever failed, the next file goes on
+            self._raise_if_fatal(exc)
+            self.assembled = assembled
+            for member in members:
+                member.stats.reset()
+            if len(members) > 1:
+                for member in members:
+                    self._store([member], ingest, on_progress)
+                return
+            self._transaction(partial(self._quarantine_file, members[0], ingest, failure(exc)))
+
+    def _quarantine_file(self, member: _Member, ingest: int, reason: str) -> None:
+        """The whole of a file that could not be stored: one quarantine row, its ``_files`` row."""
+        stats = member.stats
+        stats.read = stats.quarantined = 1
+        stats.failed = reason
+        self._quarantine(ingest, stats, "file", 0, 1, f"the file could not be read: {reason}", "")
+        self._insert("_files", member.row(ingest))
+
+    def _raise_if_fatal(self, exc: Exception) -> None:
+        """Errors of the workspace itself, as what they are (the next file would fail too)."""
+        error = workspace_error(exc, self.path)
+        if error is not None:
+            raise error from exc
 
     def _new_file_id(self) -> int:
         self._file_id += 1
@@ -292,14 +370,16 @@ class Workspace:
         if len(members) == 1:
             member = members[0]
             self._set(staging.FILE_VARIABLE, member.file_id)
-            for item in prefetch(chunks(member.reader(member.path), member.file_id)):
+            items = guarded(member.reader, member.path, member.stats)
+            for item in prefetch(chunks(items, member.file_id)):
                 self._take(item, by_id, ingest, member.file_id)
                 if on_progress is not None:
                     on_progress(member.stats, getattr(item, "position", None))
         else:
             pending: list[EventBatch] = []
             for member in members:
-                for item in chunks(member.reader(member.path), member.file_id):
+                items = guarded(member.reader, member.path, member.stats)
+                for item in chunks(items, member.file_id):
                     if isinstance(item, EventBatch):
                         pending.append(item)
                     else:
@@ -327,7 +407,7 @@ class Workspace:
         query = (
             exp.select("_ingest")
             .from_("_files")
-            .where("size = ? AND mtime_ns = ? AND fingerprint = ?")
+            .where("size = ? AND mtime_ns = ? AND fingerprint = ? AND COALESCE(failed, '') = ''")
             .limit(1)
         )
         rows = self.con.execute(
@@ -712,6 +792,94 @@ class Workspace:
 
 
 _DONE = object()
+REASON = 200  # characters of an exception's message kept in a reason
+
+
+def failure(exc: BaseException) -> str:
+    """Why a file could not be read, from the exception: its class and (the start of) its text.
+
+    Our own errors name the limit or the place; a library's message is cut short, as it may
+    quote what it was reading.
+    """
+    if isinstance(exc, TrustwatchError):
+        return exc.diagnostic.message[:REASON]
+    if isinstance(exc, RecursionError):
+        return "RecursionError: nested too deeply to read"
+    if isinstance(exc, MemoryError):
+        return "MemoryError: out of memory while reading it"
+    text = str(exc)
+    text = text if len(text) <= REASON else text[: REASON - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def guarded(read: Callable[[Path], Iterable[Item]], path: Path, stats: FileStats) -> Iterator[Item]:
+    """The items ``read`` gives for ``path``; if it fails part way, the rest of the file as one
+    quarantined record (after the last reference it gave) and ``stats.failed`` saying why.
+
+    What the reader gave before it failed is kept: a file is never lost whole for an error in
+    its middle. ``KeyboardInterrupt`` and ``SystemExit`` pass.
+    """
+    kind: RefKind = "record"
+    last: int | None = None
+    try:
+        for item in read(path):
+            kind, last = item.ref_kind, _last_ref(item, last)
+            yield item
+    except Exception as exc:  # a reader's failure ends its file, not the ingest
+        reason = failure(exc)
+        after = f"after {kind} {last}" if last is not None else "from its start"
+        stats.failed = f"the rest of the file ({after}) could not be read: {reason}"
+        yield Rejected(kind, last if last is not None else 0, stats.failed)
+
+
+def _last_ref(item: Item, last: int | None) -> int | None:
+    """The last reference in ``item`` (``last`` when it has none)."""
+    if isinstance(item, Rejected):
+        return item.ref
+    if item.refs:
+        return int(item.refs[-1])
+    arrow = getattr(item, "arrow", None)
+    if arrow is not None and "ref" in arrow.column_names and arrow.num_rows:
+        return int(arrow.column("ref")[-1].as_py())
+    return last
+
+
+def workspace_error(exc: BaseException, path: str | None) -> IngestError | None:
+    """An error of the workspace itself as an IngestError naming it (None: not one of those).
+
+    Disk full, permission denied, a read-only file system (DuckDB's ``IOException``, or an
+    ``OSError``), and a database DuckDB invalidated after a fatal error: the workspace keeps
+    its last committed file, and the message says what happened and where.
+    """
+    where = f"workspace {path}" if path else "the in-memory workspace"
+    if isinstance(exc, duckdb.IOException | duckdb.PermissionException | OSError):
+        what = _io_reason(exc)
+        return IngestError(
+            f"{what} while writing {where}",
+            hint="the workspace keeps every file stored before this one; free space or fix "
+            "the permission and run the same command again to store the rest",
+            code="ING010",
+        )
+    if isinstance(exc, duckdb.FatalException) or "database has been invalidated" in str(exc):
+        return IngestError(
+            f"DuckDB stopped writing {where} after a fatal error ({failure(exc)})",
+            hint="the workspace keeps every file committed before it; run the same command "
+            "again to store the rest",
+            code="ING011",
+        )
+    return None
+
+
+def _io_reason(exc: BaseException) -> str:
+    """The operating system's words for an I/O error (``no space left on device``)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return os.strerror(exc.errno).lower()
+    text = str(exc)
+    for errno_ in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EFBIG, errno.EDQUOT, errno.EIO):
+        words = os.strerror(errno_)
+        if words.lower() in text.lower():
+            return words.lower()
+    return "an I/O error (" + text[:REASON] + ")"
 
 
 def prefetch(items: Iterable[Item], depth: int = 1) -> Iterator[Item]:
@@ -787,12 +955,23 @@ def chunks(items: Iterable[Item], file_id: int, size: int = CHUNK) -> Iterator[I
 
 
 def to_arrow(batch: EventBatch, file_id: int) -> pa.Table:
-    """A batch's references and documents as an Arrow table (``ref``, ``file``, ``doc``)."""
+    """A batch's references and documents as an Arrow table (``ref``, ``file``, ``doc``).
+
+    A lone surrogate (from a reader that decoded invalid UTF-16) becomes U+FFFD, as invalid
+    bytes do: Arrow strings are UTF-8.
+    """
+    try:
+        docs = pa.array(batch.docs, pa.string())
+    except UnicodeEncodeError:
+        docs = pa.array(
+            [d.encode("utf-16", "surrogatepass").decode("utf-16", "replace") for d in batch.docs],
+            pa.string(),
+        )
     return pa.table(
         {
             "ref": pa.array(batch.refs, pa.int64()),
             "file": pa.array([file_id] * len(batch.refs), pa.int32()),
-            "doc": pa.array(batch.docs, pa.string()),
+            "doc": docs,
         }
     )
 
@@ -872,6 +1051,8 @@ class _Member:
             s.quarantined,
             s.duplicates,
             s.unmapped,
+            s.bad_times,
+            s.failed,
         ]
 
 
