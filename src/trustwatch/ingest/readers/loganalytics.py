@@ -20,7 +20,7 @@ import re
 from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from trustwatch.ingest.readers.defender import (
     JsonError,
@@ -31,6 +31,7 @@ from trustwatch.ingest.readers.defender import (
 )
 from trustwatch.ingest.readers.sentinel import row_to_doc
 from trustwatch.ingest.records import EXCERPT, Item, Rejected, excerpt
+from trustwatch.limits import Limits, current, exceeded
 
 WINDOWS_EVENT_TABLES = frozenset({"Event", "WindowsEvent", "SecurityEvent"})
 _SUFFIX = re.compile(r"(?P<name>.+?) \[(?P<zone>UTC|Local Time)\]")
@@ -155,8 +156,10 @@ def portal_time(text: str) -> str | None:
     return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}{tail}Z"
 
 
-def _header(fields: list[str]) -> tuple[list[str], set[str], str]:
+def _header(fields: list[str], limits: Limits) -> tuple[list[str], set[str], str]:
     """Column names, the ones holding UTC portal times, and why the header is unusable."""
+    if len(fields) > limits.fields:
+        return [], set(), exceeded("fields", limits.fields, f"a header of {len(fields):,} columns")
     names: list[str] = []
     utc: set[str] = set()
     for number, raw in enumerate(fields, start=1):
@@ -183,6 +186,8 @@ def _header(fields: list[str]) -> tuple[list[str], set[str], str]:
 
 
 def _csv_row(names: list[str], utc: set[str], fields: list[str]) -> dict[str, Any] | str:
+    if len(fields) > current().fields:
+        return exceeded("fields", current().fields, f"a row of {len(fields):,} fields")
     if len(fields) != len(names):
         return f"{len(fields)} fields; the header has {len(names)}"
     row: dict[str, Any] = {}
@@ -199,8 +204,35 @@ def _csv_row(names: list[str], utc: set[str], fields: list[str]) -> dict[str, An
     return row
 
 
-def _records(reader: Any) -> Iterator[tuple[int, list[str] | csv.Error]]:
-    """(line where it starts, fields or the CSV error) per record after the header."""
+class _Lines:
+    """The lines of a text stream for ``csv.reader``, each at most ``cap`` characters: a longer
+    line is read past and given as an empty line, its number and size kept in ``long``."""
+
+    def __init__(self, text: IO[str], cap: int) -> None:
+        self.text, self.cap = text, cap
+        self.number = 0
+        self.long: list[tuple[int, int]] = []
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = self.text.readline(self.cap + 1)
+        if not line:
+            raise StopIteration
+        self.number += 1
+        if len(line) <= self.cap or line.endswith("\n"):
+            return line
+        size = len(line)
+        while (more := self.text.readline(1 << 20)) and not more.endswith("\n"):
+            size += len(more)
+        self.long.append((self.number, size + len(more)))
+        return "\n"
+
+
+def _records(reader: Any, lines: _Lines) -> Iterator[tuple[int, list[str] | csv.Error | str]]:
+    """(line where it starts, fields, the CSV error or why it is not read) per record after
+    the header."""
     line = reader.line_num + 1
     while True:
         try:
@@ -213,6 +245,9 @@ def _records(reader: Any) -> Iterator[tuple[int, list[str] | csv.Error]]:
                 return
             line = reader.line_num + 1
             continue
+        for number, size in lines.long:
+            yield number, exceeded("event_bytes", lines.cap, f"a line of {size:,} characters")
+        lines.long.clear()
         if fields:
             yield line, fields
         line = reader.line_num + 1
@@ -221,8 +256,10 @@ def _records(reader: Any) -> Iterator[tuple[int, list[str] | csv.Error]]:
 def read_portal_csv(path: Path, table: str | None = None) -> Iterator[Item]:
     """A portal CSV export (Log Analytics, Sentinel or Defender): header row, then rows."""
     fh = open_input(path)
+    limits = current()
     with io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="") as text:
-        reader = csv.reader(text)
+        lines = _Lines(text, limits.event_bytes)
+        reader = csv.reader(lines)
         try:
             header = next(reader, None)
         except csv.Error as exc:
@@ -230,16 +267,19 @@ def read_portal_csv(path: Path, table: str | None = None) -> Iterator[Item]:
             return
         if header is None:
             return
-        names, utc, problem = _header(header)
+        names, utc, problem = _header(header, limits)
         if problem:
-            count = sum(1 for _ in _records(reader))
+            count = sum(1 for _ in _records(reader, lines))
             reason = f"file not loaded: {problem}"
             yield Rejected("line", 0, reason, excerpt(",".join(header)), count=count)
             return
         router = RowRouter("line", table, names, windows_event_doc)
-        for line, fields in _records(reader):
+        for line, fields in _records(reader, lines):
             if isinstance(fields, csv.Error):
                 yield Rejected("line", line, f"bad CSV: {fields}", "")
+                continue
+            if isinstance(fields, str):
+                yield Rejected("line", line, fields, "")
                 continue
             got = _csv_row(names, utc, fields)
             if isinstance(got, str):

@@ -22,13 +22,15 @@ are case-insensitive, so EventData ``ProcessId`` / ``EventType`` collide with NX
 
 from __future__ import annotations
 
+import io
 import re
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from trustwatch.errors import IngestError
 from trustwatch.ingest.readers.ecs import ecs_doc, level_number
@@ -53,6 +55,7 @@ from trustwatch.ingest.readers.evtxjson import (
     to_int,
 )
 from trustwatch.ingest.records import Item, Rejected
+from trustwatch.limits import Limits, current, exceeded
 
 # NXLog / collector fields: never EventData (compared case-insensitively)
 _META = frozenset(
@@ -194,37 +197,141 @@ def read_nxlog(path: Path) -> Iterator[Item]:
 _JSON_MEMBER = (".json", ".jsonl", ".ndjson", ".log", ".txt")
 
 
+class _ZipLimit(Exception):  # noqa: N818 - internal signal, always caught in read_otrf_zip
+    """A member broke an archive limit; the text is the reason."""
+
+
+class _Guarded(io.RawIOBase):
+    """A zip member's decompressed bytes, counted as they stream: past zip-member-bytes, or
+    past zip-ratio times the compressed bytes consumed so far, reading stops (_ZipLimit).
+
+    The sizes in the zip's headers are never trusted: both are measured while reading.
+    """
+
+    def __init__(self, member: IO[bytes], raw: IO[bytes], limits: Limits) -> None:
+        self.member, self.raw, self.limits = member, raw, limits
+        self.start = raw.tell()  # where the member's compressed data begins
+        self.total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.member.read(min(len(buffer), 1 << 16))
+        self.total += len(data)
+        if self.total > self.limits.zip_member_bytes:
+            what = f"decompressed size past {self.limits.zip_member_bytes:,} bytes"
+            raise _ZipLimit(exceeded("zip_member_bytes", self.limits.zip_member_bytes, what))
+        packed = max(self.raw.tell() - self.start, 1)
+        if self.total > _RATIO_FLOOR and self.total > self.limits.zip_ratio * packed:
+            what = f"{self.total:,} bytes from {packed:,} compressed (ratio)"
+            raise _ZipLimit(exceeded("zip_ratio", self.limits.zip_ratio, what))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+_LIST_FACTOR = 10  # an archive declaring this many times zip-members is not even listed
+_RATIO_FLOOR = 1 << 20  # decompressed bytes before the ratio is judged (headers skew small ones)
+
+
+def _declared_members(raw: IO[bytes]) -> int:
+    """The member count the end-of-central-directory record declares (0 if it is not found).
+
+    Read before ``zipfile`` builds its list of members, so a central directory of millions of
+    entries is refused instead of loaded.
+    """
+    size = raw.seek(0, io.SEEK_END)
+    tail_size = min(size, 22 + 65535)
+    raw.seek(size - tail_size)
+    tail = raw.read(tail_size)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return 0
+    count, cd_size = struct.unpack_from("<HI", tail, at + 10)
+    if count == 0xFFFF or cd_size == 0xFFFFFFFF:
+        locator = tail.rfind(b"PK\x06\x07", 0, at)
+        if locator >= 0 and locator + 20 <= len(tail):
+            (offset,) = struct.unpack_from("<Q", tail, locator + 8)
+            raw.seek(offset)
+            record = raw.read(56)
+            if record[:4] == b"PK\x06\x06" and len(record) >= 56:
+                count, cd_size = struct.unpack_from("<Q8xQ", record, 24)
+    # each entry takes at least 46 bytes: a directory larger than the count allows says more
+    return int(max(count, cd_size // 46))
+
+
 def read_otrf_zip(path: Path) -> Iterator[Item]:
-    """Read every JSON-lines member of a zip; refs are line numbers counted across members."""
+    """Read every JSON-lines member of a zip; refs are line numbers counted across members.
+
+    Members are streamed, never extracted; their names are labels only. Each member is held to
+    zip-member-bytes and zip-ratio, the archive to zip-members (``trustwatch.limits``): a
+    member past one is one Rejected naming it and the limit, and the other members go on.
+    """
+    limits = current()
     with open_file(path) as raw:
+        declared = _declared_members(raw)
+        raw.seek(0)
+        if declared > _LIST_FACTOR * limits.zip_members:  # its member list alone is too big
+            what = f"an archive of about {declared:,} members (by its central directory)"
+            reason = exceeded("zip_members", limits.zip_members, what) + "; not read"
+            yield Rejected("line", 0, reason, count=0)
+            return
         try:
             archive = zipfile.ZipFile(raw)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, struct.error) as exc:
             raise IngestError(f"{path}: not a readable zip file ({exc})") from exc
         batcher = Batcher("line", raw.tell)
         lines_before = 0
+        members = 0
         with archive:
-            for info in archive.infolist():
+            infos = archive.infolist()
+            for position, info in enumerate(infos):
                 if info.is_dir() or info.filename.startswith("__MACOSX/"):
                     continue
+                name = info.filename[:200]
+                members += 1
+                if members > limits.zip_members:
+                    rest = len(infos) - position
+                    what = f"an archive of {len(infos):,} entries"
+                    reason = exceeded("zip_members", limits.zip_members, what)
+                    yield Rejected(
+                        "line",
+                        lines_before,
+                        f"{name}: {reason}; it and {rest - 1} more not read",
+                        count=0,
+                    )
+                    break
                 if not info.filename.lower().endswith(_JSON_MEMBER):
-                    reason = f"{info.filename}: not a JSON member; skipped"
+                    reason = f"{name}: not a JSON member; skipped"
                     yield Rejected("line", lines_before, reason)
                     continue
                 counted = [0]
                 try:
                     with archive.open(info) as member:
-                        lines = _counting(text_lines(member), counted)
-                        values = iter_json(lines)
+                        guarded = io.BufferedReader(_Guarded(member, raw, limits))
+                        lines = _counting(text_lines(guarded), counted)
+                        values = iter_json(lines, limits)
                         yield from convert_values(
                             values,
                             record_doc,
                             batcher,
                             line_offset=lines_before,
-                            where=info.filename,
+                            where=name,
                         )
-                except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
-                    reason = f"{info.filename}: unreadable after line {counted[0]} ({exc})"
+                except _ZipLimit as exc:
+                    reason = (
+                        f"{name}: {exc}; the rest of the member after line {counted[0]} is not read"
+                    )
+                    yield Rejected("line", lines_before + counted[0] + 1, reason)
+                except (
+                    zipfile.BadZipFile,
+                    zlib.error,
+                    OSError,
+                    EOFError,
+                    NotImplementedError,
+                    RuntimeError,
+                ) as exc:
+                    reason = f"{name}: unreadable after line {counted[0]} ({exc})"
                     yield Rejected("line", lines_before + counted[0] + 1, reason)
                 lines_before += counted[0]
         last = batcher.flush()
