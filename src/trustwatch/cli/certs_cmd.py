@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trustwatch.cli.common import EXIT_FOUND, echo, limit_option, reports_errors
-from trustwatch.cli.render import cell, stdout_console
+from trustwatch.cli.render import cell, stdout_console, write_exact
 from trustwatch.errors import InputError
 from trustwatch.inert import json_text
 
@@ -111,9 +111,8 @@ def check(
             hint="give a SHA-1 (40 hex digits), SHA-256 or MD5 thumbprint, or a certificate file",
         )
     if fmt == "json":
-        click.echo(
-            json_text(json.dumps([{"source": s, **c.to_dict()} for s, c in results], indent=2))
-        )
+        rows = [{"source": s, **c.to_dict()} for s, c in results]
+        write_exact(json_text(json.dumps(rows, indent=2)) + "\n")
     else:
         for source, classification in results:
             _print_classification(source, classification)
@@ -178,7 +177,7 @@ def audit(
     flagged = [r for r in rows if r.flagged]
     if fmt == "json":
         shown = rows if show_all else flagged
-        click.echo(json_text(json.dumps([r.to_dict() for r in shown], indent=2)))
+        write_exact(json_text(json.dumps([r.to_dict() for r in shown], indent=2)) + "\n")
     else:
         _print_audit(rows if show_all else flagged, len(rows))
     stores = len({(r.entry.location, r.entry.sid, r.entry.store) for r in rows})
@@ -268,7 +267,7 @@ def watchlist(out: str | None, data_dir: str | None) -> None:
     for row in table.to_pylist():
         writer.writerow(row.values())
     if out is None:
-        click.echo(buf.getvalue(), nl=False)
+        write_exact(buf.getvalue())
         return
     path = Path(out)
     if not path.parent.exists():

@@ -25,7 +25,7 @@ from trustwatch.cli.common import (
     memory_limit_option,
     reports_errors,
 )
-from trustwatch.cli.render import cell, stdout_console
+from trustwatch.cli.render import cell, stdout_console, write_exact
 from trustwatch.errors import InputError
 from trustwatch.inert import json_text, visible
 
@@ -331,11 +331,11 @@ def _certificate_cell(alert: dict[str, Any]) -> str:
 
 def _print_alerts(alerts: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "json":
-        click.echo(json_text(json.dumps(alerts, ensure_ascii=False)))
+        write_exact(json_text(json.dumps(alerts, ensure_ascii=False)) + "\n")
         return
     if fmt == "jsonl":
         for alert in alerts:
-            click.echo(json_text(json.dumps(alert, ensure_ascii=False)))
+            write_exact(json_text(json.dumps(alert, ensure_ascii=False)) + "\n")
         return
     if fmt == "csv":
         import csv
@@ -346,7 +346,7 @@ def _print_alerts(alerts: list[dict[str, Any]], fmt: str) -> None:
         writer.writeheader()
         for alert in alerts:
             writer.writerow(alert_cells(alert))
-        click.echo(buf.getvalue(), nl=False)
+        write_exact(buf.getvalue())
         return
     console = stdout_console(400)
     grid = Table(header_style="bold")

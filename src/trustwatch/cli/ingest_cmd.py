@@ -227,27 +227,26 @@ class SkippedInput:
         return bool(self.unrecognised or self.unreadable or self.quarantined)
 
     def line(self) -> str:
-        """The one-line summary (the reasons are on the lines printed before it)."""
+        """The one-line summary (each file's reason is on a line printed before it)."""
         parts = []
         if self.unrecognised:
-            parts.append(f"{self.unrecognised} file(s) in no format trustwatch reads (skipped:)")
+            parts.append(f"{self.unrecognised} file(s) not read")
         if self.unreadable:
-            parts.append(f"{self.unreadable} file(s) unreadable (unreadable:)")
+            parts.append(f"{self.unreadable} file(s) unreadable (whole or in part)")
         if self.quarantined:
             parts.append(
-                f"{self.quarantined:,} record(s) quarantined in {self.quarantined_files} "
-                "file(s) (quarantined:)"
+                f"{self.quarantined:,} record(s) quarantined in {self.quarantined_files} file(s)"
             )
-        where = (
-            f"every quarantined record, with its reason, is in {self.workspace}'s _quarantine "
-            "table (DuckDB; not a KQL table)"
-            if self.workspace
-            else "ingest with --workspace W to keep every quarantined record, with its "
-            "reason, in W's _quarantine table"
-        )
+        where = ""
+        if self.quarantined and self.workspace:
+            where = (
+                f"; every quarantined record and its reason: {self.workspace}, table _quarantine"
+            )
+        elif self.quarantined:
+            where = "; ingest with --workspace W to keep every quarantined record and its reason"
         return (
-            "input skipped: " + ", ".join(parts) + "; results cover only what could be read. "
-            f"Reasons: the lines above; {where}"
+            "input skipped: " + ", ".join(parts) + " - the results cover only the rest "
+            f"(reasons: the skipped:, unreadable: and quarantined: lines above{where})"
         )
 
     def report(self) -> None:

@@ -29,14 +29,24 @@ def plain(value: object, style: str = "") -> Text:
     return Text(visible(value, "\n"), style=style)
 
 
+def write_exact(text: str) -> None:
+    """Machine output (JSON, JSONL, CSV) on stdout as it is.
+
+    ``click.echo`` strips what looks like an ANSI sequence (``\x1b[2J``) when stdout is not a
+    terminal, which would change a CSV value; ``color=True`` turns that off. JSON text is inert
+    already (``trustwatch.inert.json_text``); CSV is byte-exact by contract.
+    """
+    click.echo(text, nl=False, color=True)
+
+
 def print_result(table: pa.Table, fmt: str) -> None:
     """Write one result table to stdout in the chosen format."""
     if fmt == "json":
-        click.echo(to_json(table))
+        write_exact(to_json(table) + "\n")
     elif fmt == "jsonl":
-        click.echo(to_jsonl(table), nl=False)
+        write_exact(to_jsonl(table))
     elif fmt == "csv":
-        click.echo(to_csv(table), nl=False)
+        write_exact(to_csv(table))
     else:
         print_table(table)
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trustwatch.cli.common import EXIT_FOUND, echo, limit_option, reports_errors
-from trustwatch.cli.render import cell
+from trustwatch.cli.render import cell, write_exact
 from trustwatch.inert import json_text
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def validate(
     scenarios = load_scenarios(list(scenario_ids) or None)
     matrix = run_matrix(scenarios, rule_sources or ("all",), DEFAULT_SEED if seed is None else seed)
     if fmt == "json":
-        click.echo(json_text(json.dumps(matrix_json(matrix), indent=2)))
+        write_exact(json_text(json.dumps(matrix_json(matrix), indent=2)) + "\n")
     else:
         _print_table(matrix)
     if not matrix.ok:
