@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -172,3 +173,62 @@ def test_rules_lint_and_test_fail_on_a_broken_rule(tmp_path: Path) -> None:
     assert f"{rule}:6:" in stdout  # the unknown column, located in the rule file
     code, stdout, _ = run("rules", "test", "--rules", str(rule))
     assert code == 1 and "FAIL broken: one:" in stdout
+
+
+def hostile_folder(tmp_path: Path, attack: bool) -> Path:
+    """Telemetry beside a file sniffed as JSON lines whose every line is garbage, and an empty one.
+
+    With ``attack`` the telemetry holds the planted root; without, only Windows' own update.
+    """
+    folder = tmp_path / "triage"
+    folder.mkdir()
+    if attack:
+        telemetry(folder)
+    else:
+        benign = EVENT.format(
+            keys=KEYS,
+            m=2,
+            image=r"C:\Windows\System32\svchost.exe",
+            store="AuthRoot",
+            thumb="AD" * 20,
+        )
+        (folder / "benign.xml").write_text(f"<Events>{benign}</Events>", encoding="utf-8")
+    (folder / "garbage.jsonl").write_text(
+        '{"record_id": 1, "provider": "p", "event_id": 1, "fields": {}}\n{{{{\n[[[\nnot json\n',
+        encoding="utf-8",
+    )
+    (folder / "empty.evtx").write_bytes(b"")
+    return folder
+
+
+def test_hunt_reports_skipped_input_and_still_exits_1_with_the_alert(tmp_path: Path) -> None:
+    code, stdout, stderr = run("hunt", str(hostile_folder(tmp_path, attack=True)))
+    assert code == 1, stderr
+    assert PLANTED in stdout
+    last = stderr.rstrip().splitlines()[-1]
+    assert re.match(
+        r"input skipped: 1 file\(s\) not read, \d record\(s\) quarantined in 1 file", last
+    )
+    assert "--workspace W" in last  # where every quarantined record could be kept
+    assert "skipped: " in stderr and "empty.evtx: the file is empty" in stderr
+    assert "garbage.jsonl" in stderr
+
+
+def test_hunt_with_nothing_found_but_input_skipped_exits_3(tmp_path: Path) -> None:
+    folder = hostile_folder(tmp_path, attack=False)
+    code, stdout, stderr = run("hunt", str(folder))
+    assert code == 3, stderr
+    assert "0 alerts" in stdout
+    assert stderr.rstrip().splitlines()[-1].startswith("input skipped: ")
+    ws = tmp_path / "case.duckdb"
+    code, _, stderr = run("hunt", str(folder), "--workspace", str(ws))
+    assert code == 3
+    assert f"{ws}, table _quarantine" in stderr.rstrip().splitlines()[-1]
+    code, _, stderr = run("hunt", str(folder / "benign.xml"))
+    assert code == 0 and "input skipped" not in stderr
+
+
+def test_hunt_help_documents_exit_3() -> None:
+    code, stdout, _ = run("hunt", "--help")
+    assert code == 0
+    assert "3 when there are none but input" in " ".join(stdout.split())
