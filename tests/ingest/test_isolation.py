@@ -20,7 +20,7 @@ from tests.conftest import SHARED, needs_shared
 from tests.ingest.test_workspace import SYSMON_1, batch, doc, rows
 from trustwatch.errors import IngestError
 from trustwatch.ingest.readers.evtx import read_evtx
-from trustwatch.ingest.records import EventBatch, Item
+from trustwatch.ingest.records import EventBatch, Item, Rejected
 from trustwatch.ingest.workspace import SMALL_FILE, FileStats, Workspace, failure, guarded
 
 ATTACK = (
@@ -258,6 +258,7 @@ def test_guarded_passes_items_and_keeps_the_last_reference(tmp_path: Path) -> No
     items = list(guarded(read, tmp_path, stats))
     assert len(items) == 2
     rest = items[-1]
+    assert isinstance(rest, Rejected)
     assert (rest.ref_kind, rest.ref) == ("line", 9)
     assert stats.failed == (
         "the rest of the file (after line 9) could not be read: OSError: [Errno 5] "

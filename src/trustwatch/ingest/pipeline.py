@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -17,22 +19,110 @@ Planned = tuple[Path, str, Callable[[Path], Iterable[Item]]]
 QUERY_MEMORY_LIMIT = "1GB"  # DuckDB's memory for queries over a workspace file (--memory-limit)
 
 
-def expand(paths: Iterable[str | Path]) -> Iterator[Path]:
+def expand(
+    paths: Iterable[str | Path], skipped: list[tuple[Path, str]] | None = None
+) -> Iterator[Path]:
     """Files named, and the files under directories named (sorted, hidden ones skipped).
 
     Hidden means hidden below the directory named: ``../case`` or ``~/.cases/x`` are read.
+    Symbolic links are followed when they lead inside a path named (a link to a folder is
+    walked like one, each folder once: cycles end there, each file is read once); a link
+    leading elsewhere, a broken link, a folder that cannot be listed and anything that is
+    not a regular file (a FIFO would hang the reader, a device never ends) are not read and
+    are added to ``skipped`` (path, reason), never dropped without a word.
+
+    Raises:
+        IngestError: a path named does not exist.
     """
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                below = child.relative_to(path).parts
-                if child.is_file() and not any(p.startswith(".") for p in below):
-                    yield child
-        elif path.exists():
-            yield path
-        else:
+    named = [Path(raw) for raw in paths]
+    for path in named:
+        if not path.exists():
             raise IngestError(f"no such file or directory: {path}")
+    walk = _Walk([p.resolve() for p in named], skipped if skipped is not None else [])
+    for path in named:
+        if path.is_dir():
+            yield from walk.folder(path)
+        else:
+            yield from walk.file(path, path.stat())
+
+
+class _Walk:
+    """One walk over the paths named: what it has seen, where links may lead, what it skips."""
+
+    def __init__(self, roots: list[Path], skipped: list[tuple[Path, str]]) -> None:
+        self.roots = roots
+        self.skipped = skipped
+        self.folders: set[tuple[int, int]] = set()  # (st_dev, st_ino) of folders walked
+        self.files: dict[tuple[int, int], Path] = {}  # of files given, with the path given
+
+    def skip(self, path: Path, reason: str) -> None:
+        self.skipped.append((path, f"{path}: {reason}"))
+
+    def file(self, path: Path, info: os.stat_result) -> Iterator[Path]:
+        if not stat.S_ISREG(info.st_mode):
+            self.skip(path, f"not a regular file ({_kind(info.st_mode)}): not read")
+            return
+        seen = self.files.setdefault((info.st_dev, info.st_ino), path)
+        if seen != path:
+            self.skip(path, f"the same file as {seen}: read once")
+            return
+        yield path
+
+    def folder(self, top: Path) -> Iterator[Path]:
+        """The files below ``top`` in sorted order, depth first (as ``sorted(rglob)`` lists)."""
+        info = top.stat()
+        if (info.st_dev, info.st_ino) in self.folders:
+            return
+        self.folders.add((info.st_dev, info.st_ino))
+        try:
+            with os.scandir(top) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self.skip(top, f"cannot list the folder: {exc.strerror or exc}")
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            child = top / entry.name
+            try:
+                if entry.is_symlink():
+                    yield from self.link(child)
+                elif entry.is_dir(follow_symlinks=False):
+                    yield from self.folder(child)
+                else:
+                    yield from self.file(child, entry.stat(follow_symlinks=False))
+            except OSError as exc:
+                self.skip(child, f"cannot be read: {exc.strerror or exc}")
+
+    def link(self, path: Path) -> Iterator[Path]:
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):  # RuntimeError: a loop of links (Python < 3.13)
+            self.skip(path, "broken symbolic link: not followed")
+            return
+        if not any(target == root or target.is_relative_to(root) for root in self.roots):
+            self.skip(path, f"symbolic link to {target}, outside the paths named: not followed")
+            return
+        info = target.stat()
+        if stat.S_ISDIR(info.st_mode):
+            if (info.st_dev, info.st_ino) in self.folders:
+                self.skip(path, f"symbolic link to {target}, a folder already read: cycle ended")
+                return
+            yield from self.folder(path)
+            return
+        yield from self.file(path, info)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 def plan(
@@ -52,7 +142,7 @@ def plan(
     forced = readers.by_name(input_format) if input_format else None
     planned: list[Planned] = []
     skipped: list[tuple[Path, str]] = []
-    for path in expand(paths):
+    for path in expand(paths, skipped):
         fmt = forced
         if fmt is None:
             try:
