@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from trustwatch.errors import IngestError
-from trustwatch.ingest.readers.guard import fields_problem, json_depth_problem, json_problem
+from trustwatch.ingest.readers.guard import (
+    fields_bound,
+    fields_problem,
+    json_depth_problem,
+    json_problem,
+)
 from trustwatch.ingest.records import (
     BATCH_SIZE,
     EXCERPT,
@@ -211,7 +216,9 @@ class JsonReader:
         problem = json_problem(self.buf, self.limits, start, end)
         if problem:
             raise JsonError(problem, self.buf[start : start + EXCERPT])
-        self.bound = self.buf.count(":", start, end) + self.buf.count(",", start, end) + 1
+        self.bound = (end - start) // 2 + 1
+        if self.bound > self.limits.fields:
+            self.bound = self.buf.count(":", start, end) + self.buf.count(",", start, end) + 1
         return val
 
     def skip(self) -> None:
@@ -447,8 +454,11 @@ def json_lines(fh: BinaryIO) -> Iterator[tuple[int, int, Any]]:
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, too large an int ...
             yield number, position, JsonError(f"invalid JSON: {exc}", excerpt(raw[:EXCERPT]))
             continue
-        bound = text.count(":") + text.count(",") + 1
-        problem = fields_problem(value, limits, bound) if isinstance(value, dict) else None
+        problem = (
+            fields_problem(value, limits, fields_bound(text, limits))
+            if isinstance(value, dict)
+            else None
+        )
         if problem:
             yield number, position, JsonError(problem, excerpt(raw[:EXCERPT]))
             continue

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from trustwatch.errors import IngestError
-from trustwatch.ingest.readers.guard import clean_text, fields_problem, json_problem
+from trustwatch.ingest.readers.guard import clean_text, fields_bound, fields_problem, json_problem
 from trustwatch.ingest.records import (
     BATCH_SIZE,
     EXCERPT,
@@ -300,10 +300,6 @@ def _indent(text: str) -> int:
     return len(text) - len(text.lstrip())
 
 
-def _bound(text: str) -> int:
-    return text.count(":") + text.count(",") + 1
-
-
 class _JsonLines:
     """Finds JSON values in lines: one per line, or spread over lines (pretty / arrays).
 
@@ -390,7 +386,7 @@ class _JsonLines:
         except ValueError as exc:  # e.g. an integer beyond Python's digit limit
             yield JsonError(number, f"invalid JSON: {exc}", stripped)
             return
-        yield JsonValue(number, value, _bound(candidate))
+        yield JsonValue(number, value, fields_bound(candidate, self.limits))
 
     def finish(self, final: bool) -> Iterator[JsonValue | JsonError]:
         if self.over:
@@ -424,7 +420,7 @@ class _JsonLines:
             yield JsonError(self.start, reason, joined)
             return
         self.pending, self.size = [], 0
-        yield JsonValue(self.start, value, _bound(joined[:end]))
+        yield JsonValue(self.start, value, fields_bound(joined[:end], self.limits))
         rest = joined[end:].strip()
         if rest:
             yield from self.fresh(self.start, rest, self.indent)

@@ -72,6 +72,14 @@ def json_problem(text: str, limits: Limits, start: int = 0, end: int | None = No
     return size_problem(text, limits) or json_depth_problem(text, limits)
 
 
+def fields_bound(text: str, limits: Limits) -> int:
+    """An upper bound of the fields of the JSON in ``text``: each needs a ``:`` or a ``,`` and
+    at least two characters, so short texts are not even counted."""
+    if len(text) // 2 + 1 <= limits.fields:
+        return len(text) // 2 + 1
+    return text.count(":") + text.count(",") + 1
+
+
 def count_fields(value: Any, limit: int) -> int:
     """Members of objects plus items of arrays in ``value`` (all levels), counted up to just
     past ``limit`` (iterative: the depth was checked before parsing, but never rely on it)."""
