@@ -272,7 +272,7 @@ class Workspace:
         """
         try:
             return self._ingest(files, on_file, on_progress)
-        except (duckdb.Error, OSError) as exc:
+        except duckdb.Error as exc:
             error = workspace_error(exc, self.path)
             if error is None:
                 raise
@@ -847,13 +847,14 @@ def _last_ref(item: Item, last: int | None) -> int | None:
 def workspace_error(exc: BaseException, path: str | None) -> IngestError | None:
     """An error of the workspace itself as an IngestError naming it (None: not one of those).
 
-    Disk full, permission denied, a read-only file system (DuckDB's ``IOException``, or an
-    ``OSError``), and a database DuckDB invalidated after a fatal error: the workspace keeps
-    its last committed file, and the message says what happened and where.
+    Disk full, a file-size limit, permission denied, a read-only file system (DuckDB's error
+    quoting the system's words: it reports a failed commit as a ``TransactionException``), and
+    a database DuckDB invalidated after a fatal error. The
+    workspace keeps its last committed file; the message says what happened and where.
     """
     where = f"workspace {path}" if path else "the in-memory workspace"
-    if isinstance(exc, duckdb.IOException | duckdb.PermissionException | OSError):
-        what = _io_reason(exc)
+    what = _io_reason(exc)
+    if what is not None:
         return IngestError(
             f"{what} while writing {where}",
             hint="the workspace keeps every file stored before this one; free space or fix "
@@ -870,16 +871,20 @@ def workspace_error(exc: BaseException, path: str | None) -> IngestError | None:
     return None
 
 
-def _io_reason(exc: BaseException) -> str:
-    """The operating system's words for an I/O error (``no space left on device``)."""
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return os.strerror(exc.errno).lower()
-    text = str(exc)
-    for errno_ in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EFBIG, errno.EDQUOT, errno.EIO):
-        words = os.strerror(errno_)
-        if words.lower() in text.lower():
-            return words.lower()
-    return "an I/O error (" + text[:REASON] + ")"
+_IO_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
+
+
+def _io_reason(exc: BaseException) -> str | None:
+    """The operating system's words for an I/O error (``no space left on device``), or None."""
+    if not isinstance(exc, duckdb.Error):
+        return None
+    text = str(exc).lower()
+    for code in _IO_ERRORS:
+        if os.strerror(code).lower() in text:
+            return os.strerror(code).lower()
+    if isinstance(exc, duckdb.IOException | duckdb.PermissionException):
+        return f"an I/O error ({failure(exc)})"
+    return None
 
 
 def prefetch(items: Iterable[Item], depth: int = 1) -> Iterator[Item]:
