@@ -146,3 +146,15 @@ def test_query_data_with_nothing_readable_is_an_input_error(tmp_path: Path) -> N
     result = CliRunner().invoke(cli, ["query", "DeviceProcessEvents | count", "--data", str(notes)])
     assert result.exit_code == 2
     assert "nothing could be read" in result.stderr and "skipped:" in result.stderr
+
+
+def test_query_over_data_with_skipped_input_says_so_and_exits_0(tmp_path: Path) -> None:
+    from tests.cli.test_hunt_command import telemetry
+
+    telemetry(tmp_path)
+    (tmp_path / "empty.evtx").write_bytes(b"")
+    code, out, err = run("query", "--data", str(tmp_path), "DeviceRegistryEvents | count")
+    assert code == 0, err
+    assert "empty.evtx: the file is empty" in err
+    assert err.rstrip().splitlines()[-1].startswith("input skipped: 1 file(s) not read - ")
+    assert "3" in out
