@@ -55,6 +55,9 @@ def _build(m: normalize.FieldMap, source: str) -> exp.Insert:
         out[target] = fill(mine, theirs, schema, target)
     if schema.column("TimeGenerated") and "TimeGenerated" not in out and "Timestamp" in out:
         out["TimeGenerated"] = exp.column("Timestamp", table="_tw_mapped", quoted=True)
+    for name in ("Timestamp", "TimeGenerated"):  # an impossible time dates nothing
+        if name in out:
+            out[name] = staging.possible_time(out[name])
     if schema.column("Type") and "Type" not in out:
         out["Type"] = exp.Literal.string(m.target)
     # event-stage maps keep each event's file (a chunk may hold several small files); a

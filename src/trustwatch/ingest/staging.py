@@ -103,6 +103,25 @@ def _sql(text: str) -> exp.Expr:
 
 INGEST_VARIABLE, FILE_VARIABLE = "tw_ingest", "tw_file"  # set per ingest and per file
 
+# An event time no real event has: Windows' zero time (1601-01-01, a FILETIME of 0) and any
+# time before 1970, or more than a year after now. Such an event is stored with its time as
+# logged (TimeCreated of the raw event), but the tables' Timestamp / TimeGenerated are left
+# empty: a forged or zeroed time never dates an alert 1601 or stretches a hunt over centuries.
+_IMPOSSIBLE = "{t} < TIMESTAMP '1970-01-01' OR {t} > CAST(now() AS TIMESTAMP) + INTERVAL 1 YEAR"
+
+
+def impossible_time(value: exp.Expr) -> exp.Expr:
+    """Whether the time ``value`` is impossible for an event (see ``_IMPOSSIBLE``)."""
+    condition = _sql(_IMPOSSIBLE.format(t="_tw_t"))
+    return condition.transform(
+        lambda n: value.copy() if isinstance(n, exp.Column) and n.name == "_tw_t" else n
+    )
+
+
+def possible_time(value: exp.Expr) -> exp.Expr:
+    """``value``, or NULL when it is an impossible event time."""
+    return exp.Case(ifs=[exp.If(this=impossible_time(value), true=exp.null())], default=value)
+
 
 def variable(name: str) -> exp.Expr:
     """``getvariable(name)``: a value set once (per ingest, per file) so the SQL stays fixed."""
@@ -163,6 +182,7 @@ def stage_query(batch_view: str) -> exp.Query:
                 "md5_number_lower(concat_ws('|', Computer, Channel, Provider, EventID, "
                 "EventRecordID, epoch_us(TimeCreated), _anon))"
             ).as_("_key"),
+            impossible_time(exp.column("TimeCreated")).as_("_bad_time"),
         ]
     ).from_(staged.subquery("staged"))
 
@@ -278,7 +298,8 @@ _UNNAMED = (
     "'</Data>'), '')"
 )
 _COMMON = {
-    "TimeGenerated": "TimeCreated",
+    "TimeGenerated": f"CASE WHEN {_IMPOSSIBLE.format(t='TimeCreated')} THEN NULL "
+    "ELSE TimeCreated END",
     "Computer": "Computer",
     "EventID": "EventID",
     "SourceSystem": "'OpsManager'",
