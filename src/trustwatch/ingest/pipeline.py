@@ -7,11 +7,12 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import duckdb
 from sqlglot import exp
 
 from trustwatch.engines.duckdb import DuckDBEngine
 from trustwatch.errors import IngestError
-from trustwatch.ingest import readers, staging
+from trustwatch.ingest import readers, sharing, staging
 from trustwatch.ingest.records import Item
 from trustwatch.schema.model import builtin_schemas
 
@@ -186,6 +187,17 @@ def query_views(engine: DuckDBEngine, prefix: str = "") -> dict[str, str]:
     return views
 
 
+def _open_snapshot(path: Path, exc: duckdb.Error) -> DuckDBEngine:
+    """A read-only engine on a snapshot of a workspace an ingest is writing (sharing)."""
+    copy = sharing.snapshot(path, exc)
+    try:
+        return DuckDBEngine(str(copy), read_only=True)
+    except duckdb.Error as failed:
+        raise IngestError(f"cannot open a copy of workspace {path}: {failed}") from failed
+    finally:
+        sharing.discard(copy)  # the connection keeps the file open; nothing is left behind
+
+
 def _temp_view(engine: DuckDBEngine, sql_name: str, select: exp.Query) -> str:
     create = exp.Create(
         this=exp.to_table(sql_name, quoted=True),
@@ -215,8 +227,11 @@ def open_workspace_for_query(
         )
     try:
         engine = DuckDBEngine(str(p), read_only=True)
-    except Exception as exc:
-        raise IngestError(f"cannot open workspace {p}: {exc}") from exc
+    except duckdb.Error as exc:
+        if not sharing.is_locked(exc):
+            raise IngestError(f"cannot open workspace {p}: {exc}") from exc
+        # an ingest is writing it: read a copy of its last committed file
+        engine = _open_snapshot(p, exc)
     try:
         engine.set_memory_limit(memory_limit or QUERY_MEMORY_LIMIT)
     except IngestError:

@@ -53,9 +53,9 @@ from sqlglot import exp
 
 from trustwatch.engines.duckdb import DuckDBEngine, cast_column
 from trustwatch.errors import IngestError, TrustwatchError
-from trustwatch.ingest import finish, mapsql, normalize, staging
+from trustwatch.ingest import finish, mapsql, normalize, sharing, staging
 from trustwatch.ingest.records import EventBatch, Item, RefKind, Rejected, RowBatch
-from trustwatch.schema.model import TableSchema, builtin_schemas
+from trustwatch.schema.model import Column, TableSchema, builtin_schemas
 from trustwatch.tables import rows_to_arrow
 
 MEMORY_LIMIT = "384MB"  # DuckDB's buffer pool during an ingest (--memory-limit)
@@ -173,13 +173,46 @@ def _ident(name: str) -> exp.Identifier:
 class Workspace:
     """A DuckDB database file (or memory) with trustwatch's tables."""
 
-    def __init__(self, path: str | Path | None = None, *, memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        memory_limit: str | None = None,
+        wait: float = sharing.LOCK_WAIT,
+    ) -> None:
+        """Open (or create) a workspace file, or one in memory (``path`` None).
+
+        Another process writing the same file is waited for, ``wait`` seconds at most
+        (:mod:`trustwatch.ingest.sharing`).
+
+        Raises:
+            IngestError: the file cannot be opened, or another process still writes it.
+        """
         self.path = str(path) if path else None
+        self._lock: sharing.WriterLock | None = None
+        file = Path(self.path) if self.path else None
         try:
-            self.engine = DuckDBEngine(self.path)
+            if file is None:
+                self.engine = DuckDBEngine(None)
+            else:
+                self.engine = sharing.open_writer(file, lambda: DuckDBEngine(str(file)), wait)
         except duckdb.Error as exc:
-            raise IngestError(f"cannot open workspace {path}: {exc}") from exc
+            raise workspace_error(exc, self.path) or IngestError(
+                f"cannot open workspace {path}: {exc}"
+            ) from exc
         self.con = self.engine.con
+        if file is not None:
+            try:
+                self._lock = sharing.WriterLock(file)
+            except OSError as exc:
+                self.engine.close()
+                raise IngestError(
+                    f"cannot write {sharing.lock_path(file)}: {(exc.strerror or '').lower()}",
+                    code="ING010",
+                ) from exc
+            # checkpoints are taken after each committed file, under the lock readers copy
+            # the file with (sharing); none in between
+            self.con.execute(_q(exp.Set(expressions=[_setting("checkpoint_threshold", "1TB")])))
         # DuckDB keeps a transaction's new rows in memory up to its limit, then writes them
         # to the database file: the limit is what keeps a long ingest's memory flat
         try:
@@ -196,6 +229,13 @@ class Workspace:
         self.resumed: list[int] = []
         self._file_id = 0  # the next file's id, during an ingest
         self._setup()
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Write the committed state to the database file, where readers copy it from."""
+        if self._lock is not None:
+            with self._lock.exclusive():
+                self.con.execute("CHECKPOINT")
 
     def _setup(self) -> None:
         con = self.con
@@ -305,10 +345,12 @@ class Workspace:
                     on_file(stats)
             if members:
                 self._store(members, ingest, on_progress)
+                self._checkpoint()
             for member in members:
                 if on_file is not None:
                     on_file(member.stats)
         self._transaction(lambda: self._finish_ingest(ingest, results))
+        self._checkpoint()
         return results
 
     def _store(
@@ -491,6 +533,9 @@ class Workspace:
             stats.duplicates += n - rejected.get(file_id, 0) - stored.get(file_id, 0)
         if not fresh.num_rows:
             return
+        impossible = fresh.filter(pc.fill_null(fresh.column("_bad_time"), False))
+        for file_id, n in _per_file(impossible.column("_file")).items():
+            files[file_id].bad_times += n
         self._execute(_raw_insert_sql(), FRESH, fresh)
         kinds = fresh.group_by(["_file", "Provider", "EventID"]).aggregate([("_ref", "count")])
         present: dict[tuple[str, int], int] = {}
@@ -702,7 +747,7 @@ class Workspace:
         cols = list(schema.columns)
         select = exp.Select(
             expressions=[
-                *[cast_column(c, present.get(c.name)).as_(_ident(c.name)) for c in cols],
+                *[_typed(c, present.get(c.name)).as_(_ident(c.name)) for c in cols],
                 exp.Cast(
                     this=exp.column("_key"), to=exp.DataType.build("UBIGINT", dialect="duckdb")
                 ).as_("_key"),
@@ -788,7 +833,16 @@ class Workspace:
         return out
 
     def close(self) -> None:
-        self.con.close()
+        """Close the workspace (DuckDB checkpoints it once more: readers wait for that)."""
+        lock, self._lock = self._lock, None
+        if lock is None:
+            self.con.close()
+            return
+        try:
+            with lock.exclusive():
+                self.con.close()
+        finally:
+            lock.close()
 
 
 _DONE = object()
@@ -1083,6 +1137,14 @@ def _raw_insert_sql() -> str:
         expression=exp.Select(expressions=[n.copy() for n in names]).from_(FRESH),
     )
     return _q(insert)
+
+
+def _typed(column: Column, source: pa.DataType | None) -> exp.Expr:
+    """An exported row's value as its column's type; an impossible event time as NULL."""
+    value = cast_column(column, source)
+    if column.name in ("Timestamp", "TimeGenerated") and source is not None:
+        return staging.possible_time(value)
+    return value
 
 
 def _setting(name: str, value: str) -> exp.SetItem:
