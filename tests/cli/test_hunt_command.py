@@ -176,7 +176,8 @@ def test_rules_lint_and_test_fail_on_a_broken_rule(tmp_path: Path) -> None:
 
 
 def hostile_folder(tmp_path: Path, attack: bool) -> Path:
-    """Telemetry beside a file sniffed as JSON lines whose every line is garbage, and an empty one.
+    """Telemetry beside a file sniffed as JSON lines whose every line is garbage, an empty file
+    and an EVTX file with nothing readable after its signature.
 
     With ``attack`` the telemetry holds the planted root; without, only Windows' own update.
     """
@@ -198,6 +199,7 @@ def hostile_folder(tmp_path: Path, attack: bool) -> Path:
         encoding="utf-8",
     )
     (folder / "empty.evtx").write_bytes(b"")
+    (folder / "damaged.evtx").write_bytes(b"ElfFile\x00" + b"\xff" * 5000)
     return folder
 
 
@@ -207,11 +209,14 @@ def test_hunt_reports_skipped_input_and_still_exits_1_with_the_alert(tmp_path: P
     assert PLANTED in stdout
     last = stderr.rstrip().splitlines()[-1]
     assert re.match(
-        r"input skipped: 1 file\(s\) not read, \d record\(s\) quarantined in 1 file", last
+        r"input skipped: 1 file\(s\) not read, 1 file\(s\) unreadable \(whole or in part\), "
+        r"\d record\(s\) quarantined in 2 file\(s\)",
+        last,
     )
     assert "--workspace W" in last  # where every quarantined record could be kept
     assert "skipped: " in stderr and "empty.evtx: the file is empty" in stderr
     assert "garbage.jsonl" in stderr
+    assert "unreadable: " in stderr and "damaged.evtx: the rest of the file" in stderr
 
 
 def test_hunt_with_nothing_found_but_input_skipped_exits_3(tmp_path: Path) -> None:

@@ -162,7 +162,7 @@ def print_summary(results: list[FileStats], skipped: list[tuple[Path, str]]) -> 
         rows = ", ".join(f"{t} {n}" for t, n in sorted(s.tables.items())) or "-"
         if s.skipped_ingest is not None:
             rows = f"already stored by ingest {s.skipped_ingest}: not read again"
-        elif getattr(s, "failed", None):
+        elif s.failed:
             rows += " (file not read to its end)"
         table.add_row(
             *map(
@@ -191,7 +191,7 @@ def print_summary(results: list[FileStats], skipped: list[tuple[Path, str]]) -> 
 def print_failed(results: list[FileStats]) -> None:
     """On stderr, each file that could not be read (to its end) and why."""
     for s in results:
-        failed = getattr(s, "failed", None)
+        failed = s.failed
         if failed:
             kept = f" ({s.stored} record(s) before it stored)" if s.stored else ""
             echo(f"unreadable: {s.path}: {failed}{kept}", err=True, keep="")
@@ -217,7 +217,7 @@ class SkippedInput:
         """The account of one ingest's results and the files it did not recognise."""
         return cls(
             unrecognised=len(skipped),
-            unreadable=sum(bool(getattr(s, "failed", None)) for s in results),
+            unreadable=sum(bool(s.failed) for s in results),
             quarantined=sum(s.quarantined for s in results),
             quarantined_files=sum(bool(s.quarantined) for s in results),
             workspace=workspace,
