@@ -49,9 +49,15 @@ ALLOWED_CYCLE_EDGES: Mapping[tuple[str, str], str] = {
     ),
 }
 
-# The bottom layer: these import nothing from trustwatch but each other and the YAML helpers.
-BOTTOM = ("trustwatch.errors", "trustwatch.schema")
-BOTTOM_MAY_IMPORT = ("trustwatch.errors", "trustwatch.schema", "trustwatch.yamlio")
+# The bottom layer: these import nothing from trustwatch but each other and the YAML helpers
+# (inert: how any text reaches a terminal; errors render through it).
+BOTTOM = ("trustwatch.errors", "trustwatch.schema", "trustwatch.inert")
+BOTTOM_MAY_IMPORT = (
+    "trustwatch.errors",
+    "trustwatch.schema",
+    "trustwatch.yamlio",
+    "trustwatch.inert",
+)
 
 
 def modules() -> dict[str, Path]:
