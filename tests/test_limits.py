@@ -20,7 +20,12 @@ def test_bad_overrides_are_refused_with_the_list(bad: str) -> None:
 
 
 def test_using_scopes_and_restores() -> None:
-    assert limits.current() is limits.DEFAULT
+    before = limits.current()
     with limits.using(limits.parse(["depth=3"])) as inner:
         assert limits.current() is inner and inner.depth == 3
-    assert limits.current() is limits.DEFAULT
+    assert limits.current() is before
+
+
+def test_every_limit_says_what_it_bounds() -> None:
+    assert set(limits.bounds()) == set(limits.names())
+    assert all(text.strip() for text in limits.bounds().values())

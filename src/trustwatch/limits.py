@@ -16,35 +16,41 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from trustwatch.errors import TrustwatchError
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
 
+def _limit(default: int, bounds: str) -> Any:
+    """A limit's field: its default and what it bounds (``trustwatch limits`` shows it)."""
+    return field(default=default, metadata={"bounds": bounds})
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """The limits in force. Sizes are bytes; counts are counts."""
 
-    # --- telemetry files (a record past a record limit is quarantined; the file goes on) ---
-    event_bytes: int = 4 * MiB  # one record: a JSON line / document, an XML event, a CSV row
-    depth: int = 64  # nesting of objects / arrays / elements in one record
-    fields: int = 4_096  # fields (keys, <Data> items, columns) in one record
-    records: int = 50_000_000  # records in one file; past it the rest is quarantined as one
-    # --- archives (a member past these is quarantined; the archive's other members go on) ---
-    zip_member_bytes: int = 2 * GiB  # decompressed size of one member
-    zip_ratio: int = 200  # decompressed / compressed size of one member
-    zip_members: int = 10_000  # members of one archive
-    # --- queries (KQL text from the command line, a file, a rule or a hunt) ---
-    query_bytes: int = 1 * MiB  # characters of one query
-    query_depth: int = 2_000  # nesting of parentheses, calls and operators
-    query_terms: int = 100_000  # operands of one and/or chain or in (...) list
-    query_stages: int = 2_000  # pipe stages in one tabular expression
-    union_tables: int = 1_000  # tables one union / search / wildcard reads
-    # --- YAML (rules, tuning, scenarios) ---
-    yaml_bytes: int = 8 * MiB  # size of one YAML file
-    yaml_aliases: int = 1_000  # alias (*ref) uses in one YAML document
+    # --- telemetry files: a record past a record limit is quarantined; the file goes on ---
+    event_bytes: int = _limit(4 * MiB, "one record: a JSON line or document, an XML event, a row")
+    depth: int = _limit(64, "nesting of objects, arrays or elements in one record")
+    fields: int = _limit(4_096, "fields (keys, <Data> items, columns) in one record")
+    records: int = _limit(50_000_000, "records in one file (the rest is quarantined as one)")
+    # --- archives: a member past these is quarantined; the archive's other members go on ---
+    zip_member_bytes: int = _limit(2 * GiB, "decompressed size of one archive member")
+    zip_ratio: int = _limit(200, "decompressed / compressed size of one archive member")
+    zip_members: int = _limit(10_000, "members of one archive")
+    # --- queries (the command line, a file, a rule): past these, refused with a located error ---
+    query_bytes: int = _limit(1 * MiB, "characters of one query")
+    query_depth: int = _limit(2_000, "nesting of parentheses, calls and operators")
+    query_terms: int = _limit(100_000, "operands of one and/or chain or in (...) list")
+    query_stages: int = _limit(2_000, "pipe stages in one tabular expression")
+    union_tables: int = _limit(1_000, "tables one union, search or wildcard reads")
+    # --- YAML (rules, tuning, scenarios): past these, the file is refused ---
+    yaml_bytes: int = _limit(8 * MiB, "size of one YAML file")
+    yaml_aliases: int = _limit(1_000, "alias (*ref) uses in one YAML document")
 
 
 DEFAULT = Limits()
@@ -63,6 +69,11 @@ class LimitExceeded(TrustwatchError):
 def current() -> Limits:
     """The limits in force now."""
     return _active[-1]
+
+
+def bounds() -> dict[str, str]:
+    """What each limit bounds, by its CLI name."""
+    return {f.name.replace("_", "-"): f.metadata["bounds"] for f in fields(Limits)}
 
 
 def names() -> list[str]:

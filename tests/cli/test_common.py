@@ -63,16 +63,20 @@ def test_limits_are_set_before_the_command_runs(args: tuple[str, ...]) -> None:
 def test_limits_command_lists_every_limit_with_its_default_and_value() -> None:
     code, stdout, _ = run("limits", "--limit", "event-bytes=16MB", "--limit", "depth=128")
     assert code == 0
-    lines = {line.split()[0]: line.split()[1:] for line in stdout.splitlines()[1:]}
+    lines = {line.split()[0]: line.split() for line in stdout.splitlines()[1:]}
     assert list(lines) == limits.names()
-    assert lines["event-bytes"] == ["4MB", "16MB", "(--limit)"]
-    assert lines["depth"] == ["64", "128", "(--limit)"]
-    assert lines["records"] == ["50000000", "50000000"]
+    bounds = limits.bounds()
+    assert lines["event-bytes"][1:3] == ["4MB", "16MB"]
+    assert " ".join(lines["event-bytes"][3:]) == bounds["event-bytes"] + " (--limit)"
+    assert lines["depth"][1:3] == ["64", "128"] and lines["depth"][-1] == "(--limit)"
+    assert lines["records"][1:3] == ["50000000", "50000000"]
+    assert " ".join(lines["records"][3:]) == bounds["records"]
     code, stdout, _ = run("limits", "--format", "json")
     assert code == 0
     rows = json.loads(stdout)
     assert {r["name"] for r in rows} == set(limits.names())
     assert all(r["default"] == r["value"] for r in rows)
+    assert all(r["bounds"] == bounds[r["name"]] for r in rows)
 
 
 def boundary(exc: BaseException) -> tuple[int, str]:

@@ -40,17 +40,23 @@ def limits(fmt: str) -> None:
     from trustwatch import limits as limits_module
 
     defaults = asdict(limits_module.DEFAULT)
+    bounds = limits_module.bounds()
     now = asdict(limits_module.current())
     if fmt == "json":
         rows = [
-            {"name": key.replace("_", "-"), "default": defaults[key], "value": now[key]}
-            for key in defaults
+            {
+                "name": name,
+                "default": defaults[key],
+                "value": now[key],
+                "bounds": bounds[name],
+            }
+            for key, name in zip(defaults, limits_module.names(), strict=True)
         ]
         click.echo(json.dumps(rows, indent=2))
         return
     width = max(len(n) for n in limits_module.names())
-    echo(f"{'limit':<{width}}  {'default':>10}  {'in force':>10}")
+    echo(f"{'limit':<{width}}  {'default':>10}  {'in force':>10}  bounds")
     for key, name in zip(defaults, limits_module.names(), strict=True):
         default, value = shown(key, defaults[key]), shown(key, now[key])
-        mark = "" if value == default else "  (--limit)"
-        echo(f"{name:<{width}}  {default:>10}  {value:>10}{mark}")
+        mark = "" if value == default else " (--limit)"
+        echo(f"{name:<{width}}  {default:>10}  {value:>10}  {bounds[name]}{mark}")
