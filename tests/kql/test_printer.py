@@ -572,9 +572,12 @@ def random_expr(rng: random.Random, depth: int) -> ast.Expr:
             high=random_expr(rng, sub),
             negated=rng.random() < 0.5,
         )
-    return ast.BinaryOp(
-        op=rng.choice(_OPERATORS), left=random_expr(rng, sub), right=random_expr(rng, sub)
-    )
+    op = rng.choice(_OPERATORS)
+    left, right = random_expr(rng, sub), random_expr(rng, sub)
+    if op in ast.LOGIC_OPERATORS:
+        # the parser's canonical shape of a chain: balanced, same-operator operands spliced in
+        return ast.logic_chain(op, [left, right])
+    return ast.BinaryOp(op=op, left=left, right=right)
 
 
 @pytest.mark.parametrize("seed", range(25), ids=[f"seed-{n}" for n in range(25)])

@@ -19,8 +19,53 @@ _N = TypeVar("_N")
 
 @dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(field,))
 def _node(cls: type[_N]) -> type[_N]:
-    """Declare a syntax-tree node: a frozen, slotted, keyword-only dataclass."""
-    return dataclass(frozen=True, slots=True, kw_only=True)(cls)
+    """Declare a syntax-tree node: a frozen, slotted, keyword-only dataclass.
+
+    Equality and ``repr`` are :class:`Node`'s, which work at any depth (a query may nest to
+    the ``query-depth`` limit, past Python's recursion limit for generated methods).
+    """
+    return dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)(cls)
+
+
+def _compared(node: Node) -> list[object]:
+    return [getattr(node, f.name) for f in dataclasses.fields(node) if f.compare]
+
+
+def _equal(a: object, b: object) -> bool:
+    """Structural equality of two trees, without recursion (spans are not compared)."""
+    stack: list[tuple[object, object]] = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y:
+            continue
+        if isinstance(x, Node) or isinstance(y, Node):
+            if type(x) is not type(y):
+                return False
+            assert isinstance(x, Node) and isinstance(y, Node)
+            stack.extend(zip(_compared(x), _compared(y), strict=True))
+        elif isinstance(x, tuple) and isinstance(y, tuple):
+            if len(x) != len(y):
+                return False
+            stack.extend(zip(x, y, strict=True))
+        elif not (type(x) is type(y) and x == y):
+            return False
+    return True
+
+
+def _repr(node: Node) -> str:
+    parts = [
+        f"{f.name}={_repr_value(getattr(node, f.name))}" for f in dataclasses.fields(node) if f.repr
+    ]
+    return f"{type(node).__qualname__}({', '.join(parts)})"
+
+
+def _repr_value(value: object) -> str:
+    if isinstance(value, Node):
+        return _repr(value)
+    if isinstance(value, tuple):
+        items = [_repr_value(v) for v in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    return repr(value)
 
 
 @_node
@@ -29,6 +74,21 @@ class Node:
 
     span: Span = field(default=_NO_SPAN, compare=False, repr=False)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Node):
+            return NotImplemented
+        return _equal(self, other)
+
+    def __hash__(self) -> int:
+        # consistent with __eq__ (equal trees have the same class); nodes are rarely hashed
+        return hash(type(self).__qualname__)
+
+    def __repr__(self) -> str:
+        """The dataclass-style ``Class(field=value, ...)`` text, at any depth."""
+        from trustwatch.kql import deep
+
+        return deep.call(_repr, self)
+
     def children(self) -> Iterator[Node]:
         """Yield the direct child nodes, in field order."""
         for f in dataclasses.fields(self):
@@ -36,10 +96,12 @@ class Node:
             yield from _nodes_in(value)
 
     def walk(self) -> Iterator[Node]:
-        """Yield this node and all descendants, depth first."""
-        yield self
-        for child in self.children():
-            yield from child.walk()
+        """Yield this node and all descendants, depth first (without recursion: any depth)."""
+        stack: list[Node] = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(list(node.children())))
 
 
 def _nodes_in(value: object) -> Iterator[Node]:
@@ -110,6 +172,49 @@ class BinaryOp(Expr):
     op: str
     left: Expr
     right: Expr
+
+
+LOGIC_OPERATORS = frozenset({"and", "or"})
+
+
+def logic_operands(node: Expr, op: str) -> list[Expr]:
+    """The operands of an ``op`` chain, left to right: ``a or (b or c)`` gives [a, b, c].
+
+    ``and`` and ``or`` are associative, so the grouping of a chain carries no meaning; this
+    reads it without recursion, whatever its shape.
+    """
+    out: list[Expr] = []
+    stack: list[Expr] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BinaryOp) and item.op == op:
+            stack.extend((item.right, item.left))
+        else:
+            out.append(item)
+    return out
+
+
+def logic_chain(op: str, operands: list[Expr]) -> Expr:
+    """The canonical tree of an ``and``/``or`` chain: balanced, so 10,000 operands nest only
+    14 deep. The parser builds every chain this way (operands that are chains of the same
+    operator, parenthesised, are spliced in), so printing and parsing a tree gives it back.
+    """
+    flat: list[Expr] = []
+    for operand in operands:
+        flat.extend(logic_operands(operand, op))
+    if not flat:
+        raise ValueError("a logic chain needs operands")
+    # recursion depth is log2(len(flat)): 17 for the query-terms limit's 100,000
+    return _balanced(op, flat, 0, len(flat))
+
+
+def _balanced(op: str, items: list[Expr], lo: int, hi: int) -> Expr:
+    if hi - lo == 1:
+        return items[lo]
+    mid = lo + (hi - lo + 1) // 2
+    left = _balanced(op, items, lo, mid)
+    right = _balanced(op, items, mid, hi)
+    return BinaryOp(op=op, left=left, right=right, span=left.span.to(right.span))
 
 
 @_node

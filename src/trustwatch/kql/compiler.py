@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlglot import exp
 
 from trustwatch.errors import KqlSemanticError, KqlSyntaxError, Span, UnsupportedKql
-from trustwatch.kql import ast
+from trustwatch.kql import ast, deep
 from trustwatch.kql.parser import TabularAsExpr
 from trustwatch.kql.scope import (
     Binding,
@@ -26,6 +26,7 @@ from trustwatch.kql.scope import (
 from trustwatch.kql.semantics import Typed, sql_type
 from trustwatch.schema.model import TableSchema, suggest
 
+STAGES_PER_SUBQUERY = 32  # pipe stages nested as subqueries before one is shared by name
 WATCHLIST_PREFIX = "watchlist:"  # catalog name of a watchlist (not a valid KQL table name)
 
 
@@ -44,8 +45,9 @@ class CompiledStatement:
     sql: exp.Query
     columns: tuple[tuple[str, str], ...]
 
-    def to_sql(self, dialect: str = "duckdb") -> str:
-        return self.sql.sql(dialect=dialect)
+    def to_sql(self, dialect: str = "duckdb", *, pretty: bool = False) -> str:
+        """The SQL text (generated on a deep stack: see :func:`trustwatch.kql.deep.sql_text`)."""
+        return deep.sql_text(self.sql, dialect, pretty=pretty)
 
 
 @dataclass(slots=True)
@@ -191,8 +193,13 @@ class Compiler:
     def compile_tabular(self, node: ast.Node, scope: Scope) -> Relation:
         if isinstance(node, ast.Pipeline):
             rel = self.compile_tabular(node.source, scope)
-            for op in node.ops:
+            for n, op in enumerate(node.ops, 1):
                 rel, scope = self.compile_op(op, rel, scope)
+                if n % STAGES_PER_SUBQUERY == 0 and n < len(node.ops):
+                    # each stage wraps the last as a subquery: a long pipe is cut into shared
+                    # stages (WITH clauses) so its SQL nests at most this deep, for sqlglot's
+                    # generator and DuckDB's parser alike
+                    rel = self.share(rel)
             return rel
         if isinstance(node, ast.TableRef | ast.Name):
             return self.table_ref(node.name, node.span, scope)
@@ -395,5 +402,7 @@ def compile_query(
     Raises:
         KqlSemanticError: unknown tables, columns or functions, or misused types.
         UnsupportedKql: valid KQL this engine does not implement.
+        LimitExceeded: a query past the ``union-tables`` limit (or nested past what the
+            stack can take when ``query-depth`` was raised).
     """
-    return Compiler(catalog, now).compile_query(query)
+    return deep.call(Compiler(catalog, now).compile_query, query, span=query.span)

@@ -270,16 +270,21 @@ class ExprCompiler:
                 f"unary '{node.op}' needs a number or timespan, not {operand.type}", node.span
             )
         if node.op == "-":
-            return Typed(exp.Neg(this=exp.paren(operand.sql)), operand.type)
+            return Typed(exp.Neg(this=exp.paren(operand.sql, copy=False)), operand.type)
         return operand
 
     def visit_BinaryOp(self, node: ast.BinaryOp) -> Typed:
         op = node.op
-        if op in ("and", "or"):
-            lhs = self.boolean(self.compile(node.left), node.left.span)
-            rhs = self.boolean(self.compile(node.right), node.right.span)
-            builder = exp.and_ if op == "and" else exp.or_
-            return Typed(builder(exp.paren(lhs), exp.paren(rhs)), "bool")
+        if op in ast.LOGIC_OPERATORS:
+            # one flat chain (a OR b OR c): sqlglot writes a left-deep chain without recursion,
+            # and DuckDB reads it as one n-ary OR, for 10,000 operands as for 2
+            connector = exp.And if op == "and" else exp.Or
+            chain: exp.Expr | None = None
+            for operand in ast.logic_operands(node, op):
+                sql = exp.paren(self.boolean(self.compile(operand), operand.span), copy=False)
+                chain = sql if chain is None else connector(this=chain, expression=sql)
+            assert chain is not None
+            return Typed(chain, "bool")
         if isinstance(node.left, ast.Star):
             return self.any_column(node)
         left = _parenthesised(self.compile(node.left))
@@ -601,7 +606,7 @@ def _bool_as_number(left: Typed, right: Typed) -> tuple[Typed, Typed]:
 def _parenthesised(t: Typed) -> Typed:
     """sqlglot prints trees without adding parentheses: keep ``(a + b) * c`` grouped."""
     if isinstance(t.sql, exp.Binary | exp.Not | exp.Neg | exp.Between | exp.In | exp.Is):
-        return Typed(exp.paren(t.sql), t.type, t.constant, t.is_constant)
+        return Typed(exp.paren(t.sql, copy=False), t.type, t.constant, t.is_constant)
     return t
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from trustwatch.errors import KqlSyntaxError, Span
+from trustwatch.kql.deep import check_size
 from trustwatch.kql.tokens import (
     PUNCTUATION,
     RAW_LITERAL_WORDS,
@@ -242,6 +243,8 @@ def tokenize(text: str) -> list[Token]:
     """Turn KQL text into tokens ending with an EOF token.
 
     Raises:
-        KqlSyntaxError: on an unterminated string, a bad number or an unknown character.
+        KqlSyntaxError: on an unterminated string, a bad number or an unknown character, or a
+            text longer than the ``query-bytes`` limit.
     """
+    check_size(text)
     return Lexer(text).run()

@@ -6,8 +6,10 @@ import difflib
 import re
 from datetime import datetime, timedelta
 
+from trustwatch import limits
 from trustwatch.errors import KqlSyntaxError, Source, Span, UnsupportedKql
-from trustwatch.kql import ast
+from trustwatch.kql import ast, deep
+from trustwatch.kql.deep import limit_error
 from trustwatch.kql.lexer import tokenize
 from trustwatch.kql.literals import (
     TYPE_NAMES,
@@ -67,6 +69,16 @@ class Parser:
         self.i = 0
         self.paren_depth = 0  # open '(' around the expression being parsed
         self.in_search = False
+        self.limits = limits.current()
+        self.depth = 0  # nesting of parentheses, calls, brackets and unary operators
+
+    def nest(self) -> None:
+        """Enter one level of nesting; past the ``query-depth`` limit, refuse here."""
+        self.depth += 1
+        if self.depth > self.limits.query_depth:
+            raise limit_error(
+                "query_depth", self.limits.query_depth, "the nesting here", self.tok.span
+            )
 
     # --- token helpers ------------------------------------------------------------------------
 
@@ -317,6 +329,13 @@ class Parser:
 
     def parse_tabular_or_expr(self) -> ast.Node:
         """A scalar expression or a tabular expression, decided by what follows."""
+        self.nest()
+        try:
+            return self.parse_tabular_or_expr_nested()
+        finally:
+            self.depth -= 1
+
+    def parse_tabular_or_expr_nested(self) -> ast.Node:
         start = self.tok
         source: ast.Node
         if self.at_word("datatable") and self.peek().type is T.LPAREN:
@@ -344,7 +363,15 @@ class Parser:
                 )
             tab = self.as_tabular(source)
             ops: list[ast.PipeOp] = []
-            while self.match(T.PIPE):
+            while self.at(T.PIPE):
+                if len(ops) >= self.limits.query_stages:
+                    raise limit_error(
+                        "query_stages",
+                        self.limits.query_stages,
+                        "the number of pipe stages",
+                        self.tok.span,
+                    )
+                self.advance()
                 ops.append(self.parse_pipe_op())
             return ast.Pipeline(
                 source=tab, ops=tuple(ops), span=start.span.to(self.tokens[self.i - 1].span)
@@ -649,17 +676,44 @@ class Parser:
 
     def parse_expr(self, min_prec: int = 0) -> ast.Expr:
         left = self.parse_unary()
-        while True:
-            info = self.binary_operator()
-            if info is None:
-                break
-            op, prec, ntokens = info
-            if prec <= min_prec:
-                break
-            for _ in range(ntokens):
-                self.advance()
-            left = self.parse_binary_rhs(op, prec, left)
+        levels = 0  # each further left-associative operator nests the tree one level deeper
+        rhs_count = 0
+        try:
+            while True:
+                info = self.binary_operator()
+                if info is None:
+                    break
+                op, prec, ntokens = info
+                if prec <= min_prec:
+                    break
+                if op in ast.LOGIC_OPERATORS:
+                    left = self.parse_logic_chain(op, prec, left)
+                    continue
+                if rhs_count:  # a + b counts with its parentheses; a + b + c one level more
+                    self.nest()
+                    levels += 1
+                rhs_count += 1
+                for _ in range(ntokens):
+                    self.advance()
+                left = self.parse_binary_rhs(op, prec, left)
+        finally:
+            self.depth -= levels
         return left
+
+    def parse_logic_chain(self, op: str, prec: int, first: ast.Expr) -> ast.Expr:
+        """``a or b or c ...``: the operands in a list, then one balanced tree (not nested once
+        per operand), so a 10,000-term chain of generated IOCs parses, prints and compiles."""
+        operands = [first]
+        count = len(ast.logic_operands(first, op))
+        limit = self.limits.query_terms
+        while (info := self.binary_operator()) is not None and info[0] == op:
+            tok = self.advance()
+            operand = self.parse_expr(prec)
+            count += len(ast.logic_operands(operand, op))
+            if count > limit:
+                raise limit_error("query_terms", limit, f"this '{op}' chain", tok.span)
+            operands.append(operand)
+        return ast.logic_chain(op, operands)
 
     def binary_operator(self) -> tuple[str, int, int] | None:
         """Look at the next tokens: (operator, precedence, how many tokens it spans) or None."""
@@ -727,7 +781,10 @@ class Parser:
             return (expr,), expr.span
         self.advance()
         items: list[ast.Node] = []
+        limit = self.limits.query_terms
         while not self.at(T.RPAREN):
+            if len(items) >= limit:
+                raise limit_error("query_terms", limit, "this list", self.tok.span)
             items.append(self.parse_tabular_or_expr())
             if not self.match(T.COMMA):
                 break
@@ -738,7 +795,11 @@ class Parser:
         tok = self.tok
         if tok.type in (T.MINUS, T.PLUS):
             self.advance()
-            operand = self.parse_unary()
+            self.nest()
+            try:
+                operand = self.parse_unary()
+            finally:
+                self.depth -= 1
             if (
                 tok.type is T.MINUS
                 and isinstance(operand, ast.Literal)
@@ -752,24 +813,32 @@ class Parser:
         return self.parse_postfix(self.parse_primary())
 
     def parse_postfix(self, expr: ast.Expr) -> ast.Expr:
-        while True:
-            if self.at(T.DOT) and self.peek().type is T.IDENT:
-                self.advance()
-                name = self.advance().text
-                expr = ast.Member(target=expr, name=name, span=expr.span.to(self.prev_span()))
-            elif self.at(T.LBRACK) or (self.at(T.DOT) and self.peek().type is T.LBRACK):
-                self.match(T.DOT)  # d.["a"] and d.[0] mean d["a"] and d[0]
-                self.advance()
-                index = self.parse_expr()
-                end = self.expect(T.RBRACK, "']'")
-                if isinstance(index, ast.Literal) and index.type == "string":
-                    expr = ast.Member(
-                        target=expr, name=str(index.value), span=expr.span.to(end.span)
-                    )
+        levels = 0  # a.b.c[0]: each access nests the tree one level deeper
+        try:
+            while True:
+                if self.at(T.DOT) and self.peek().type is T.IDENT:
+                    self.nest()
+                    levels += 1
+                    self.advance()
+                    name = self.advance().text
+                    expr = ast.Member(target=expr, name=name, span=expr.span.to(self.prev_span()))
+                elif self.at(T.LBRACK) or (self.at(T.DOT) and self.peek().type is T.LBRACK):
+                    self.nest()
+                    levels += 1
+                    self.match(T.DOT)  # d.["a"] and d.[0] mean d["a"] and d[0]
+                    self.advance()
+                    index = self.parse_expr()
+                    end = self.expect(T.RBRACK, "']'")
+                    if isinstance(index, ast.Literal) and index.type == "string":
+                        expr = ast.Member(
+                            target=expr, name=str(index.value), span=expr.span.to(end.span)
+                        )
+                    else:
+                        expr = ast.Index(target=expr, index=index, span=expr.span.to(end.span))
                 else:
-                    expr = ast.Index(target=expr, index=index, span=expr.span.to(end.span))
-            else:
-                return expr
+                    return expr
+        finally:
+            self.depth -= levels
 
     def parse_primary(self) -> ast.Expr:
         tok = self.tok
@@ -921,6 +990,13 @@ class Parser:
         return ast.Literal(value=value, type="dynamic", span=tok.span.to(end.span))
 
     def parse_json_value(self) -> object:
+        self.nest()
+        try:
+            return self.parse_json_value_nested()
+        finally:
+            self.depth -= 1
+
+    def parse_json_value_nested(self) -> object:
         tok = self.tok
         if self.match(T.LBRACK):
             items = []
@@ -1034,18 +1110,26 @@ def parse_query(text: str, source_name: str = "<query>") -> ast.Query:
         KqlSyntaxError: with the source attached, for any syntax error.
     """
     try:
-        return Parser(text).parse_query()
-    except KqlSyntaxError as exc:
+        return deep.call(_parse_query, text)
+    except (KqlSyntaxError, limits.LimitExceeded) as exc:
         raise exc.with_source(Source(text, source_name)) from None
+
+
+def _parse_query(text: str) -> ast.Query:
+    return Parser(text).parse_query()
 
 
 def parse_expression(text: str) -> ast.Expr:
     """Parse a single scalar expression (used by tests and tools)."""
-    parser = Parser(text)
     try:
-        expr = parser.parse_expr()
-        if not parser.at(T.EOF):
-            raise parser.error(f"unexpected {parser.found()} after the expression")
-    except KqlSyntaxError as exc:
+        return deep.call(_parse_expression, text)
+    except (KqlSyntaxError, limits.LimitExceeded) as exc:
         raise exc.with_source(Source(text)) from None
+
+
+def _parse_expression(text: str) -> ast.Expr:
+    parser = Parser(text)
+    expr = parser.parse_expr()
+    if not parser.at(T.EOF):
+        raise parser.error(f"unexpected {parser.found()} after the expression")
     return expr

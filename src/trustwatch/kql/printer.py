@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from trustwatch.kql import ast
+from trustwatch.kql import ast, deep
 from trustwatch.kql.literals import format_timespan_value
 from trustwatch.kql.parser import TabularAsExpr
 from trustwatch.kql.tokens import TIMESPAN_UNITS
@@ -16,6 +16,7 @@ from trustwatch.kql.tokens import TIMESPAN_UNITS
 INDENT = "    "
 # A list (call arguments, an ``in`` list, projected columns) longer than this: one item a line.
 MAX_INLINE = 80
+MAX_INDENT = 16  # indentation levels shown; deeper nesting prints at this one
 
 # Binding strength, weakest first: the parser's binary levels, then unary +/- and postfix access
 # (``a.b``, ``a[0]``, calls, literals). Operators not listed in _BINARY_PRECEDENCE are
@@ -278,7 +279,8 @@ class Printer(ast.Visitor):
             self.depth -= 1
 
     def newline(self) -> str:
-        return "\n" + INDENT * self.depth
+        # capped: a 1,000-deep expression would otherwise print ~2 MB of indentation
+        return "\n" + INDENT * min(self.depth, MAX_INDENT)
 
     def joined(self, nodes: Sequence[ast.Node], sep: str = ", ") -> str:
         return sep.join(self.text(node) for node in nodes)
@@ -678,14 +680,11 @@ class Printer(ast.Visitor):
         """``a and b and c`` on one line, or, when long, each further operand on its own
         indented line starting with the operator."""
         precedence = _BINARY_PRECEDENCE[node.op]
-        operands = [node.right]
-        first: ast.Expr = node.left
-        while isinstance(first, ast.BinaryOp) and first.op == node.op:  # (a and b) and c
-            operands.append(first.right)
-            first = first.left
+        # and/or are associative: (a and b) and c, a and (b and c) print as a and b and c, which
+        # parses back to the same (balanced) tree: see ast.logic_chain
+        operands = ast.logic_operands(node, node.op)
         with self.indented():
-            texts = [self.operand(first, precedence)]
-            texts += [self.operand(e, precedence + 1) for e in reversed(operands)]
+            texts = [self.operand(e, precedence + 1) for e in operands]
             brk = self.newline()
         inline = f" {node.op} ".join(texts)
         if len(inline) <= MAX_INLINE and "\n" not in inline:
@@ -718,9 +717,9 @@ def print_query(query: ast.Query) -> str:
         ``;``, then the tabular statements separated by ``;`` and a newline, each pipe operator
         on its own line. Parsing it gives back a tree equal to ``query``.
     """
-    return Printer().text(query)
+    return deep.call(Printer().text, query)
 
 
 def print_expression(expr: ast.Expr) -> str:
     """Print one scalar expression as canonical KQL, with only the parentheses it needs."""
-    return Printer().text(expr)
+    return deep.call(Printer().text, expr)

@@ -127,13 +127,13 @@ def _isnull(ec: ExprCompiler, node: ast.Call) -> Typed:
 @register("isnotnull", "notnull")
 def _isnotnull(ec: ExprCompiler, node: ast.Call) -> Typed:
     (arg,) = ec.args(node, 1)
-    return Typed(exp.Not(this=exp.paren(_is_null(arg))), "bool")
+    return Typed(exp.Not(this=exp.paren(_is_null(arg), copy=False)), "bool")
 
 
 @register("not")
 def _not(ec: ExprCompiler, node: ast.Call) -> Typed:
     (arg,) = ec.args(node, 1)
-    return Typed(exp.Not(this=exp.paren(ec.boolean(arg, node.args[0].span))), "bool")
+    return Typed(exp.Not(this=exp.paren(ec.boolean(arg, node.args[0].span), copy=False)), "bool")
 
 
 @register("gettype")

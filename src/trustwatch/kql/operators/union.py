@@ -6,9 +6,11 @@ import fnmatch
 
 from sqlglot import exp
 
+from trustwatch import limits
 from trustwatch.errors import KqlSemanticError
 from trustwatch.kql import ast
 from trustwatch.kql.compiler import Compiler, alias
+from trustwatch.kql.deep import limit_error
 from trustwatch.kql.operators.common import (
     col,
     register,
@@ -27,24 +29,41 @@ def union_relations(c: Compiler, op: ast.Union, first: Relation | None, scope: S
     # Tables with no data loaded add their columns but no rows, so they need no SELECT of their
     # own; `union *` over ~80 empty schemas stays one small query.
     empty: list[Relation] = []
+    # A table named again is read once: `union T, T, T` is T's rows three times (a join with
+    # three rows), not three copies of its SELECT - generated queries name thousands.
+    copies: dict[str, int] = {}
+    named: dict[int, str] = {}  # input index -> the table it reads
     if first is not None:
         inputs.append(("", first))
+    limit = limits.current().union_tables
+    count = len(inputs)
     for source in op.tables:
-        if isinstance(source, ast.TableRef) and "*" in source.name:
+        pattern = isinstance(source, ast.TableRef) and "*" in source.name
+        if isinstance(source, ast.TableRef) and pattern:
             matched = sorted(n for n in c.catalog if fnmatch.fnmatchcase(n, source.name))
             if not matched and not op.isfuzzy:
                 raise KqlSemanticError(
                     f"no table matches '{source.name}'", span=source.span, code="KQL201"
                 )
-            for name in matched:
-                target = empty if c.catalog[name].sql_name is None else None
-                rel = c.table_ref(name, source.span, scope)
-                if target is None:
-                    inputs.append((name, rel))
-                else:
-                    target.append(rel)
         else:
-            label = source.name if isinstance(source, ast.TableRef) else ""
+            matched = [source.name] if isinstance(source, ast.TableRef) else []
+        count += max(1, len(matched))
+        if count > limit:
+            raise limit_error("union_tables", limit, "the number of tables read here", source.span)
+        for name in matched:
+            if name in copies:
+                copies[name] += 1
+                continue
+            copies[name] = 1
+            rel = c.table_ref(name, source.span, scope)
+            known = c.catalog.get(name)
+            if pattern and known is not None and known.sql_name is None:
+                empty.append(rel)
+            else:
+                named[len(inputs)] = name
+                inputs.append((name, rel))
+        if not matched:
+            label = ""
             if (
                 isinstance(source, ast.Pipeline)
                 and source.ops
@@ -72,7 +91,7 @@ def union_relations(c: Compiler, op: ast.Union, first: Relation | None, scope: S
         )
         order = [(n, t) for n, t in order if n in common]
     selects = []
-    for label, r in inputs:
+    for i, (label, r) in enumerate(inputs):
         present = {(n if len(types[n]) == 1 else f"{n}_{t}"): n for n, t in r.columns}
         projections: list[exp.Expr] = []
         if op.withsource:
@@ -84,7 +103,11 @@ def union_relations(c: Compiler, op: ast.Union, first: Relation | None, scope: S
                 projections.append(alias(lit_string(""), out))
             else:
                 projections.append(alias(exp.Cast(this=exp.null(), to=sql_type(t)), out))
-        selects.append(c.select(Relation(r.sql, r.columns), projections))
+        select = c.select(Relation(r.sql, r.columns), projections)
+        times = copies[named[i]] if i in named else 1
+        if times > 1:
+            select = _repeated(c, select, times)
+        selects.append(select)
     query: exp.Query = selects[0]
     for s in selects[1:]:
         query = exp.Union(this=query, expression=s, distinct=False)
@@ -93,6 +116,17 @@ def union_relations(c: Compiler, op: ast.Union, first: Relation | None, scope: S
         exp.Subquery(this=query, alias=exp.TableAlias(this=exp.to_identifier(c.fresh())))
     )
     return Relation(wrapped, tuple(columns))
+
+
+def _repeated(c: Compiler, select: exp.Select, times: int) -> exp.Select:
+    """Each row of ``select`` ``times`` times: a cross join with that many one-column rows."""
+    rows = exp.Values(
+        expressions=[exp.Tuple(expressions=[exp.Literal.number(1)]) for _ in range(times)],
+        alias=exp.TableAlias(
+            this=exp.to_identifier(c.fresh()), columns=[exp.to_identifier("__tw_copy")]
+        ),
+    )
+    return select.join(rows, join_type="cross", copy=False)
 
 
 @register(ast.Union)
