@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -9,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from trustwatch import compiled, yamlio
+from trustwatch import compiled, limits, yamlio
+from trustwatch.errors import RuleFileError
 from trustwatch.rules.model import load_rule, shipped_rules_dir
 
 TEXT = """\
@@ -107,3 +110,67 @@ def test_a_rule_reads_the_same_from_the_cache(cache: Path, tmp_path: Path) -> No
     assert again.query_line == fresh.query_line > 0
     lines = copy.read_text(encoding="utf-8").splitlines()
     assert lines[again.query_line].strip() == again.query.splitlines()[0].strip()
+
+
+# --- limits: YAML bombs and huge documents (issue 13) -------------------------------------------
+
+
+def billion_laughs(levels: int = 9) -> str:
+    text = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    previous = "a"
+    for name in "bcdefghijklm"[: levels - 1]:
+        text += f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]\n"
+        previous = name
+    return text
+
+
+@pytest.mark.parametrize("read", [yamlio.load, yamlio.compose, yamlio.load_with_node])
+def test_billion_laughs_is_refused_at_the_alias_naming_the_limit(read: Any) -> None:
+    with pytest.raises(yamlio.YamlLimitExceeded, match="yaml-aliases") as info:
+        read(billion_laughs())
+    exc = info.value
+    assert isinstance(exc, yaml.YAMLError) and isinstance(exc, limits.LimitExceeded)
+    assert isinstance(exc, RuleFileError)
+    mark = exc.problem_mark
+    assert mark is not None
+    # b: 9 uses, c: 9 x 10, d: 9 x 91 (918 so far); the first *d on line 5 is 820 more
+    assert (mark.line + 1, mark.column + 1) == (5, 8)
+
+
+def test_billion_laughs_fails_fast(cache: Path) -> None:
+    started = time.process_time()
+    with pytest.raises(yamlio.YamlLimitExceeded):
+        yamlio.load_cached(billion_laughs(12), "tuning-yaml")
+    assert time.process_time() - started < 1.0
+
+
+def test_a_few_aliases_are_read() -> None:
+    text = "base: &base {severity: high, tags: [a, b]}\none: *base\ntwo: [*base, *base]\n"
+    value = yamlio.load(text)
+    assert value["two"] == [value["base"], value["base"]]
+    assert "*" in text and "&" in text
+
+
+def test_alias_limit_is_the_configured_one() -> None:
+    text = "a: &a [1]\nb: [*a, *a, *a]\n"
+    with (
+        limits.using(replace(limits.current(), yaml_aliases=2)),
+        pytest.raises(yamlio.YamlLimitExceeded, match=r"yaml-aliases limit \(2\)"),
+    ):
+        yamlio.load(text)
+    assert yamlio.load(text)["b"] == [[1], [1], [1]]
+
+
+def test_document_size_limit() -> None:
+    with (
+        limits.using(replace(limits.current(), yaml_bytes=100)),
+        pytest.raises(yamlio.YamlLimitExceeded, match="yaml-bytes"),
+    ):
+        yamlio.load("x: " + "y" * 200)
+
+
+def test_a_rule_file_bomb_names_the_file_line_and_limit(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(billion_laughs(), encoding="utf-8")
+    with pytest.raises(RuleFileError, match=r"bomb\.yaml:5:8: .*yaml-aliases"):
+        load_rule(path)
