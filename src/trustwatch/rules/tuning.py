@@ -178,11 +178,17 @@ def default_tuning_path() -> Path:
     return Path(str(resources.files("trustwatch.content"))) / "tuning" / "default.yaml"
 
 
-def load_tuning(path: str | Path | None) -> Tuning:
-    """Read a tuning file (its watchlists too). Errors name the file and the entry."""
+def load_tuning(path: str | Path | None, allowed_roots: Sequence[str | Path] = ()) -> Tuning:
+    """Read a tuning file (its watchlists too). Errors name the file and the entry.
+
+    A watchlist's ``path`` must lead (symbolic links resolved) into the tuning file's folder,
+    or into one of ``allowed_roots``: a tuning file cannot make trustwatch read any file on the
+    machine. Errors about a watchlist never quote its content.
+    """
     if path is None:
         return Tuning()
     p = Path(path)
+    roots = [Path(r) for r in allowed_roots]
     try:
         doc = yamlio.load_cached(p.read_text(encoding="utf-8"), "tuning-yaml") or {}
     except OSError as exc:
@@ -196,7 +202,7 @@ def load_tuning(path: str | Path | None) -> Tuning:
         raise RuleFileError(f"{p}: unknown key(s) {', '.join(sorted(unknown))}")
     tuning = Tuning(p)
     for i, raw in enumerate(doc.get("watchlists") or []):
-        watchlist = _watchlist(p, i, raw)
+        watchlist = _watchlist(p, i, raw, roots)
         tuning.watchlists[watchlist.name] = watchlist
     seen: set[str] = set()
     for i, raw in enumerate(doc.get("exclusions") or []):
@@ -208,21 +214,55 @@ def load_tuning(path: str | Path | None) -> Tuning:
     return tuning
 
 
-def _watchlist(path: Path, i: int, raw: object) -> Watchlist:
+def confined(named_by: Path, value: str, allowed_roots: Sequence[Path] = ()) -> Path:
+    """The file ``value`` names, relative to the folder of the file ``named_by`` that names it.
+
+    Symbolic links are resolved first; the result must lie inside that folder or one of
+    ``allowed_roots``.
+
+    Raises:
+        RuleFileError: the path leads outside them (``..``, an absolute path, a link).
+    """
+    folder = named_by.parent.resolve()
+    target = (folder / value).resolve()
+    roots = [folder, *(Path(r).resolve() for r in allowed_roots)]
+    if not any(target.is_relative_to(root) for root in roots):
+        raise RuleFileError(
+            f"{named_by}: path '{value}' leads outside {folder}",
+            hint="keep the file beside the one that names it, or allow its folder "
+            "(allowed_roots / --allow-path DIR)",
+            code="RULE010",
+        )
+    return target
+
+
+def _watchlist(path: Path, i: int, raw: object, allowed_roots: Sequence[Path] = ()) -> Watchlist:
     where = f"{path}: watchlist {i + 1}"
     if not isinstance(raw, dict) or not raw.get("name") or not raw.get("path"):
         raise RuleFileError(f"{where}: needs 'name', 'path' (CSV) and 'searchKey'")
-    csv_path = (path.parent / str(raw["path"])).resolve()
+    try:
+        csv_path = confined(path, str(raw["path"]), allowed_roots)
+    except RuleFileError as exc:
+        raise RuleFileError(
+            f"{where}: {exc.diagnostic.message}", hint=exc.diagnostic.hint, code=exc.code
+        ) from None
     try:
         with csv_path.open(encoding="utf-8-sig", newline="") as fh:
             rows = tuple(dict(r) for r in csv.DictReader(fh))
     except OSError as exc:
         raise RuleFileError(f"{where}: cannot read {csv_path}: {exc.strerror or exc}") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:  # their text may quote the file: not shown
+        raise RuleFileError(
+            f"{where}: {csv_path.name} is not a UTF-8 CSV file ({type(exc).__name__})"
+        ) from None
     key = str(raw.get("searchKey") or "")
     header = list(rows[0]) if rows else []
     if key not in header:
+        # the names are not quoted: they are the file's first line, whatever the file is
         raise RuleFileError(
-            f"{where}: searchKey '{key}' is not a column of {csv_path.name} ({', '.join(header)})"
+            f"{where}: searchKey '{key}' is not a column of {csv_path.name} "
+            f"(it has {len(header)} column{'s' if len(header) != 1 else ''})",
+            hint="searchKey names a column of the CSV header",
         )
     return Watchlist(str(raw["name"]), csv_path, key, rows)
 
