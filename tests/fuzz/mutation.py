@@ -150,7 +150,13 @@ KINDS = [
     "delete",
     "zero",
     "evtx-chunk",
+    "entity",
 ]
+# an XML external entity (file:// and an entity bomb) declared before the file and used in it
+DOCTYPE = (
+    b"<!DOCTYPE Event [<!ENTITY x SYSTEM 'file:///etc/passwd'><!ENTITY a 'aaaaaaaaaa'>"
+    b"<!ENTITY b '&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;'><!ENTITY c '&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;'>]>"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +231,9 @@ def apply(data: bytes, edit: Edit, other: bytes) -> bytes:
         return data[:i] + data[j:]
     if kind == "zero":
         return data[:i] + bytes(j - i) + data[j:]
+    if kind == "entity":
+        use = b"&x;&c;" if c % 2 else b"&c;&x;"
+        return DOCTYPE + data.replace(b"</Data>", use + b"</Data>", 1 + c % 3)
     return _evtx_chunks(data, a, b, c)
 
 

@@ -93,14 +93,25 @@ def test_benign_records_do_not_alert(default_pack: HuntResult) -> None:
     assert names == {DOWNLOAD, INSTALL, RENAMED}  # no trust-store write, enumeration, ...
 
 
-def test_alert_totals(default_pack: HuntResult) -> None:
+def test_alert_totals(default_pack: HuntResult, shared_workspace: Any) -> None:
     """Each alert is raised twice: extracted/cert_related_events.jsonl repeats its record without
-    the host. The SIP registration and AD CS logs added to evtx_to_mitre_attack raise none: no
+    the host; but for the 4688 download, whose copy there carries the Windows zero time
+    (1601-01-01): it is stored with an empty Timestamp, counted as untimed, and raises no alert
+    dated 1601. The SIP registration and AD CS logs added to evtx_to_mitre_attack raise none: no
     rule covers SIP hijacking (T1553.003) or CA audit changes."""
     by_rule = Counter(a["AlertName"] for a in default_pack.alerts)
-    # downloads: panache, Hayabusa Sysmon 27, the 4688 record, sigma direct IP and GitHub
-    assert by_rule == {DOWNLOAD: 10, INSTALL: 2, RENAMED: 2}
-    assert len(default_pack.alerts) == 14
+    # downloads: panache, Hayabusa Sysmon 27, sigma direct IP and GitHub twice; the 4688 once
+    assert by_rule == {DOWNLOAD: 9, INSTALL: 2, RENAMED: 2}
+    assert len(default_pack.alerts) == 13
+    assert all(not a["TimeGenerated"].startswith("16") for a in default_pack.alerts)
+    untimed = {s.path.rsplit("/", 1)[-1]: s.bad_times for s in shared_workspace[1] if s.bad_times}
+    assert untimed == {"cert_related_events.jsonl": 2}
+    ws = shared_workspace[0]
+    kept = ws.engine.execute_sql(
+        "SELECT count(*) AS n FROM DeviceProcessEvents WHERE Timestamp IS NULL "
+        "AND ProcessCommandLine LIKE '%-urlcache -split -f https://github.com/mdecrevoisier%'"
+    ).to_pylist()
+    assert kept == [{"n": 1}]  # kept, queryable, flagged by its empty time
 
 
 def test_the_specification_rule_alerts_on_benign_store_opens(shared_workspace: Any) -> None:

@@ -85,6 +85,7 @@ def ingest_with_progress(
                     keep="",
                 )
         print_failed(results)
+        print_untimed(results)
     return results
 
 
@@ -184,6 +185,7 @@ def print_summary(results: list[FileStats], skipped: list[tuple[Path, str]]) -> 
         for problem in s.problems:
             echo(f"quarantined: {s.path}: {problem}", err=True, keep="")
     print_failed(results)
+    print_untimed(results)
     for _, why in skipped:
         echo(f"skipped: {why}", err=True, keep="")
 
@@ -197,6 +199,19 @@ def print_failed(results: list[FileStats]) -> None:
             echo(f"unreadable: {s.path}: {failed}{kept}", err=True, keep="")
 
 
+def print_untimed(results: list[FileStats]) -> None:
+    """On stderr, each file with events stored without a time (an impossible timestamp)."""
+    for s in results:
+        if s.bad_times:
+            echo(
+                f"untimed: {s.path}: {s.bad_times} event(s) with an impossible time (Windows "
+                "zero time, before 1970 or over a year ahead) stored with an empty Timestamp: "
+                "kept for queries, but no scheduled rule's window holds them",
+                err=True,
+                keep="",
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class SkippedInput:
     """What a run could not read: files unrecognised or unreadable, records quarantined."""
@@ -205,6 +220,7 @@ class SkippedInput:
     unreadable: int = 0  # files that failed, whole or after some records (``unreadable:``)
     quarantined: int = 0  # records quarantined (``quarantined:`` / ``notice:`` lines)
     quarantined_files: int = 0  # files with quarantined records
+    untimed: int = 0  # events stored with an impossible time: no rule window holds them
     workspace: str | None = None  # where the quarantine table is kept (None: in memory)
 
     @classmethod
@@ -220,11 +236,12 @@ class SkippedInput:
             unreadable=sum(bool(s.failed) for s in results),
             quarantined=sum(s.quarantined for s in results),
             quarantined_files=sum(bool(s.quarantined) for s in results),
+            untimed=sum(s.bad_times for s in results),
             workspace=workspace,
         )
 
     def __bool__(self) -> bool:
-        return bool(self.unrecognised or self.unreadable or self.quarantined)
+        return bool(self.unrecognised or self.unreadable or self.quarantined or self.untimed)
 
     def line(self) -> str:
         """The one-line summary (each file's reason is on a line printed before it)."""
@@ -237,6 +254,8 @@ class SkippedInput:
             parts.append(
                 f"{self.quarantined:,} record(s) quarantined in {self.quarantined_files} file(s)"
             )
+        if self.untimed:
+            parts.append(f"{self.untimed:,} event(s) stored without a time")
         where = ""
         if self.quarantined and self.workspace:
             where = (
@@ -246,7 +265,7 @@ class SkippedInput:
             where = "; ingest with --workspace W to keep every quarantined record and its reason"
         return (
             "input skipped: " + ", ".join(parts) + " - the results cover only the rest "
-            f"(reasons: the skipped:, unreadable: and quarantined: lines above{where})"
+            f"(reasons: the skipped:, unreadable:, quarantined: and untimed: lines above{where})"
         )
 
     def report(self) -> None:

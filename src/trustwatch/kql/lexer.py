@@ -17,6 +17,11 @@ _MAX_LONG = 2**63 - 1
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "0": "\0"}
 
 
+def _is_digit(ch: str) -> bool:
+    """An ASCII digit: ``str.isdigit`` also holds for superscripts, which ``int`` refuses."""
+    return len(ch) == 1 and "0" <= ch <= "9"
+
+
 def _is_ident_start(ch: str) -> bool:
     return ch.isalpha() or ch == "_"
 
@@ -62,7 +67,7 @@ class Lexer:
                 self.scan_string(self.pos, self.pos + 2, verbatim=True)
             elif text.startswith("```", self.pos):
                 self.scan_multiline_string()
-            elif ch.isdigit() or (ch == "." and self.peek(1).isdigit()):
+            elif _is_digit(ch) or (ch == "." and _is_digit(self.peek(1))):
                 self.scan_number()
             elif _is_ident_start(ch) or (ch == "$" and _is_ident_start(self.peek(1))):
                 self.scan_word()
@@ -157,25 +162,25 @@ class Lexer:
                 Token(TokenType.INT, text[start:i], Span(start, i), int(text[start + 2 : i], 16))
             )
             return
-        while i < len(text) and text[i].isdigit():
+        while i < len(text) and _is_digit(text[i]):
             i += 1
         is_real = False
-        if i < len(text) and text[i] == "." and i + 1 < len(text) and text[i + 1].isdigit():
+        if i < len(text) and text[i] == "." and i + 1 < len(text) and _is_digit(text[i + 1]):
             is_real = True
             i += 1
-            while i < len(text) and text[i].isdigit():
+            while i < len(text) and _is_digit(text[i]):
                 i += 1
         if (
             i < len(text)
             and text[i] in "eE"
             and (
-                text[i + 1 : i + 2].isdigit()
-                or (text[i + 1 : i + 2] in "+-" and text[i + 2 : i + 3].isdigit())
+                _is_digit(text[i + 1 : i + 2])
+                or (text[i + 1 : i + 2] in "+-" and _is_digit(text[i + 2 : i + 3]))
             )
         ):
             is_real = True
             i += 2
-            while i < len(text) and text[i].isdigit():
+            while i < len(text) and _is_digit(text[i]):
                 i += 1
         number = text[start:i]
         if i < len(text) and _is_ident_start(text[i]):
