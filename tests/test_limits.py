@@ -29,3 +29,18 @@ def test_using_scopes_and_restores() -> None:
 def test_every_limit_says_what_it_bounds() -> None:
     assert set(limits.bounds()) == set(limits.names())
     assert all(text.strip() for text in limits.bounds().values())
+
+
+def test_docs_limits_lists_every_limit_with_its_default() -> None:
+    """docs/limits.md has a row per limit whose default is the code's."""
+    import re
+    from dataclasses import asdict
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "limits.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `([a-z-]+)` \| ([^|]+?) \|", doc, flags=re.M))
+    assert list(rows) == limits.names()
+    defaults = asdict(limits.DEFAULT)
+    for name, written in rows.items():
+        value = limits.parse([f"{name}={written.replace(' ', '').replace(',', '')}"])
+        assert asdict(value)[name.replace("-", "_")] == defaults[name.replace("-", "_")], name

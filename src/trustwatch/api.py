@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
+from sqlglot import exp
 
 from trustwatch.engines.duckdb import DuckDBEngine, kql_type_of_arrow
 from trustwatch.errors import Source, TrustwatchError
@@ -60,11 +61,20 @@ class Session:
         }
         for name, sql_name in (views or {}).items():
             known = self.catalog.get(name)
-            if known is not None:
-                self.catalog[name] = CatalogTable(known.schema, sql_name)
+            schema = known.schema if known is not None else self._relation_schema(name, sql_name)
+            self.catalog[name] = CatalogTable(schema, sql_name)
         for name, value in (tables or {}).items():
             self.load(name, value if isinstance(value, pa.Table) else _read_table(value, name))
         self.engine.lock()
+
+    def _relation_schema(self, name: str, sql_name: str) -> TableSchema:
+        """The schema of a view with no documented one: its columns as the engine types them."""
+        empty = self.engine.execute(
+            exp.select("*").from_(exp.to_table(sql_name, quoted=True)).limit(0)
+        )
+        return TableSchema(
+            name, tuple(Column(f.name, kql_type_of_arrow(f.type)) for f in empty.schema)
+        )
 
     def load(self, name: str, data: pa.Table) -> None:
         known = self.catalog.get(name)

@@ -38,6 +38,9 @@ class Limits:
     depth: int = _limit(64, "nesting of objects, arrays or elements in one record")
     fields: int = _limit(4_096, "fields (keys, <Data> items, columns) in one record")
     records: int = _limit(50_000_000, "records in one file (the rest is quarantined as one)")
+    quarantine_rows: int = _limit(
+        10_000, "quarantined records kept one by one per file (the rest: one row, counted)"
+    )
     # --- archives: a member past these is quarantined; the archive's other members go on ---
     zip_member_bytes: int = _limit(2 * GiB, "decompressed size of one archive member")
     zip_ratio: int = _limit(200, "decompressed / compressed size of one archive member")

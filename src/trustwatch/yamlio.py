@@ -52,7 +52,7 @@ def check(text: str) -> None:
     bound = limits.current()
     if len(text) > bound.yaml_bytes:
         raise YamlLimitExceeded(
-            limits.exceeded("yaml_bytes", bound.yaml_bytes, f"the document's {len(text):,} bytes"),
+            limits.exceeded("yaml_bytes", bound.yaml_bytes, f"the document ({len(text):,} bytes)"),
             None,
         )
     if "&" not in text or "*" not in text:

@@ -99,3 +99,25 @@ def test_confined_resolves_links_before_checking(tmp_path: Path) -> None:
         confined(named_by, "inside/x.csv")
     allowed = confined(named_by, "inside/x.csv", [tmp_path / "b"])
     assert allowed == (tmp_path / "b" / "x.csv").resolve()
+
+
+def test_hunt_allow_path_admits_the_folder_and_nothing_else(tmp_path: Path, outside: Path) -> None:
+    from click.testing import CliRunner
+
+    from trustwatch.cli.main import cli
+
+    samples = Path(__file__).parents[2] / "src/trustwatch/content/samples/hunt"
+    path = tuning_file(tmp_path / "tuning", str(outside), key="root:x:0:0:SECRET-LINE")
+    refused = CliRunner().invoke(cli, ["hunt", str(samples), "--tuning", str(path)])
+    assert refused.exit_code == 2
+    assert "leads outside" in refused.stderr and "--allow-path DIR" in refused.stderr
+    assert "SECRET" not in refused.stderr
+    allowed = CliRunner().invoke(
+        cli, ["hunt", str(samples), "--tuning", str(path), "--allow-path", str(outside.parent)]
+    )
+    assert allowed.exit_code == 1, allowed.stderr  # the samples' alerts
+    not_a_folder = CliRunner().invoke(
+        cli, ["hunt", str(samples), "--tuning", str(path), "--allow-path", str(outside)]
+    )
+    assert not_a_folder.exit_code == 2
+    assert "is not a folder" in not_a_folder.stderr

@@ -71,6 +71,14 @@ TABLE_COLUMNS = (
     metavar="FILE",
     help="Tuning file (exclusions, change windows, watchlists). Default: the shipped one.",
 )
+@click.option(
+    "--allow-path",
+    "allow_paths",
+    multiple=True,
+    metavar="DIR",
+    help="A folder the tuning file's watchlists may read from besides the tuning file's own "
+    "(by default a watchlist path leading anywhere else is refused). Repeatable.",
+)
 @click.option("--no-tuning", is_flag=True, help="Run without any exclusion.")
 @click.option(
     "--now",
@@ -100,6 +108,7 @@ def hunt(
     workspace: str | None,
     rule_sources: tuple[str, ...],
     tuning: str | None,
+    allow_paths: tuple[str, ...],
     no_tuning: bool,
     now: str | None,
     replay: bool,
@@ -141,7 +150,10 @@ def hunt(
         )
     pinned = parse_datetime_text(now) if now else None
     rules = load_rules(rule_sources or ("default",))
-    tuned = Tuning() if no_tuning else load_tuning(tuning or default_tuning_path())
+    for folder in allow_paths:
+        if not Path(folder).is_dir():
+            raise InputError(f"--allow-path: {folder} is not a folder")
+    tuned = Tuning() if no_tuning else load_tuning(tuning or default_tuning_path(), allow_paths)
     out_path = Path(out) if out else None
     if out_path is not None and not out_path.parent.exists():
         raise InputError(f"--out: folder {out_path.parent} does not exist")

@@ -79,11 +79,19 @@ def ingest_with_progress(
     else:
         for stats in results:
             if stats.quarantined:
+                first = f" - {stats.problems[0]}" if stats.problems else ""
                 echo(
-                    f"notice: {stats.path}: {stats.quarantined} record(s) could not be read",
+                    f"quarantined: {stats.path}: {stats.quarantined:,} record(s) could not be read"
+                    + first,
                     err=True,
                     keep="",
                 )
+                if stats.last_problem:
+                    echo(
+                        f"quarantined: {stats.path}: the last - {stats.last_problem}",
+                        err=True,
+                        keep="",
+                    )
         print_failed(results)
         print_untimed(results)
     return results
@@ -184,6 +192,11 @@ def print_summary(results: list[FileStats], skipped: list[tuple[Path, str]]) -> 
     for s in results:
         for problem in s.problems:
             echo(f"quarantined: {s.path}: {problem}", err=True, keep="")
+        if s.last_problem:
+            more = f"{s.quarantined - len(s.problems):,} more record(s)"
+            echo(
+                f"quarantined: {s.path}: ... {more}; the last: {s.last_problem}", err=True, keep=""
+            )
     print_failed(results)
     print_untimed(results)
     for _, why in skipped:
@@ -218,7 +231,7 @@ class SkippedInput:
 
     unrecognised: int = 0  # files no reader knows (``skipped:`` lines)
     unreadable: int = 0  # files that failed, whole or after some records (``unreadable:``)
-    quarantined: int = 0  # records quarantined (``quarantined:`` / ``notice:`` lines)
+    quarantined: int = 0  # records quarantined (``quarantined:`` lines)
     quarantined_files: int = 0  # files with quarantined records
     untimed: int = 0  # events stored with an impossible time: no rule window holds them
     workspace: str | None = None  # where the quarantine table is kept (None: in memory)

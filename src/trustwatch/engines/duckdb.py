@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -66,6 +69,9 @@ class DuckDBEngine:
         self.con.execute("SET enable_progress_bar=false")
         if threads:
             self.con.execute(f"SET threads={int(threads)}")
+        if not path:  # spilled in the temp folder, not in a .tmp folder made in the user's cwd
+            spill = Path(tempfile.gettempdir()) / f"trustwatch-duckdb-{os.getuid()}"
+            self.con.execute("SET temp_directory = " + exp.Literal.string(str(spill)).sql())
         self._register_udfs()
         self._locked = False
         self._count = 0

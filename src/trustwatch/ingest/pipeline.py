@@ -158,12 +158,17 @@ def plan(
     return planned, skipped
 
 
+# a workspace's account of what it read, queryable as tables of these names (their columns are
+# the workspace's own: no documented schema)
+ACCOUNT_TABLES = ("_quarantine", "_files")
+
+
 def query_views(engine: DuckDBEngine, prefix: str = "") -> dict[str, str]:
     """Temporary views exposing a workspace's tables with their documented columns only.
 
     Returns:
-        KQL table name -> SQL name, for the stored tables and the Sentinel views over raw
-        events (Event, WindowsEvent, SecurityEvent).
+        KQL table name -> SQL name, for the stored tables, the Sentinel views over raw
+        events (Event, WindowsEvent, SecurityEvent) and ``ACCOUNT_TABLES``.
     """
     con = engine.con
     rows = con.execute(
@@ -184,6 +189,10 @@ def query_views(engine: DuckDBEngine, prefix: str = "") -> dict[str, str]:
         views[name] = _temp_view(engine, f"tw_ws_{prefix}{name}", select)
     for name, view_query in staging.sentinel_views().items():
         views[name] = _temp_view(engine, f"tw_ws_{prefix}{name}", view_query.copy())
+    for name in ACCOUNT_TABLES:  # the workspace's own account: quarantine and files
+        if name in present:
+            select = exp.select("*").from_(exp.to_table(name, quoted=True))
+            views[name] = _temp_view(engine, f"tw_ws_{prefix}{name}", select)
     return views
 
 

@@ -51,6 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
+from trustwatch import limits
 from trustwatch.engines.duckdb import DuckDBEngine, cast_column
 from trustwatch.errors import IngestError, TrustwatchError
 from trustwatch.ingest import finish, mapsql, normalize, sharing, staging
@@ -69,6 +70,8 @@ SMALL_CHUNK = 1_024  # chunks up to this size are registered for their statement
 SMALL_FILE = 1 << 20  # files up to this size are stored a group at a time ...
 GROUP_BYTES = 16 << 20  # ... of up to this many bytes
 GROUP_FILES = 256  # ... and this many files
+HELD = 4_096  # quarantine rows held before they are inserted together
+HANDOFF = 1_024  # light items (rejected records) the read-ahead thread hands over together
 
 _QUARANTINE_COLUMNS = (
     ("_ingest", "INTEGER"),
@@ -120,6 +123,12 @@ class FileStats:
     skipped_ingest: int | None = None  # already stored, by this ingest: not read again
     failed: str | None = None  # why the file, or the rest of it, could not be read
     bad_times: int = 0  # events stored with an impossible time (their Timestamp left empty)
+    # quarantine rows kept one by one (up to the quarantine-rows limit), and past it: how many
+    # records, from which first reference, for which first reason (one summary row at the end)
+    last_problem: str = field(default="", repr=False)  # the last reason past the first five
+    kept_rows: int = field(default=0, repr=False)
+    past_limit: int = field(default=0, repr=False)
+    past_first: tuple[str, int, str] | None = field(default=None, repr=False)
     # what the file's last steps need to know (trustwatch.ingest.finish)
     chunks: int = field(default=0, repr=False)  # event chunks stored
     kinds: set[tuple[str, int]] = field(default_factory=set, repr=False)  # (provider, id)
@@ -132,7 +141,8 @@ class FileStats:
     def reset(self) -> None:
         """Forget an attempt whose transaction was rolled back."""
         self.read = self.stored = self.quarantined = self.duplicates = self.unmapped = 0
-        self.bad_times = self.chunks = 0
+        self.bad_times = self.chunks = self.kept_rows = self.past_limit = 0
+        self.past_first, self.last_problem = None, ""
         self.failed = None
         self.tables, self.problems = {}, []
         self.kinds, self.row_tables = set(), set()
@@ -160,6 +170,15 @@ def identify(path: Path) -> FileIdentity | None:
     except OSError:
         return None
     return FileIdentity(stat.st_size, stat.st_mtime_ns, digest.hexdigest())
+
+
+_ARROW_TYPES = {"INTEGER": pa.int32(), "BIGINT": pa.int64(), "VARCHAR": pa.string()}
+
+
+def _located(kind: str, ref: int, reason: str) -> str:
+    """A quarantine reason with its place: ``line 2: ...`` (unless the reason says it)."""
+    where = f"{kind} {ref}: "
+    return reason if where in reason else f"{where}{reason}"
 
 
 def _q(sql: exp.Expr) -> str:
@@ -190,6 +209,10 @@ class Workspace:
         """
         self.path = str(path) if path else None
         self._lock: sharing.WriterLock | None = None
+        # quarantine rows not inserted yet (inserted together: _flush_quarantine), and the files
+        # whose records went past the quarantine-rows limit in this transaction
+        self._held: list[tuple[Any, ...]] = []
+        self._past: dict[int, tuple[int, FileStats]] = {}
         file = Path(self.path) if self.path else None
         try:
             if file is None:
@@ -413,9 +436,11 @@ class Workspace:
             member = members[0]
             self._set(staging.FILE_VARIABLE, member.file_id)
             items = guarded(member.reader, member.path, member.stats)
+            light = 0  # rejected records since the last progress report
             for item in prefetch(chunks(items, member.file_id)):
                 self._take(item, by_id, ingest, member.file_id)
-                if on_progress is not None:
+                light = light + 1 if isinstance(item, Rejected) else 0
+                if on_progress is not None and light % HANDOFF == 0:
                     on_progress(member.stats, getattr(item, "position", None))
         else:
             pending: list[EventBatch] = []
@@ -436,10 +461,13 @@ class Workspace:
     def _transaction(self, work: Callable[[], None]) -> None:
         """Run ``work`` in one transaction: all of it is stored, or none of it."""
         self.con.execute("BEGIN TRANSACTION")
+        self._held, self._past = [], {}
         try:
             work()
+            self._flush_quarantine(final=True)
             self.con.execute("COMMIT")
         except BaseException:
+            self._held, self._past = [], {}
             with contextlib.suppress(duckdb.Error):  # DuckDB may have ended it already
                 self.con.execute("ROLLBACK")
             raise
@@ -502,9 +530,57 @@ class Workspace:
         reason: str,
         excerpt: str,
     ) -> None:
-        self._insert(QUARANTINE, [ingest, stats.path, kind, ref, count, reason, excerpt])
+        """Quarantine ``count`` records of a file from reference ``ref`` on (held, then inserted
+        together); past the quarantine-rows limit, only counted."""
         if len(stats.problems) < 5:
-            stats.problems.append(f"{kind} {ref}: {reason}")
+            stats.problems.append(_located(kind, ref, reason))
+        else:
+            stats.last_problem = _located(kind, ref, reason)
+        if stats.kept_rows >= limits.current().quarantine_rows:
+            if stats.past_first is None:
+                stats.past_first = (kind, ref, reason)
+            stats.past_limit += count
+            self._past[id(stats)] = (ingest, stats)
+            return
+        stats.kept_rows += 1
+        self._held.append((ingest, stats.path, kind, ref, count, reason, excerpt))
+        if len(self._held) >= HELD:
+            self._flush_quarantine()
+
+    def _flush_quarantine(self, *, final: bool = False) -> None:
+        """Insert the held quarantine rows in one statement; at the end of a transaction, also
+        one row per file for its records past the quarantine-rows limit."""
+        if final:
+            for ingest, stats in self._past.values():
+                assert stats.past_first is not None
+                kind, ref, reason = stats.past_first
+                self._held.append(
+                    (
+                        ingest,
+                        stats.path,
+                        kind,
+                        ref,
+                        stats.past_limit,
+                        f"{stats.past_limit:,} more record(s) quarantined past the quarantine-rows"
+                        f" limit ({limits.current().quarantine_rows:,} rows per file), the first"
+                        f" of them for: {reason}",
+                        "",
+                    )
+                )
+                stats.past_limit, stats.past_first = 0, None
+            self._past = {}
+        if not self._held:
+            return
+        columns = list(zip(*self._held, strict=True))
+        self._held = []
+        rows = pa.table(
+            {
+                name: pa.array(values, _ARROW_TYPES[sql_type])
+                for (name, sql_type), values in zip(_QUARANTINE_COLUMNS, columns, strict=True)
+            }
+        )
+        insert = exp.insert(exp.select("*").from_("_tw_bad"), exp.to_table(QUARANTINE))
+        self._execute(_q(insert), "_tw_bad", rows)
 
     def _events(self, batch: EventBatch, files: dict[int, FileStats], ingest: int) -> None:
         """Stage, de-duplicate, store and normalise one chunk of documents (of ``files``).
@@ -622,27 +698,12 @@ class Workspace:
     def _quarantine_rows(
         self, bad: pa.Table, files: dict[int, FileStats], ingest: int, kind: str
     ) -> None:
-        """Quarantine a chunk's unreadable documents in one statement."""
-        owners = [files[f] for f in bad.column("_file").to_pylist()]
-        for stats in owners:
+        """Quarantine a chunk's unreadable documents (inserted with the other held rows)."""
+        columns = (bad.column(c).to_pylist() for c in ("_file", "_ref", "_reason", "_excerpt"))
+        for file_id, ref, reason, excerpt in zip(*columns, strict=True):
+            stats = files[file_id]
             stats.quarantined += 1
-        rows = pa.table(
-            {
-                "_ingest": pa.array([ingest] * bad.num_rows, pa.int32()),
-                "file": pa.array([s.path for s in owners], pa.string()),
-                "ref_kind": pa.array([kind] * bad.num_rows, pa.string()),
-                "ref": bad.column("_ref"),
-                "records": pa.array([1] * bad.num_rows, pa.int32()),
-                "reason": bad.column("_reason"),
-                "excerpt": bad.column("_excerpt"),
-            }
-        )
-        insert = exp.insert(exp.select("*").from_("_tw_bad"), exp.to_table(QUARANTINE))
-        self._execute(_q(insert), "_tw_bad", rows)
-        refs, reasons = bad.column("_ref").to_pylist(), bad.column("_reason").to_pylist()
-        for stats, ref, reason in zip(owners, refs, reasons, strict=True):
-            if len(stats.problems) < 5:
-                stats.problems.append(f"{kind} {ref}: {reason}")
+            self._quarantine(ingest, stats, kind, ref, 1, reason, excerpt)
 
     def _arrow(self, sql: str, name: str, data: pa.Table) -> pa.Table:
         """Run ``sql`` over ``data``, visible to it as ``name``; the result as Arrow."""
@@ -950,12 +1011,22 @@ def prefetch(items: Iterable[Item], depth: int = 1) -> Iterator[Item]:
     stop = threading.Event()
 
     def produce() -> None:
+        # items travel in lists: a list ends with a batch, or after HANDOFF light items (a
+        # reader may reject a record per line: one hand-off each cost more than the reading)
+        held: list[Item] = []
         try:
             for item in items:
                 if stop.is_set():
                     return
-                queue.put(item)
+                held.append(item)
+                if len(held) >= HANDOFF or isinstance(item, EventBatch | RowBatch):
+                    queue.put(held)
+                    held = []
+            if held:
+                queue.put(held)
         except BaseException as exc:  # handed to the consumer, raised there
+            if held:
+                queue.put(held)
             queue.put(_Failure(exc))
         queue.put(_DONE)
 
@@ -968,7 +1039,7 @@ def prefetch(items: Iterable[Item], depth: int = 1) -> Iterator[Item]:
                 return
             if isinstance(got, _Failure):
                 raise got.error
-            yield cast(Item, got)
+            yield from cast(list[Item], got)
     finally:
         stop.set()
         while thread.is_alive():  # let a blocked producer finish

@@ -79,7 +79,7 @@ def check_size(text: str) -> None:
     limit = limits.current().query_bytes
     if len(text) > limit:
         raise limit_error(
-            "query_bytes", limit, f"the query's {len(text):,} characters", Span(limit, limit + 1)
+            "query_bytes", limit, f"the query ({len(text):,} characters)", Span(limit, limit + 1)
         )
 
 

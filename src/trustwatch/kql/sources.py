@@ -108,7 +108,8 @@ def compile_union_source(c: Compiler, node: ast.Node, scope: Scope) -> Relation:
 @register(ast.SearchSource)
 def compile_search_source(c: Compiler, node: ast.Node, scope: Scope) -> Relation:
     """``search [in (T, ...)] predicate``: rows of the named tables (default: every table with
-    data loaded) that match, with the table's name in ``$table``.
+    data loaded, but a workspace's own ``_quarantine`` and ``_files``) that match, with the
+    table's name in ``$table``.
 
     https://learn.microsoft.com/kusto/query/search-operator
     """
@@ -116,7 +117,10 @@ def compile_search_source(c: Compiler, node: ast.Node, scope: Scope) -> Relation
     from trustwatch.kql.operators import compile_where, search_predicate
 
     search = node.search
-    names = list(search.tables) or sorted(n for n, t in c.catalog.items() if t.sql_name is not None)
+    # not a workspace's own account (_quarantine, _files): search looks through the telemetry
+    names = list(search.tables) or sorted(
+        n for n, t in c.catalog.items() if t.sql_name is not None and not n.startswith("_")
+    )
     if not names:
         return c.empty_relation((("$table", "string"),))
     union = ast.Union(

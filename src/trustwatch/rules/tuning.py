@@ -230,7 +230,7 @@ def confined(named_by: Path, value: str, allowed_roots: Sequence[Path] = ()) -> 
         raise RuleFileError(
             f"{named_by}: path '{value}' leads outside {folder}",
             hint="keep the file beside the one that names it, or allow its folder "
-            "(allowed_roots / --allow-path DIR)",
+            "(hunt --allow-path DIR)",
             code="RULE010",
         )
     return target
