@@ -103,3 +103,22 @@ def test_hunt_prints_the_first_and_the_last_reason(tmp_path: Path) -> None:
     assert "8 record(s) could not be read - line 2: " in lines[0]
     assert "the last - line 9: " in lines[1]
     assert "input skipped: 8 record(s) quarantined in 1 file(s)" in result.stderr
+
+
+def test_hunt_over_a_workspace_reports_what_its_ingests_skipped(tmp_path: Path) -> None:
+    """A file that failed and was read again counts once (its latest row)."""
+    w = tmp_path / "w.duckdb"
+    garbage(tmp_path / "bad.jsonl", 4)
+    runner = CliRunner()
+    for _ in range(2):  # the second ingest reads nothing new
+        assert runner.invoke(cli, ["ingest", str(tmp_path / "bad.jsonl"), "--workspace", str(w)])
+    result = runner.invoke(cli, ["hunt", "--workspace", str(w)])
+    assert result.exit_code == 3, result.stderr  # no alert, but input was skipped
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("input skipped when the workspace was ingested: 4 record(s)")
+    assert "tables _files and _quarantine" in last
+    clean = tmp_path / "clean.duckdb"
+    (tmp_path / "good.jsonl").write_text(GOOD + "\n")
+    runner.invoke(cli, ["ingest", str(tmp_path / "good.jsonl"), "--workspace", str(clean)])
+    result = runner.invoke(cli, ["hunt", "--workspace", str(clean)])
+    assert result.exit_code == 0 and "input skipped" not in result.stderr

@@ -218,7 +218,8 @@ def _hunt_telemetry(
     paths: tuple[str, ...], workspace: str | None, memory_limit: str | None = None
 ) -> tuple[dict[str, Any], SkippedInput | None]:
     """Ingest PATHs (into the workspace when one is given); the session's engine and views,
-    and what of the PATHs could not be read (None: nothing was ingested).
+    and what of the PATHs could not be read (without PATHs: what the workspace's ingests
+    could not read).
 
     Raises:
         InputError: PATHs were given and not one record in them could be read.
@@ -229,7 +230,8 @@ def _hunt_telemetry(
     if not paths:
         assert workspace is not None
         engine, views = pipeline.open_workspace_for_query(workspace, memory_limit)
-        return {"engine": engine, "views": views}, None
+        earlier = SkippedInput.of_workspace(engine, workspace)
+        return {"engine": engine, "views": views}, earlier
     ws, results, unknown = ingest_paths(paths, workspace, memory_limit)
     skipped = SkippedInput.of(results, unknown, workspace)
     if workspace:  # hunt what the workspace now holds, through a read-only connection

@@ -24,6 +24,7 @@ from trustwatch.cli.common import (
     reports_errors,
 )
 from trustwatch.cli.render import cell
+from trustwatch.engines.duckdb import DuckDBEngine
 from trustwatch.errors import InputError
 from trustwatch.inert import visible
 from trustwatch.ingest import pipeline, readers
@@ -235,6 +236,7 @@ class SkippedInput:
     quarantined_files: int = 0  # files with quarantined records
     untimed: int = 0  # events stored with an impossible time: no rule window holds them
     workspace: str | None = None  # where the quarantine table is kept (None: in memory)
+    earlier: bool = False  # the account of the workspace's earlier ingests (no lines above)
 
     @classmethod
     def of(
@@ -252,6 +254,11 @@ class SkippedInput:
             untimed=sum(s.bad_times for s in results),
             workspace=workspace,
         )
+
+    @classmethod
+    def of_workspace(cls, engine: DuckDBEngine, workspace: str) -> SkippedInput:
+        """The account of every ingest into a workspace (its files' latest rows)."""
+        return cls(**pipeline.file_account(engine), workspace=workspace, earlier=True)
 
     def __bool__(self) -> bool:
         return bool(self.unrecognised or self.unreadable or self.quarantined or self.untimed)
@@ -276,6 +283,12 @@ class SkippedInput:
             )
         elif self.quarantined:
             where = "; ingest with --workspace W to keep every quarantined record and its reason"
+        if self.earlier:
+            return (
+                "input skipped when the workspace was ingested: " + ", ".join(parts) + " - the "
+                f"results cover only the rest (every file's account: {self.workspace}, tables "
+                "_files and _quarantine)"
+            )
         return (
             "input skipped: " + ", ".join(parts) + " - the results cover only the rest "
             f"(reasons: the skipped:, unreadable:, quarantined: and untimed: lines above{where})"

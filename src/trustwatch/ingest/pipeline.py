@@ -196,6 +196,25 @@ def query_views(engine: DuckDBEngine, prefix: str = "") -> dict[str, str]:
     return views
 
 
+def file_account(engine: DuckDBEngine) -> dict[str, int]:
+    """What a workspace's ingests could not read, over each file's latest row in ``_files``
+    (a file that failed and was read again counts once): ``quarantined`` records, the
+    ``quarantined_files`` holding them, ``unreadable`` files and ``untimed`` events."""
+    latest = (
+        exp.select("*")
+        .from_(exp.to_table("_files", quoted=True))
+        .qualify("ROW_NUMBER() OVER (PARTITION BY path ORDER BY id DESC) = 1")
+    )
+    query = exp.select(
+        "COALESCE(SUM(quarantined), 0) AS quarantined",
+        "COUNT(*) FILTER (WHERE quarantined > 0) AS quarantined_files",
+        "COUNT(*) FILTER (WHERE COALESCE(failed, '') <> '') AS unreadable",
+        "COALESCE(SUM(bad_times), 0) AS untimed",
+    ).from_(latest.subquery("f"))
+    row = engine.execute(query).to_pylist()[0]
+    return {k: int(v) for k, v in row.items()}
+
+
 def _open_snapshot(path: Path, exc: duckdb.Error) -> DuckDBEngine:
     """A read-only engine on a snapshot of a workspace an ingest is writing (sharing)."""
     copy = sharing.snapshot(path, exc)
