@@ -238,3 +238,33 @@ def test_kql_command_refuses_past_a_limit_with_its_name() -> None:
     assert "query-depth" in result.output
     assert "internal error" not in result.output
     assert re.search(r"<stdin>:1:\d+", result.output)
+
+
+def test_a_small_address_space_gives_a_smaller_stack_not_a_runtime_error() -> None:
+    """Under ``ulimit -v`` a pass's 240 MB stack may not fit ("can't start new thread", found by
+    bench/fuzz.py under its address-space limit): it runs on a smaller stack, and a query too
+    deep for that one is refused with the located query-depth error."""
+    import subprocess
+    import sys
+
+    script = """
+import resource, sys
+from trustwatch.kql.parser import parse_query
+from trustwatch.errors import TrustwatchError
+with open("/proc/self/status") as f:
+    size = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (size + (96 << 20), size + (96 << 20)))
+parse_query("print x = " + "(" * 50 + "1" + ")" * 50)
+try:
+    parse_query("print x = " + "(" * 1000 + "1" + ")" * 1000)
+    print("deep: parsed")
+except TrustwatchError as exc:
+    print("deep:", exc.code)
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "ok"
+    assert done.stdout.splitlines()[0] in {"deep: parsed", "deep: KQL190"}

@@ -214,7 +214,13 @@ class Compiler:
         handler = sources.SOURCES.get(type(node))
         if handler is None:
             raise self.semantic_error("expected a tabular expression", node.span, code="KQL206")
-        return handler(self, node, scope)
+        try:
+            return handler(self, node, scope)
+        except UnsupportedKql as exc:
+            if exc.diagnostic.span is not None:
+                raise
+            d = exc.diagnostic  # e.g. from Relation: located at the union or search that made it
+            raise UnsupportedKql(d.message, span=node.span, hint=d.hint, code=d.code) from None
 
     def table_ref(self, name: str, span: Span, scope: Scope) -> Relation:
         binding = scope.lookup(name)

@@ -30,6 +30,7 @@ _R = TypeVar("_R")
 FRAMES_PER_LEVEL = 30  # Python frames one nesting level may take across the passes (measured ~12)
 STACK_PER_FRAME = 4 * 1024  # bytes of C stack one frame may take (measured < 3.2 KB)
 _MIN_FRAMES = 20_000
+MIN_STACK = 8 << 20  # the smallest stack a pass is tried on when a larger one has no room
 
 _state = threading.local()
 _lock = threading.Lock()
@@ -108,16 +109,10 @@ def call(fn: Callable[..., _R], *args: object, span: Span | None = None) -> _R:
         except BaseException as exc:  # handed to the caller's thread, re-raised there
             failure.append(exc)
 
-    worker = threading.Thread(target=work, name="trustwatch-kql", daemon=True)
-    _raise_limit(frames)
+    worker = _start(work, frames)
+    if worker is None:  # no room for even a small stack: the query is refused, located
+        raise too_deep(span)
     try:
-        with _lock:  # the stack size is read when the thread starts
-            old = threading.stack_size()
-            threading.stack_size(frames * STACK_PER_FRAME)
-            try:
-                worker.start()
-            finally:
-                threading.stack_size(old)
         worker.join()
     finally:
         _restore_limit()
@@ -127,6 +122,30 @@ def call(fn: Callable[..., _R], *args: object, span: Span | None = None) -> _R:
             raise too_deep(span) from None
         raise exc
     return result[0]
+
+
+def _start(work: Callable[[], None], frames: int) -> threading.Thread | None:
+    """Start ``work`` on a stack for ``frames`` frames, with the recursion limit raised to
+    them; where the address space has no room for that stack (``ulimit -v``), on a stack
+    half as deep, and so on down to ``MIN_STACK`` (None: not even that)."""
+    while True:
+        worker = threading.Thread(target=work, name="trustwatch-kql", daemon=True)
+        _raise_limit(frames)
+        try:
+            with _lock:  # the stack size is read when the thread starts
+                old = threading.stack_size()
+                threading.stack_size(frames * STACK_PER_FRAME)
+                try:
+                    worker.start()
+                finally:
+                    threading.stack_size(old)
+        except (RuntimeError, MemoryError):  # "can't start new thread": no room for the stack
+            _restore_limit()
+            if frames * STACK_PER_FRAME <= MIN_STACK:
+                return None
+            frames //= 2
+            continue
+        return worker
 
 
 def sql_text(tree: exp.Expr, dialect: str = "duckdb", *, pretty: bool = False) -> str:

@@ -22,6 +22,11 @@ def _is_digit(ch: str) -> bool:
     return len(ch) == 1 and "0" <= ch <= "9"
 
 
+def _short(literal: str) -> str:
+    """A literal quoted in a message: its first 40 characters and its length past that."""
+    return literal if len(literal) <= 40 else f"{literal[:40]}... ({len(literal):,} characters)"
+
+
 def _is_ident_start(ch: str) -> bool:
     return ch.isalpha() or ch == "_"
 
@@ -193,7 +198,12 @@ class Lexer:
                 self.pos = j
                 self.tokens.append(Token(TokenType.IDENT, text[start:j], Span(start, j)))
                 return
-            ticks = round(float(number) * TIMESPAN_UNITS[unit.lower()])
+            ticks_real = float(number) * TIMESPAN_UNITS[unit.lower()]
+            if not ticks_real < 2**63:  # past a timespan's range (inf included)
+                raise self.error(
+                    f"timespan literal {_short(text[start:j])} is out of range", start, j
+                )
+            ticks = round(ticks_real)
             self.pos = j
             self.tokens.append(Token(TokenType.TIMESPAN, text[start:j], Span(start, j), ticks))
             return
@@ -201,12 +211,13 @@ class Lexer:
         if is_real:
             self.tokens.append(Token(TokenType.REAL, number, Span(start, i), float(number)))
         else:
-            if int(number) > _MAX_LONG:
+            # int() of thousands of digits is refused by Python itself (ValueError)
+            if len(number.lstrip("0")) > 19 or int(number) > _MAX_LONG:
                 raise self.error(
-                    f"integer literal {number} does not fit in a long",
+                    f"integer literal {_short(number)} does not fit in a long",
                     start,
                     i,
-                    hint="write it as a real, e.g. real(" + number + ")",
+                    hint="write it as a real, e.g. real(" + _short(number) + ")",
                 )
             self.tokens.append(Token(TokenType.INT, number, Span(start, i), int(number)))
 
