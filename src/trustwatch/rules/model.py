@@ -231,7 +231,25 @@ def load_rule(path: str | Path, pack: str = "custom") -> Rule:
     doc, query_line = _load_yaml(p)
     if not isinstance(doc, dict):
         raise RuleFileError(f"{p}: a rule file must be a YAML mapping (id, name, query, ...)")
-    return Rule(p, pack, doc, query_line, load_tests(tests_path(p)))
+    return rule_from_doc(doc, p, pack, query_line, load_tests(tests_path(p)))
+
+
+def rule_from_doc(
+    doc: Mapping[str, Any],
+    path: Path,
+    pack: str = "custom",
+    query_line: int = 0,
+    tests: RuleTests | None = None,
+) -> Rule:
+    """A rule from its Sentinel document (as a rule file holds it), validated.
+
+    ``path`` names where it came from (a file, or the Sigma rule it was converted from);
+    ``query_line`` is the 0-based line of its query there.
+
+    Raises:
+        RuleFileError: a value of the document is not valid, located in ``path``.
+    """
+    return Rule(path, pack, doc, query_line, tests or RuleTests(None))
 
 
 def tests_path(rule_path: Path) -> Path:
