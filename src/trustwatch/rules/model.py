@@ -8,7 +8,7 @@ adding keys. Its tests, and any documented deviation needed to run it, live besi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import resources
@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from trustwatch import yamlio
-from trustwatch.errors import RuleFileError, Source
+from trustwatch.errors import Diagnostic, RuleFileError, Source
 
 TESTS_SUFFIX = ".tests.yaml"
 PACKS = ("default", "reference")  # shipped packs; "all" is both
@@ -54,31 +54,36 @@ class RuleTests:
     run_with: str = ""  # KQL statements put before the query when trustwatch runs it
 
 
+SEVERITIES = ("Informational", "Low", "Medium", "High")
+GROUPINGS = ("SingleAlert", "AlertPerResult")
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One scheduled analytic rule, as read from its YAML, with its tests."""
+    """One scheduled analytic rule: its document as read, and its values parsed and checked
+    once, when it is loaded (:func:`rule_from_doc`): nothing about it fails later, mid-hunt."""
 
     path: Path
     pack: str
-    doc: Mapping[str, Any]  # the YAML as read (lint checks it)
+    doc: Mapping[str, Any]  # the YAML as read (lint checks it; exports keep its other keys)
     query_line: int  # 0-based line of the query's first line in the file
     tests: RuleTests
-
-    @property
-    def id(self) -> str:
-        return str(self.doc.get("id", ""))
-
-    @property
-    def name(self) -> str:
-        return str(self.doc.get("name", self.path.stem))
-
-    @property
-    def severity(self) -> str:
-        return str(self.doc.get("severity", "Medium"))
-
-    @property
-    def query(self) -> str:
-        return str(self.doc.get("query", ""))
+    id: str = ""
+    name: str = ""
+    severity: str = "Medium"
+    query: str = ""
+    tactics: list[str] = field(default_factory=list)
+    techniques: list[str] = field(default_factory=list)
+    query_frequency: timedelta = timedelta(hours=1)
+    query_period: timedelta = timedelta(hours=1)
+    trigger_operator: str = "gt"
+    trigger_threshold: int = 0
+    entity_mappings: list[dict[str, Any]] = field(default_factory=list)
+    custom_details: dict[str, str] = field(default_factory=dict)
+    details_override: dict[str, str] = field(default_factory=dict)
+    grouping: str = "SingleAlert"
+    # what the document says beyond Sentinel's keys (a converted Sigma rule: its id, level, tags)
+    origin: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def runnable_query(self) -> str:
@@ -91,56 +96,9 @@ class Rule:
     def query_source(self) -> Source:
         return Source(self.query, str(self.path), line_offset=self.query_line)
 
-    @property
-    def tactics(self) -> list[str]:
-        return [str(t) for t in self.doc.get("tactics") or []]
-
-    @property
-    def techniques(self) -> list[str]:
-        return [str(t) for t in self.doc.get("relevantTechniques") or []]
-
-    @property
-    def query_frequency(self) -> timedelta:
-        return parse_duration(self.doc.get("queryFrequency", "1h"))
-
-    @property
-    def query_period(self) -> timedelta:
-        return parse_duration(self.doc.get("queryPeriod", "1h"))
-
-    @property
-    def trigger_operator(self) -> str:
-        return str(self.doc.get("triggerOperator", "gt"))
-
-    @property
-    def trigger_threshold(self) -> int:
-        return int(self.doc.get("triggerThreshold", 0))
-
-    @property
-    def entity_mappings(self) -> list[dict[str, Any]]:
-        return list(self.doc.get("entityMappings") or [])
-
-    @property
-    def custom_details(self) -> dict[str, str]:
-        return {str(k): str(v) for k, v in (self.doc.get("customDetails") or {}).items()}
-
-    @property
-    def details_override(self) -> dict[str, str]:
-        return {str(k): str(v) for k, v in (self.doc.get("alertDetailsOverride") or {}).items()}
-
-    @property
-    def grouping(self) -> str:
-        settings = self.doc.get("eventGroupingSettings") or {}
-        return str(settings.get("aggregationKind", "SingleAlert"))
-
     def triggered(self, count: int) -> bool:
         """Does a run returning ``count`` rows raise an alert (triggerOperator/Threshold)?"""
-        op = TRIGGER_OPERATORS.get(self.trigger_operator.lower())
-        if op is None:
-            raise RuleFileError(
-                f"{self.path}: triggerOperator '{self.trigger_operator}' is not one of "
-                "gt, lt, eq, ne"
-            )
-        return bool(op(count, self.trigger_threshold))
+        return bool(TRIGGER_OPERATORS[self.trigger_operator.lower()](count, self.trigger_threshold))
 
 
 TRIGGER_OPERATORS = {
@@ -189,8 +147,9 @@ def format_timespan(value: timedelta) -> str:
 # --- reading files ----------------------------------------------------------------------------
 
 
-def _load_yaml(path: Path) -> tuple[Any, int]:
-    """The document in a YAML file and the 0-based line its ``query`` starts on (0: none).
+def _load_yaml(path: Path) -> tuple[Any, dict[str, int]]:
+    """The document in a YAML file and the 0-based line of each top-level key (``query``:
+    the line its text starts on).
 
     Parsed once per content: the result is kept across runs (:func:`yamlio.cached_parse`).
     """
@@ -201,37 +160,43 @@ def _load_yaml(path: Path) -> tuple[Any, int]:
     except UnicodeDecodeError as exc:
         raise RuleFileError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     try:
-        doc, line = yamlio.cached_parse(text, "rule-yaml", _parse)
+        doc, lines = yamlio.cached_parse(text, "rule-yaml-lines", _parse)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise RuleFileError(f"{path}{where}: not valid YAML: {problem}") from exc
-    return doc, int(line)
+    return doc, {str(k): int(v) for k, v in (lines or {}).items()}
 
 
-def _parse(text: str) -> tuple[Any, int]:
+def _parse(text: str) -> tuple[Any, dict[str, int]]:
     doc, node = yamlio.load_with_node(text)
-    return doc, _query_line(node)
+    return doc, _key_lines(node)
 
 
-def _query_line(node: yaml.Node | None) -> int:
+def _key_lines(node: yaml.Node | None) -> dict[str, int]:
+    """The 0-based line of each top-level key; for ``query``, of its text's first line."""
     if not isinstance(node, yaml.MappingNode):
-        return 0
+        return {}
+    lines: dict[str, int] = {}
     for key, value in node.value:
-        if isinstance(key, yaml.ScalarNode) and key.value == "query":
-            block = isinstance(value, yaml.ScalarNode) and value.style in ("|", ">")
-            return int(value.start_mark.line) + (1 if block else 0)
-    return 0
+        if isinstance(key, yaml.ScalarNode):
+            lines.setdefault(str(key.value), int(key.start_mark.line))
+            if key.value == "query":
+                block = isinstance(value, yaml.ScalarNode) and value.style in ("|", ">")
+                lines["query"] = int(value.start_mark.line) + (1 if block else 0)
+    return lines
 
 
-def load_rule(path: str | Path, pack: str = "custom") -> Rule:
-    """Read one rule file and its ``.tests.yaml`` (if any)."""
+def load_rule(path: str | Path, pack: str = "custom", *, strict: bool = True) -> Rule:
+    """Read one rule file and its ``.tests.yaml`` (if any), its values checked
+    (:func:`rule_from_doc`; ``strict=False``: kept at their defaults for lint to report)."""
     p = Path(path)
-    doc, query_line = _load_yaml(p)
+    doc, lines = _load_yaml(p)
     if not isinstance(doc, dict):
         raise RuleFileError(f"{p}: a rule file must be a YAML mapping (id, name, query, ...)")
-    return rule_from_doc(doc, p, pack, query_line, load_tests(tests_path(p)))
+    tests = load_tests(tests_path(p))
+    return rule_from_doc(doc, p, pack, lines.get("query", 0), tests, key_lines=lines, strict=strict)
 
 
 def rule_from_doc(
@@ -240,16 +205,161 @@ def rule_from_doc(
     pack: str = "custom",
     query_line: int = 0,
     tests: RuleTests | None = None,
+    *,
+    key_lines: Mapping[str, int] | None = None,
+    strict: bool = True,
+    origin: Mapping[str, Any] | None = None,
 ) -> Rule:
-    """A rule from its Sentinel document (as a rule file holds it), validated.
+    """A rule from its Sentinel document (as a rule file holds it), its values parsed and
+    checked.
 
     ``path`` names where it came from (a file, or the Sigma rule it was converted from);
-    ``query_line`` is the 0-based line of its query there.
+    ``query_line`` is the 0-based line of its query there, ``key_lines`` the 0-based line of
+    each top-level key (to locate errors). ``strict=False`` (for lint, which reports the same
+    problems as findings) keeps a value it cannot use at its default instead of raising.
 
     Raises:
-        RuleFileError: a value of the document is not valid, located in ``path``.
+        RuleFileError: a value the rule cannot run with (query, schedule, trigger, severity,
+            mappings), one located diagnostic per value.
     """
-    return Rule(path, pack, doc, query_line, tests or RuleTests(None))
+    problems: list[tuple[str, str, str]] = []  # (key, code, message)
+
+    def value(key: str, default: Any, convert: Callable[[Any], Any], code: str, want: str) -> Any:
+        raw = doc.get(key)
+        if raw is None:
+            return default
+        try:
+            return convert(raw)
+        except (RuleFileError, ValueError, TypeError):
+            problems.append((key, code, f"{key} {_shown(raw)} is not {want}"))
+            return default
+
+    rule = Rule(
+        path,
+        pack,
+        doc,
+        query_line,
+        tests or RuleTests(None),
+        id=value("id", "", _text, "RULE102", "text"),
+        name=value("name", path.stem, _text, "RULE101", "text"),
+        severity=value("severity", "Medium", _one_of(SEVERITIES), "RULE106", _among(SEVERITIES)),
+        query=value("query", "", _text, "RULE120", "text"),
+        tactics=value("tactics", [], _texts, "RULE116", "a list of tactics"),
+        techniques=value("relevantTechniques", [], _texts, "RULE117", "a list of techniques"),
+        query_frequency=value("queryFrequency", timedelta(hours=1), _duration, "RULE110", _DUR),
+        query_period=value("queryPeriod", timedelta(hours=1), _duration, "RULE110", _DUR),
+        trigger_operator=value(
+            "triggerOperator",
+            "gt",
+            _one_of(tuple(TRIGGER_OPERATORS)),
+            "RULE114",
+            "gt, lt, eq or ne",
+        ),
+        trigger_threshold=value("triggerThreshold", 0, _count, "RULE115", "a whole number >= 0"),
+        entity_mappings=value(
+            "entityMappings", [], _mappings, "RULE121", "a list of entity mappings"
+        ),
+        custom_details=value("customDetails", {}, _text_map, "RULE128", "a mapping"),
+        details_override=value("alertDetailsOverride", {}, _text_map, "RULE131", "a mapping"),
+        grouping=value(
+            "eventGroupingSettings",
+            "SingleAlert",
+            _grouping,
+            "RULE133",
+            "aggregationKind " + _among(GROUPINGS),
+        ),
+        origin=dict(origin or {}),
+    )
+    if not rule.query.strip() and "query" not in {k for k, _, _ in problems}:
+        problems.append(("query", "RULE120", "the rule has no query"))
+    if problems and strict:
+        lines = key_lines or {}
+        raise RuleFileError(
+            f"{path}: {problems[0][2]}",
+            diagnostics=[
+                Diagnostic(
+                    code,
+                    f"{path}{_at(lines.get(key))}: {message}",
+                    None,
+                    "run `trustwatch rules lint` on the file for every finding",
+                )
+                for key, code, message in problems
+            ],
+        )
+    return rule
+
+
+_DUR = "a duration (5m, 1h, 14d, d.hh:mm:ss or PT1H)"
+
+
+def _at(line: int | None) -> str:
+    return f":{line + 1}" if line is not None else ""
+
+
+def _shown(raw: object) -> str:
+    text = repr(raw) if not isinstance(raw, str) else f"'{raw}'"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _among(choices: Iterable[str]) -> str:
+    return "one of " + ", ".join(choices)
+
+
+def _text(raw: object) -> str:
+    if isinstance(raw, dict | list):
+        raise TypeError(raw)
+    return str(raw)
+
+
+def _texts(raw: object) -> list[str]:
+    if not isinstance(raw, list) or any(isinstance(t, dict | list) for t in raw):
+        raise TypeError(raw)
+    return [str(t) for t in raw]
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[object], str]:
+    by_lower = {c.lower(): c for c in choices}
+
+    def convert(raw: object) -> str:
+        text = str(raw)
+        if text.lower() not in by_lower:
+            raise ValueError(text)
+        return text if text in choices else by_lower[text.lower()]
+
+    return convert
+
+
+def _duration(raw: object) -> timedelta:
+    if isinstance(raw, bool | int | float):  # YAML read 1:00:00 as a base-60 number
+        raise TypeError(raw)
+    return parse_duration(raw)
+
+
+def _count(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise TypeError(raw)
+    number = int(raw)
+    if number < 0:
+        raise ValueError(raw)
+    return number
+
+
+def _mappings(raw: object) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or not all(isinstance(m, dict) for m in raw):
+        raise TypeError(raw)
+    return [dict(m) for m in raw]
+
+
+def _text_map(raw: object) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise TypeError(raw)
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def _grouping(raw: object) -> str:
+    if not isinstance(raw, dict):
+        raise TypeError(raw)
+    return _one_of(GROUPINGS)(raw.get("aggregationKind", "SingleAlert"))
 
 
 def tests_path(rule_path: Path) -> Path:
@@ -307,7 +417,7 @@ def _rule_files(folder: Path) -> list[Path]:
     )
 
 
-def load_rules(selectors: Iterable[str] = ("default",)) -> list[Rule]:
+def load_rules(selectors: Iterable[str] = ("default",), *, strict: bool = True) -> list[Rule]:
     """Rules named by pack (``default``, ``reference``, ``all``) or by file/folder path.
 
     Raises:
@@ -318,7 +428,10 @@ def load_rules(selectors: Iterable[str] = ("default",)) -> list[Rule]:
     for selector in selectors or ("default",):
         if selector in (*PACKS, "all"):
             for pack in PACKS if selector == "all" else (selector,):
-                rules.extend(load_rule(p, pack) for p in _rule_files(shipped_rules_dir() / pack))
+                rules.extend(
+                    load_rule(p, pack, strict=strict)
+                    for p in _rule_files(shipped_rules_dir() / pack)
+                )
             continue
         path = Path(selector)
         if not path.exists():
@@ -329,7 +442,7 @@ def load_rules(selectors: Iterable[str] = ("default",)) -> list[Rule]:
         files = _rule_files(path) if path.is_dir() else [path]
         if not files:
             raise RuleFileError(f"no rule files (*.yaml) in {path}")
-        rules.extend(load_rule(p) for p in files)
+        rules.extend(load_rule(p, strict=strict) for p in files)
     seen: dict[str, Path] = {}
     for rule in rules:
         if rule.id and rule.id in seen and seen[rule.id] != rule.path:
