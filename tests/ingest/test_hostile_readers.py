@@ -390,3 +390,27 @@ def test_zip_declaring_far_too_many_members_is_not_listed(tmp_path: Path) -> Non
     assert refs == []
     assert len(rejected) == 1 and "not read" in rejected[0].reason
     assert "zip-members limit (3)" in rejected[0].reason
+
+
+def test_a_deep_first_line_does_not_break_format_detection(tmp_path: Path) -> None:
+    """The Defender-rows sniffer json.loads-ed the first line (RecursionError escaped detection:
+    found by bench/fuzz.py readers): no reader claims such a head, and the file is skipped with
+    its reason; read as event JSON lines, the deep line is one Rejected."""
+    from trustwatch.ingest import pipeline
+
+    path = tmp_path / "deep-first.json"
+    path.write_text('{"a":' * 20_000 + "1" + "}" * 20_000 + f"\n{evtx_line(2)}\n")
+    planned, skipped = pipeline.plan([path], skip_unknown=True)
+    assert planned == [] and len(skipped) == 1
+    assert "not a telemetry format" in skipped[0][1]
+    refs, rejected = read("evtx-json", path, limits.DEFAULT)
+    assert refs == [2]
+    assert len(rejected) == 1 and "depth limit" in rejected[0].reason
+
+
+def test_sentinel_event_data_nested_too_deeply_is_a_row_error() -> None:
+    from trustwatch.ingest.readers.sentinel import row_doc
+
+    row = {"Type": "WindowsEvent", "EventData": '{"a":' * 20_000 + "1" + "}" * 20_000}
+    with pytest.raises(ValueError, match="nested too deeply"):
+        row_doc("WindowsEvent", row)

@@ -379,10 +379,17 @@ class Parser:
         return source
 
     def skip_to_closing_paren(self) -> None:
-        """Skip tokens up to the ')' that closes an already consumed '(' (options we ignore)."""
+        """Skip tokens up to the ')' that closes an already consumed '(' (options we ignore).
+
+        Raises:
+            KqlSyntaxError: the query ends first (at the '(' left open).
+        """
+        opened = self.tokens[self.i - 1]
         depth = 1
         while depth and not self.at(T.EOF):
             depth += {T.LPAREN: 1, T.RPAREN: -1}.get(self.advance().type, 0)
+        if depth:
+            raise self.error("this '(' has no matching ')'", opened)
 
     def parse_column_list(self, what: str) -> list[tuple[str, str]]:
         """``(Name:type, ...)`` after datatable or externaldata."""

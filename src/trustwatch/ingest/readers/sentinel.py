@@ -117,7 +117,7 @@ def _correlation(value: Any) -> str | None:
     if isinstance(value, str) and value.strip().startswith("{") and '"' in value:
         try:
             value = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return str(value)
     if isinstance(value, Mapping):
         return text_or_none(value.get("ActivityID"))
@@ -205,6 +205,8 @@ def row_doc(table: str, row: Mapping[str, Any]) -> Doc | None:
         raise ValueError(f"{table} row: invalid EventData XML ({exc})") from exc
     except json.JSONDecodeError as exc:
         raise ValueError(f"{table} row: invalid EventData JSON ({exc})") from exc
+    except RecursionError as exc:  # a cell of JSON nested past what the parser can take
+        raise ValueError(f"{table} row: EventData JSON nested too deeply") from exc
 
 
 def row_to_doc(table: str, row: Mapping[str, Any]) -> str | None:

@@ -184,7 +184,7 @@ def _first_row_keys(head: bytes) -> list[str] | None:
             row, _ = json.JSONDecoder().raw_decode(text, len(text) - len(text[1:].lstrip()))
         else:
             row = json.loads(text.split("\n", 1)[0])
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser: not a row
         return None
     return list(row) if isinstance(row, dict) else None
 
