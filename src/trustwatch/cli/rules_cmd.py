@@ -4,6 +4,7 @@ come from anyone)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from rich.table import Table
@@ -120,15 +121,78 @@ def test(rule_sources: tuple[str, ...], verbose: bool) -> None:
         sys.exit(EXIT_FOUND)
 
 
-@rules.command("export", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+EXPORT_FORMATS = ("sentinel-yaml", "arm", "defender", "sigma", "splunk", "elastic")
+
+
+@rules.command("export")
+@click.argument("rule_keys", nargs=-1, metavar="[RULE]...")
+@click.option(
+    "--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True, help="What to write."
+)
+@click.option("--out", metavar="DIR", help="Folder for one file per rule (and the pack's).")
+@RULES_OPTION
+@click.option(
+    "--tuning",
+    "tuning_path",
+    metavar="FILE",
+    help="Tuning file whose watchlists and exclusions go into ARM templates (default: shipped).",
+)
+@limit_option
 @reports_errors
-def export(args: tuple[str, ...]) -> None:
-    """(not available yet) Export rules as Sentinel YAML / ARM / Defender / Sigma."""
+def export(
+    rule_keys: tuple[str, ...],
+    fmt: str,
+    out: str | None,
+    rule_sources: tuple[str, ...],
+    tuning_path: str | None,
+) -> None:
+    """Export rules (default: the default pack) for Sentinel, Defender, Sigma, Splunk, Elastic.
+
+    Without --out, the pack is printed (YAML documents, one JSON template or array, or
+    queries); notes about what a format cannot say go to stderr. See docs/export.md.
+    """
+    from trustwatch.export.formats import export_rules
+    from trustwatch.rules.model import find_rule, load_rules
+    from trustwatch.rules.tuning import default_tuning_path, load_tuning
+
+    loaded = load_rules(rule_sources or ("default",))
+    rules = [find_rule(loaded, key) for key in rule_keys] if rule_keys else loaded
+    folder = Path(out) if out is not None else None
+    if folder is not None:
+        _check_out(folder)
+    tuning = load_tuning(tuning_path or default_tuning_path())
+    result = export_rules(rules, fmt, tuning)
+    for note in result.notes:
+        echo(f"{note.kind}: {note.rule}: {note.message}", err=True, keep="")
+    if folder is None:
+        echo(result.stdout, nl=False, keep="\t\n")
+    else:
+        _write_files(folder, [(f.name, f.text) for f in result.files])
+    where = f" in {folder}" if folder is not None else ""
+    echo(
+        f"{len(rules)} rule(s) as {fmt}: {len(result.files)} file(s){where}, "
+        f"{len(result.notes)} note(s)",
+        err=True,
+    )
+
+
+def _check_out(folder: Path) -> None:
     from trustwatch.errors import InputError
 
-    raise InputError(
-        "rules export is not available yet",
-        hint="the rule files in src/trustwatch/content/rules/ are already Azure-Sentinel "
-        "repository YAML; `trustwatch rules show ID` prints one",
-    )
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out {folder} is not a folder", hint="give a folder (made if missing)")
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _write_files(folder: Path, files: list[tuple[str, str]]) -> None:
+    """Write each file directly inside ``folder``; never through a link, never elsewhere."""
+    from trustwatch.errors import InputError
+
+    root = folder.resolve()
+    for name, text in files:
+        target = root / name
+        if target.parent != root or name in ("", ".", "..") or target.is_symlink():
+            raise InputError(f"refusing to write {name!r}: not a plain file name inside {root}")
+        if target.exists() and not target.is_file():
+            raise InputError(f"refusing to write {target}: it exists and is not a file")
+        target.write_text(text, encoding="utf-8", newline="")

@@ -1,0 +1,104 @@
+"""``rules export --format F``: one function per format, from rules to files (a table of them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from trustwatch.export import defender, sentinel
+from trustwatch.export.model import ExportFile, ExportResult
+from trustwatch.export.names import unique_stems
+from trustwatch.export.platforms import FORMAT_TARGETS, TARGETS, convert, query_text
+from trustwatch.export.sigma import sigma_export, sigma_text
+from trustwatch.export.watchlists import intel_watchlist_data, tuning_watchlists
+from trustwatch.rules.model import Rule
+from trustwatch.rules.tuning import Tuning
+
+PACK_TEMPLATE = "trustwatch-pack.json"
+
+
+def _stems(rules: Sequence[Rule]) -> list[str]:
+    return unique_stems((r.name, r.id) for r in rules)
+
+
+def export_sentinel_yaml(rules: Sequence[Rule], tuning: Tuning) -> ExportResult:
+    result = ExportResult()
+    for rule, stem in zip(rules, _stems(rules), strict=True):
+        result.files += sentinel.sentinel_files(rule, stem)
+    result.stdout = "".join(
+        "---\n" + f.text for f in result.files if not f.name.endswith(".tests.yaml")
+    )
+    return result
+
+
+def export_arm(rules: Sequence[Rule], tuning: Tuning) -> ExportResult:
+    watchlists = [intel_watchlist_data(), *tuning_watchlists(tuning)]
+    result = ExportResult()
+    for rule, stem in zip(rules, _stems(rules), strict=True):
+        template = sentinel.arm_template([rule], watchlists)
+        result.files.append(ExportFile(f"{stem}.json", sentinel.json_text(template)))
+    pack = sentinel.json_text(sentinel.arm_template(rules, watchlists))
+    result.files.append(ExportFile(PACK_TEMPLATE, pack))
+    result.stdout = pack
+    return result
+
+
+def export_defender(rules: Sequence[Rule], tuning: Tuning) -> ExportResult:
+    from trustwatch.api import Session
+
+    session = Session(tuning.tables())
+    result = ExportResult()
+    bodies = []
+    for rule, stem in zip(rules, _stems(rules), strict=True):
+        columns = defender.output_columns(rule, session)
+        body = defender.detection_rule(rule, columns or ())
+        bodies.append(body)
+        result.files.append(ExportFile(f"{stem}.json", sentinel.json_text(body)))
+        result.notes += defender.detection_notes(rule, columns)
+    result.stdout = sentinel.json_text(bodies)
+    return result
+
+
+def export_sigma(rules: Sequence[Rule], tuning: Tuning) -> ExportResult:
+    result = ExportResult()
+    everything = []
+    for rule, stem in zip(rules, _stems(rules), strict=True):
+        export = sigma_export(rule)
+        result.notes += export.notes
+        if export.documents:
+            result.files.append(ExportFile(f"{stem}.yml", sigma_text(export.documents)))
+            everything += export.documents
+    result.stdout = sigma_text(everything) if everything else ""
+    return result
+
+
+def _platform(fmt: str) -> Callable[[Sequence[Rule], Tuning], ExportResult]:
+    def export(rules: Sequence[Rule], tuning: Tuning) -> ExportResult:
+        result = ExportResult()
+        for rule, stem in zip(rules, _stems(rules), strict=True):
+            sigma = sigma_export(rule)
+            result.notes += [n for n in sigma.notes if n.kind == "skipped"]
+            for target in FORMAT_TARGETS[fmt]:
+                queries, notes = convert(sigma, target)
+                result.notes += notes
+                if queries:
+                    text = query_text(queries, target)
+                    result.files.append(ExportFile(stem + TARGETS[target].suffix, text))
+                    result.stdout += text
+        return result
+
+    return export
+
+
+FORMATS: Mapping[str, Callable[[Sequence[Rule], Tuning], ExportResult]] = {
+    "sentinel-yaml": export_sentinel_yaml,
+    "arm": export_arm,
+    "defender": export_defender,
+    "sigma": export_sigma,
+    "splunk": _platform("splunk"),
+    "elastic": _platform("elastic"),
+}
+
+
+def export_rules(rules: Sequence[Rule], fmt: str, tuning: Tuning | None = None) -> ExportResult:
+    """Every rule in format ``fmt`` (a key of :data:`FORMATS`); tuning for the ARM watchlists."""
+    return FORMATS[fmt](rules, tuning or Tuning())
