@@ -155,6 +155,8 @@ def build_alert(
         "Event Grouping": rule.grouping,
         "Custom Details": json.dumps(details, ensure_ascii=False),
     }
+    # a rule converted from Sigma (trustwatch.sigma) names its origin: id, title, level, tags
+    extended.update({str(k): str(v) for k, v in (rule.doc.get("sigma") or {}).items()})
     evidence = [json_value(dict(r)) for r in rows]
     alert_id = str(uuid.uuid5(_NAMESPACE, rule.id + "".join(row_key(r) for r in rows)))
     devices = [str(r.get("DeviceName")) for r in rows if r.get("DeviceName")]

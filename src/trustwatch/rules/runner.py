@@ -51,6 +51,10 @@ _ALL_TIME = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
 # (summed over its runs' windows) per evaluation bounds its memory
 BATCH_READS = 2_000_000
 CLOCK_FUNCTIONS = frozenset({"now", "ago"})
+# packs whose compiled forms are cached like the shipped rules': converted Sigma rules
+# (trustwatch.sigma) number thousands and would be compiled again on every hunt (the key holds
+# the query text, so a changed rule is a new entry)
+CACHED_PACKS = frozenset({"sigma"})
 
 
 @dataclass(slots=True)
@@ -127,7 +131,7 @@ class Hunter:
         prefix_lines = text.count("\n") - rule.query.count("\n")
         source = Source(text, str(rule.path), line_offset=rule.query_line - prefix_lines)
         try:
-            if _shipped(rule):
+            if rule.pack in CACHED_PACKS or _shipped(rule):
                 parts = [text, self.engine.dialect, *self._catalog_parts()]
                 entry = compiled.cached_text("hunt-rule", parts, lambda: self._build(text, source))
                 try:
