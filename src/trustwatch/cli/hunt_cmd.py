@@ -67,6 +67,21 @@ TABLE_COLUMNS = (
     "Default: the default pack.",
 )
 @click.option(
+    "--sigma",
+    "sigma_sources",
+    multiple=True,
+    metavar="DIR|FILE",
+    help="Sigma rules to run too: a file, or a folder searched for *.yml/*.yaml; converted "
+    "with pySigma's Kusto backend (Microsoft XDR pipeline). Repeatable. Given without --rules, "
+    "only the Sigma rules run.",
+)
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="With --sigma: list each rule not run and why, and each reading a column ingest "
+    "does not fill.",
+)
+@click.option(
     "--tuning",
     metavar="FILE",
     help="Tuning file (exclusions, change windows, watchlists). Default: the shipped one.",
@@ -107,6 +122,8 @@ def hunt(
     paths: tuple[str, ...],
     workspace: str | None,
     rule_sources: tuple[str, ...],
+    sigma_sources: tuple[str, ...],
+    verbose: bool,
     tuning: str | None,
     allow_paths: tuple[str, ...],
     no_tuning: bool,
@@ -134,6 +151,7 @@ def hunt(
     from trustwatch.rules.model import load_rules
     from trustwatch.rules.runner import Hunter
     from trustwatch.rules.tuning import Tuning, default_tuning_path, load_tuning
+    from trustwatch.sigma.load import load_sigma, report_lines, runnable
 
     if report:
         raise InputError(
@@ -149,7 +167,8 @@ def hunt(
             hint="trustwatch hunt logs/ (files or folders), or --workspace W from 'ingest'",
         )
     pinned = parse_datetime_text(now) if now else None
-    rules = load_rules(rule_sources or ("default",))
+    rules = load_rules(rule_sources or ("default",)) if rule_sources or not sigma_sources else []
+    sigma = load_sigma(sigma_sources) if sigma_sources else None
     for folder in allow_paths:
         if not Path(folder).is_dir():
             raise InputError(f"--allow-path: {folder} is not a folder")
@@ -159,7 +178,13 @@ def hunt(
         raise InputError(f"--out: folder {out_path.parent} does not exist")
     telemetry, skipped = _hunt_telemetry(paths, workspace, memory_limit)
     session = Session(tuned.tables(), **telemetry)
-    result = _run_with_progress(Hunter(session, tuned), rules, pinned)
+    hunter = Hunter(session, tuned)
+    if sigma is not None:  # the Sigma rules that compile here run with the others
+        sigma = runnable(hunter, sigma)
+        for line in report_lines(sigma, verbose):
+            echo(line, err=True, keep="")
+        rules = [*rules, *sigma.rules]
+    result = _run_with_progress(hunter, rules, pinned)
     enriched = enrich_hunt(result.alerts, session)
 
     for notice in session.notices:

@@ -93,3 +93,37 @@ def reason_counts(failures: Iterable[Failure]) -> list[tuple[str, int]]:
     """(reason, rules) for each distinct reason, the most frequent first."""
     counts = Counter(f.reason for f in failures)
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def report_lines(found: SigmaSet, verbose: bool = False) -> list[str]:
+    """What a hunt says about its Sigma rules (stderr): how many run, one line per reason
+    the others do not (with ``verbose``, one line per rule), and the columns read that the
+    ingest of Windows logs never fills."""
+    failed = len(found.failures)
+    lines = [
+        f"sigma: {found.files} file(s), {len(found.rules)} rule(s) converted and compiled, "
+        f"{failed} not run" + (":" if failed else "")
+    ]
+    for reason, count in reason_counts(found.failures):
+        lines.append(f"  {count} x {reason}")
+        if verbose:
+            lines.extend(
+                f"    {f.path}" + (f" ({f.title})" if f.title else "") + f": {f.detail}"
+                for f in found.failures
+                if f.reason == reason
+            )
+    unfilled = found.unfilled()
+    if unfilled:
+        columns = Counter(c for _, names in unfilled.values() for c in names)
+        common = ", ".join(f"{c} ({n})" for c, n in columns.most_common(5))
+        lines.append(
+            f"sigma: {len(unfilled)} rule(s) read columns that trustwatch's ingest of Windows "
+            f"event logs never fills (such a condition can hold only on Defender or Sentinel "
+            f"exports): {common}" + (", ..." if len(columns) > 5 else "")
+        )
+        if verbose:
+            by_id = {rule.id: rule for rule in found.rules}
+            for rule_id, (table, names) in unfilled.items():
+                rule = by_id[rule_id]
+                lines.append(f"    {rule.path} ({rule.name}): {table} {', '.join(names)}")
+    return lines
