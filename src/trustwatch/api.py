@@ -10,7 +10,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from trustwatch.engines.duckdb import DuckDBEngine, kql_type_of_arrow
-from trustwatch.errors import Source, TrustwatchError
+from trustwatch.errors import EngineError, Source, Span, TrustwatchError
 from trustwatch.kql.compiler import CatalogTable, CompiledStatement, compile_query
 from trustwatch.kql.parser import parse_query
 from trustwatch.schema.model import Column, TableSchema, builtin_schemas
@@ -114,7 +114,19 @@ class Session:
         self, kql: str, now: datetime | str | None = None, source_name: str = "<query>"
     ) -> QueryResult:
         statements, notices = self.compile(kql, now, source_name)
-        tables = [typed_result(self.engine.execute(s.sql), s.columns) for s in statements]
+        try:
+            tables = [typed_result(self.engine.execute(s.sql), s.columns) for s in statements]
+        except EngineError as exc:
+            if exc.diagnostic.span is not None:
+                raise
+            d = exc.diagnostic  # the engine cannot say where: the query it ran, whole
+            raise EngineError(
+                d.message,
+                span=Span(0, len(kql)),
+                hint=d.hint,
+                code=d.code,
+                source=Source(kql, source_name),
+            ) from exc
         sql = [s.to_sql(self.engine.dialect) for s in statements]
         return QueryResult(tables, sql, [*self.notices, *notices])
 

@@ -268,3 +268,27 @@ print("ok")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "ok"
     assert done.stdout.splitlines()[0] in {"deep: parsed", "deep: KQL190"}
+
+
+def test_a_deep_chain_of_dynamic_indexes_runs() -> None:
+    """The SQL of a run was generated off the deep stack (RecursionError in the engine: found
+    by bench/fuzz.py kql-run)."""
+    text = "print d = dynamic({}) | extend x = d" + '["a"]' * 300 + " | project x"
+    assert trustwatch.query(text).to_pylist() == [{"x": None}]
+
+
+def test_an_engine_failure_is_located(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query DuckDB refuses (a compiler gap, e.g. set_has_element(dynamic(null), 'a') found
+    by bench/fuzz.py kql-run) is a located EngineError pointing at the query, never raw."""
+    from trustwatch.engines.duckdb import DuckDBEngine
+    from trustwatch.errors import EngineError
+
+    def refuse(self: DuckDBEngine, sql: str, params: object = None) -> None:
+        raise EngineError("DuckDB failed to run the compiled query: Binder Error", hint="bug")
+
+    monkeypatch.setattr(DuckDBEngine, "execute_sql", refuse)
+    text = "print a = 1"
+    with pytest.raises(EngineError) as info:
+        Session().run(text)
+    assert info.value.diagnostic.span is not None
+    assert "<query>:1:1" in info.value.render()

@@ -17,6 +17,7 @@ from sqlglot import exp
 
 from trustwatch.engines import udfs
 from trustwatch.errors import EngineError, IngestError, InputError
+from trustwatch.kql.deep import sql_text
 from trustwatch.kql.semantics import TEXTUAL, func, not_null_string, sql_type
 from trustwatch.schema.model import Column, KqlType, TableSchema
 
@@ -183,7 +184,8 @@ class DuckDBEngine:
             self._locked = True
 
     def execute(self, query: exp.Query) -> pa.Table:
-        return self.execute_sql(query.sql(dialect=self.dialect))
+        # generated on a deep stack: a query nested to query-depth compiles to a deep tree
+        return self.execute_sql(sql_text(query, self.dialect))
 
     def prepare(self, sql: str) -> str:
         """Plan ``sql`` once; returns the name :meth:`execute_prepared` runs it by.

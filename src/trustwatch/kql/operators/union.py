@@ -90,6 +90,13 @@ def union_relations(c: Compiler, op: ast.Union, first: Relation | None, scope: S
             *[{(n if len(types[n]) == 1 else f"{n}_{t}") for n, t in r.columns} for r in everything]
         )
         order = [(n, t) for n, t in order if n in common]
+        if not order and not op.withsource:
+            raise c.semantic_error(
+                "union kind=inner: the tables have no column in common",
+                op.span,
+                hint="use kind=outer (the default), or project a common column first",
+                code="KQL205",
+            )
     selects = []
     for i, (label, r) in enumerate(inputs):
         present = {(n if len(types[n]) == 1 else f"{n}_{t}"): n for n, t in r.columns}
