@@ -54,6 +54,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "certs",
         "Certificate intelligence: classify certificates, audit trust stores, manage the lists.",
     ),
+    "deploy": (
+        "trustwatch.cli.deploy_cmd",
+        "deploy",
+        "Create or update the rules in Sentinel or Defender XDR, printing the plan first.",
+    ),
     "limits": (
         "trustwatch.cli.limits_cmd",
         "limits",
