@@ -107,7 +107,7 @@ def test_throttled_past_the_retries_is_a_clear_error(replayed: ClientFactory, ru
     with pytest.raises(DeployError) as caught:
         plan_sentinel(client, WORKSPACE_REF, [rule], [])
     assert caught.value.code == "DEP129"
-    assert "after 4 retries" in caught.value.diagnostic.message
+    assert "throttled (429; 5 attempts)" in caught.value.diagnostic.message
     assert transport.slept == [3.0, 3.0, 3.0, 3.0]
 
 
@@ -116,7 +116,7 @@ def test_server_errors_back_off_then_give_up(replayed: ClientFactory, rule: Rule
     with pytest.raises(DeployError) as caught:
         plan_sentinel(client, WORKSPACE_REF, [rule], [])
     assert caught.value.code == "DEP150"
-    assert "InternalServerError" in caught.value.diagnostic.message
+    assert "server error 500 (5 attempts): InternalServerError" in caught.value.diagnostic.message
     assert transport.slept == pytest.approx([1.6, 3.2, 6.4])  # exponential, no Retry-After
 
 
@@ -137,6 +137,7 @@ def test_access_errors_name_the_fix(
         plan_sentinel(client, WORKSPACE_REF, [rule], [])
     assert caught.value.code == code
     assert said in (caught.value.diagnostic.hint or "")
+    assert caught.value.diagnostic.message.endswith("(while planning: nothing was changed)")
     assert TOKEN not in caught.value.render()
 
 

@@ -19,7 +19,14 @@ from typing import Any
 from urllib.parse import quote
 
 from trustwatch.deploy.compare import describe, differences
-from trustwatch.deploy.model import NOT_COMPARED, Action, Change, DeployError, Plan
+from trustwatch.deploy.model import (
+    NOT_COMPARED,
+    Action,
+    Change,
+    DeployError,
+    Plan,
+    while_planning,
+)
 from trustwatch.deploy.rest import GRAPH_SCOPE, GRAPH_URL, Conflict, RestClient, Service
 from trustwatch.export.defender import (
     REQUIRED_COLUMNS,
@@ -91,8 +98,12 @@ def plan_defender(client: RestClient | None, rules: Sequence[DefenderRule]) -> P
     """
     if client is None:
         return Plan(TARGET, tuple(map(_offline, rules)), compared=False)
-    existing = [r for r in client.pages(RULES_PATH) if isinstance(r, Mapping)]
-    return Plan(TARGET, tuple(_plan_one(client, r, existing) for r in rules))
+    try:
+        existing = [r for r in client.pages(RULES_PATH) if isinstance(r, Mapping)]
+        changes = tuple(_plan_one(client, r, existing) for r in rules)
+    except DeployError as exc:
+        raise while_planning(exc) from exc
+    return Plan(TARGET, changes)
 
 
 def _offline(item: DefenderRule) -> Change:

@@ -98,6 +98,16 @@ def execute(plan: Plan, report: Callable[[str], None]) -> int:
     return done
 
 
+def while_planning(exc: DeployError) -> DeployError:
+    """``exc`` raised while reading the target: said so, and that nothing was changed."""
+    diagnostic = exc.diagnostic
+    return DeployError(
+        f"{diagnostic.message}\n(while planning: nothing was changed)",
+        hint=diagnostic.hint,
+        code=diagnostic.code,
+    )
+
+
 def _stopped(exc: DeployError, done: int, total: int) -> DeployError:
     diagnostic = exc.diagnostic
     made = (

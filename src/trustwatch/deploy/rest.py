@@ -24,10 +24,12 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import (
     BearerTokenCredentialPolicy,
     HeadersPolicy,
     RetryPolicy,
+    SansIOHTTPPolicy,
     UserAgentPolicy,
 )
 from azure.core.pipeline.transport import HttpTransport
@@ -77,6 +79,16 @@ class Conflict(DeployError):
     default_code = "DEP409"
 
 
+class _Attempts(SansIOHTTPPolicy[Any, Any]):
+    """Counts the attempts of the request being sent (it sits inside the retry loop)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        self.count += 1
+
+
 class TenantCredential:
     """A credential that asks every token of one tenant (``--tenant``)."""
 
@@ -93,7 +105,11 @@ class TenantCredential:
         **kwargs: Any,
     ) -> AccessToken:
         return self._inner.get_token(
-            *scopes, claims=claims, tenant_id=tenant_id or self._tenant_id, **kwargs
+            *scopes,
+            claims=claims,
+            tenant_id=tenant_id or self._tenant_id,
+            enable_cae=enable_cae,
+            **kwargs,
         )
 
 
@@ -119,10 +135,15 @@ class RestClient:
         retries: int = RETRIES,
     ) -> None:
         self.service = service
+        self._attempts = _Attempts()
+        retry = RetryPolicy(
+            retry_total=retries, retry_connect=retries, retry_read=retries, retry_status=retries
+        )
         policies = [
             HeadersPolicy({"Accept": "application/json"}),
             UserAgentPolicy(USER_AGENT),
-            RetryPolicy(retry_total=retries, retry_connect=retries, retry_status=retries),
+            retry,
+            self._attempts,
             BearerTokenCredentialPolicy(credential, service.scope),
         ]
         self._client: PipelineClient[HttpRequest, Any] = PipelineClient(
@@ -147,6 +168,7 @@ class RestClient:
         url = path if path.startswith("https://") else self.service.base_url + path
         request = HttpRequest(method, url, params=dict(params or {}), json=body)
         what = f"{method} {_shown_path(url)}"
+        self._attempts.count = 0
         try:
             response = self._client.send_request(request)
         except ClientAuthenticationError as exc:
@@ -157,7 +179,7 @@ class RestClient:
             ) from exc
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise DeployError(
-                f"{what}: no answer from {self.service.base_url} after {RETRIES} retries",
+                f"{what}: no answer from {self.service.base_url} ({self._tries()})",
                 hint="check the network, proxy (HTTPS_PROXY) and DNS, then run again",
                 code="DEP160",
             ) from exc
@@ -193,6 +215,10 @@ class RestClient:
                 )
         raise DeployError(f"more than {MAX_PAGES} pages of {_shown_path(path)}", code="DEP170")
 
+    def _tries(self) -> str:
+        count = self._attempts.count
+        return "1 attempt: not retried" if count <= 1 else f"{count} attempts"
+
     def _error(self, status: int, body: Any, what: str) -> DeployError:
         said = _server_says(body)
         if status == 401:
@@ -211,14 +237,14 @@ class RestClient:
             return Conflict(f"{what}: conflict (409){said}")
         if status == 429:
             return DeployError(
-                f"{what}: still throttled (429) after {RETRIES} retries{said}",
+                f"{what}: throttled (429; {self._tries()}){said}",
                 hint="the service limits request rates: wait a few minutes and run again "
                 "(what was done is kept; the plan skips it)",
                 code="DEP129",
             )
         if status >= 500:
             return DeployError(
-                f"{what}: server error {status} after {RETRIES} retries{said}",
+                f"{what}: server error {status} ({self._tries()}){said}",
                 hint="a fault on the service's side: run again later; what was done is kept",
                 code="DEP150",
             )

@@ -19,7 +19,14 @@ from typing import Any
 from urllib.parse import quote
 
 from trustwatch.deploy.compare import describe, differences
-from trustwatch.deploy.model import NOT_COMPARED, Action, Change, DeployError, Plan
+from trustwatch.deploy.model import (
+    NOT_COMPARED,
+    Action,
+    Change,
+    DeployError,
+    Plan,
+    while_planning,
+)
 from trustwatch.deploy.rest import MANAGEMENT_SCOPE, MANAGEMENT_URL, Conflict, RestClient, Service
 from trustwatch.export.sentinel import (
     API_VERSION,
@@ -102,9 +109,12 @@ def plan_sentinel(
         ]
         return Plan(workspace.describe(), tuple(offline), compared=False)
     target = _Sentinel(client, workspace)
-    target.check_workspace()
-    # watchlists first: the rules read them with _GetWatchlist
-    changes = [*map(target.plan_watchlist, watchlists), *map(target.plan_rule, rules)]
+    try:
+        target.check_workspace()
+        # watchlists first: the rules read them with _GetWatchlist
+        changes = [*map(target.plan_watchlist, watchlists), *map(target.plan_rule, rules)]
+    except DeployError as exc:
+        raise while_planning(exc) from exc
     return Plan(workspace.describe(), tuple(changes))
 
 
@@ -273,9 +283,8 @@ class _WatchlistUpdate:
                 body["etag"] = self.etag
             self.target.put(self.path, body, "watchlist", self.alias, self.etag)
         for item_id in self.remove:
-            client.request(
-                "DELETE", f"{self.path}/watchlistItems/{quote(item_id, safe='')}", params=PARAMS
-            )
+            item = f"{self.path}/watchlistItems/{quote(item_id, safe='')}"
+            client.request("DELETE", item, params=PARAMS, missing_ok=True)  # gone is done
         for item_id, row in _item_ids(self.alias, self.add):
             client.request(
                 "PUT",
