@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -47,7 +47,7 @@ ClientFactory = Callable[..., tuple[RestClient, ReplayTransport, FakeCredential]
 
 
 @pytest.fixture
-def replayed() -> ClientFactory:
+def replayed() -> Iterator[ClientFactory]:
     """``replayed(name, service=...)``: a client whose requests replay ``recordings/<name>``."""
     made: list[ReplayTransport] = []
 
@@ -62,7 +62,7 @@ def replayed() -> ClientFactory:
         made.append(transport)
         return client, transport, credential
 
-    yield make  # type: ignore[misc]
+    yield make
     for transport in made:
         left = transport.replay.interactions
         assert not left, f"{len(left)} recorded response(s) never asked for"

@@ -69,7 +69,7 @@ class Sent:
 
 
 @dataclass
-class Replay(BaseAdapter):  # type: ignore[misc]
+class Replay(BaseAdapter):
     """Answers each request with the next recorded response, checking method and path."""
 
     interactions: list[dict[str, Any]]
@@ -78,11 +78,17 @@ class Replay(BaseAdapter):  # type: ignore[misc]
     def __post_init__(self) -> None:
         super().__init__()
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
         url = urlsplit(request.url or "")
-        body = json.loads(request.body) if request.body else None
+        body = json.loads(request.body) if isinstance(request.body, str | bytes) else None
         sent = Sent(
-            str(request.method), url.path, dict(parse_qsl(url.query)), dict(request.headers), body
+            str(request.method),
+            url.path,
+            dict(parse_qsl(url.query)),
+            {str(k): str(v) for k, v in request.headers.items()},
+            body,
         )
         self.sent.append(sent)
         assert self.interactions, f"unexpected request {sent.method} {sent.path}"
@@ -114,7 +120,7 @@ class Replay(BaseAdapter):  # type: ignore[misc]
         pass
 
 
-class ReplayTransport(RequestsTransport):
+class ReplayTransport(RequestsTransport):  # type: ignore[misc]
     """azure-core's requests transport over :class:`Replay`; sleeps are recorded, not slept."""
 
     def __init__(self, replay: Replay) -> None:
