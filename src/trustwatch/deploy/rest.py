@@ -188,7 +188,7 @@ class RestClient:
                 f"{what} failed: {type(exc).__name__}", code="DEP199", hint="run with --debug"
             ) from exc
         status = response.status_code
-        body_out = _json(response.text(), what) if response.content else None
+        body_out = _json(response.text(), what, strict=status < 400) if response.content else None
         if status == 404 and missing_ok:
             return Reply(status, None)
         if status >= 400:
@@ -255,10 +255,14 @@ class RestClient:
         )
 
 
-def _json(text: str, what: str) -> Any:
+def _json(text: str, what: str, *, strict: bool) -> Any:
+    """The body as JSON; an error page that is not JSON (a gateway's HTML) is None, not an
+    error of its own: its status says what happened."""
     try:
         return json.loads(text)
     except ValueError as exc:
+        if not strict:
+            return None
         raise DeployError(f"{what}: the answer is not JSON", code="DEP170") from exc
 
 
