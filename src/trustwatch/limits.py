@@ -51,6 +51,7 @@ class Limits:
     query_terms: int = _limit(100_000, "operands of one and/or chain or in (...) list")
     query_stages: int = _limit(2_000, "pipe stages in one tabular expression")
     union_tables: int = _limit(1_000, "tables one union, search or wildcard reads")
+    let_depth: int = _limit(200, "scalar lets a let builds on, each using the last")
     # --- YAML (rules, tuning, scenarios): past these, the file is refused ---
     yaml_bytes: int = _limit(8 * MiB, "size of one YAML file")
     yaml_aliases: int = _limit(1_000, "alias (*ref) uses in one YAML document")

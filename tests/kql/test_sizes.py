@@ -292,3 +292,27 @@ def test_an_engine_failure_is_located(monkeypatch: pytest.MonkeyPatch) -> None:
         Session().run(text)
     assert info.value.diagnostic.span is not None
     assert "<query>:1:1" in info.value.render()
+
+
+def let_chain(n: int) -> str:
+    return (
+        "let v0 = 1;\n"
+        + "".join(f"let v{i} = v{i - 1} + 1;\n" for i in range(1, n))
+        + f"print x = v{n - 1}"
+    )
+
+
+def test_a_chain_of_lets_within_let_depth_runs() -> None:
+    assert trustwatch.query(let_chain(200)).to_pylist() == [{"x": 200}]
+
+
+def test_a_longer_chain_of_lets_is_refused_at_the_let_past_the_limit() -> None:
+    """10,000 lets each using the last (bench/fuzz.py: minutes to compile one 10,000-deep
+    expression, then refused by DuckDB past 1,000 levels) are refused at let 201."""
+    text = let_chain(10_000)
+    with pytest.raises(KqlSyntaxError) as info:
+        trustwatch.query(text)
+    assert info.value.code == "KQL190"
+    assert "let-depth limit (200)" in info.value.diagnostic.message
+    span = info.value.diagnostic.span
+    assert span is not None and text[span.start :].startswith("let v200 = v199 + 1")

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from sqlglot import exp
 
+from trustwatch import limits
 from trustwatch.errors import KqlSemanticError, KqlSyntaxError, Span, UnsupportedKql
 from trustwatch.kql import ast, deep
 from trustwatch.kql.parser import TabularAsExpr
@@ -79,6 +80,7 @@ class Compiler:
         # tabular values bound to names (let, as, tabular arguments): compiled once, emitted
         # once as a WITH clause, and read by name at each use - the SQL stays small
         self.ctes: list[tuple[str, exp.Query, bool]] = []  # name, query, materialized
+        self.let_depths: dict[int, int] = {}  # id of a scalar let's value -> its chain depth
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -156,7 +158,25 @@ class Compiler:
             relation = self.share(self.compile_tabular(value, scope))
             return scope.child(**{let.name: RelationBinding(relation)})
         assert isinstance(value, ast.Expr)
+        # a scalar let is inlined where it is used: a chain of lets each using the last builds
+        # one expression as deep as the chain, copied at each step (quadratic), which the SQL
+        # engine then refuses past 1,000 levels: the chain is bounded by the let-depth limit
+        depth = 1 + max(
+            (
+                self.let_depths.get(id(bound), 0)
+                for node in value.walk()
+                if isinstance(node, ast.Name)
+                and isinstance(bound := scope.lookup(node.name), Typed)
+            ),
+            default=0,
+        )
+        bound_limit = limits.current().let_depth
+        if depth > bound_limit:
+            raise deep.limit_error(
+                "let_depth", bound_limit, "the chain of lets this one builds on", let.span
+            )
         typed = self.expr(value, scope, None)
+        self.let_depths[id(typed)] = depth
         return scope.child(**{let.name: typed})
 
     def names_tabular(self, node: ast.Node, scope: Scope) -> bool:
