@@ -66,6 +66,10 @@ REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"^Sigma type 'SigmaFieldReference'"), "field references (|fieldref) in values"),
     (re.compile(r"correlation", re.IGNORECASE), "correlation rules are not converted"),
+    (
+        re.compile(r"^the backend returned 0 queries"),
+        "no query: the pipeline drops EventID, the rule's only condition",
+    ),
 )
 
 

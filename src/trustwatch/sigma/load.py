@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trustwatch.errors import TrustwatchError
+from trustwatch.errors import RuleFileError, TrustwatchError
 from trustwatch.rules.model import Rule
 from trustwatch.rules.runner import Hunter
 from trustwatch.sigma import coverage
@@ -56,7 +56,15 @@ def load_sigma(selectors: Iterable[str | Path]) -> SigmaSet:
         result = convert_file(path)
         found.failures.extend(result.failures)
         for converted in result.converted:
-            rule = to_rule(converted)
+            try:
+                rule = to_rule(converted)
+            except RuleFileError as exc:  # a value rule_from_doc refuses
+                reason = "not a valid Sentinel rule once converted"
+                detail = exc.diagnostic.message
+                found.failures.append(
+                    Failure(path, "convert", reason, detail, converted.title, converted.sigma_id)
+                )
+                continue
             owner = owners.setdefault(rule.id, path)
             if owner != path or any(r.id == rule.id for r in found.rules if r.path == path):
                 found.failures.append(

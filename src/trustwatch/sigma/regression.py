@@ -166,22 +166,18 @@ def run_regression(
     found = load_sigma(rule_paths)
     by_id = {rule.id.lower(): rule for rule in found.rules}
     failed = {f.sigma_id.lower(): f for f in found.failures if f.sigma_id}
-    outcomes: dict[int, CaseOutcome] = {}
-    runnable_cases: list[tuple[int, RegressionCase]] = []
-    for i, case in enumerate(cases):
+    outcomes: dict[RegressionCase, CaseOutcome] = {}
+    ready: list[RegressionCase] = []
+    for case in cases:
         if case.rule_id in by_id:
-            runnable_cases.append((i, case))
+            ready.append(case)
         elif case.rule_id in failed:
-            failure = failed[case.rule_id]
-            outcomes[i] = _stopped(case, failure)
+            outcomes[case] = _stopped(case, failed[case.rule_id])
         else:
-            outcomes[i] = CaseOutcome(case, False, None, "rule", "no Sigma rule with this id")
-    indexed = dict(runnable_cases)
-    for group in _groups(c for _, c in runnable_cases):
-        for case, outcome in _run_group(group, by_id).items():
-            index = next(i for i, c in indexed.items() if c is case)
-            outcomes[index] = outcome
-    return [outcomes[i] for i in range(len(cases))]
+            outcomes[case] = CaseOutcome(case, False, None, "rule", "no Sigma rule with this id")
+    for group in _groups(ready):
+        outcomes.update(_run_group(group, by_id))
+    return [outcomes[case] for case in cases]
 
 
 def _stopped(case: RegressionCase, failure: Failure) -> CaseOutcome:
