@@ -70,3 +70,57 @@ def test_a_missing_sigma_path_is_a_usage_error(tmp_path: Path) -> None:
     code, _, err = run("hunt", URLCACHE, "--sigma", str(tmp_path / "nope"))
     assert code == 2
     assert "no Sigma rules at" in err
+
+
+def test_rules_test_sigma_runs_regression_cases(tmp_path: Path) -> None:
+    """``rules test --sigma RULES --regression manifest.csv``: a case that matches passes, one
+    that does not is a FAIL line with its count, exit 1 (cases copied from ../shared)."""
+    import csv
+    import shutil
+
+    import pytest
+
+    from tests.conftest import SHARED
+
+    regression = SHARED / "reference" / "sigma" / "regression"
+    if not (regression / "manifest.csv").is_file():
+        pytest.skip("needs ../shared/reference/sigma (the SigmaHQ regression cases)")
+    wanted = {
+        "proc_creation_win_discovery_via_reg_queries",  # passes
+        "registry_set_disable_autologger_sessions",  # the XDR pipeline's registry mapping
+    }
+    with (regression / "manifest.csv").open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = [r for r in reader if r["case_path"].rsplit("/", 1)[-1] in wanted]
+        fields = reader.fieldnames
+    assert len(rows) == 2 and fields
+    with (tmp_path / "manifest.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    rules = []
+    for row in rows:
+        evtx = Path(row["case_path"]) / f"{row['rule_id']}.evtx"
+        (tmp_path / evtx).parent.mkdir(parents=True)
+        shutil.copy(regression / evtx, tmp_path / evtx)
+        rules += ["--sigma", str(SHARED / "reference" / "sigma" / "rules" / row["rule_file"])]
+    result = CliRunner().invoke(
+        cli, ["rules", "test", *rules, "--regression", str(tmp_path / "manifest.csv"), "-v"]
+    )
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert any(
+        ln.startswith("ok   ") and "discovery_via_reg_queries: expected 1, matched 1" in ln
+        for ln in lines
+    )
+    assert any(
+        ln.startswith("FAIL ") and "disable_autologger_sessions: expected 1, matched 0" in ln
+        for ln in lines
+    )
+    assert "1 of 2 regression case(s) passed" in result.stderr
+
+
+def test_rules_test_sigma_needs_both_options(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["rules", "test", "--sigma", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "give both --sigma RULES and --regression CASES" in result.stderr

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from trustwatch.cli.common import EXIT_FOUND, echo, limit_option, reports_errors
 from trustwatch.cli.render import cell, stdout_console
+from trustwatch.errors import InputError
 
 RULES_OPTION = click.option(
     "--rules",
@@ -100,14 +101,38 @@ def lint(rule_sources: tuple[str, ...]) -> None:
 
 @rules.command("test")
 @RULES_OPTION
+@click.option(
+    "--sigma",
+    "sigma_sources",
+    multiple=True,
+    metavar="DIR|FILE",
+    help="Sigma rules (files or folders, repeatable) whose regression cases to run, given by "
+    "--regression, instead of the pack's tests files.",
+)
+@click.option(
+    "--regression",
+    metavar="DIR|manifest.csv",
+    help="With --sigma: SigmaHQ regression cases, a regression_data folder (an info.yml per "
+    "case) or a manifest.csv (case_path, rule_id, expected_match_count, ...).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="List passing cases too.")
 @limit_option
 @reports_errors
-def test(rule_sources: tuple[str, ...], verbose: bool) -> None:
-    """Run every rule's tests file. Exit 1 if any case fails."""
+def test(
+    rule_sources: tuple[str, ...],
+    sigma_sources: tuple[str, ...],
+    regression: str | None,
+    verbose: bool,
+) -> None:
+    """Run every rule's tests file, or (--sigma) Sigma rules' regression cases: each case's
+    EVTX hunted through trustwatch must match its expected number of events. Exit 1 if any
+    case fails."""
     from trustwatch.rules.model import load_rules
     from trustwatch.rules.testing import run_tests
 
+    if sigma_sources or regression:
+        _test_sigma(sigma_sources, regression, verbose)
+        return
     failed = total = 0
     for result in run_tests(load_rules(rule_sources or ("all",))):
         total += 1
@@ -117,6 +142,41 @@ def test(rule_sources: tuple[str, ...], verbose: bool) -> None:
             mark = "ok  " if result.passed else "FAIL"
             echo(f"{mark} {result.rule.path.stem}: {result.case.name}: {result.detail}")
     echo(f"{total - failed} of {total} case(s) passed", err=True)
+    if failed:
+        sys.exit(EXIT_FOUND)
+
+
+def _test_sigma(sources: tuple[str, ...], regression: str | None, verbose: bool) -> None:
+    """``rules test --sigma RULES --regression CASES``."""
+    from trustwatch.sigma import regression as reg
+
+    if not sources or not regression:
+        raise InputError(
+            "give both --sigma RULES and --regression CASES",
+            hint="e.g. --sigma rules/windows --regression regression_data",
+        )
+    where = Path(regression)
+    if not where.exists():
+        raise InputError(f"--regression: no such file or folder: {where}")
+    cases = reg.load_manifest(where) if where.is_file() else reg.load_info_cases(where)
+    if not cases:
+        raise InputError(f"--regression: no regression case in {where}")
+    roots = [Path(s) for s in sources]
+    for root in roots:
+        if not root.exists():
+            raise InputError(f"--sigma: no such file or folder: {root}")
+    files = reg.find_rule_files(roots, [c.rule_id for c in cases])
+    outcomes = reg.run_regression(list(files.values()), cases)
+    failed = 0
+    for outcome in outcomes:
+        failed += not outcome.passed
+        if verbose or not outcome.passed:
+            mark = "ok  " if outcome.passed else "FAIL"
+            want = ">= 1" if outcome.case.expected is None else str(outcome.case.expected)
+            matched = "-" if outcome.matches is None else str(outcome.matches)
+            why = f" ({outcome.stage}): {outcome.detail}" if outcome.detail else ""
+            echo(f"{mark} {outcome.case.name}: expected {want}, matched {matched}{why}")
+    echo(f"{len(outcomes) - failed} of {len(outcomes)} regression case(s) passed", err=True)
     if failed:
         sys.exit(EXIT_FOUND)
 
