@@ -111,12 +111,23 @@ def test_sign_in_failure_is_one_diagnostic(monkeypatch: pytest.MonkeyPatch) -> N
     assert "Traceback" not in err and out == ""
 
 
-def test_defender_offline_plan_skips_what_defender_refuses() -> None:
+def test_defender_offline_plan_takes_the_default_pack() -> None:
     code, out, err = invoke("deploy", "defender", "--dry-run", "--offline")
     assert code == 0, err
+    created = [line for line in out.splitlines() if line.strip().startswith("create")]
+    assert len(created) == 9
+    assert "plan: 9 create" in out and "skip" not in out
+
+
+def test_defender_offline_plan_skips_what_defender_refuses() -> None:
+    # the verbatim specification rule projects Timestamp but no ReportId
+    code, out, err = invoke("deploy", "defender", "--dry-run", "--offline", "--rules", "all")
+    assert code == 0, err
     skipped = [line for line in out.splitlines() if line.strip().startswith("skip")]
-    assert len(skipped) == 9
-    assert all("does not return Timestamp and ReportId" in line for line in skipped)
+    assert len(skipped) == 1
+    assert "(specification, verbatim)" in skipped[0]
+    assert "does not return ReportId, which Defender requires" in skipped[0]
+    assert "plan: 9 create, 1 skip" in out
 
 
 def test_defender_deploys_a_rule_defender_takes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -99,7 +99,8 @@ def detection_notes(rule: Rule, columns: Sequence[str] | None) -> list[Note]:
             Note(
                 rule.name,
                 f"the query does not return {' and '.join(missing)}, which Defender requires "
-                "of a custom detection: add them to its final project",
+                f"of a custom detection: add {'it' if len(missing) == 1 else 'them'} to its "
+                "final project",
             )
         )
     if not impacted_assets(columns):
