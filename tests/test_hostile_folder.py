@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from tests.conftest import SHARED, needs_shared
 from trustwatch.cli.main import cli
 
-pytestmark = needs_shared
+# one worker builds the module fixture (ingests, hunts) under --dist loadgroup, not both
+pytestmark = [needs_shared, pytest.mark.xdist_group("hostile_folder")]
 
 ATTACK = (
     SHARED
@@ -122,7 +123,7 @@ def escapes_in_name_and_record(folder: Path) -> Path:
 HOSTILE = {"nested.json": nested, "huge.json": huge_event, "bomb.zip": zip_bomb}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once: one worker runs the group (below)
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("hostile")
     shutil.copy(ATTACK, root / ATTACK.name)
@@ -132,7 +133,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once: one worker runs the group (below)
 def hunted(folder: Path) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli, ["hunt", str(folder), "--format", "json"])
     return result.exit_code, result.stdout, result.stderr

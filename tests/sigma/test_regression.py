@@ -16,7 +16,8 @@ from tests.conftest import SHARED, needs_shared
 from trustwatch import yamlio
 from trustwatch.sigma import regression
 
-pytestmark = needs_shared
+# one worker builds the module fixture (ingests, hunts) under --dist loadgroup, not both
+pytestmark = [needs_shared, pytest.mark.xdist_group("sigma_regression")]
 
 SIGMA = SHARED / "reference" / "sigma"
 MANIFEST = SIGMA / "regression" / "manifest.csv"
@@ -32,7 +33,7 @@ def manifest_cases() -> list[regression.RegressionCase]:
     return regression.load_manifest(MANIFEST) if MANIFEST.is_file() else []
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once: one worker runs the group (below)
 def outcomes() -> dict[str, regression.CaseOutcome]:
     cases = manifest_cases()
     files = regression.find_rule_files([SIGMA / "rules"], [c.rule_id for c in cases])
