@@ -122,3 +122,18 @@ def test_hunt_over_a_workspace_reports_what_its_ingests_skipped(tmp_path: Path) 
     runner.invoke(cli, ["ingest", str(tmp_path / "good.jsonl"), "--workspace", str(clean)])
     result = runner.invoke(cli, ["hunt", "--workspace", str(clean)])
     assert result.exit_code == 0 and "input skipped" not in result.stderr
+
+
+def test_a_workspace_from_before_failed_and_bad_times_still_hunts(tmp_path: Path) -> None:
+    import duckdb
+
+    w = tmp_path / "old.duckdb"
+    garbage(tmp_path / "bad.jsonl", 2)
+    CliRunner().invoke(cli, ["ingest", str(tmp_path / "bad.jsonl"), "--workspace", str(w)])
+    con = duckdb.connect(str(w))
+    con.execute("ALTER TABLE _files DROP COLUMN bad_times")
+    con.execute("ALTER TABLE _files DROP COLUMN failed")
+    con.close()
+    result = CliRunner().invoke(cli, ["hunt", "--workspace", str(w)])
+    assert result.exit_code == 3, result.stderr
+    assert "2 record(s) quarantined in 1 file(s)" in result.stderr

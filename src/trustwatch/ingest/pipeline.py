@@ -200,6 +200,17 @@ def file_account(engine: DuckDBEngine) -> dict[str, int]:
     """What a workspace's ingests could not read, over each file's latest row in ``_files``
     (a file that failed and was read again counts once): ``quarantined`` records, the
     ``quarantined_files`` holding them, ``unreadable`` files and ``untimed`` events."""
+    have = {
+        str(r[0])
+        for r in engine.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = '_files'"
+        ).fetchall()
+    }
+    if not {"path", "id", "quarantined"} <= have:
+        return {"quarantined": 0, "quarantined_files": 0, "unreadable": 0, "untimed": 0}
+    # a workspace from before `failed` and `bad_times` were kept has none to count
+    failed = "COALESCE(failed, '') <> ''" if "failed" in have else "FALSE"
+    untimed = "COALESCE(SUM(bad_times), 0)" if "bad_times" in have else "0"
     latest = (
         exp.select("*")
         .from_(exp.to_table("_files", quoted=True))
@@ -208,8 +219,8 @@ def file_account(engine: DuckDBEngine) -> dict[str, int]:
     query = exp.select(
         "COALESCE(SUM(quarantined), 0) AS quarantined",
         "COUNT(*) FILTER (WHERE quarantined > 0) AS quarantined_files",
-        "COUNT(*) FILTER (WHERE COALESCE(failed, '') <> '') AS unreadable",
-        "COALESCE(SUM(bad_times), 0) AS untimed",
+        f"COUNT(*) FILTER (WHERE {failed}) AS unreadable",
+        f"{untimed} AS untimed",
     ).from_(latest.subquery("f"))
     row = engine.execute(query).to_pylist()[0]
     return {k: int(v) for k, v in row.items()}
