@@ -114,6 +114,70 @@ def folded(
     return exp.paren(exp.or_(exp.paren(fast), exp.paren(exact)))
 
 
+def fold_column_sql(column: exp.Column) -> exp.Expr:
+    """A column folded as :func:`folded` folds it, as one value: lower(), translate() on traps."""
+    trap = exp.or_(*(func("contains", column.copy(), lit_string(ch)) for ch in _LOWER_TRAPS))
+    return exp.Case(
+        ifs=[exp.If(this=trap, true=fold_sql(column.copy()))],
+        default=func("lower", column.copy()),
+    )
+
+
+def unfold(node: exp.Expr) -> tuple[exp.Column, exp.Expr] | None:
+    """``(column, build(lower(column)))`` when ``node`` is :func:`folded`'s output over a column.
+
+    Such a node equals ``build(f) AND (column IS NOT NULL OR NULL)`` with ``f`` the column's
+    :func:`fold_column_sql`: both branches build the same expression, on lower() where no trap
+    letter is present and on translate() where one is; for a NULL column both are NULL or
+    FALSE, as ``build(NULL)`` is. So many predicates over one column can share one fold per
+    row (``rules.fusion``). None for anything else, including a ``build`` that reads lower()
+    of the column elsewhere too (the two branches then differ by more than the fold).
+    """
+    outer = _unparen(node)
+    if not isinstance(outer, exp.Or):
+        return None
+    fast, exact = _unparen(outer.this), _unparen(outer.expression)
+    if not isinstance(fast, exp.And) or not isinstance(exact, exp.And):
+        return None
+    if not isinstance(fast.this, exp.Not):
+        return None
+    column = _trapped(fast.this.this)
+    if column is None or _trapped(exact.this) != column:
+        return None
+    lowered, translated = func("lower", column.copy()), fold_sql(column.copy())
+    build = _unparen(fast.expression)
+    swapped = build.copy().transform(lambda n: translated.copy() if n == lowered else n)
+    if swapped != _unparen(exact.expression):
+        return None
+    return column, build
+
+
+def _unparen(node: exp.Expr) -> exp.Expr:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node
+
+
+def _trapped(node: exp.Expr) -> exp.Column | None:
+    """The column of a trap test ``contains(col, KELVIN) OR contains(col, I WITH DOT)``."""
+    test = _unparen(node)
+    if not isinstance(test, exp.Or):
+        return None
+    calls = [_unparen(test.this), _unparen(test.expression)]
+    columns = []
+    for call, ch in zip(calls, _LOWER_TRAPS, strict=True):
+        if not (
+            isinstance(call, exp.Anonymous)
+            and str(call.this).lower() == "contains"
+            and len(call.expressions) == 2
+            and call.expressions[1] == lit_string(ch)
+            and isinstance(call.expressions[0], exp.Column)
+        ):
+            return None
+        columns.append(call.expressions[0])
+    return columns[0] if columns[0] == columns[1] else None
+
+
 # --- terms: the has family -------------------------------------------------------------------
 
 # A term is a maximal run of alphanumeric characters; anything else delimits.

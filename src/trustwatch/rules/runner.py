@@ -18,12 +18,19 @@ query is evaluated once over the whole span and its rows given to the runs that 
 tagged with its run. Both give exactly the alerts and counts of the run-by-run replay, which
 ``Hunter(..., fast=False)`` forces and which rules reading the clock always take.
 
+Row-local *filter* rules (``T | where ...``: nearly every converted Sigma rule) over one table
+are evaluated together, a few hundred to a query (``rules.fusion``): one scan gives each rule
+the rows its own evaluation would, and each rule's replay, tuning, alerts and statistics then
+proceed as if it had been evaluated alone. ``Hunter(..., fuse=False)`` evaluates each on its
+own. The schedule's activity (which runs see data) is computed once per tables and schedule.
+
 A shipped rule's compiled SQL (and how it may be evaluated) is kept across runs
 (``trustwatch.compiled``): a hunt compiles each built-in rule once per trustwatch version.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +46,7 @@ from trustwatch.errors import Source, TrustwatchError
 from trustwatch.kql import ast
 from trustwatch.kql.compiler import CatalogTable, compile_query
 from trustwatch.kql.parser import parse_query
-from trustwatch.rules import rowlocal, schedule
+from trustwatch.rules import fusion, rowlocal, schedule
 from trustwatch.rules.alerts import build_alert, row_key
 from trustwatch.rules.locality import Locality, lift
 from trustwatch.rules.model import Rule, shipped_rules_dir
@@ -55,6 +62,8 @@ CLOCK_FUNCTIONS = frozenset({"now", "ago"})
 # (trustwatch.sigma) number thousands and would be compiled again on every hunt (the key holds
 # the query text, so a changed rule is a new entry)
 CACHED_PACKS = frozenset({"sigma"})
+# filter rules evaluated together: at most this many in one query (its SQL grows with each)
+FUSE_CHUNK = 250
 
 
 @dataclass(slots=True)
@@ -84,6 +93,7 @@ class HuntResult:
 
 Columns = tuple[tuple[str, str], ...]
 Evaluate = Callable[[int, schedule.Run], list[dict[str, Any]]]
+Timed = list[tuple[dict[str, Any], int]]  # result rows, each with its source time (rowlocal)
 
 
 @dataclass(slots=True)
@@ -99,6 +109,7 @@ class _Compiled:
     once_columns: Columns = ()
     hidden: str = ""  # the hidden column once_sql adds (rules.locality)
     reason: str = ""  # per-run although fixed: why
+    filter_table: str = ""  # row-local filter query over this table (rules.fusion)
     plan: str = ""  # the prepared plan of sql, made on first use
 
 
@@ -106,16 +117,25 @@ class Hunter:
     """Runs rules over one session's tables.
 
     ``fast=False`` evaluates every replayed run on its own, as Sentinel does (the reference the
-    one-evaluation paths are tested against).
+    one-evaluation paths are tested against); ``fuse=False`` evaluates each filter rule on its
+    own rather than with the others over its table (the reference of ``rules.fusion``).
     """
 
     def __init__(
-        self, session: Session, tuning: Tuning | None = None, *, fast: bool = True
+        self,
+        session: Session,
+        tuning: Tuning | None = None,
+        *,
+        fast: bool = True,
+        fuse: bool = True,
     ) -> None:
         self.session = session
         self.tuning = tuning or Tuning()
         self.engine = session.engine
         self.fast = fast
+        self.fuse = fuse
+        # weighted activity per (tables, frequency, period), for the hunt under way
+        self._activity: dict[tuple[Any, ...], list[tuple[int, int, int]]] = {}
         self.catalog, self.window = schedule.window_catalog(dict(session.catalog))
         self._signers: dict[str, list[str]] | None = None
         self._catalog_key: list[str] | None = None
@@ -157,6 +177,7 @@ class Hunter:
             once_columns=_columns(doc["once_columns"]),
             hidden=str(doc["hidden"]),
             reason=str(doc["reason"]),
+            filter_table=str(doc.get("filter_table", "")),
         )
 
     def _build(self, text: str, source: Source) -> str:
@@ -182,6 +203,8 @@ class Hunter:
         if fixed:
             doc["sql"] = self.window.bind(last.sql).sql(dialect=self.engine.dialect)
             doc.update(self._lift(tree, last.columns))
+            if doc["locality"] == Locality.ROW.value:
+                doc["filter_table"] = fusion.filter_table(tree) or ""
         return json.dumps(doc)
 
     def _lift(self, tree: ast.Query, columns: Columns) -> dict[str, Any]:
@@ -245,8 +268,10 @@ class Hunter:
         """Run every rule; all are compiled first, so a broken rule stops the hunt at once."""
         items = [self.compile(rule) for rule in rules]
         result = HuntResult([], [], {}, {}, self.span(), now)
-        for item in items:
-            result.stats.append(self._run_rule(item, now, result, on_progress))
+        self._activity = {}  # the data may have changed since the last hunt
+        fused = self._fused(items) if self.fast and self.fuse and now is None else {}
+        for i, item in enumerate(items):
+            result.stats.append(self._run_rule(item, now, result, on_progress, fused.get(i)))
         # ties (one rule, one start time) in a fixed order, whatever order the engine returned
         result.alerts.sort(
             key=lambda a: (
@@ -257,6 +282,99 @@ class Hunter:
         )
         return result
 
+    # --- filter rules evaluated together (rules.fusion) ---------------------------------------
+
+    def _fused(self, items: Sequence[_Compiled]) -> dict[int, Timed]:
+        """Each fused rule's rows and source times, by its position in ``items``.
+
+        Row-local filter rules over one table with data are evaluated together, ``FUSE_CHUNK``
+        to a query. A rule whose predicate does not compile in the fused query, or whose fused
+        query fails to run, is left out: it is evaluated on its own (and fails there, if it
+        does, with its own location).
+        """
+        groups: dict[str, list[int]] = {}
+        for i, item in enumerate(items):
+            if item.filter_table and item.locality is Locality.ROW and item.tables:
+                groups.setdefault(item.filter_table, []).append(i)
+        out: dict[int, Timed] = {}
+        for table, members in groups.items():
+            if len(members) < 2:  # alone, it is evaluated as it is
+                continue
+            for start in range(0, len(members), FUSE_CHUNK):
+                chunk = members[start : start + FUSE_CHUNK]
+                out.update(self._run_fused(table, [items[i] for i in chunk], chunk))
+        return out
+
+    def _run_fused(
+        self, table: str, chunk: list[_Compiled], positions: list[int]
+    ) -> dict[int, Timed]:
+        parts_text = [table, self.engine.dialect, *self._catalog_parts()]
+        parts_text += [item.source.text for item in chunk]
+        build = functools.partial(self._build_fused, table, chunk)
+        if all(item.rule.pack in CACHED_PACKS or _shipped(item.rule) for item in chunk):
+            entry = compiled.cached_text("hunt-fused", parts_text, build)
+        else:
+            entry = build()
+        out: dict[int, Timed] = {}
+        params = self.window.params(*_ALL_TIME)
+        for part in json.loads(entry):
+            members = [int(k) for k in part["rules"]]
+            columns = _columns(part["columns"])
+            try:
+                arrow = self.engine.execute_sql(str(part["sql"]), params)
+            except TrustwatchError:  # each is evaluated on its own, and fails there if it does
+                continue
+            names = fusion.flags(len(members))
+            hidden = str(part["hidden"])
+            visible = tuple(c for c in columns if c[0] != hidden and c[0] not in names)
+            rows = _rows(arrow.select([name for name, _ in visible]), visible)
+            times = [int(us) for us in arrow.column(hidden).to_pylist()]
+            for k, name in zip(members, names, strict=True):
+                if visible != chunk[k].columns:
+                    continue
+                hits = arrow.column(name).to_pylist()
+                out[positions[k]] = [(rows[j], times[j]) for j, hit in enumerate(hits) if hit]
+        return out
+
+    def _build_fused(self, table: str, chunk: list[_Compiled]) -> str:
+        """The fused queries of ``chunk`` as JSON: rules (positions in ``chunk``), SQL, columns.
+
+        A set of rules whose fused query does not compile is split in two, down to single
+        rules, which are left out (evaluated on their own).
+        """
+        predicates = [
+            fusion.predicate(parse_query(item.source.text, item.source.name)) for item in chunk
+        ]
+        parts: list[dict[str, Any]] = []
+        pending = [list(range(len(chunk)))]
+        while pending:
+            members = pending.pop()
+            try:
+                parts.append(
+                    {"rules": members, **self._fused_sql(table, [predicates[k] for k in members])}
+                )
+            except (TrustwatchError, fusion.NotFusable):
+                if len(members) > 1:
+                    half = len(members) // 2
+                    pending += [members[half:], members[:half]]
+        parts.sort(key=lambda part: part["rules"][0])
+        return json.dumps(parts)
+
+    def _fused_sql(self, table: str, predicates: list[ast.Expr]) -> dict[str, Any]:
+        """One fused query: its SQL, its columns and the hidden time column it adds."""
+        lifted = lift(fusion.flagged_query(table, predicates), schedule.timed_tables(self.catalog))
+        if lifted.query is None or lifted.locality is not Locality.ROW:
+            raise fusion.NotFusable(f"not row-local: {lifted.reason}")
+        catalog = schedule.hidden_catalog(self.catalog, lifted.hidden)
+        statement = compile_query(lifted.query, catalog, _PROBE_TIME).statements[-1]
+        bound = self.window.bind_times(statement.sql, lifted.hidden)
+        query = fusion.filter_flags(bound, fusion.flags(len(predicates)))
+        return {
+            "sql": query.sql(dialect=self.engine.dialect),
+            "columns": statement.columns,
+            "hidden": lifted.hidden,
+        }
+
     def _runs(
         self, item: _Compiled, now: datetime | None
     ) -> tuple[list[schedule.Run], int, list[tuple[int, int, int]]]:
@@ -265,7 +383,11 @@ class Hunter:
         if now is not None:
             return [schedule.single_run(now, rule.query_period)], 1, []
         frequency, period = rule.query_frequency, rule.query_period
-        weighted = schedule.weighted_activity(self.engine, item.tables, frequency, period)
+        key = (tuple(t.sql_name for t in item.tables), frequency, period)
+        weighted = self._activity.get(key)
+        if weighted is None:
+            weighted = schedule.weighted_activity(self.engine, item.tables, frequency, period)
+            self._activity[key] = weighted
         spans = [(first, end) for first, end, _ in weighted]
         runs = list(schedule.replay_runs(spans, frequency, period, not item.fixed))
         return runs, schedule.run_count(spans), weighted
@@ -276,12 +398,14 @@ class Hunter:
         now: datetime | None,
         result: HuntResult,
         on_progress: Callable[[str, int, int], None] | None,
+        fused: Timed | None = None,
     ) -> RuleStats:
+        """One rule's replay; ``fused``: its rows from a fused evaluation (:meth:`_fused`)."""
         rule = item.rule
         runs, grid_runs, weighted = self._runs(item, now)
         stats = RuleStats(rule, runs=grid_runs)
         mode = item.locality if self.fast and now is None and runs else Locality.PER_RUN
-        if mode is Locality.ROW and self._row_local(item, stats, result):
+        if mode is Locality.ROW and self._row_local(item, stats, result, fused):
             pass
         elif mode is Locality.BATCH:
             by_run = self._batched(item, runs, weighted, stats)
@@ -369,16 +493,23 @@ class Hunter:
                 by_rule[rule.name] = by_rule.get(rule.name, 0) + 1
         return kept
 
-    def _row_local(self, item: _Compiled, stats: RuleStats, result: HuntResult) -> bool:
+    def _row_local(
+        self, item: _Compiled, stats: RuleStats, result: HuntResult, fused: Timed | None = None
+    ) -> bool:
         """One evaluation over the whole span, each row given to its runs (rules.rowlocal).
 
+        ``fused``: the rows and times of that evaluation, already made with other rules'.
         Returns False, having raised no alert, when a row's runs would fall outside the
         datetime range (events dated year 1 or 9999): those take the run-by-run replay.
         """
         rule = item.rule
-        rows = self._execute(item.once_sql, self.window.params(*_ALL_TIME), item.once_columns)
+        if fused is None:
+            params = self.window.params(*_ALL_TIME)
+            rows = self._execute(item.once_sql, params, item.once_columns)
+            times = [int(row.pop(item.hidden)) for row in rows]
+        else:
+            rows, times = [row for row, _ in fused], [us for _, us in fused]
         stats.evaluations += 1
-        times = [int(row.pop(item.hidden)) for row in rows]
         if not rowlocal.exact(times, rule):
             return False
 

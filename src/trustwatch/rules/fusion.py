@@ -1,0 +1,147 @@
+"""Filter rules over one table evaluated together: one scan answers all of them.
+
+Almost every converted Sigma rule (pySigma's Kusto backend) is a *filter*: one table reference
+followed by ``where`` stages, nothing else (:func:`filter_table`). Such a query is row-local
+(``rules.locality``), and its result in a run is the table's rows in that run's window for which
+its predicate - the ``and`` of its ``where`` predicates - is true. So the rules over one table
+can share one evaluation over the whole span:
+
+    T | extend __tw_r0 = (P0), __tw_r1 = (P1), ...
+
+compiled as usual, then rewritten (:func:`filter_flags`) to keep only the rows some ``P`` holds
+for, the ``or`` of the predicates evaluated as a filter (DuckDB evaluates a filter's ``and`` and
+``or`` on the rows still undecided, a projection's on every row), each column's case fold computed
+once per row for every predicate that folds it (``semantics.unfold``). A rule's rows
+are then those whose flag is true (a NULL predicate, as in ``where``, keeps no row), in the
+order of the scan, the flag columns left out: the rows its own evaluation returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlglot import exp
+
+from trustwatch.kql import ast
+from trustwatch.kql.semantics import fold_column_sql, unfold
+
+FLAG = "__tw_r"  # rule i's predicate: column __tw_r<i>
+FOLD = "__tw_rfold"  # a column's case fold, shared by the predicates: __tw_rfold<j>
+_RESERVED = "__tw_"  # names trustwatch's rewrites add; a query naming one is not fused
+
+
+def filter_table(query: ast.Query) -> str | None:
+    """The table of a filter query ``T | where P1 [| where P2 ...]``; None for anything else.
+
+    No ``let``, one tabular statement, a plain table reference as its source, only ``where``
+    stages, and no name that trustwatch's hidden columns use.
+    """
+    if query.lets or len(query.body) != 1:
+        return None
+    body = query.body[0]
+    if not isinstance(body, ast.Pipeline) or not isinstance(body.source, ast.TableRef):
+        return None
+    if not body.ops or not all(isinstance(op, ast.Where) for op in body.ops):
+        return None
+    for node in query.walk():
+        if isinstance(node, ast.Name) and node.name.lower().startswith(_RESERVED):
+            return None
+    return body.source.name
+
+
+def predicate(query: ast.Query) -> ast.Expr:
+    """The ``and`` of a filter query's ``where`` predicates (see :func:`filter_table`)."""
+    body = query.body[0]
+    assert isinstance(body, ast.Pipeline)
+    return ast.logic_chain("and", [op.predicate for op in body.ops if isinstance(op, ast.Where)])
+
+
+def flags(count: int) -> list[str]:
+    """The flag column of each of ``count`` fused rules."""
+    return [f"{FLAG}{i}" for i in range(count)]
+
+
+def flagged_query(table: str, predicates: Sequence[ast.Expr]) -> ast.Query:
+    """``table | extend __tw_r0 = P0, ...``: every row, with each rule's predicate as a flag."""
+    items = tuple(
+        ast.Assignment(name=name, expr=pred)
+        for name, pred in zip(flags(len(predicates)), predicates, strict=True)
+    )
+    pipeline = ast.Pipeline(source=ast.TableRef(name=table), ops=(ast.Extend(items=items),))
+    return ast.Query(lets=(), body=(pipeline,))
+
+
+class NotFusable(Exception):
+    """The compiled flagged query does not have the shape :func:`filter_flags` rewrites."""
+
+
+def filter_flags(query: exp.Query, names: Sequence[str]) -> exp.Query:
+    """The compiled :func:`flagged_query` keeping only rows that some flag is true for.
+
+    The SELECT that computes the flags gains ``WHERE flag0 OR flag1 ...`` (each flag's
+    expression, not its name: SQL filters before it projects), so the flags are computed only
+    on matching rows; each case fold of a column that the flags share is computed once per row,
+    below the filter. Rewrites ``query`` in place and returns it.
+
+    Raises:
+        NotFusable: no single SELECT computes the flags from one source.
+    """
+    wanted = set(names)
+    selects = [
+        s
+        for s in query.find_all(exp.Select)
+        if any(isinstance(e, exp.Alias) and e.alias in wanted for e in s.expressions)
+    ]
+    if len(selects) != 1:
+        raise NotFusable(f"{len(selects)} SELECTs compute the flags")
+    (select,) = selects
+    source = select.args.get("from_")
+    if not isinstance(source, exp.From) or not isinstance(source.this, exp.Subquery):
+        raise NotFusable("the flags are not computed over a subquery")
+    if select.args.get("where") is not None or select.args.get("joins"):
+        raise NotFusable("the flags' SELECT already filters or joins")
+    shared: dict[str, tuple[str, exp.Expr]] = {}  # key -> (column name, what it computes)
+
+    def column_of(column: exp.Column) -> exp.Column:
+        value = fold_column_sql(column)
+        name, _ = shared.setdefault(column.sql(), (f"{FOLD}{len(shared)}", value))
+        return exp.column(name, quoted=True)
+
+    def share(node: exp.Expr) -> exp.Expr:
+        if node.find_ancestor(exp.Query) is not None:
+            return node  # a subquery's columns are not the flags' source's
+        found = unfold(node) if isinstance(node, exp.Paren) else None
+        if found is None:
+            return node
+        column, build = found
+        fold = column_of(column)
+        lowered = exp.Anonymous(this="lower", expressions=[column.copy()])
+        rebuilt = build.copy().transform(lambda n: fold.copy() if n == lowered else n)
+        not_null = exp.or_(
+            exp.Not(this=exp.Is(this=column.copy(), expression=exp.null())), exp.null()
+        )
+        return exp.paren(exp.and_(exp.paren(rebuilt), exp.paren(not_null)))
+
+    computed: list[exp.Expr] = []
+    for i, item in enumerate(select.expressions):
+        if isinstance(item, exp.Alias) and item.alias in wanted:
+            rewritten = item.transform(share)
+            assert isinstance(rewritten, exp.Alias)
+            select.expressions[i] = rewritten
+            computed.append(rewritten.this)
+    if shared:
+        inner = exp.select(
+            exp.Star(),
+            *(exp.alias_(value, name, quoted=True) for name, value in shared.values()),
+        ).from_(source.this.copy())
+        select.set("from_", exp.From(this=inner.subquery(source.this.alias or "tw_folds")))
+    select.set("where", exp.Where(this=_any([exp.paren(e.copy()) for e in computed])))
+    return query
+
+
+def _any(items: list[exp.Expr]) -> exp.Expr:
+    """``OR`` of the items as a balanced tree (hundreds of rules nest a few levels deep)."""
+    if len(items) == 1:
+        return items[0]
+    mid = len(items) // 2
+    return exp.Or(this=_any(items[:mid]), expression=_any(items[mid:]))
