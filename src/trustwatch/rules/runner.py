@@ -63,7 +63,7 @@ CLOCK_FUNCTIONS = frozenset({"now", "ago"})
 # the query text, so a changed rule is a new entry)
 CACHED_PACKS = frozenset({"sigma"})
 # filter rules evaluated together: at most this many in one query (its SQL grows with each)
-FUSE_CHUNK = 250
+FUSE_CHUNK = 100
 
 
 @dataclass(slots=True)
