@@ -92,12 +92,29 @@ def session() -> Session:
     return Session()  # one for the module: a Session takes most of a second to make
 
 
-def write(folder: Path, text: str, tests: str | None = VALID_TESTS, stem: str = "rule") -> Rule:
+# a guide and playbook from the shipped library (tests/guides/test_lint.py checks guides)
+VALID_GUIDE = """\
+meaning: certutil put a certificate into a trust store.
+triage: [Which certificate?]
+pivots: [process-tree, trust-store-changes]
+playbook: [isolate-device, delete-cert-certutil-machine]
+"""
+
+
+def write(
+    folder: Path,
+    text: str,
+    tests: str | None = VALID_TESTS,
+    stem: str = "rule",
+    guide: str | None = VALID_GUIDE,
+) -> Rule:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{stem}.yaml"
     path.write_text(text, encoding="utf-8")
     if tests is not None:
         (folder / f"{stem}.tests.yaml").write_text(tests, encoding="utf-8")
+    if guide is not None:
+        (folder / f"{stem}.guide.yaml").write_text(guide, encoding="utf-8")
     return load_rule(path, strict=False)  # lint reports what load would refuse
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from trustwatch.export import defender, sentinel
+from trustwatch.export.guides import guide_files
 from trustwatch.export.model import ExportFile, ExportResult
 from trustwatch.export.names import unique_stems
 from trustwatch.export.platforms import FORMAT_TARGETS, TARGETS, convert, query_text
 from trustwatch.export.sigma import sigma_export, sigma_text
 from trustwatch.export.watchlists import intel_watchlist_data, tuning_watchlists
-from trustwatch.rules.model import Rule
+from trustwatch.rules.model import COMPANION_SUFFIXES, Rule
 from trustwatch.rules.tuning import Tuning
 
 PACK_TEMPLATE = "trustwatch-pack.json"
@@ -24,8 +25,9 @@ def export_sentinel_yaml(rules: Sequence[Rule], tuning: Tuning) -> ExportResult:
     result = ExportResult()
     for rule, stem in zip(rules, _stems(rules), strict=True):
         result.files += sentinel.sentinel_files(rule, stem)
+        result.files += guide_files(rule, stem)
     result.stdout = "".join(
-        "---\n" + f.text for f in result.files if not f.name.endswith(".tests.yaml")
+        "---\n" + f.text for f in result.files if not f.name.endswith(COMPANION_SUFFIXES)
     )
     return result
 

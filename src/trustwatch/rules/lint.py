@@ -22,6 +22,7 @@ import yaml
 from trustwatch import yamlio
 from trustwatch.api import Session
 from trustwatch.errors import Diagnostic, TrustwatchError
+from trustwatch.guides.lint import check_guide
 from trustwatch.kql import ast
 from trustwatch.kql.parser import parse_query
 from trustwatch.rules.model import TRIGGER_OPERATORS, Rule, parse_duration, tests_path
@@ -822,6 +823,10 @@ def lint_rule(rule: Rule, session: Session, rules: Sequence[Rule] = ()) -> list[
         problems += check_data_types(rule.doc, query_tables(rule, session))
     problems += check_tests(rule)
     problems += _tests_file_problems(rule)
+    problems += [  # the guide and playbook beside the rule (trustwatch.guides.lint)
+        Problem(g.code, g.message, line=g.line, file=None if g.file == rule.path else g.file)
+        for g in check_guide(rule.path, rule.id, session)
+    ]
     return sorted((_finding(rule, p, root) for p in problems), key=_sort_key)
 
 

@@ -21,6 +21,9 @@ from trustwatch import yamlio
 from trustwatch.errors import Diagnostic, RuleFileError, Source
 
 TESTS_SUFFIX = ".tests.yaml"
+# files beside a rule that are not rules: its tests, its guide and playbook (trustwatch.guides)
+# and, in an export, the guide's pivots as Sentinel hunting queries
+COMPANION_SUFFIXES = (TESTS_SUFFIX, ".tests.yml", ".guide.yaml", ".hunting.yaml")
 PACKS = ("default", "reference")  # shipped packs; "all" is both
 
 
@@ -413,7 +416,7 @@ def _rule_files(folder: Path) -> list[Path]:
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.suffix in (".yaml", ".yml") and not p.name.endswith((TESTS_SUFFIX, ".tests.yml"))
+        if p.suffix in (".yaml", ".yml") and not p.name.endswith(COMPANION_SUFFIXES)
     )
 
 

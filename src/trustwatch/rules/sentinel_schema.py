@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import NamedTuple
 
+from trustwatch.guides.model import GUIDE_CODES
 from trustwatch.severity import SEVERITIES
 
 # --- codes ------------------------------------------------------------------------------------
@@ -65,6 +66,7 @@ CODES: Mapping[str, tuple[str, str]] = {
     "RULE303": (ERROR, "fewer than 2 'expect: no-alert' test cases"),
     "RULE401": (ERROR, "a non-ASCII character in the file"),
     "RULE402": (ERROR, "a key appears twice in one YAML mapping"),
+    **{code: (ERROR, meaning) for code, meaning in GUIDE_CODES.items()},
 }
 
 # --- tables -----------------------------------------------------------------------------------

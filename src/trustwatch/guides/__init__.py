@@ -1,0 +1,1 @@
+"""Investigation guides and response playbooks: per-rule content, filled with an alert's values."""
