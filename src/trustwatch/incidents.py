@@ -313,7 +313,7 @@ def entities(alerts: Sequence[SecurityAlert]) -> IncidentEntities:
 
 
 def _basename(path: str) -> str:
-    return re.split(r"[\\/]", path)[-1] if path else ""
+    return path.rsplit("\\", 1)[-1] if path else ""  # Windows paths; "/" may be in a name
 
 
 def _store(row: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Rendering result tables: JSON-ready values, JSON / JSONL / CSV text and terminal tables.
+"""Rendering results: JSON-ready values, JSON / JSONL / CSV text of tables and of records.
 
 JSON and JSONL escape every character :mod:`trustwatch.inert` calls unsafe (``\\u001b``,
 ``\\u202e``): the values parse back exactly and the text is inert on a terminal. CSV is
@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,4 +85,27 @@ def to_csv(table: pa.Table) -> str:
     writer.writerow(table.column_names)
     for r in json_rows(table):
         writer.writerow([text_cell(v) for v in r.values()])
+    return buf.getvalue()
+
+
+# --- records (typed alerts and incidents: trustwatch.records) --------------------------------
+
+
+def records_json(records: Sequence[Mapping[str, Any]]) -> str:
+    """One JSON array of records, inert, with a final line feed."""
+    return json_text(json.dumps(list(records), ensure_ascii=False)) + "\n"
+
+
+def records_jsonl(records: Iterable[Mapping[str, Any]]) -> str:
+    """One JSON object per line, inert."""
+    return "".join(json_text(json.dumps(r, ensure_ascii=False)) + "\n" for r in records)
+
+
+def records_csv(rows: Iterable[Mapping[str, str]], columns: Sequence[str]) -> str:
+    """CSV with a header row of ``columns``; each row's text written byte for byte."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: row.get(c, "") for c in columns})
     return buf.getvalue()

@@ -30,6 +30,7 @@ from trustwatch.records import SecurityAlert, SecurityIncident
 ELLIPSIS = "…"
 GAP = 2  # the space between two columns (one cell of padding each side, no box)
 INDENT = 2  # alerts are indented under their incident
+WIDE = 100_000  # the width a wide table may take
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +65,10 @@ def _account(alert: SecurityAlert, _: bool) -> str:
 
 
 def _process(alert: SecurityAlert, _: bool) -> str:
-    path = _first(alert.main_row, "ProcessPath", "InitiatingProcessFolderPath")
-    return re.split(r"[\\/]", path)[-1] if path else _first(alert.main_row, "WriterName")
+    # the whole image path: a name cut at its last backslash could hide what precedes it
+    return _first(
+        alert.main_row, "ProcessPath", "InitiatingProcessFolderPath", "InitiatingProcessFileName"
+    )
 
 
 def _store(alert: SecurityAlert, _: bool) -> str:
@@ -331,6 +334,21 @@ def incident_header(incident: SecurityIncident) -> list[Text]:
     return lines
 
 
+def _print_table(console: Console, table: Padding | Table, wide: bool) -> None:
+    """A table; a wide one at its full width, past the console's (lines are not cut)."""
+    if wide:  # Console.print never goes past the console's width: a wider one, same file
+        wider = Console(
+            file=console.file,
+            width=WIDE,
+            force_terminal=console.is_terminal,
+            color_system=console.color_system,  # type: ignore[arg-type]
+            no_color=console.no_color,
+        )
+        wider.print(table, crop=False)
+    else:
+        console.print(table)
+
+
 def print_incidents(
     console: Console,
     incidents: Sequence[SecurityIncident],
@@ -346,7 +364,11 @@ def print_incidents(
             incident.alerts, console.width - INDENT, full, wide=wide, columns=columns, exclude=alone
         )
         console.print(Group(*incident_header(incident)))
-        console.print(Padding(alert_table(incident.alerts, plan, full), (0, 0, 1, INDENT)))
+        _print_table(
+            console,
+            Padding(alert_table(incident.alerts, plan, full), (0, 0, 1, INDENT), expand=False),
+            wide,
+        )
     alerts = sum(len(i.alerts) for i in incidents)
     console.print(
         f"{alerts} alert{'s' if alerts != 1 else ''} in {len(incidents)} "
@@ -364,5 +386,44 @@ def print_alerts(
 ) -> None:
     """The alerts as one table, without grouping (``hunt --no-grouping``)."""
     plan = layout(alerts, console.width, True, wide=wide, columns=columns)
-    console.print(alert_table(alerts, plan, True))
+    _print_table(console, alert_table(alerts, plan, True), wide)
     console.print(f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}", style="dim")
+
+
+CSV_COLUMNS = (
+    "time",
+    "rule",
+    "severity",
+    "device",
+    "account",
+    "process",
+    "store",
+    "thumbprint",
+    "certificate",
+    "incident",
+    "why",
+)
+
+
+def csv_cells(alert: SecurityAlert, incident: str = "") -> dict[str, str]:
+    """One alert's CSV row: its summary columns (exact values, full paths) and its incident."""
+    row = alert.main_row
+    return {
+        "time": alert.start_time,
+        "rule": alert.alert_name,
+        "severity": alert.alert_severity,
+        "device": _first(row, "DeviceName") or "(no device name)",
+        "account": _account(alert, True),
+        "process": _first(
+            row,
+            "ProcessPath",
+            "InitiatingProcessFolderPath",
+            "InitiatingProcessFileName",
+            "FolderPath",
+        ),
+        "store": _store(alert, True),
+        "thumbprint": _first(row, "CertThumbprint"),
+        "certificate": _certificate(alert, True),
+        "incident": incident,
+        "why": why(alert),
+    }

@@ -1,5 +1,10 @@
 """``trustwatch hunt``: ingest, run the rule pack as Sentinel would, print and write alerts.
 
+Alerts are grouped into incidents (``trustwatch.incidents``) and printed incidents first, each
+with its alerts under it (``cli.alert_view``); ``--no-grouping`` prints the flat alert table.
+``--format json``/``jsonl`` stay SecurityAlert records (the contract); ``--incidents FILE``
+writes the SecurityIncident records, CSV gains ``incident`` and ``why`` columns.
+
 Alert values (device, account, process, certificate) come from the logs and rule names from
 rule files: every one is printed inert (``trustwatch.cli.render.cell``, ``common.echo``), and
 the JSON formats escape unsafe characters (``trustwatch.inert.json_text``).
@@ -7,9 +12,9 @@ the JSON formats escape unsafe characters (``trustwatch.inert.json_text``).
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,28 +32,17 @@ from trustwatch.cli.common import (
 )
 from trustwatch.cli.render import cell, stdout_console, write_exact
 from trustwatch.errors import InputError
-from trustwatch.inert import json_text, visible
+from trustwatch.inert import visible
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from trustwatch.certs.enrich import EnrichStats
     from trustwatch.cli.ingest_cmd import SkippedInput
+    from trustwatch.records import SecurityAlert, SecurityIncident
     from trustwatch.rules.model import Rule
     from trustwatch.rules.runner import Hunter, HuntResult
     from trustwatch.rules.tuning import Tuning
-
-TABLE_COLUMNS = (
-    "time",
-    "rule",
-    "severity",
-    "device",
-    "account",
-    "process",
-    "store",
-    "thumbprint",
-    "certificate",
-)
 
 
 @click.command()
@@ -114,6 +108,30 @@ TABLE_COLUMNS = (
     help="Alerts on stdout: a table, or SecurityAlert records as JSON / JSONL, or CSV.",
 )
 @click.option("--out", metavar="FILE", help="Write the alerts as SecurityAlert JSON Lines to FILE.")
+@click.option(
+    "--incidents",
+    "incidents_out",
+    metavar="FILE",
+    help="Write the incidents as SecurityIncident JSON Lines to FILE.",
+)
+@click.option(
+    "--group-window",
+    default="24h",
+    show_default=True,
+    metavar="TIMESPAN",
+    help="Group an alert into an incident sharing its device or certificate thumbprint whose "
+    "first alert is at most this much older (a KQL timespan: 5h, 24h, 7d).",
+)
+@click.option(
+    "--no-grouping", is_flag=True, help="Print the alerts as one table, not in incidents."
+)
+@click.option("--wide", is_flag=True, help="Table: every column at full width, nothing shortened.")
+@click.option(
+    "--columns",
+    metavar="A,B,...",
+    help="Table: these alert columns, in this order (time, severity, rule, device, account, "
+    "process, store, thumbprint, certificate, why).",
+)
 @click.option("--report", metavar="FILE.html", help="(not available yet)")
 @memory_limit_option
 @limit_option
@@ -131,6 +149,11 @@ def hunt(
     replay: bool,
     fmt: str,
     out: str | None,
+    incidents_out: str | None,
+    group_window: str,
+    no_grouping: bool,
+    wide: bool,
+    columns: str | None,
     report: str | None,
     memory_limit: str | None,
 ) -> None:
@@ -147,7 +170,10 @@ def hunt(
     """
     from trustwatch.api import Session
     from trustwatch.certs.enrich import enrich_hunt
+    from trustwatch.incidents import group
     from trustwatch.kql.literals import parse_datetime_text
+    from trustwatch.output import records_jsonl
+    from trustwatch.records import SecurityAlert
     from trustwatch.rules.model import load_rules
     from trustwatch.rules.runner import Hunter
     from trustwatch.rules.tuning import Tuning, default_tuning_path, load_tuning
@@ -173,9 +199,10 @@ def hunt(
         if not Path(folder).is_dir():
             raise InputError(f"--allow-path: {folder} is not a folder")
     tuned = Tuning() if no_tuning else load_tuning(tuning or default_tuning_path(), allow_paths)
-    out_path = Path(out) if out else None
-    if out_path is not None and not out_path.parent.exists():
-        raise InputError(f"--out: folder {out_path.parent} does not exist")
+    out_path = _out_path("--out", out)
+    incidents_path = _out_path("--incidents", incidents_out)
+    window = None if no_grouping else _window(group_window)
+    chosen = _columns(columns)
     telemetry, skipped = _hunt_telemetry(paths, workspace, memory_limit)
     session = Session(tuned.tables(), **telemetry)
     hunter = Hunter(session, tuned)
@@ -191,14 +218,25 @@ def hunt(
         echo(f"notice: {notice}", err=True)
     _print_account(result, tuned)
     _print_enrichment(enriched)
+    alerts = [SecurityAlert.from_record(a) for a in result.alerts]
+    incidents = group(alerts, window) if window is not None or incidents_path else []
+    if incidents and window is not None:
+        echo(
+            f"incidents: {len(incidents)} (alerts grouped by device or certificate within "
+            f"{group_window})",
+            err=True,
+            keep="",
+        )
     if replay:
         _print_replay(result)
-    _print_alerts(result.alerts, fmt)
+    _print_alerts(alerts, incidents if window is not None else None, fmt, wide, chosen)
     if out_path is not None:
-        with out_path.open("w", encoding="utf-8") as fh:
-            for alert in result.alerts:
-                fh.write(json_text(json.dumps(alert, ensure_ascii=False)) + "\n")
-        echo(f"wrote {len(result.alerts)} alert(s) to {out_path}", err=True, keep="")
+        out_path.write_text(records_jsonl(a.to_record() for a in alerts), encoding="utf-8")
+        echo(f"wrote {len(alerts)} alert(s) to {out_path}", err=True, keep="")
+    if incidents_path is not None:
+        text = records_jsonl(i.to_record() for i in incidents)
+        incidents_path.write_text(text, encoding="utf-8")
+        echo(f"wrote {len(incidents)} incident(s) to {incidents_path}", err=True, keep="")
     if skipped is not None:
         skipped.report()
     if result.alerts:
@@ -329,70 +367,68 @@ def _print_replay(result: HuntResult) -> None:
     )
 
 
-def alert_cells(alert: dict[str, Any]) -> dict[str, str]:
-    """The summary columns of one alert, from its first evidence row."""
-    row = alert["Evidence"][0] if alert["Evidence"] else {}
-
-    def first(*names: str) -> str:
-        for name in names:
-            value = row.get(name)
-            if value not in (None, ""):
-                return str(value)
-        return ""
-
-    domain = first("AccountDomain", "InitiatingProcessAccountDomain")
-    account = first("AccountName", "InitiatingProcessAccountName")
-    return {
-        "time": alert["StartTime"],
-        "rule": alert["AlertName"],
-        "severity": alert["AlertSeverity"],
-        "device": first("DeviceName") or "(no device name)",
-        "account": f"{domain}\\{account}" if domain and account else account,
-        "process": first(
-            "ProcessPath", "InitiatingProcessFolderPath", "InitiatingProcessFileName", "FolderPath"
-        ),
-        "store": first("CertStore", "CertStoreType"),
-        "thumbprint": first("CertThumbprint"),
-        "certificate": _certificate_cell(alert),
-    }
+def _out_path(option: str, value: str | None) -> Path | None:
+    path = Path(value) if value else None
+    if path is not None and not path.parent.exists():
+        raise InputError(f"{option}: folder {path.parent} does not exist")
+    return path
 
 
-def _certificate_cell(alert: dict[str, Any]) -> str:
-    """The worst certificate verdict, with that certificate's subject CN when it has one."""
-    certificates = alert.get("Certificates") or []
-    if not certificates:
-        return ""
-    worst = json.loads(alert["ExtendedProperties"]).get("Certificate Verdict", "")
-    chosen = next((c for c in certificates if c["verdict"] == worst), certificates[0])
-    cn = chosen["subject"].split("CN=", 1)[1].split(",")[0] if "CN=" in chosen["subject"] else ""
-    return f"{worst} ({cn})" if cn else worst
+def _window(text: str) -> timedelta:
+    from trustwatch.kql.literals import parse_timespan_text
+
+    try:
+        window = parse_timespan_text(text)
+    except ValueError:
+        window = timedelta(-1)
+    if window < timedelta(0):
+        raise InputError(
+            f"--group-window {text!r} is not a timespan",
+            hint="a KQL timespan such as 5h, 24h or 7d; --no-grouping for none",
+        )
+    return window
 
 
-def _print_alerts(alerts: list[dict[str, Any]], fmt: str) -> None:
+def _columns(text: str | None) -> list[str] | None:
+    from trustwatch.cli.alert_view import COLUMNS
+
+    if not text:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in COLUMNS]
+    if unknown or not names:
+        raise InputError(
+            f"--columns: unknown column {visible(', '.join(unknown) or text)!r}",
+            hint="choose from " + ", ".join(COLUMNS),
+        )
+    return names
+
+
+def _print_alerts(
+    alerts: list[SecurityAlert],
+    incidents: list[SecurityIncident] | None,
+    fmt: str,
+    wide: bool,
+    columns: list[str] | None,
+) -> None:
+    """Alerts on stdout: SecurityAlert JSON/JSONL, CSV rows, or the terminal view."""
+    from trustwatch.cli import alert_view
+    from trustwatch.output import records_csv, records_json, records_jsonl
+
     if fmt == "json":
-        write_exact(json_text(json.dumps(alerts, ensure_ascii=False)) + "\n")
+        write_exact(records_json([a.to_record() for a in alerts]))
         return
     if fmt == "jsonl":
-        for alert in alerts:
-            write_exact(json_text(json.dumps(alert, ensure_ascii=False)) + "\n")
+        write_exact(records_jsonl(a.to_record() for a in alerts))
         return
     if fmt == "csv":
-        import csv
-        import io
-
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for alert in alerts:
-            writer.writerow(alert_cells(alert))
-        write_exact(buf.getvalue())
+        of = {a.system_alert_id: i.incident_name for i in incidents or () for a in i.alerts}
+        rows = (alert_view.csv_cells(a, of.get(a.system_alert_id, "")) for a in alerts)
+        write_exact(records_csv(rows, alert_view.CSV_COLUMNS))
         return
     console = stdout_console(400)
-    grid = Table(header_style="bold")
-    for name in TABLE_COLUMNS:
-        grid.add_column(name, overflow="fold")
-    for alert in alerts:
-        cells = alert_cells(alert)
-        grid.add_row(*(cell(cells[c]) for c in TABLE_COLUMNS))
-    console.print(grid)
-    console.print(f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}", style="dim")
+    wide = wide or not sys.stdout.isatty()  # into a pipe or file: nothing shortened
+    if incidents is None:
+        alert_view.print_alerts(console, alerts, wide=wide, columns=columns)
+    else:
+        alert_view.print_incidents(console, incidents, wide=wide, columns=columns)
