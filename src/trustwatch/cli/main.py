@@ -34,6 +34,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "rules",
         "List, show, lint and test the analytic rules.",
     ),
+    "investigate": (
+        "trustwatch.cli.investigate_cmd",
+        "investigate",
+        "Run an alert's (or incident's) investigation guide and fill in its playbook.",
+    ),
     "validate": (
         "trustwatch.cli.validate_cmd",
         "validate",

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from trustwatch.api import Session
+    from trustwatch.records import SecurityIncident
     from trustwatch.rules.model import Rule
 
 MIN_PREFIX = 8
@@ -76,6 +77,36 @@ def find_alert(alerts: Sequence[Mapping[str, Any]], key: str) -> Mapping[str, An
         hint="'trustwatch hunt ... --format json' lists SystemAlertId; a prefix of 8+ "
         "characters is enough",
     )
+
+
+def select(
+    alerts: Sequence[Mapping[str, Any]], key: str
+) -> tuple[list[Mapping[str, Any]], SecurityIncident | None]:
+    """The alerts ``key`` names: one alert (its id), or an incident's (its ``IncidentName``).
+
+    Exact ids win over prefixes; alerts are grouped into incidents as ``hunt`` groups them
+    (:func:`trustwatch.incidents.group`, default window).
+
+    Raises:
+        InputError: nothing, or more than one thing, matches.
+    """
+    wanted = key.strip().lower()
+    if any(str(a.get("SystemAlertId", "")).lower() == wanted for a in alerts):
+        return [find_alert(alerts, key)], None
+    from trustwatch import incidents
+    from trustwatch.records import SecurityAlert
+
+    grouped = incidents.group([SecurityAlert.from_record(a) for a in alerts])
+    incident = incidents.find(grouped, key) if len(wanted) >= MIN_PREFIX else None
+    exact = incident is not None and incident.incident_name.lower() == wanted
+    if incident is not None and (exact or not _starts_alert(alerts, wanted)):
+        by_id = {str(a.get("SystemAlertId")): a for a in alerts}
+        return [by_id[i] for i in incident.alert_ids if i in by_id], incident
+    return [find_alert(alerts, key)], None
+
+
+def _starts_alert(alerts: Sequence[Mapping[str, Any]], prefix: str) -> bool:
+    return any(str(a.get("SystemAlertId", "")).lower().startswith(prefix) for a in alerts)
 
 
 def rule_of(alert: Mapping[str, Any], rules: Sequence[Rule]) -> Rule | None:

@@ -29,7 +29,7 @@ class FilledStep:
     unfilled: str = ""  # why no command is given
 
 
-def _as_text(value: Value) -> str:
+def value_text(value: Value) -> str:
     return format_datetime_value(value) if isinstance(value, datetime) else str(value)
 
 
@@ -37,7 +37,7 @@ def applies(step: Step, values: Mapping[str, Value]) -> bool:
     """Do the step's ``when`` conditions hold for the alert (values compared ignoring case)?"""
     for name, allowed in step.when.items():
         value = values.get(name)
-        if value is None or _as_text(value).lower() not in {a.lower() for a in allowed}:
+        if value is None or value_text(value).lower() not in {a.lower() for a in allowed}:
             return False
     return True
 
@@ -66,7 +66,7 @@ def fill_step(
     for name in step.slots():
         if name not in values or name not in parameters:
             return FilledStep(step, "", step.text, f"the alert has no {name}")
-        texts[name] = _as_text(values[name])
+        texts[name] = value_text(values[name])
         refusal = _refusal(parameters[name], texts[name])
         if refusal:
             return FilledStep(step, "", step.text, refusal)

@@ -1,0 +1,115 @@
+"""Playbook commands: quoted for their shell so a hostile value stays one word, or not filled."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import pytest
+
+from trustwatch.guides.model import load_library
+from trustwatch.guides.playbook import fill_step
+from trustwatch.guides.shell import Unquotable, quote_word
+
+LIBRARY = load_library()
+THUMB = "7C95805E4F31812C2CF2ACCDDDF7B0591710D668"
+
+
+def fill(step: str, **values: Any) -> tuple[str, str]:
+    values = {"AlertDevice": "ws1", "AlertAccount": "bob", **values}
+    filled = fill_step(LIBRARY.steps[step], LIBRARY.parameters, values, LIBRARY.pivots)
+    return filled.command, filled.unfilled
+
+
+def powershell_unquote(word: str) -> str:
+    """What PowerShell reads from a single-quoted word (all four quote characters)."""
+    assert word[0] == "'" and word[-1] == "'"
+    body, out, i = word[1:-1], [], 0
+    while i < len(body):
+        if body[i] in "'\u2018\u2019\u201a\u201b":
+            assert body[i + 1] in "'\u2018\u2019\u201a\u201b", "an unpaired quote ends the word"
+            i += 1
+        out.append(body[i])
+        i += 1
+    return "".join(out)
+
+
+def test_certutil_and_powershell_commands_for_the_machine_root_store() -> None:
+    values = {"AlertCertStore": "Root", "AlertThumbprint": THUMB}
+    assert fill("delete-cert-certutil-machine", **values) == (
+        f"certutil -delstore Root {THUMB}",
+        "",
+    )
+    assert fill("delete-cert-powershell-machine", **values) == (
+        f"Remove-Item -LiteralPath Cert:\\LocalMachine\\Root\\{THUMB}",
+        "",
+    )
+    assert (
+        fill("delete-cert-certutil-user", **values)[0] == f"certutil -user -delstore Root {THUMB}"
+    )
+
+
+@pytest.mark.parametrize(
+    "thumbprint",
+    [f"{THUMB} & calc", f"{THUMB}\r\ncalc", "Root & del /q C:\\*", THUMB[:-1] + "'"],
+    ids=["ampersand", "line-break", "not-hex", "quote"],
+)
+def test_a_hostile_thumbprint_never_becomes_a_command(thumbprint: str) -> None:
+    command, unfilled = fill(
+        "delete-cert-certutil-machine", AlertCertStore="Root", AlertThumbprint=thumbprint
+    )
+    assert command == ""
+    assert "AlertThumbprint" in unfilled
+
+
+def test_a_store_outside_the_known_names_is_refused() -> None:
+    command, unfilled = fill(
+        "delete-cert-certutil-machine", AlertCertStore="Root & calc", AlertThumbprint=THUMB
+    )
+    assert command == "" and "AlertCertStore" in unfilled
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "C:\\Users\\x\\a'; Remove-Item C:\\ -Recurse; '.cer",
+        "C:\\Users\\x\\a\u2019; calc; \u2018.cer",
+        "C:\\Users\\x\\$(calc).cer",
+        "C:\\Users\\x\\a b`n.cer",
+    ],
+    ids=["quote", "typographic-quote", "subexpression", "backtick"],
+)
+def test_a_hostile_path_stays_one_powershell_word(path: str) -> None:
+    command, unfilled = fill("delete-file", AlertCertFile=path)
+    assert unfilled == ""
+    prefix = "Remove-Item -LiteralPath "
+    assert command.startswith(prefix + "'")
+    assert powershell_unquote(command[len(prefix) :]) == path
+
+
+@pytest.mark.parametrize(
+    "path",
+    ['C:\\a" & calc & ".cer', "C:\\%COMSPEC%.cer", "C:\\a!x!.cer", "C:\\a\nb.cer"],
+    ids=["quote", "percent", "bang", "line-feed"],
+)
+def test_cmd_and_live_response_refuse_what_they_cannot_quote(path: str) -> None:
+    command, unfilled = fill("live-response-collect-file", AlertCertFile=path)
+    if '"' in path or "\n" in path:
+        assert command == "" and unfilled
+    with pytest.raises(Unquotable):
+        quote_word(path, "cmd")
+
+
+def test_cmd_quotes_metacharacters_inside_double_quotes() -> None:
+    assert quote_word("C:\\Users\\a & b (x).cer", "cmd") == '"C:\\Users\\a & b (x).cer"'
+    assert quote_word("C:\\Users\\a,b=c.cer", "cmd") == '"C:\\Users\\a,b=c.cer"'
+
+
+@pytest.mark.parametrize("word", ["a b", "$(rm -rf ~)", "x'y", "`id`", "-rf"])
+def test_sh_words_read_back_as_one_word(word: str) -> None:
+    assert shlex.split(quote_word(word, "sh")) == [word]
+
+
+def test_a_step_without_its_value_says_so() -> None:
+    command, unfilled = fill("delete-cert-certutil-machine", AlertCertStore="Root")
+    assert command == "" and unfilled == "the alert has no AlertThumbprint"
