@@ -41,6 +41,7 @@ class EventBatch:
     docs: list[str] = field(default_factory=list)
     position: int | None = None  # bytes of the file consumed so far, for progress
     arrow: Any = None  # refs, file id and docs as a pyarrow.Table (workspace.chunks makes it)
+    staged: Any = None  # or the chunk already staged (staging.stage_sql), by the stager process
 
 
 @dataclass(slots=True)

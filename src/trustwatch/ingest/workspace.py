@@ -54,18 +54,18 @@ from sqlglot import exp
 from trustwatch import limits
 from trustwatch.engines.duckdb import DuckDBEngine, cast_column
 from trustwatch.errors import IngestError, TrustwatchError
-from trustwatch.ingest import finish, mapsql, normalize, sharing, staging
+from trustwatch.ingest import finish, mapsql, normalize, sharing, stager, staging
+from trustwatch.ingest.chunks import BATCH, CHUNK, chunks, to_arrow
 from trustwatch.ingest.records import EventBatch, Item, RefKind, Rejected, RowBatch
+from trustwatch.ingest.stager import Stager
 from trustwatch.schema.model import Column, TableSchema, builtin_schemas
 from trustwatch.tables import rows_to_arrow
 
 MEMORY_LIMIT = "384MB"  # DuckDB's buffer pool during an ingest (--memory-limit)
-BATCH = "_tw_batch"
 FRESH = "_tw_fresh"
 STAGE = "_tw_stage"
 QUARANTINE = "_quarantine"
 EDGE = 1 << 20  # bytes hashed at each end of a file to recognise it
-CHUNK = 32_768  # documents staged, checked and mapped together (the readers batch fewer)
 SMALL_CHUNK = 1_024  # chunks up to this size are registered for their statements (Workspace._run)
 SMALL_FILE = 1 << 20  # files up to this size are stored a group at a time ...
 GROUP_BYTES = 16 << 20  # ... of up to this many bytes
@@ -198,8 +198,13 @@ class Workspace:
         *,
         memory_limit: str | None = None,
         wait: float = sharing.LOCK_WAIT,
+        stage_apart: bool = True,
     ) -> None:
         """Open (or create) a workspace file, or one in memory (``path`` None).
+
+        ``stage_apart``: large EVTX files are read and staged in a second process
+        (:mod:`trustwatch.ingest.stager`) while this one stores; False keeps it all in this
+        process (what the stager is tested against).
 
         Another process writing the same file is waited for, ``wait`` seconds at most
         (:mod:`trustwatch.ingest.sharing`).
@@ -209,6 +214,8 @@ class Workspace:
         """
         self.path = str(path) if path else None
         self._lock: sharing.WriterLock | None = None
+        self._stage_apart = stage_apart and os.name == "posix"
+        self._stager: Stager | None = None
         # quarantine rows not inserted yet (inserted together: _flush_quarantine), and the files
         # whose records went past the quarantine-rows limit in this transaction
         self._held: list[tuple[Any, ...]] = []
@@ -355,6 +362,25 @@ class Workspace:
         self._set(staging.INGEST_VARIABLE, ingest)
         self._file_id = self._next_id("_files")
         results: list[FileStats] = []
+        self._stager = Stager() if self._stage_apart else None
+        try:
+            self._ingest_groups(files, ingest, results, on_file, on_progress)
+        finally:
+            if self._stager is not None:
+                self._stager.close()
+            self._stager = None
+        self._transaction(lambda: self._finish_ingest(ingest, results))
+        self._checkpoint()
+        return results
+
+    def _ingest_groups(
+        self,
+        files: Iterable[tuple[Path, str, Callable[[Path], Iterable[Item]]]],
+        ingest: int,
+        results: list[FileStats],
+        on_file: Callable[[FileStats], None] | None,
+        on_progress: Callable[[FileStats, int | None], None] | None,
+    ) -> None:
         for group in _groups(files):
             members = []
             for path, fmt, reader in group:
@@ -372,9 +398,6 @@ class Workspace:
             for member in members:
                 if on_file is not None:
                     on_file(member.stats)
-        self._transaction(lambda: self._finish_ingest(ingest, results))
-        self._checkpoint()
-        return results
 
     def _store(
         self,
@@ -435,9 +458,20 @@ class Workspace:
         if len(members) == 1:
             member = members[0]
             self._set(staging.FILE_VARIABLE, member.file_id)
-            items = guarded(member.reader, member.path, member.stats)
+            ahead: Iterable[Item]
+            if self._stager is not None and _for_stager(member):
+                # read and staged in the stager process (its own read-ahead), a chunk at a time
+                stager, fmt = self._stager, member.stats.format
+
+                def staged(path: Path) -> Iterator[Item]:
+                    return stager.read(path, fmt, member.file_id, ingest)
+
+                ahead = guarded(staged, member.path, member.stats)
+            else:
+                items = guarded(member.reader, member.path, member.stats)
+                ahead = prefetch(chunks(items, member.file_id))
             light = 0  # rejected records since the last progress report
-            for item in prefetch(chunks(items, member.file_id)):
+            for item in ahead:
                 self._take(item, by_id, ingest, member.file_id)
                 light = light + 1 if isinstance(item, Rejected) else 0
                 if on_progress is not None and light % HANDOFF == 0:
@@ -589,11 +623,15 @@ class Workspace:
         temporary tables: inside the file's transaction, replaced temporary tables would be
         kept until the commit, and memory would grow with the file.
         """
-        data = batch.arrow if batch.arrow is not None else to_arrow(batch, next(iter(files)))
-        batch.arrow = None
-        read = _per_file(data.column("file"))
-        staged = self._arrow(staging.stage_sql(BATCH), BATCH, data)
-        del data
+        if batch.staged is not None:  # read and staged by the stager process
+            staged, batch.staged = batch.staged, None
+            read = _per_file(staged.column("_file"))
+        else:
+            data = batch.arrow if batch.arrow is not None else to_arrow(batch, next(iter(files)))
+            batch.arrow = None
+            read = _per_file(data.column("file"))
+            staged = self._arrow(staging.stage_sql(BATCH), BATCH, data)
+            del data
         bad = staged.filter(pc.is_valid(staged.column("_reason")))
         if bad.num_rows:
             self._quarantine_rows(bad, files, ingest, batch.ref_kind)
@@ -953,9 +991,10 @@ def _last_ref(item: Item, last: int | None) -> int | None:
         return item.ref
     if item.refs:
         return int(item.refs[-1])
-    arrow = getattr(item, "arrow", None)
-    if arrow is not None and "ref" in arrow.column_names and arrow.num_rows:
-        return int(arrow.column("ref")[-1].as_py())
+    for name, column in (("arrow", "ref"), ("staged", "_ref")):
+        arrow = getattr(item, name, None)
+        if arrow is not None and column in arrow.column_names and arrow.num_rows:
+            return int(arrow.column(column)[-1].as_py())
     return last
 
 
@@ -1049,61 +1088,14 @@ def prefetch(items: Iterable[Item], depth: int = 1) -> Iterator[Item]:
                 thread.join(0.05)
 
 
-def chunks(items: Iterable[Item], file_id: int, size: int = CHUNK) -> Iterator[Item]:
-    """The reader's event batches as Arrow, merged into chunks of up to ``size`` documents.
-
-    Each small batch is copied into Arrow as it comes and its Python strings let go, so a
-    chunk's documents are held once, in Arrow; other items pass through in their place.
-    """
-    pending: list[pa.Table] = []
-    rows, position = 0, None
-    kind: RefKind = "record"
-
-    def merged() -> EventBatch:
-        nonlocal rows
-        batch = EventBatch(kind, position=position, arrow=pa.concat_tables(pending))
-        pending.clear()
-        rows = 0
-        return batch
-
-    for item in items:
-        if not isinstance(item, EventBatch):
-            if pending:
-                yield merged()
-            yield item
-            continue
-        if pending and item.ref_kind != kind:
-            yield merged()
-        table = item.arrow if item.arrow is not None else to_arrow(item, file_id)
-        item.refs, item.docs, item.arrow = [], [], None
-        pending.append(table)
-        rows, kind, position = rows + table.num_rows, item.ref_kind, item.position
-        if rows >= size:
-            yield merged()
-    if pending:
-        yield merged()
-
-
-def to_arrow(batch: EventBatch, file_id: int) -> pa.Table:
-    """A batch's references and documents as an Arrow table (``ref``, ``file``, ``doc``).
-
-    A lone surrogate (from a reader that decoded invalid UTF-16) becomes U+FFFD, as invalid
-    bytes do: Arrow strings are UTF-8.
-    """
+def _for_stager(member: _Member) -> bool:
+    """Whether ``member`` is read and staged by the stager process (large, of its formats)."""
+    if member.stats.format not in stager.WORKER_FORMATS:
+        return False
     try:
-        docs = pa.array(batch.docs, pa.string())
-    except UnicodeEncodeError:
-        docs = pa.array(
-            [d.encode("utf-16", "surrogatepass").decode("utf-16", "replace") for d in batch.docs],
-            pa.string(),
-        )
-    return pa.table(
-        {
-            "ref": pa.array(batch.refs, pa.int64()),
-            "file": pa.array([file_id] * len(batch.refs), pa.int32()),
-            "doc": docs,
-        }
-    )
+        return member.path.stat().st_size >= stager.WORKER_BYTES
+    except OSError:
+        return False  # read here, where the reader reports it
 
 
 def _regroup(batches: list[EventBatch], size: int = CHUNK) -> Iterator[EventBatch]:

@@ -1,0 +1,75 @@
+"""The reader's event batches as the chunks an ingest stages: Arrow tables of a file's documents.
+
+Used by the workspace (in-process reading) and by the stager process alike, so both stage the
+same chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import pyarrow as pa
+
+from trustwatch.ingest.records import EventBatch, Item, RefKind
+
+BATCH = "_tw_batch"  # the name a chunk has in the staging statement
+CHUNK = 32_768  # documents staged, checked and mapped together (the readers batch fewer)
+
+
+def chunks(items: Iterable[Item], file_id: int, size: int | None = None) -> Iterator[Item]:
+    """The reader's event batches as Arrow, merged into chunks of up to ``size`` documents
+    (default ``CHUNK``).
+
+    Each small batch is copied into Arrow as it comes and its Python strings let go, so a
+    chunk's documents are held once, in Arrow; other items pass through in their place.
+    """
+    size = size or CHUNK
+    pending: list[pa.Table] = []
+    rows, position = 0, None
+    kind: RefKind = "record"
+
+    def merged() -> EventBatch:
+        nonlocal rows
+        batch = EventBatch(kind, position=position, arrow=pa.concat_tables(pending))
+        pending.clear()
+        rows = 0
+        return batch
+
+    for item in items:
+        if not isinstance(item, EventBatch):
+            if pending:
+                yield merged()
+            yield item
+            continue
+        if pending and item.ref_kind != kind:
+            yield merged()
+        table = item.arrow if item.arrow is not None else to_arrow(item, file_id)
+        item.refs, item.docs, item.arrow = [], [], None
+        pending.append(table)
+        rows, kind, position = rows + table.num_rows, item.ref_kind, item.position
+        if rows >= size:
+            yield merged()
+    if pending:
+        yield merged()
+
+
+def to_arrow(batch: EventBatch, file_id: int) -> pa.Table:
+    """A batch's references and documents as an Arrow table (``ref``, ``file``, ``doc``).
+
+    A lone surrogate (from a reader that decoded invalid UTF-16) becomes U+FFFD, as invalid
+    bytes do: Arrow strings are UTF-8.
+    """
+    try:
+        docs = pa.array(batch.docs, pa.string())
+    except UnicodeEncodeError:
+        docs = pa.array(
+            [d.encode("utf-16", "surrogatepass").decode("utf-16", "replace") for d in batch.docs],
+            pa.string(),
+        )
+    return pa.table(
+        {
+            "ref": pa.array(batch.refs, pa.int64()),
+            "file": pa.array([file_id] * len(batch.refs), pa.int32()),
+            "doc": docs,
+        }
+    )

@@ -1,0 +1,210 @@
+"""Reading and staging a large file in a second process, while the workspace stores the last chunk.
+
+An ingest does two kinds of work per chunk of events: reading (the EVTX parser, the reader's
+checks of each record, the copy into Arrow) and staging (one JSON pass over each document for
+the stored columns and the de-duplication key), then storing (de-duplication against the
+workspace, the raw events, the field maps' INSERTs). In one process they share the interpreter
+and, in practice, one core. Here a worker process reads and stages chunk N+1 while the ingest
+stores chunk N, so both cores work.
+
+The worker is a new interpreter (``python -m trustwatch.ingest.stager FD``: no copy of the
+parent's DuckDB threads or locks, and unlike multiprocessing's ``spawn`` it does not run the
+caller's main module again), started on the first large file; it serves every large file of the
+ingest, one at a time, over a socket pair (POSIX; elsewhere everything is read in-process)::
+
+    parent -> worker   ("file", path, format, limits, file id, ingest id, chunk size)
+    worker -> parent   ("events", ref kind, position) + the staged chunk as Arrow IPC bytes
+                       ("item", Rejected | RowBatch)
+                       ("error", the reader's exception)      the file ends there
+                       ("end", None)                          the file ends there
+
+The worker stages with :func:`trustwatch.ingest.staging.stage_sql` over an in-memory DuckDB, so
+a staged chunk is the very table the ingest would have made itself (a test compares workspaces
+made both ways). The reader runs under the parent's limits in force. A worker that dies, or a
+file the parent stops reading part way, ends the worker; the next large file starts another.
+If the parent is killed, the worker's next send or receive fails and it exits.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Generator
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from trustwatch import limits
+from trustwatch.errors import IngestError
+from trustwatch.ingest import chunks as chunking
+from trustwatch.ingest.chunks import BATCH
+from trustwatch.ingest.records import EventBatch, Item
+
+# files at least this large (bytes) are read and staged by the worker; below it the start of a
+# process (~0.5 s here) costs more than the overlap gains
+WORKER_BYTES = 48 << 20
+# the formats the worker reads (their reader is the format's own, not a per-run variant)
+WORKER_FORMATS = frozenset({"evtx"})
+
+
+class Stager:
+    """The worker process of one ingest (started on first use; :meth:`close` ends it)."""
+
+    def __init__(self, chunk: int | None = None) -> None:
+        self._chunk = chunk  # documents per staged chunk (default: chunking.CHUNK)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+
+    def read(self, path: Path, fmt: str, file_id: int, ingest: int) -> Generator[Item, None, None]:
+        """The items of ``path`` as its reader gives them, event batches staged.
+
+        A reader's exception is raised here, after the items it gave (as the reader itself
+        would raise it); a worker that ends unexpectedly raises :class:`IngestError`.
+        """
+        conn = self._start()
+        chunk = self._chunk or chunking.CHUNK
+        try:
+            conn.send(("file", str(path), fmt, limits.current(), file_id, ingest, chunk))
+        except OSError as exc:
+            self.close()
+            raise IngestError("the staging process ended unexpectedly") from exc
+        finished = False
+        try:
+            while True:
+                try:
+                    kind, payload = conn.recv()
+                    if kind == "events":
+                        table = pa.ipc.open_stream(conn.recv_bytes()).read_all()
+                except (EOFError, OSError) as exc:
+                    finished = True
+                    self.close()
+                    raise IngestError("the staging process ended unexpectedly") from exc
+                if kind == "events":
+                    ref_kind, position = payload
+                    yield EventBatch(ref_kind, position=position, staged=table)
+                elif kind == "item":
+                    yield payload
+                elif kind == "error":
+                    finished = True
+                    raise payload
+                else:
+                    finished = True
+                    return
+        finally:
+            if not finished:  # the file was left part way: the worker is still sending it
+                self.close()
+
+    def _start(self) -> Connection:
+        if self._conn is not None and self._process is not None and self._process.poll() is None:
+            return self._conn
+        self.close()
+        mine, theirs = socket.socketpair()
+        # its own interpreter (``python -m``), not multiprocessing's spawn, which would run the
+        # caller's main module again in the worker; trustwatch found where this one was found
+        top = str(Path(__file__).resolve().parents[2])
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(p for p in (top, os.environ.get("PYTHONPATH", "")) if p),
+        )
+        try:
+            process = subprocess.Popen(  # noqa: S603 - this interpreter, this module, one fd
+                [sys.executable, "-m", __name__, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env=env,
+                close_fds=True,
+            )
+        finally:
+            theirs.close()
+        self._process, self._conn = process, Connection(mine.detach())
+        return self._conn
+
+    def close(self) -> None:
+        """End the worker (waits for it)."""
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if conn is not None:
+            conn.close()  # a worker waiting for a file sees the end, one sending fails
+        if process is not None:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _serve(conn: Connection) -> None:
+    """The worker: read and stage the files the parent names, until it closes the pipe."""
+    import duckdb
+
+    from trustwatch.ingest import readers, staging
+
+    parent = os.getppid()
+
+    def orphaned() -> None:  # a killed parent sends nothing more: don't finish its file
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, name="trustwatch-stager-parent", daemon=True).start()
+    con = duckdb.connect()
+    con.execute("SET threads = 1")
+    stage = staging.stage_sql(BATCH)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        _, path, fmt, in_force, file_id, ingest, size = message
+        con.execute(f"SET VARIABLE {staging.INGEST_VARIABLE} = {int(ingest)}")
+        try:
+            with limits.using(in_force):
+                read = readers.by_name(fmt).read
+                for item in chunking.chunks(read(Path(path)), file_id, size):
+                    if isinstance(item, EventBatch):
+                        staged = _staged(con, item.arrow, stage)
+                        conn.send(("events", (item.ref_kind, item.position)))
+                        conn.send_bytes(_ipc(staged))
+                    else:
+                        conn.send(("item", item))
+        except (BrokenPipeError, EOFError, ConnectionResetError):
+            return  # the parent is gone or stopped reading
+        except Exception as exc:  # the reader's failure, handed to the parent to report
+            conn.send(("error", _portable(exc)))
+            continue
+        conn.send(("end", None))
+
+
+def _staged(con: Any, data: pa.Table, stage: str) -> pa.Table:
+    relation = con.from_arrow(data).query(BATCH, stage)
+    if relation is None:
+        raise IngestError("internal: the staging statement returned nothing")
+    table: pa.Table = relation.to_arrow_table()
+    return table
+
+
+def _ipc(table: pa.Table) -> Any:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def _portable(exc: Exception) -> Exception:
+    """``exc`` if it survives pickling, else a RuntimeError with its class name and text."""
+    try:
+        pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own object, tried before sending
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+if __name__ == "__main__":
+    _serve(Connection(int(sys.argv[1])))
