@@ -13,7 +13,9 @@ its files are read once to warm the page cache, then two child processes run in 
 
 Each child is started through a tiny wrapper process (``python -I -S``) that ``posix_spawn``s it
 and takes its ``ru_maxrss`` from ``os.wait4``: the child's own peak RSS (the max over it and any
-children it waited for, not their sum). Spawning straight from this process would not do: Linux
+children it waited for, not their sum). The wrapper also sums VmRSS over the child and its
+descendants every 0.1 s (an ingest's stager process runs beside it); the peak RSS reported is the
+larger of the two. Spawning straight from this process would not do: Linux
 carries the spawning process's high-water RSS into the child's ``ru_maxrss`` across ``exec``.
 The wrapper's own footprint is the floor of that figure; it is measured (``/bin/true`` through
 the wrapper) and printed. Times are the wrapper's wall clock around the child, interpreter
@@ -62,32 +64,49 @@ SCALE_TARGET = 1.15  # the largest size's ratio / the smallest's
 RSS_TARGET = 2**30
 MIB = 2**20
 
-# Runs argv[3:] and writes {"rc", "wall", "maxrss", "killed"} to argv[1]; maxrss is the child's
-# own peak (wait4). Every 0.1 s it reads the child's VmRSS and kills it above argv[2] bytes.
+# Runs argv[3:] and writes {"rc", "wall", "maxrss", "treerss", "killed"} to argv[1]; maxrss is
+# the child's own peak (wait4); treerss the largest sum of VmRSS over the child and its
+# descendants (an ingest's stager process), polled every 0.1 s. Above argv[2] bytes (that sum),
+# the child is killed.
 WRAPPER = """
 import json, os, signal, sys, threading, time
-limit, killed = int(sys.argv[2]), []
+limit, killed, tree = int(sys.argv[2]), [], [0]
+def rss(pid):
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmRSS:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
+def family(pid):
+    out = [pid]
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                for child in fh.read().split():
+                    out += family(int(child))
+    except OSError:
+        pass
+    return out
 def watch(pid):
     while True:
-        try:
-            with open(f"/proc/{pid}/status") as fh:
-                rss = next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmRSS:"))
-        except (OSError, StopIteration, ValueError):
+        if not os.path.exists(f"/proc/{pid}"):
             return
-        if rss > limit:
-            killed.append(rss)
+        total = sum(rss(p) for p in family(pid))
+        tree[0] = max(tree[0], total)
+        if limit and total > limit:
+            killed.append(total)
             os.kill(pid, signal.SIGKILL)
             return
         time.sleep(0.1)
 start = time.perf_counter()
 pid = os.posix_spawnp(sys.argv[3], sys.argv[3:], os.environ)
-if limit:
-    threading.Thread(target=watch, args=(pid,), daemon=True).start()
+threading.Thread(target=watch, args=(pid,), daemon=True).start()
 _, status, usage = os.wait4(pid, 0)
 wall = time.perf_counter() - start
 with open(sys.argv[1], "w") as fh:
     json.dump({"rc": os.waitstatus_to_exitcode(status), "wall": wall,
-               "maxrss": usage.ru_maxrss * 1024, "killed": bool(killed)}, fh)
+               "maxrss": usage.ru_maxrss * 1024, "treerss": tree[0],
+               "killed": bool(killed)}, fh)
 """
 
 BARE_PARSE = """
@@ -112,7 +131,8 @@ class Run:
 
 
 def measured(cmd: list[str], scratch: Path, rss_limit: int = 0) -> Run:
-    """Run ``cmd`` through the wrapper; its exit code, wall time and own peak RSS (bytes)."""
+    """Run ``cmd`` through the wrapper; its exit code, wall time and peak RSS (bytes): the larger
+    of its own peak and its process tree's (it and its stager process together)."""
     result = scratch / "run.json"
     result.unlink(missing_ok=True)
     wrapper = [sys.executable, "-I", "-S", "-c", WRAPPER, str(result), str(rss_limit)]
@@ -120,7 +140,9 @@ def measured(cmd: list[str], scratch: Path, rss_limit: int = 0) -> Run:
     if proc.returncode != 0 or not result.exists():
         raise RuntimeError(f"measurement wrapper failed: {proc.stderr.strip()[-2000:]}")
     stats = json.loads(result.read_text(encoding="utf-8"))
-    out = Run(stats["rc"], stats["wall"], stats["maxrss"], proc.stdout, proc.stderr)
+    # the peak: the child's own (wait4), or its process tree's (ingest + stager), if larger
+    peak = max(stats["maxrss"], stats.get("treerss", 0))
+    out = Run(stats["rc"], stats["wall"], peak, proc.stdout, proc.stderr)
     out.killed = stats["killed"]
     return out
 

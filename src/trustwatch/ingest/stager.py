@@ -47,9 +47,10 @@ from trustwatch.ingest import chunks as chunking
 from trustwatch.ingest.chunks import BATCH
 from trustwatch.ingest.records import EventBatch, Item
 
-# files at least this large (bytes) are read and staged by the worker; below it the start of a
-# process (~0.5 s here) costs more than the overlap gains
-WORKER_BYTES = 48 << 20
+# files at least this large (bytes: ~65,000 Sysmon events, two chunks) are read and staged by
+# the worker; a file of one chunk gains nothing from the overlap, and the worker's start (~0.5 s
+# here) would be its cost
+WORKER_BYTES = 96 << 20
 # the formats the worker reads (their reader is the format's own, not a per-run variant)
 WORKER_FORMATS = frozenset({"evtx"})
 
@@ -68,7 +69,7 @@ class Stager:
         A reader's exception is raised here, after the items it gave (as the reader itself
         would raise it); a worker that ends unexpectedly raises :class:`IngestError`.
         """
-        conn = self._start()
+        conn = self.start()
         chunk = self._chunk or chunking.CHUNK
         try:
             conn.send(("file", str(path), fmt, limits.current(), file_id, ingest, chunk))
@@ -101,7 +102,8 @@ class Stager:
             if not finished:  # the file was left part way: the worker is still sending it
                 self.close()
 
-    def _start(self) -> Connection:
+    def start(self) -> Connection:
+        """Start the worker, unless it runs (it starts on first use otherwise)."""
         if self._conn is not None and self._process is not None and self._process.poll() is None:
             return self._conn
         self.close()

@@ -363,6 +363,9 @@ class Workspace:
         self._file_id = self._next_id("_files")
         results: list[FileStats] = []
         self._stager = Stager() if self._stage_apart else None
+        large = isinstance(files, list | tuple) and any(_for_stager(p, f) for p, f, _ in files)
+        if self._stager is not None and large:
+            self._stager.start()  # it starts while the files before the first large one go
         try:
             self._ingest_groups(files, ingest, results, on_file, on_progress)
         finally:
@@ -459,7 +462,7 @@ class Workspace:
             member = members[0]
             self._set(staging.FILE_VARIABLE, member.file_id)
             ahead: Iterable[Item]
-            if self._stager is not None and _for_stager(member):
+            if self._stager is not None and _for_stager(member.path, member.stats.format):
                 # read and staged in the stager process (its own read-ahead), a chunk at a time
                 stager, fmt = self._stager, member.stats.format
 
@@ -1088,12 +1091,12 @@ def prefetch(items: Iterable[Item], depth: int = 1) -> Iterator[Item]:
                 thread.join(0.05)
 
 
-def _for_stager(member: _Member) -> bool:
-    """Whether ``member`` is read and staged by the stager process (large, of its formats)."""
-    if member.stats.format not in stager.WORKER_FORMATS:
+def _for_stager(path: Path, fmt: str) -> bool:
+    """Whether ``path`` is read and staged by the stager process (large, of its formats)."""
+    if fmt not in stager.WORKER_FORMATS:
         return False
     try:
-        return member.path.stat().st_size >= stager.WORKER_BYTES
+        return path.stat().st_size >= stager.WORKER_BYTES
     except OSError:
         return False  # read here, where the reader reports it
 
