@@ -113,8 +113,10 @@ def test_hunt_refuses_bad_input(tmp_path: Path) -> None:
     bad_tuning.write_text("exclusions:\n  - id: x\n    when: {colour: red}\n", encoding="utf-8")
     code, _, stderr = run("hunt", data, "--tuning", str(bad_tuning))
     assert code == 2 and "unknown condition 'colour'" in stderr
-    code, _, stderr = run("hunt", data, "--report", "r.html")
-    assert code == 2 and "not available yet" in stderr
+    code, _, stderr = run("hunt", data, "--report", "r.pdf")
+    assert code == 2 and "extension chooses the format" in stderr
+    code, _, stderr = run("hunt", data, "--report", str(tmp_path / "no" / "r.html"))
+    assert code == 2 and "does not exist" in stderr
     notes = tmp_path / "notes.txt"
     notes.write_text("not telemetry\n", encoding="utf-8")
     code, _, stderr = run("hunt", str(notes))

@@ -31,6 +31,7 @@ from trustwatch.cli.common import (
     reports_errors,
 )
 from trustwatch.cli.render import cell, stdout_console, write_exact
+from trustwatch.cli.report_file import report_path, write_hunt_report
 from trustwatch.errors import InputError
 from trustwatch.inert import visible
 
@@ -132,7 +133,12 @@ if TYPE_CHECKING:
     help="Table: these alert columns, in this order (time, severity, rule, device, account, "
     "process, store, thumbprint, certificate, why).",
 )
-@click.option("--report", metavar="FILE.html", help="(not available yet)")
+@click.option(
+    "--report",
+    metavar="FILE.html|FILE.md",
+    help="Write the report: one self-contained HTML page (FILE.html) or Markdown for a ticket "
+    "(FILE.md): summary, incidents, timelines, evidence, certificates, pivots, playbooks, noise.",
+)
 @memory_limit_option
 @limit_option
 @reports_errors
@@ -179,10 +185,6 @@ def hunt(
     from trustwatch.rules.tuning import Tuning, default_tuning_path, load_tuning
     from trustwatch.sigma.load import load_sigma, report_lines, runnable
 
-    if report:
-        raise InputError(
-            "HTML reports are not available yet; use --out FILE for SecurityAlert JSONL"
-        )
     if now and replay:
         raise InputError("give --now or --replay, not both")
     if tuning and no_tuning:
@@ -201,6 +203,7 @@ def hunt(
     tuned = Tuning() if no_tuning else load_tuning(tuning or default_tuning_path(), allow_paths)
     out_path = _out_path("--out", out)
     incidents_path = _out_path("--incidents", incidents_out)
+    report_file = report_path(report)
     window = None if no_grouping else _window(group_window)
     chosen = _columns(columns)
     telemetry, skipped = _hunt_telemetry(paths, workspace, memory_limit)
@@ -237,6 +240,11 @@ def hunt(
         text = records_jsonl(i.to_record() for i in incidents)
         incidents_path.write_text(text, encoding="utf-8")
         echo(f"wrote {len(incidents)} incident(s) to {incidents_path}", err=True, keep="")
+    if report_file is not None:
+        grouped = incidents if window is not None else group(alerts, None)
+        write_hunt_report(
+            report_file, hunt=result, tuning=tuned, incidents=grouped, rules=rules, session=session
+        )
     if skipped is not None:
         skipped.report()
     if result.alerts:

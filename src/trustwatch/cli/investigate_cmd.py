@@ -15,6 +15,7 @@ from rich.table import Table
 
 from trustwatch.cli.common import echo, limit_option, memory_limit_option, reports_errors
 from trustwatch.cli.render import cell, plain, stdout_console, write_exact
+from trustwatch.cli.report_file import report_path, write_investigation_report
 from trustwatch.errors import InputError
 from trustwatch.inert import json_text
 
@@ -45,7 +46,11 @@ ROW_LIMIT = 50  # rows of one pivot shown in the table view (JSON has them all)
     default="table",
     show_default=True,
 )
-@click.option("--report", metavar="FILE", help="(not available yet)")
+@click.option(
+    "--report",
+    metavar="FILE.html|FILE.md",
+    help="Write the investigation as a report: a self-contained HTML page or Markdown.",
+)
 @memory_limit_option
 @limit_option
 @reports_errors
@@ -72,8 +77,7 @@ def investigate(
     from trustwatch.rules.runner import Hunter
     from trustwatch.rules.tuning import default_tuning_path, load_tuning
 
-    if report:
-        raise InputError("reports are not available yet; use --format json")
+    report_file = report_path(report)
     if not paths and not workspace:
         raise InputError(
             "no telemetry given",
@@ -82,13 +86,30 @@ def investigate(
     rules = load_rules(rule_sources or ("default",))
     tuning = load_tuning(default_tuning_path(), ())
     session = Session(tuning.tables(), **_telemetry(paths, workspace, memory_limit))
-    alerts = Hunter(session, tuning).run(rules).alerts
-    chosen, incident = select(alerts, key)
+    hunted = Hunter(session, tuning).run(rules)
+    chosen, incident = select(hunted.alerts, key)
     result = investigate(chosen, guides_of(rules), rules, session)
+    if report_file is not None:
+        write_investigation_report(
+            report_file,
+            hunt=hunted,
+            tuning=tuning,
+            incident=incident or _single(chosen),
+            investigation=result,
+            session=session,
+        )
     if fmt == "json":
         write_exact(json_text(json.dumps(_json(result, incident), ensure_ascii=False)) + "\n")
     else:
         _print(result, incident)
+
+
+def _single(alerts: list[Mapping[str, Any]]) -> SecurityIncident:
+    """One alert as an incident of its own (what the report shows for ALERT_ID)."""
+    from trustwatch.incidents import group
+    from trustwatch.records import SecurityAlert
+
+    return group([SecurityAlert.from_record(a) for a in alerts], None)[0]
 
 
 def _telemetry(
