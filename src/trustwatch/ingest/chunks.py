@@ -13,7 +13,7 @@ import pyarrow as pa
 from trustwatch.ingest.records import EventBatch, Item, RefKind
 
 BATCH = "_tw_batch"  # the name a chunk has in the staging statement
-CHUNK = 32_768  # documents staged, checked and mapped together (the readers batch fewer)
+CHUNK = 65_536  # documents staged, checked and mapped together (the readers batch fewer)
 
 
 def chunks(items: Iterable[Item], file_id: int, size: int | None = None) -> Iterator[Item]:

@@ -13,7 +13,8 @@ caller's main module again), started on the first large file; it serves every la
 ingest, one at a time, over a socket pair (POSIX; elsewhere everything is read in-process)::
 
     parent -> worker   ("file", path, format, limits, file id, ingest id, chunk size)
-    worker -> parent   ("events", ref kind, position) + the staged chunk as Arrow IPC bytes
+    worker -> parent   ("events", ref kind, position), then the staged chunk as Arrow IPC
+                       messages (record batches of IPC_ROWS rows, as DuckDB makes them), b""
                        ("item", Rejected | RowBatch)
                        ("error", the reader's exception)      the file ends there
                        ("end", None)                          the file ends there
@@ -51,6 +52,10 @@ from trustwatch.ingest.records import EventBatch, Item
 # the worker; a file of one chunk gains nothing from the overlap, and the worker's start (~0.5 s
 # here) would be its cost
 WORKER_BYTES = 96 << 20
+# the worker's DuckDB memory, and the rows of each Arrow message it sends (the chunk is sent in
+# parts, so no second copy of it is ever made)
+WORKER_MEMORY = "128MB"
+IPC_ROWS = 8_192
 # the formats the worker reads (their reader is the format's own, not a per-run variant)
 WORKER_FORMATS = frozenset({"evtx"})
 
@@ -81,8 +86,11 @@ class Stager:
             while True:
                 try:
                     kind, payload = conn.recv()
-                    if kind == "events":
-                        table = pa.ipc.open_stream(conn.recv_bytes()).read_all()
+                    if kind == "events":  # its record batches, a message each, then b""
+                        batches = []
+                        while data := conn.recv_bytes():
+                            batches.append(_batch(data))
+                        table = pa.Table.from_batches(batches, schema=batches[0].schema)
                 except (EOFError, OSError) as exc:
                     finished = True
                     self.close()
@@ -147,6 +155,7 @@ def _serve(conn: Connection) -> None:
     import duckdb
 
     from trustwatch.ingest import readers, staging
+    from trustwatch.ingest.readers import evtx as evtx_reader
 
     parent = os.getppid()
 
@@ -156,9 +165,12 @@ def _serve(conn: Connection) -> None:
         os._exit(0)
 
     threading.Thread(target=orphaned, name="trustwatch-stager-parent", daemon=True).start()
+    evtx_reader.PARSER_THREADS = 1  # this process is one of the ingest's two busy cores
     con = duckdb.connect()
     con.execute("SET threads = 1")
+    con.execute(f"SET memory_limit = '{WORKER_MEMORY}'")  # staging streams: it needs little
     stage = staging.stage_sql(BATCH)
+    pool = pa.default_memory_pool()
     while True:
         try:
             message = conn.recv()
@@ -171,9 +183,8 @@ def _serve(conn: Connection) -> None:
                 read = readers.by_name(fmt).read
                 for item in chunking.chunks(read(Path(path)), file_id, size):
                     if isinstance(item, EventBatch):
-                        staged = _staged(con, item.arrow, stage)
-                        conn.send(("events", (item.ref_kind, item.position)))
-                        conn.send_bytes(_ipc(staged))
+                        _send_staged(conn, con, item, stage)
+                        pool.release_unused()  # the chunk's memory back, before the next one
                     else:
                         conn.send(("item", item))
         except (BrokenPipeError, EOFError, ConnectionResetError):
@@ -184,19 +195,35 @@ def _serve(conn: Connection) -> None:
         conn.send(("end", None))
 
 
-def _staged(con: Any, data: pa.Table, stage: str) -> pa.Table:
-    relation = con.from_arrow(data).query(BATCH, stage)
+def _send_staged(conn: Connection, con: Any, item: EventBatch, stage: str) -> None:
+    """Stage ``item`` and send it, a record batch at a time as DuckDB produces them (the staged
+    chunk is never whole in this process), then an empty message."""
+    relation = con.from_arrow(item.arrow).query(BATCH, stage)
     if relation is None:
         raise IngestError("internal: the staging statement returned nothing")
-    table: pa.Table = relation.to_arrow_table()
-    return table
+    conn.send(("events", (item.ref_kind, item.position)))
+    reader = relation.to_arrow_reader(IPC_ROWS)
+    sent = False
+    for batch in reader:
+        conn.send_bytes(_ipc(batch))
+        sent = True
+    if not sent:  # the parent takes the schema from the first batch
+        conn.send_bytes(_ipc(pa.RecordBatch.from_pylist([], schema=reader.schema)))
+    item.arrow = None
+    conn.send_bytes(b"")
 
 
-def _ipc(table: pa.Table) -> Any:
+def _ipc(batch: pa.RecordBatch) -> Any:
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
     return sink.getvalue()
+
+
+def _batch(data: bytes) -> pa.RecordBatch:
+    with pa.ipc.open_stream(data) as reader:
+        batch: pa.RecordBatch = reader.read_next_batch()
+    return batch
 
 
 def _portable(exc: Exception) -> Exception:

@@ -97,10 +97,15 @@ def scan_chunks(path: Path) -> ChunkScan:
     return ChunkScan(declared, present, tuple(bad), tail, tuple(sorted(ids)))
 
 
+# the parser's threads (0: as many as cores); the stager process, whose parse runs beside the
+# ingest's own work on the other core, sets 1
+PARSER_THREADS = 0
+
+
 def _open(path: Path) -> tuple[evtx.PyEvtxParser, Path | None, str | None]:
     """The parser, and, when the file header was unreadable, the rebuilt copy and why."""
     try:
-        return evtx.PyEvtxParser(str(path)), None, None
+        return evtx.PyEvtxParser(str(path), PARSER_THREADS), None, None
     except (RuntimeError, OSError) as exc:
         reason = str(exc)
     # rebuild: a fresh header in front of the chunks, so the chunks still load
@@ -120,7 +125,7 @@ def _open(path: Path) -> tuple[evtx.PyEvtxParser, Path | None, str | None]:
         f.seek(HEADER_SIZE)
         shutil.copyfileobj(_Prefix(f, chunks * CHUNK_SIZE), tmp)
     try:
-        return evtx.PyEvtxParser(tmp.name), Path(tmp.name), reason
+        return evtx.PyEvtxParser(tmp.name, PARSER_THREADS), Path(tmp.name), reason
     except (RuntimeError, OSError) as exc:
         Path(tmp.name).unlink(missing_ok=True)
         raise IngestError(f"{path}: not a readable EVTX file ({exc})") from exc
