@@ -90,6 +90,9 @@ def test_staged_apart_stores_exactly_what_an_in_process_ingest_stores(
     paths = [*FILES, *_damaged(tmp_path), again, corpus]
     here = _ingest(paths, apart=False, monkeypatch=monkeypatch)
     apart = _ingest(paths, apart=True, monkeypatch=monkeypatch)
+    # DuckDB ran on one thread beside the stager, and is as it was after
+    threads = "SELECT current_setting('threads')"
+    assert apart.con.execute(threads).fetchall() == here.con.execute(threads).fetchall()
     assert _stats(apart) == _stats(here)
     assert sum(s["stored"] for s in _stats(here)) > 3_000 + CORPUS_EVENTS
     assert any(s["quarantined"] for s in _stats(here))  # the damaged files lose records

