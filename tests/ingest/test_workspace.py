@@ -512,3 +512,38 @@ def test_a_process_read_after_its_events_still_fills_them(tmp_path: Path) -> Non
         }
     ]
     assert got[0]["InitiatingProcessCreationTime"].isoformat() == "2024-05-01T09:59:59.500000+00:00"
+
+
+def test_exported_rows_are_stored_once_across_files_and_times(tmp_path: Path) -> None:
+    from trustwatch.ingest import workspace
+    from trustwatch.ingest.readers import by_name
+    from trustwatch.schema.model import builtin_schemas
+
+    def props(n: int, time: str | None) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "DeviceName": f"ws{n}",
+            "ActionType": "RegistryValueSet",
+            "RegistryKey": f"HKEY_LOCAL_MACHINE\\SOFTWARE\\K{n}",
+            "ReportId": n,
+        }
+        if time is not None:
+            row["Timestamp"] = time
+        return row
+
+    rows = [props(1, "2024-05-01T10:00:01Z"), props(2, "2024-05-03T10:00:00Z")]
+    rows += [props(3, None), props(4, "1601-01-01T00:00:00Z"), props(1, "2024-05-01T10:00:01Z")]
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(rows))
+    second.write_text(json.dumps(list(reversed(rows))))  # the same rows, another file
+    ws = Workspace(None)
+    read = by_name("defender-csv").read
+    stats = ws.ingest([(p, "defender-csv", read) for p in (first, second)])
+    assert [(s.read, s.stored, s.duplicates) for s in stats] == [(5, 4, 1), (5, 0, 5)]
+    assert ws.con.execute('SELECT count(*) FROM "DeviceRegistryEvents"').fetchall() == [(4,)]
+    # the stored rows compared are those of the batch's time range, as literals (pruned by the
+    # scan's row-group statistics), and those without a time
+    typed = ws.con.sql('SELECT * FROM "DeviceRegistryEvents"').to_arrow_table()
+    schema = builtin_schemas()["DeviceRegistryEvents"]
+    sql = workspace._new_rows_sql("DeviceRegistryEvents", schema, typed)
+    assert "BETWEEN" in sql and "2024-05-01" in sql and "2024-05-03" in sql
+    assert "Timestamp IS NULL" in sql

@@ -863,40 +863,11 @@ class Workspace:
         data = rows_to_arrow(batch.rows, stats.path)
         data = data.append_column("_key", pa.array([str(k) for k in keys], pa.string()))
         data = data.append_column("_ref", pa.array(batch.refs, pa.int64()))
-        present = {n: data.schema.field(n).type for n in data.column_names}
-        cols = list(schema.columns)
-        select = exp.Select(
-            expressions=[
-                *[_typed(c, present.get(c.name)).as_(_ident(c.name)) for c in cols],
-                exp.Cast(
-                    this=exp.column("_key"), to=exp.DataType.build("UBIGINT", dialect="duckdb")
-                ).as_("_key"),
-                exp.Literal.number(ingest).as_("_ingest"),
-                exp.Literal.number(file_id).as_("_file"),
-                exp.column("_ref").as_("_ref"),
-            ]
-        ).from_("_tw_rows")
-        table = exp.to_table(batch.table, quoted=True)
-        stored = exp.select("_key").from_(table.copy()).where("_key IS NOT NULL")
-        first = exp.Window(
-            this=exp.RowNumber(),
-            partition_by=[exp.column("_key", table="n")],
-            order=exp.Order(expressions=[exp.Ordered(this=exp.column("_ref", table="n"))]),
-        )
-        new = (
-            exp.select("*")
-            .from_(select.subquery("n"))
-            .where(
-                exp.Not(this=exp.In(this=exp.column("_key", table="n"), query=stored.subquery()))
-            )
-            .qualify(exp.EQ(this=first, expression=exp.Literal.number(1)))
-        )
-        targets = [_ident(c.name) for c in cols] + [
-            _ident(c) for c in ("_key", "_ingest", "_file", "_ref")
-        ]
-        insert = exp.Insert(this=exp.Schema(this=table, expressions=targets), expression=new)
+        data = data.append_column("_file", pa.array([file_id] * data.num_rows, pa.int32()))
+        present = tuple((n, data.schema.field(n).type) for n in data.column_names)
         try:
-            added = self._execute(_q(insert), "_tw_rows", data)
+            typed = self._arrow(_typed_rows_sql(batch.table, present), "_tw_rows", data)
+            added = self._execute(_new_rows_sql(batch.table, schema, typed), "_tw_rows", typed)
         except duckdb.Error as exc:
             self._reject_rows(batch, stats, ingest, f"rows do not fit {batch.table}: {exc}")
             return
@@ -1219,6 +1190,62 @@ def _raw_insert_sql() -> str:
     insert = exp.Insert(
         this=exp.Schema(this=exp.to_table(staging.RAW), expressions=names),
         expression=exp.Select(expressions=[n.copy() for n in names]).from_(FRESH),
+    )
+    return _q(insert)
+
+
+@cache
+def _typed_rows_sql(table: str, present: tuple[tuple[str, pa.DataType], ...]) -> str:
+    """Exported rows (columns ``present``: name, Arrow type) as ``table``'s typed columns, with
+    ``_key``, ``_ingest``, ``_file`` and ``_ref``; built once per table and column set."""
+    schema = builtin_schemas()[table]
+    types = dict(present)
+    select = exp.Select(
+        expressions=[
+            *[_typed(c, types.get(c.name)).as_(_ident(c.name)) for c in schema.columns],
+            exp.Cast(
+                this=exp.column("_key"), to=exp.DataType.build("UBIGINT", dialect="duckdb")
+            ).as_("_key"),
+            staging.variable(staging.INGEST_VARIABLE).as_("_ingest"),
+            exp.column("_file").as_("_file"),
+            exp.column("_ref").as_("_ref"),
+        ]
+    ).from_("_tw_rows")
+    return _q(select)
+
+
+def _new_rows_sql(table: str, schema: TableSchema, typed: pa.Table) -> str:
+    """INSERT of the ``typed`` rows (as ``_tw_rows``) not stored yet, each key once.
+
+    Equal keys mean equal rows, so equal times: only the stored rows of the batch's time range
+    (literal bounds, which the scan's row-group statistics prune on) and those without a time
+    are compared, whatever the size of the workspace.
+    """
+    stored = exp.select("_key").from_(exp.to_table(table, quoted=True)).where("_key IS NOT NULL")
+    timed = next((t for t in ("Timestamp", "TimeGenerated") if schema.column(t)), None)
+    if timed is not None and typed.num_rows:
+        span = pc.min_max(typed.column(timed)).as_py()
+        if span["min"] is not None:
+            window = _between(timed, span["min"], span["max"], "TIMESTAMP")
+            if typed.column(timed).null_count:
+                window = exp.or_(window, exp.Is(this=exp.column(timed), expression=exp.null()))
+            stored = stored.where(window)
+    first = exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[exp.column("_key", table="n")],
+        order=exp.Order(expressions=[exp.Ordered(this=exp.column("_ref", table="n"))]),
+    )
+    new = (
+        exp.select("*")
+        .from_(exp.to_table("_tw_rows").as_("n"))
+        .where(exp.Not(this=exp.In(this=exp.column("_key", table="n"), query=stored.subquery())))
+        .qualify(exp.EQ(this=first, expression=exp.Literal.number(1)))
+    )
+    targets = [_ident(c.name) for c in schema.columns]
+    targets += [_ident(c) for c in ("_key", "_ingest", "_file", "_ref")]
+    insert = exp.Insert(
+        this=exp.Schema(this=exp.to_table(table, quoted=True), expressions=targets),
+        expression=new,
     )
     return _q(insert)
 
