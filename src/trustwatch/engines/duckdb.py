@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -213,11 +214,20 @@ class DuckDBEngine:
         return self.execute_sql(f"EXECUTE {name}({args})")
 
     def execute_sql(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table:
-        """Run SQL generated from a compiled query (by :meth:`execute`, or kept for reuse)."""
+        """Run SQL generated from a compiled query (by :meth:`execute`, or kept for reuse).
+
+        Through the DB-API cursor, not ``con.sql``: this duckdb's relation layer reads the
+        whole SQL text in Python (tokens, parameter markers, a bind to describe it) before
+        the engine parses it again - a second or more for a fused rule query of 400k
+        characters, a third of a SigmaHQ hunt (bench/sigma.py). The Arrow copy that the
+        cursor's result costs, and warns of, is of a rule's result rows only.
+        """
         try:
-            if params:
-                return self.con.sql(sql, params=dict(params)).to_arrow_table()
-            return self.con.sql(sql).to_arrow_table()
+            cursor = self.con.execute(sql, dict(params) if params else None)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+                table: pa.Table = cursor.to_arrow_table()
+            return table
         except duckdb.Error as exc:
             raise EngineError(
                 f"DuckDB failed to run the compiled query: {exc}",

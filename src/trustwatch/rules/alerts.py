@@ -43,8 +43,15 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
 _NAMESPACE = uuid.UUID("6f1d8a52-8e57-4a9e-9d0b-6b5f2f0c7a11")  # alert ids from their content
 
 
+# values that are JSON as they are: most cells, returned without a call per cell (a SigmaHQ
+# hunt keys and copies tens of thousands of 70-column rows)
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def json_value(value: Any) -> Any:
     """A result cell as JSON: datetimes ISO 8601 UTC with Z, durations as TimeSpan text."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, datetime):
         return format_datetime_value(value if value.tzinfo else value.replace(tzinfo=UTC))
     if isinstance(value, timedelta):
@@ -52,7 +59,7 @@ def json_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, dict):
-        return {k: json_value(v) for k, v in value.items()}
+        return {k: v if type(v) in _PLAIN else json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_value(v) for v in value]
     return value
@@ -64,7 +71,7 @@ def _canonical(value: Any) -> Any:
         items = [_canonical(v) for v in value]
         return sorted(items, key=lambda v: json.dumps(v, sort_keys=True, default=str))
     if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items()}
+        return {k: v if type(v) in _PLAIN else _canonical(v) for k, v in value.items()}
     return value
 
 
