@@ -23,7 +23,9 @@ their content. For every file, records read = stored + quarantined + duplicates.
 **Chunks, not events.** The reader runs in a thread ahead of DuckDB (the Rust parser releases
 the interpreter while it works, and the copy of each chunk into Arrow happens there too);
 chunks of up to ``CHUNK`` documents are staged, checked and mapped by a handful of
-SQL statements each, whose text is built once per machine (:mod:`trustwatch.compiled`).
+SQL statements each, whose text is built once per machine (:mod:`trustwatch.compiled`). A large
+EVTX file is read and staged in a second process instead (:mod:`trustwatch.ingest.stager`),
+one chunk ahead, so that both cores work; DuckDB here then runs on one thread.
 
 **Processes.** A row gets its InitiatingProcess* details from its process's creation row when
 that is in the same chunk or file (a scan bounded by the file's row groups); rows whose process
