@@ -117,6 +117,30 @@ def test_a_flagged_query_of_another_shape_is_refused() -> None:
         fusion.filter_flags(query, fusion.flags(2))
 
 
+def test_the_flags_filter_names_each_predicate_once() -> None:
+    # the flags' SELECT over a subquery, as the compiler writes a flagged query
+    flagged = exp.select(
+        "*",
+        exp.alias_(exp.condition("a = 'needle-one'"), "__tw_r0", quoted=True),
+        exp.alias_(exp.condition("b = 'needle-two'"), "__tw_r1", quoted=True),
+    ).from_(exp.select("*").from_("t").subquery("_t1"))
+    query = exp.select("a", "b", "__tw_r0", "__tw_r1").from_(flagged.subquery("_t2"))
+    sql = fusion.filter_flags(query, fusion.flags(2)).sql(dialect="duckdb")
+    # each predicate once (DuckDB parses, binds and plans the text), the filter on the flags
+    assert sql.count("needle-one") == sql.count("needle-two") == 1
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE t AS SELECT * FROM (VALUES ('needle-one', 'x'), ('y', 'needle-two'), "
+        "('y', 'x'), (NULL, NULL), ('needle-one', 'needle-two')) AS v(a, b)"
+    )
+    rows = con.execute(sql).fetchall()
+    assert rows == [
+        ("needle-one", "x", True, False),
+        ("y", "needle-two", False, True),
+        ("needle-one", "needle-two", True, True),
+    ]
+
+
 # --- hunts: fused and each rule on its own ----------------------------------------------------
 
 ROWS = [
