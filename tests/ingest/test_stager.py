@@ -48,7 +48,8 @@ def _ingest(paths: list[Path], *, apart: bool, monkeypatch: pytest.MonkeyPatch) 
     # every file through the stager (apart), or none of them; small chunks, so that files of a
     # few thousand events are several
     monkeypatch.setattr(stager, "WORKER_BYTES", 0 if apart else 1 << 62)
-    monkeypatch.setattr(chunks, "CHUNK", 4096)
+    monkeypatch.setattr(chunks, "CHUNK", 8192)  # two reader batches a chunk ...
+    monkeypatch.setattr(stager, "PIECE", 1024)  # ... merged from the worker's pieces
     ws = Workspace(None, stage_apart=apart)
     read = by_name("evtx").read
     ws.stats = ws.ingest([(p, "evtx", read) for p in paths])  # type: ignore[attr-defined]

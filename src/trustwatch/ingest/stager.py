@@ -4,8 +4,10 @@ An ingest does two kinds of work per chunk of events: reading (the EVTX parser, 
 checks of each record, the copy into Arrow) and staging (one JSON pass over each document for
 the stored columns and the de-duplication key), then storing (de-duplication against the
 workspace, the raw events, the field maps' INSERTs). In one process they share the interpreter
-and, in practice, one core. Here a worker process reads and stages chunk N+1 while the ingest
-stores chunk N, so both cores work.
+and, in practice, one core. Here a worker process reads and stages the next chunk while the
+ingest stores the last one, so both cores work. It stages pieces of ``PIECE`` documents, which
+the parent merges into the ingest's chunks exactly as :func:`trustwatch.ingest.chunks.chunks`
+merges a reader's batches.
 
 The worker is a new interpreter (``python -m trustwatch.ingest.stager FD``: no copy of the
 parent's DuckDB threads or locks, and unlike multiprocessing's ``spawn`` it does not run the
@@ -35,10 +37,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
@@ -46,7 +48,7 @@ from trustwatch import limits
 from trustwatch.errors import IngestError
 from trustwatch.ingest import chunks as chunking
 from trustwatch.ingest.chunks import BATCH
-from trustwatch.ingest.records import EventBatch, Item
+from trustwatch.ingest.records import EventBatch, Item, RefKind
 
 # files at least this large (bytes: ~65,000 Sysmon events, two chunks) are read and staged by
 # the worker; a file of one chunk gains nothing from the overlap, and the worker's start (~0.5 s
@@ -56,6 +58,9 @@ WORKER_BYTES = 96 << 20
 # parts, so no second copy of it is ever made)
 WORKER_MEMORY = "128MB"
 IPC_ROWS = 8_192
+# documents the worker stages at a time (the parent merges them into the ingest's chunks): what
+# it holds at once stays small, and a staging statement per piece costs little
+PIECE = 16_384
 # the formats the worker reads (their reader is the format's own, not a per-run variant)
 WORKER_FORMATS = frozenset({"evtx"})
 
@@ -76,11 +81,20 @@ class Stager:
         """
         conn = self.start()
         chunk = self._chunk or chunking.CHUNK
+        piece = min(chunk, PIECE)
         try:
-            conn.send(("file", str(path), fmt, limits.current(), file_id, ingest, chunk))
+            conn.send(("file", str(path), fmt, limits.current(), file_id, ingest, piece))
         except OSError as exc:
             self.close()
             raise IngestError("the staging process ended unexpectedly") from exc
+        received = self._received(conn)
+        try:
+            yield from _merged(received, chunk)
+        finally:
+            received.close()
+
+    def _received(self, conn: Connection) -> Generator[Item, None, None]:
+        """What the worker sends for one file, as it comes (staged pieces of PIECE rows)."""
         finished = False
         try:
             while True:
@@ -193,6 +207,41 @@ def _serve(conn: Connection) -> None:
             conn.send(("error", _portable(exc)))
             continue
         conn.send(("end", None))
+
+
+def _merged(items: Iterator[Item], size: int) -> Generator[Item, None, None]:
+    """Staged pieces merged into chunks of up to ``size`` rows, as :func:`chunks` merges a
+    reader's batches: a chunk ends at ``size`` rows, at an item that is not events, or where
+    the kind of reference changes; the pieces received before an error are handed on first."""
+    pending: list[pa.Table] = []
+    rows, kind, position = 0, "record", None
+
+    def chunk() -> EventBatch:
+        nonlocal rows
+        table = pa.concat_tables(pending)
+        pending.clear()
+        rows = 0
+        return EventBatch(cast(RefKind, kind), position=position, staged=table)
+
+    try:
+        for item in items:
+            if not isinstance(item, EventBatch):
+                if pending:
+                    yield chunk()
+                yield item
+                continue
+            if pending and item.ref_kind != kind:
+                yield chunk()
+            pending.append(item.staged)
+            rows, kind, position = rows + item.staged.num_rows, item.ref_kind, item.position
+            if rows >= size:
+                yield chunk()
+    except Exception:
+        if pending:
+            yield chunk()
+        raise
+    if pending:
+        yield chunk()
 
 
 def _send_staged(conn: Connection, con: Any, item: EventBatch, stage: str) -> None:
