@@ -6,14 +6,25 @@ same chunks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass
+from queue import Empty, Queue
+from typing import cast
 
 import pyarrow as pa
 
-from trustwatch.ingest.records import EventBatch, Item, RefKind
+from trustwatch.ingest.records import EventBatch, Item, RefKind, RowBatch
 
 BATCH = "_tw_batch"  # the name a chunk has in the staging statement
 CHUNK = 65_536  # documents staged, checked and mapped together (the readers batch fewer)
+HANDOFF = 1_024  # light items (rejected records) the read-ahead thread hands over together
+_DONE = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    error: BaseException
 
 
 def chunks(items: Iterable[Item], file_id: int, size: int | None = None) -> Iterator[Item]:
@@ -73,3 +84,50 @@ def to_arrow(batch: EventBatch, file_id: int) -> pa.Table:
             "doc": docs,
         }
     )
+
+
+def prefetch(items: Iterable[Item], depth: int = 1) -> Generator[Item, None, None]:
+    """Read ahead in a thread: the parser (Rust, GIL released) works while DuckDB does.
+
+    At most ``depth`` items wait; an error in the reader is raised here, where it is used.
+    """
+    queue: Queue[object] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        # items travel in lists: a list ends with a batch, or after HANDOFF light items (a
+        # reader may reject a record per line: one hand-off each cost more than the reading)
+        held: list[Item] = []
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                held.append(item)
+                if len(held) >= HANDOFF or isinstance(item, EventBatch | RowBatch):
+                    queue.put(held)
+                    held = []
+            if held:
+                queue.put(held)
+        except BaseException as exc:  # handed to the consumer, raised there
+            if held:
+                queue.put(held)
+            queue.put(_Failure(exc))
+        queue.put(_DONE)
+
+    thread = threading.Thread(target=produce, name="trustwatch-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            got = queue.get()
+            if got is _DONE:
+                return
+            if isinstance(got, _Failure):
+                raise got.error
+            yield from cast(list[Item], got)
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a blocked producer finish
+            try:
+                queue.get_nowait()
+            except Empty:
+                thread.join(0.05)

@@ -88,9 +88,14 @@ class Stager:
             self.close()
             raise IngestError("the staging process ended unexpectedly") from exc
         received = self._received(conn)
+        # a thread takes the worker's pieces as they come, up to a chunk ahead: the worker
+        # stages the next chunk while this process stores the last one (if nothing took them,
+        # the worker would wait on its first piece and the two would take turns)
+        ahead = chunking.prefetch(received, depth=-(-chunk // piece) + 1)
         try:
-            yield from _merged(received, chunk)
+            yield from _merged(ahead, chunk)
         finally:
+            ahead.close()  # waits for the thread, which leaves ``received`` suspended
             received.close()
 
     def _received(self, conn: Connection) -> Generator[Item, None, None]:

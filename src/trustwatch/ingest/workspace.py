@@ -39,14 +39,12 @@ import errno
 import hashlib
 import json
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, partial
 from pathlib import Path
-from queue import Empty, Queue
-from typing import Any, cast
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -57,7 +55,7 @@ from trustwatch import limits
 from trustwatch.engines.duckdb import DuckDBEngine, cast_column
 from trustwatch.errors import IngestError, TrustwatchError
 from trustwatch.ingest import finish, mapsql, normalize, sharing, stager, staging
-from trustwatch.ingest.chunks import BATCH, CHUNK, chunks, to_arrow
+from trustwatch.ingest.chunks import BATCH, CHUNK, HANDOFF, chunks, prefetch, to_arrow
 from trustwatch.ingest.records import EventBatch, Item, RefKind, Rejected, RowBatch
 from trustwatch.ingest.stager import Stager
 from trustwatch.schema.model import Column, TableSchema, builtin_schemas
@@ -73,7 +71,6 @@ SMALL_FILE = 1 << 20  # files up to this size are stored a group at a time ...
 GROUP_BYTES = 16 << 20  # ... of up to this many bytes
 GROUP_FILES = 256  # ... and this many files
 HELD = 4_096  # quarantine rows held before they are inserted together
-HANDOFF = 1_024  # light items (rejected records) the read-ahead thread hands over together
 
 _QUARANTINE_COLUMNS = (
     ("_ingest", "INTEGER"),
@@ -938,7 +935,6 @@ class Workspace:
             lock.close()
 
 
-_DONE = object()
 REASON = 200  # characters of an exception's message kept in a reason
 
 
@@ -1035,53 +1031,6 @@ def _io_reason(exc: BaseException) -> str | None:
     return None
 
 
-def prefetch(items: Iterable[Item], depth: int = 1) -> Iterator[Item]:
-    """Read ahead in a thread: the parser (Rust, GIL released) works while DuckDB does.
-
-    At most ``depth`` items wait; an error in the reader is raised here, where it is used.
-    """
-    queue: Queue[object] = Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        # items travel in lists: a list ends with a batch, or after HANDOFF light items (a
-        # reader may reject a record per line: one hand-off each cost more than the reading)
-        held: list[Item] = []
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                held.append(item)
-                if len(held) >= HANDOFF or isinstance(item, EventBatch | RowBatch):
-                    queue.put(held)
-                    held = []
-            if held:
-                queue.put(held)
-        except BaseException as exc:  # handed to the consumer, raised there
-            if held:
-                queue.put(held)
-            queue.put(_Failure(exc))
-        queue.put(_DONE)
-
-    thread = threading.Thread(target=produce, name="trustwatch-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            got = queue.get()
-            if got is _DONE:
-                return
-            if isinstance(got, _Failure):
-                raise got.error
-            yield from cast(list[Item], got)
-    finally:
-        stop.set()
-        while thread.is_alive():  # let a blocked producer finish
-            try:
-                queue.get_nowait()
-            except Empty:
-                thread.join(0.05)
-
-
 def _for_stager(path: Path, fmt: str) -> bool:
     """Whether ``path`` is read and staged by the stager process (large, of its formats)."""
     if fmt not in stager.WORKER_FORMATS:
@@ -1170,11 +1119,6 @@ class _Member:
             s.bad_times,
             s.failed,
         ]
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    error: BaseException
 
 
 def _add_column(table: str, column: str, kind: str) -> exp.Alter:
