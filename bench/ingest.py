@@ -284,7 +284,7 @@ def bench_size(size: int, workdir: Path, args: argparse.Namespace, can_ingest: b
         if not can_ingest or result.error:
             continue
         for stale in workdir.glob(f"ws-{size}.duckdb*"):  # re-ingesting a file adds nothing
-            stale.unlink()
+            _remove(stale)
         cmd = [*trustwatch_cmd(), "ingest", *paths, "--workspace", str(ws)]
         if args.memory_limit:
             cmd += ["--memory-limit", args.memory_limit]
@@ -312,9 +312,17 @@ def bench_size(size: int, workdir: Path, args: argparse.Namespace, can_ingest: b
         )
     if not args.keep:
         for path in workdir.glob(f"ws-{size}.duckdb*"):
-            path.unlink()
+            _remove(path)
         shutil.rmtree(workdir / f"corpus-{size}", ignore_errors=True)
     return result
+
+
+def _remove(path: Path) -> None:
+    """A workspace file, or the spill folder (``.tmp``) an interrupted ingest left beside it."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _cpuinfo() -> list[str]:

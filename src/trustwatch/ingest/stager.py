@@ -61,6 +61,9 @@ IPC_ROWS = 8_192
 # documents the worker stages at a time (the parent merges them into the ingest's chunks): what
 # it holds at once stays small, and a staging statement per piece costs little
 PIECE = 16_384
+# staged pieces held here ahead of the ingest (each ~18 MB of Sysmon events); four kept the
+# ingest + stager over 1 GiB at 5M events (1,039 MiB)
+AHEAD = 3
 # the formats the worker reads (their reader is the format's own, not a per-run variant)
 WORKER_FORMATS = frozenset({"evtx"})
 
@@ -88,10 +91,11 @@ class Stager:
             self.close()
             raise IngestError("the staging process ended unexpectedly") from exc
         received = self._received(conn)
-        # a thread takes the worker's pieces as they come, up to a chunk ahead: the worker
-        # stages the next chunk while this process stores the last one (if nothing took them,
-        # the worker would wait on its first piece and the two would take turns)
-        ahead = chunking.prefetch(received, depth=-(-chunk // piece) + 1)
+        # a thread takes the worker's pieces as they come, AHEAD of them at most (with the one
+        # in the socket and the one being made, about a chunk): the worker stages the next chunk
+        # while this process stores the last one (if nothing took them, the worker would wait on
+        # its first piece and the two would take turns)
+        ahead = chunking.prefetch(received, depth=AHEAD)
         try:
             yield from _merged(ahead, chunk)
         finally:
