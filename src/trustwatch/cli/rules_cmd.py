@@ -181,7 +181,7 @@ def _test_sigma(sources: tuple[str, ...], regression: str | None, verbose: bool)
         sys.exit(EXIT_FOUND)
 
 
-EXPORT_FORMATS = ("sentinel-yaml", "arm", "defender", "sigma", "splunk", "elastic")
+EXPORT_FORMATS = ("sentinel-yaml", "arm", "defender", "sigma", "splunk", "elastic", "playbook")
 
 
 @rules.command("export")

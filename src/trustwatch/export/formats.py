@@ -9,6 +9,7 @@ from trustwatch.export.guides import guide_files
 from trustwatch.export.model import ExportFile, ExportResult
 from trustwatch.export.names import unique_stems
 from trustwatch.export.platforms import FORMAT_TARGETS, TARGETS, convert, query_text
+from trustwatch.export.playbook import export_playbooks
 from trustwatch.export.sigma import sigma_export, sigma_text
 from trustwatch.export.watchlists import intel_watchlist_data, tuning_watchlists
 from trustwatch.rules.model import COMPANION_SUFFIXES, Rule
@@ -98,6 +99,7 @@ FORMATS: Mapping[str, Callable[[Sequence[Rule], Tuning], ExportResult]] = {
     "sigma": export_sigma,
     "splunk": _platform("splunk"),
     "elastic": _platform("elastic"),
+    "playbook": export_playbooks,
 }
 
 
