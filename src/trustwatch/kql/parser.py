@@ -619,7 +619,8 @@ class Parser:
                 ),
                 span=name_tok.span,
             )
-        return ast.TableRef(name=name, span=name_tok.span)
+        # the whole name, also a bracketed ['T'] (the export splices table names at this span)
+        return ast.TableRef(name=name, span=name_tok.span.to(self.prev_span()))
 
     def parse_union_body(self, tok: Token) -> ast.Union:
         kind, withsource, isfuzzy = "outer", None, False
