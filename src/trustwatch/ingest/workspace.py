@@ -464,10 +464,10 @@ class Workspace:
             ahead_apart = self._stager is not None and _for_stager(member.path, member.stats.format)
             if self._stager is not None and ahead_apart:
                 # read and staged in the stager process (its own read-ahead), a chunk at a time
-                stager, fmt = self._stager, member.stats.format
+                worker, fmt = self._stager, member.stats.format
 
                 def staged(path: Path) -> Iterator[Item]:
-                    return stager.read(path, fmt, member.file_id, ingest)
+                    return worker.read(path, fmt, member.file_id, ingest)
 
                 ahead = guarded(staged, member.path, member.stats)
             else:
