@@ -158,3 +158,22 @@ def test_a_reader_failure_in_the_worker_reaches_the_caller(tmp_path: Path) -> No
             list(worker.read(missing, "evtx", 0, 1))
     finally:
         worker.close()
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-c", "pass"],  # starts, ends before it is ready
+        ["/nonexistent/python"],  # cannot start at all
+    ],
+)
+def test_without_a_stager_the_ingest_reads_every_file_itself(
+    command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stager.Stager, "_command", lambda self, fd: command)
+    apart = _ingest(list(FILES[:2]), apart=True, monkeypatch=monkeypatch)
+    here = _ingest(list(FILES[:2]), apart=False, monkeypatch=monkeypatch)
+    assert _stats(apart) == _stats(here)
+    assert all(s["failed"] is None and s["stored"] for s in _stats(apart))
+    assert _content(apart) == _content(here)

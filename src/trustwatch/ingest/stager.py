@@ -64,6 +64,8 @@ PIECE = 16_384
 # staged pieces held here ahead of the ingest (each ~18 MB of Sysmon events); four kept the
 # ingest + stager over 1 GiB at 5M events (1,039 MiB)
 AHEAD = 3
+# seconds the worker has to start (an interpreter and its imports: ~0.5 s here)
+READY_WAIT = 60.0
 # the formats the worker reads (their reader is the format's own, not a per-run variant)
 WORKER_FORMATS = frozenset({"evtx"})
 
@@ -82,7 +84,10 @@ class Stager:
         A reader's exception is raised here, after the items it gave (as the reader itself
         would raise it); a worker that ends unexpectedly raises :class:`IngestError`.
         """
-        conn = self.start()
+        try:
+            conn = self.start()
+        except OSError as exc:
+            raise IngestError(str(exc)) from exc
         chunk = self._chunk or chunking.CHUNK
         piece = min(chunk, PIECE)
         try:
@@ -134,10 +139,28 @@ class Stager:
                 self.close()
 
     def start(self) -> Connection:
-        """Start the worker, unless it runs (it starts on first use otherwise)."""
+        """Start the worker, unless it runs (it starts on first use otherwise), and wait until
+        it says it is ready.
+
+        Raises:
+            OSError: the worker could not be started, or ended before it was ready.
+        """
         if self._conn is not None and self._process is not None and self._process.poll() is None:
             return self._conn
         self.close()
+        conn = self._spawn()
+        try:
+            if not conn.poll(READY_WAIT) or conn.recv() != ("ready", None):
+                raise OSError("the staging process did not start")  # noqa: TRY301
+        except (EOFError, OSError) as exc:
+            self.close()
+            raise OSError(f"the staging process did not start: {exc}") from exc
+        return conn
+
+    def _command(self, fd: int) -> list[str]:
+        return [sys.executable, "-m", __name__, str(fd)]
+
+    def _spawn(self) -> Connection:
         mine, theirs = socket.socketpair()
         # its own interpreter (``python -m``), not multiprocessing's spawn, which would run the
         # caller's main module again in the worker; trustwatch found where this one was found
@@ -148,12 +171,15 @@ class Stager:
         )
         try:
             process = subprocess.Popen(  # noqa: S603 - this interpreter, this module, one fd
-                [sys.executable, "-m", __name__, str(theirs.fileno())],
+                self._command(theirs.fileno()),
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 env=env,
                 close_fds=True,
             )
+        except OSError:
+            mine.close()
+            raise
         finally:
             theirs.close()
         self._process, self._conn = process, Connection(mine.detach())
@@ -194,6 +220,10 @@ def _serve(conn: Connection) -> None:
     con.execute(f"SET memory_limit = '{WORKER_MEMORY}'")  # staging streams: it needs little
     stage = staging.stage_sql(BATCH)
     pool = pa.default_memory_pool()
+    try:
+        conn.send(("ready", None))
+    except OSError:
+        return
     while True:
         try:
             message = conn.recv()

@@ -364,7 +364,10 @@ class Workspace:
         self._stager = Stager() if self._stage_apart else None
         large = isinstance(files, list | tuple) and any(_for_stager(p, f) for p, f, _ in files)
         if self._stager is not None and large:
-            self._stager.start()  # it starts while the files before the first large one go
+            try:
+                self._stager.start()
+            except OSError:  # no second process here: every file is read in this one
+                self._stager = None
         try:
             self._ingest_groups(files, ingest, results, on_file, on_progress)
         finally:
