@@ -324,4 +324,10 @@ def _portable(exc: Exception) -> Exception:
 
 
 if __name__ == "__main__":
-    _serve(Connection(int(sys.argv[1])))
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the ingest's: it ends this process
+    try:
+        _serve(Connection(int(sys.argv[1])))
+    except BaseException:  # noqa: BLE001 - the parent reports the end; no traceback of data here
+        os._exit(1)
