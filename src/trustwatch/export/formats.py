@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from trustwatch.export import defender, sentinel
 from trustwatch.export.guides import guide_files
-from trustwatch.export.model import ExportFile, ExportResult
+from trustwatch.export.model import ExportFile, ExportResult, Note
 from trustwatch.export.names import unique_stems
 from trustwatch.export.platforms import FORMAT_TARGETS, TARGETS, convert, query_text
 from trustwatch.export.playbook import export_playbooks
@@ -36,10 +36,16 @@ def export_sentinel_yaml(rules: Sequence[Rule], tuning: Tuning) -> ExportResult:
 def export_arm(rules: Sequence[Rule], tuning: Tuning) -> ExportResult:
     watchlists = [intel_watchlist_data(), *tuning_watchlists(tuning)]
     result = ExportResult()
+    kept = []
     for rule, stem in zip(rules, _stems(rules), strict=True):
+        if not sentinel.GUID.match(rule.id):  # written into the template's expressions
+            message = f"id '{rule.id}' is not a GUID, which Sentinel names alert rules by"
+            result.notes.append(Note(rule.name, message, "skipped"))
+            continue
+        kept.append(rule)
         template = sentinel.arm_template([rule], watchlists)
         result.files.append(ExportFile(f"{stem}.json", sentinel.json_text(template)))
-    pack = sentinel.json_text(sentinel.arm_template(rules, watchlists))
+    pack = sentinel.json_text(sentinel.arm_template(kept, watchlists))
     result.files.append(ExportFile(PACK_TEMPLATE, pack))
     result.stdout = pack
     return result

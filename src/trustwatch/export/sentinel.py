@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -276,8 +277,29 @@ def _workspace_name(resource: str) -> str:
     return f"[concat(parameters('workspace'),'/Microsoft.SecurityInsights/{resource}')]"
 
 
+GUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
+
+
+def arm_literals(value: Any) -> Any:
+    """``value`` with every string ARM would read as a template expression (``[...]``) made a
+    literal (``[[...]``): a rule's name, description or query is never evaluated on deploy."""
+    if isinstance(value, str):
+        return "[" + value if value.startswith("[") and value.endswith("]") else value
+    if isinstance(value, dict):
+        return {k: arm_literals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [arm_literals(v) for v in value]
+    return value
+
+
 def alert_rule_resource(rule: Rule) -> dict[str, Any]:
-    """The rule as an ARM template resource (name = the rule's id, so deploys are idempotent)."""
+    """The rule as an ARM template resource (name = the rule's id, so deploys are idempotent).
+
+    Raises:
+        ValueError: the rule's id is not a GUID (it is written into the resource's expressions).
+    """
+    if not GUID.match(rule.id):
+        raise ValueError(f"id '{rule.id}' is not a GUID, which Sentinel names alert rules by")
     return {
         "id": (
             "[concat(resourceId('Microsoft.OperationalInsights/workspaces/providers', "
@@ -287,7 +309,7 @@ def alert_rule_resource(rule: Rule) -> dict[str, Any]:
         "type": RULE_TYPE,
         "kind": "Scheduled",
         "apiVersion": API_VERSION,
-        "properties": alert_rule_properties(rule),
+        "properties": arm_literals(alert_rule_properties(rule)),
     }
 
 
@@ -298,7 +320,7 @@ def watchlist_resources(watchlists: Sequence[WatchlistData]) -> list[dict[str, A
             "name": _workspace_name(w.alias),
             "type": WATCHLIST_TYPE,
             "apiVersion": API_VERSION,
-            "properties": watchlist_properties(w),
+            "properties": arm_literals(watchlist_properties(w)),
         }
         for w in watchlists
     ]
