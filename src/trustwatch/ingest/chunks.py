@@ -29,37 +29,56 @@ class _Failure:
 
 def chunks(items: Iterable[Item], file_id: int, size: int | None = None) -> Iterator[Item]:
     """The reader's event batches as Arrow, merged into chunks of up to ``size`` documents
-    (default ``CHUNK``).
+    (default ``CHUNK``); or, in the same way, pieces already staged (``EventBatch.staged``, from
+    the stager process) into staged chunks.
 
-    Each small batch is copied into Arrow as it comes and its Python strings let go, so a
-    chunk's documents are held once, in Arrow; other items pass through in their place.
+    A chunk ends at ``size`` documents, at an item that is not events, or where the kind of
+    reference changes. Each small batch is copied into Arrow as it comes and its Python strings
+    let go, so a chunk's documents are held once, in Arrow; other items pass through in their
+    place. If ``items`` fails, the batches it gave before are handed on first.
     """
     size = size or CHUNK
     pending: list[pa.Table] = []
     rows, position = 0, None
     kind: RefKind = "record"
+    staged = False  # the pending tables are staged pieces
 
     def merged() -> EventBatch:
         nonlocal rows
-        batch = EventBatch(kind, position=position, arrow=pa.concat_tables(pending))
+        table = pa.concat_tables(pending)
+        batch = EventBatch(kind, position=position)
+        if staged:
+            batch.staged = table
+        else:
+            batch.arrow = table
         pending.clear()
         rows = 0
         return batch
 
-    for item in items:
-        if not isinstance(item, EventBatch):
-            if pending:
+    try:
+        for item in items:
+            if not isinstance(item, EventBatch):
+                if pending:
+                    yield merged()
+                yield item
+                continue
+            piece = item.staged is not None
+            if pending and (item.ref_kind != kind or piece != staged):
                 yield merged()
-            yield item
-            continue
-        if pending and item.ref_kind != kind:
+            if piece:
+                table = item.staged
+            else:
+                table = item.arrow if item.arrow is not None else to_arrow(item, file_id)
+            item.refs, item.docs, item.arrow, item.staged = [], [], None, None
+            pending.append(table)
+            rows, kind, position = rows + table.num_rows, item.ref_kind, item.position
+            staged = piece
+            if rows >= size:
+                yield merged()
+    except Exception:
+        if pending:
             yield merged()
-        table = item.arrow if item.arrow is not None else to_arrow(item, file_id)
-        item.refs, item.docs, item.arrow = [], [], None
-        pending.append(table)
-        rows, kind, position = rows + table.num_rows, item.ref_kind, item.position
-        if rows >= size:
-            yield merged()
+        raise
     if pending:
         yield merged()
 

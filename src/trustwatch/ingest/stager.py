@@ -6,15 +6,15 @@ the stored columns and the de-duplication key), then storing (de-duplication aga
 workspace, the raw events, the field maps' INSERTs). In one process they share the interpreter
 and, in practice, one core. Here a worker process reads and stages the next chunk while the
 ingest stores the last one, so both cores work. It stages pieces of ``PIECE`` documents, which
-the parent merges into the ingest's chunks exactly as :func:`trustwatch.ingest.chunks.chunks`
-merges a reader's batches.
+the parent merges into the ingest's chunks with :func:`trustwatch.ingest.chunks.chunks`, the
+function that merges a reader's batches.
 
 The worker is a new interpreter (``python -m trustwatch.ingest.stager FD``: no copy of the
 parent's DuckDB threads or locks, and unlike multiprocessing's ``spawn`` it does not run the
 caller's main module again), started on the first large file; it serves every large file of the
 ingest, one at a time, over a socket pair (POSIX; elsewhere everything is read in-process)::
 
-    parent -> worker   ("file", path, format, limits, file id, ingest id, chunk size)
+    parent -> worker   ("file", path, format, limits, file id, ingest id, piece size)
     worker -> parent   ("events", ref kind, position), then the staged chunk as Arrow IPC
                        messages (record batches of IPC_ROWS rows, as DuckDB makes them), b""
                        ("item", Rejected | RowBatch)
@@ -25,7 +25,7 @@ The worker stages with :func:`trustwatch.ingest.staging.stage_sql` over an in-me
 a staged chunk is the very table the ingest would have made itself (a test compares workspaces
 made both ways). The reader runs under the parent's limits in force. A worker that dies, or a
 file the parent stops reading part way, ends the worker; the next large file starts another.
-If the parent is killed, the worker's next send or receive fails and it exits.
+If the parent is killed, the worker sees it within 0.2 s (its parent process changes) and exits.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pyarrow as pa
 
@@ -48,7 +48,7 @@ from trustwatch import limits
 from trustwatch.errors import IngestError
 from trustwatch.ingest import chunks as chunking
 from trustwatch.ingest.chunks import BATCH
-from trustwatch.ingest.records import EventBatch, Item, RefKind
+from trustwatch.ingest.records import EventBatch, Item
 
 # files at least this large (bytes: ~65,000 Sysmon events, two chunks) are read and staged by
 # the worker; a file of one chunk gains nothing from the overlap, and the worker's start (~0.5 s
@@ -102,7 +102,7 @@ class Stager:
         # its first piece and the two would take turns)
         ahead = chunking.prefetch(received, depth=AHEAD)
         try:
-            yield from _merged(ahead, chunk)
+            yield from chunking.chunks(ahead, file_id, chunk)  # the pieces, merged
         finally:
             ahead.close()  # waits for the thread, which leaves ``received`` suspended
             received.close()
@@ -246,41 +246,6 @@ def _serve(conn: Connection) -> None:
             conn.send(("error", _portable(exc)))
             continue
         conn.send(("end", None))
-
-
-def _merged(items: Iterator[Item], size: int) -> Generator[Item, None, None]:
-    """Staged pieces merged into chunks of up to ``size`` rows, as :func:`chunks` merges a
-    reader's batches: a chunk ends at ``size`` rows, at an item that is not events, or where
-    the kind of reference changes; the pieces received before an error are handed on first."""
-    pending: list[pa.Table] = []
-    rows, kind, position = 0, "record", None
-
-    def chunk() -> EventBatch:
-        nonlocal rows
-        table = pa.concat_tables(pending)
-        pending.clear()
-        rows = 0
-        return EventBatch(cast(RefKind, kind), position=position, staged=table)
-
-    try:
-        for item in items:
-            if not isinstance(item, EventBatch):
-                if pending:
-                    yield chunk()
-                yield item
-                continue
-            if pending and item.ref_kind != kind:
-                yield chunk()
-            pending.append(item.staged)
-            rows, kind, position = rows + item.staged.num_rows, item.ref_kind, item.position
-            if rows >= size:
-                yield chunk()
-    except Exception:
-        if pending:
-            yield chunk()
-        raise
-    if pending:
-        yield chunk()
 
 
 def _send_staged(conn: Connection, con: Any, item: EventBatch, stage: str) -> None:
