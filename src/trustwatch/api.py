@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pyarrow as pa
 from sqlglot import exp
 
-from trustwatch.engines.duckdb import DuckDBEngine, kql_type_of_arrow
+from trustwatch.engines.base import Engine, kql_type_of_arrow
+from trustwatch.engines.select import open_engine
 from trustwatch.errors import EngineError, Source, Span, TrustwatchError
 from trustwatch.kql.compiler import CatalogTable, CompiledStatement, compile_query
 from trustwatch.kql.parser import parse_query
@@ -45,7 +46,7 @@ class Session:
         tables: Mapping[str, TableInput] | None = None,
         *,
         schemas: Mapping[str, TableSchema] | None = None,
-        engine: DuckDBEngine | None = None,
+        engine: Engine | None = None,
         views: Mapping[str, str] | None = None,
     ) -> None:
         """Load ``tables`` (typed by ``schemas``, else the shipped ones, else their data).
@@ -53,7 +54,7 @@ class Session:
         ``views`` names relations already in ``engine`` (a workspace's tables), by table name;
         they must have the table's documented columns and types.
         """
-        self.engine = engine or DuckDBEngine()
+        self.engine: Engine = engine or open_engine("duckdb")
         self.notices: list[str] = []  # about the loaded data, reported with every result
         self.catalog: dict[str, CatalogTable] = {
             name: CatalogTable(schema, None)
@@ -89,15 +90,16 @@ class Session:
                 ),
             )
         )
-        sql_name, full = self.engine.load(schema, data)
-        for column, lost in self.engine.losses.items():
+        loaded = self.engine.load(schema, data)
+        full = loaded.schema
+        for column, lost in loaded.losses.items():
             found = full.column(column)
             ktype = found.type if found is not None else "its type"
             self.notices.append(
                 f"table {name}: {lost} value(s) of {column} could not be read as {ktype} "
                 "and are null"
             )
-        self.catalog[name] = CatalogTable(full, sql_name)
+        self.catalog[name] = CatalogTable(full, loaded.sql_name)
 
     def compile(
         self, kql: str, now: datetime | str | None = None, source_name: str = "<query>"

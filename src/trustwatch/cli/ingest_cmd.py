@@ -24,7 +24,7 @@ from trustwatch.cli.common import (
     reports_errors,
 )
 from trustwatch.cli.render import cell
-from trustwatch.engines.duckdb import DuckDBEngine
+from trustwatch.engines.base import Engine
 from trustwatch.errors import InputError
 from trustwatch.inert import visible
 from trustwatch.ingest import pipeline, readers
@@ -256,7 +256,7 @@ class SkippedInput:
         )
 
     @classmethod
-    def of_workspace(cls, engine: DuckDBEngine, workspace: str) -> SkippedInput:
+    def of_workspace(cls, engine: Engine, workspace: str) -> SkippedInput:
         """The account of every ingest into a workspace (its files' latest rows)."""
         return cls(**pipeline.file_account(engine), workspace=workspace, earlier=True)
 

@@ -1,25 +1,107 @@
-"""The Engine protocol: load typed tables, run a compiled query, return Arrow rows."""
+"""The Engine protocol: what every layer above the engines calls, whatever runs the SQL.
+
+Two implementations: ``engines.duckdb.DuckDBEngine`` (embedded, the default) and
+``engines.spark.SparkEngine`` (the ``[spark]`` extra), chosen by name in ``engines.select``.
+Each maps its own library's exceptions to trustwatch errors in one place, so nothing above
+this boundary sees a DuckDB or Spark exception, or needs the engine's connection.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
 
 import pyarrow as pa
 from sqlglot import exp
 
-from trustwatch.schema.model import TableSchema
+from trustwatch.schema.model import KqlType, TableSchema
+
+_ARROW_TO_KQL: list[tuple[Any, KqlType]] = [
+    (pa.types.is_boolean, "bool"),
+    (pa.types.is_integer, "long"),
+    (pa.types.is_floating, "real"),
+    (pa.types.is_timestamp, "datetime"),
+    (pa.types.is_date, "datetime"),
+    (pa.types.is_duration, "timespan"),
+    (pa.types.is_string, "string"),
+    (pa.types.is_large_string, "string"),
+]
+
+
+def kql_type_of_arrow(dtype: pa.DataType) -> KqlType:
+    """The KQL type for an undocumented column found in loaded data."""
+    for test, ktype in _ARROW_TO_KQL:
+        if test(dtype):
+            return ktype
+    return "dynamic"
+
+
+def row_tuples(table: pa.Table) -> list[tuple[Any, ...]]:
+    """A small result's rows as tuples, by position (column names may repeat)."""
+    return list(zip(*(column.to_pylist() for column in table.columns), strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A table loaded into an engine: its SQL name, its full schema, and what was lost.
+
+    ``losses``: column -> how many values given in the data could not be read as the column's
+    type (they are null now); reported to the user, never dropped silently.
+    """
+
+    sql_name: str
+    schema: TableSchema
+    losses: Mapping[str, int] = field(default_factory=dict)
 
 
 class Engine(Protocol):
     """An execution engine behind the KQL compiler."""
 
+    #: the sqlglot dialect the engine's SQL is generated in
     dialect: str
 
-    def load(self, schema: TableSchema, data: pa.Table) -> str:
-        """Load rows for a table; returns the engine's name for it."""
+    def load(self, schema: TableSchema, data: pa.Table) -> Loaded:
+        """Load rows for a table, typed by ``schema`` (extra columns typed from the data)."""
+        ...
 
     def lock(self) -> None:
         """Forbid file, network and configuration access from queries from now on."""
+        ...
 
     def execute(self, query: exp.Query) -> pa.Table:
-        """Run a compiled query."""
+        """Run a compiled query; the rows as Arrow."""
+        ...
+
+    def execute_sql(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table:
+        """Run SQL generated in :attr:`dialect` from a compiled query, with named parameters."""
+        ...
+
+    def prepare(self, sql: str) -> str:
+        """Make ``sql`` ready to run many times; the handle :meth:`execute_prepared` takes."""
+        ...
+
+    def execute_prepared(self, handle: str, params: Mapping[str, datetime]) -> pa.Table:
+        """Run a prepared query with named time parameters."""
+        ...
+
+    def create_temp_view(self, name: str, query: exp.Query) -> str:
+        """A temporary view (this session only) named ``name`` over ``query``; its SQL name."""
+        ...
+
+    def table_names(self) -> set[str]:
+        """The stored (base) tables the engine holds, by SQL name."""
+        ...
+
+    def column_names(self, table: str) -> list[str]:
+        """The columns of a stored table, in order; empty if there is no such table."""
+        ...
+
+    def set_memory_limit(self, size: str) -> None:
+        """Bound the engine's memory (``512MB``, ``2GB``...), where the engine can."""
+        ...
+
+    def close(self) -> None:
+        """Release the engine's resources."""
+        ...

@@ -1,4 +1,9 @@
-"""Embedded DuckDB engine: one connection, typed tables loaded from Arrow, locked before queries."""
+"""Embedded DuckDB engine: one connection, typed tables loaded from Arrow, locked before queries.
+
+It implements ``engines.base.Engine``, which is all the layers above it call. The ingest's
+workspace writer (``ingest.workspace`` and its helpers) is the exception: a workspace *is* a
+DuckDB database file, so the writer works on this engine's connection (``con``) directly.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,22 +23,11 @@ from duckdb.func import SPECIAL
 from sqlglot import exp
 
 from trustwatch.engines import udfs
+from trustwatch.engines.base import Loaded, kql_type_of_arrow
 from trustwatch.errors import EngineError, IngestError, InputError
 from trustwatch.kql.deep import sql_text
 from trustwatch.kql.semantics import TEXTUAL, func, not_null_string, sql_type
-from trustwatch.schema.model import Column, KqlType, TableSchema
-
-_ARROW_TO_KQL: list[tuple[Any, KqlType]] = [
-    (pa.types.is_boolean, "bool"),
-    (pa.types.is_integer, "long"),
-    (pa.types.is_floating, "real"),
-    (pa.types.is_timestamp, "datetime"),
-    (pa.types.is_date, "datetime"),
-    (pa.types.is_duration, "timespan"),
-    (pa.types.is_string, "string"),
-    (pa.types.is_large_string, "string"),
-]
-
+from trustwatch.schema.model import Column, TableSchema
 
 # (SQL name, Python function, parameter types, result type) of engines/udfs.py functions
 UDFS: list[tuple[str, Callable[..., Any], list[Any], str]] = [
@@ -43,14 +38,6 @@ UDFS: list[tuple[str, Callable[..., Any], list[Any], str]] = [
     ("tw_todatetime_us", udfs.todatetime, ["VARCHAR"], "BIGINT"),
     ("tw_totimespan_us", udfs.totimespan, ["VARCHAR"], "BIGINT"),
 ]
-
-
-def kql_type_of_arrow(dtype: pa.DataType) -> KqlType:
-    """The KQL type for an undocumented column found in loaded data."""
-    for test, ktype in _ARROW_TO_KQL:
-        if test(dtype):
-            return ktype
-    return "dynamic"
 
 
 class DuckDBEngine:
@@ -77,7 +64,6 @@ class DuckDBEngine:
         self._register_udfs()
         self._locked = False
         self._count = 0
-        self.losses: dict[str, int] = {}  # of the last load: column -> values not readable
 
     def set_memory_limit(self, size: str) -> None:
         """Bound DuckDB's memory on this connection (``512MB``, ``2GB``...).
@@ -100,7 +86,7 @@ class DuckDBEngine:
         for name, fn, params, result in UDFS:
             self.con.create_function(name, fn, params, result, null_handling=SPECIAL)
 
-    def load(self, schema: TableSchema, data: pa.Table) -> tuple[str, TableSchema]:
+    def load(self, schema: TableSchema, data: pa.Table) -> Loaded:
         """Copy ``data`` into a typed table following ``schema``.
 
         Documented columns missing from the data get their type's empty value; columns the
@@ -108,7 +94,11 @@ class DuckDBEngine:
         NULL afterwards (KQL strings have no null).
 
         Returns:
-            The SQL table name and the schema including any extra columns.
+            The SQL table name, the schema including any extra columns, and the values that
+            could not be read as their column's type.
+
+        Raises:
+            InputError: the data does not fit the table's schema.
         """
         # allowed after lock(): the data comes from memory (Arrow), no file is read
         self._count += 1
@@ -135,14 +125,14 @@ class DuckDBEngine:
         self.con.register(view, data)
         try:
             self.con.execute(create.sql(dialect=self.dialect))
-            self.losses = self._count_losses(full, present, view)
+            losses = self._count_losses(full, present, view)
         except duckdb.Error as exc:
             raise InputError(
                 f"table {schema.name}: the data does not fit the table's schema: {exc}"
             ) from exc
         finally:
             self.con.unregister(view)
-        return sql_name, full
+        return Loaded(sql_name, full, losses)
 
     def _count_losses(
         self, schema: TableSchema, present: dict[str, pa.DataType], view: str
@@ -196,13 +186,8 @@ class DuckDBEngine:
         """
         self._count += 1
         name = f"tw_prepared_{self._count}"
-        try:
+        with mapped_errors("plan"):
             self.con.execute(f"PREPARE {name} AS {sql}")
-        except duckdb.Error as exc:
-            raise EngineError(
-                f"DuckDB failed to plan the compiled query: {exc}",
-                hint="run with --explain to see the SQL; please report this as a bug",
-            ) from exc
         return name
 
     def execute_prepared(self, name: str, params: Mapping[str, datetime]) -> pa.Table:
@@ -222,20 +207,68 @@ class DuckDBEngine:
         characters, a third of a SigmaHQ hunt (bench/sigma.py). The Arrow copy that the
         cursor's result costs, and warns of, is of a rule's result rows only.
         """
-        try:
+        with mapped_errors("run"):
             cursor = self.con.execute(sql, dict(params) if params else None)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
                 table: pa.Table = cursor.to_arrow_table()
-            return table
-        except duckdb.Error as exc:
-            raise EngineError(
-                f"DuckDB failed to run the compiled query: {exc}",
-                hint="run with --explain to see the SQL; please report this as a bug",
-            ) from exc
+        return table
+
+    def create_temp_view(self, name: str, query: exp.Query) -> str:
+        """A temporary view over ``query`` (never saved into a workspace file); its SQL name."""
+        create = exp.Create(
+            this=exp.to_table(name, quoted=True),
+            kind="VIEW",
+            expression=query,
+            replace=True,
+            properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+        )
+        with mapped_errors("create a view for"):
+            self.con.execute(create.sql(dialect=self.dialect))
+        return name
+
+    def table_names(self) -> set[str]:
+        """The base tables of the database's main schema (a workspace's stored tables)."""
+        query = (
+            exp.select("table_name")
+            .from_("information_schema.tables")
+            .where("table_schema = 'main' AND table_type = 'BASE TABLE'")
+        )
+        return {str(name) for name in self.execute(query).column(0).to_pylist()}
+
+    def column_names(self, table: str) -> list[str]:
+        """The columns of a table of the main schema, in order."""
+        query = (
+            exp.select("column_name")
+            .from_("information_schema.columns")
+            .where(
+                exp.and_(
+                    exp.EQ(this=exp.column("table_name"), expression=exp.Literal.string(table)),
+                    exp.EQ(this=exp.column("table_schema"), expression=exp.Literal.string("main")),
+                )
+            )
+            .order_by("ordinal_position")
+        )
+        return [str(name) for name in self.execute(query).column(0).to_pylist()]
 
     def close(self) -> None:
         self.con.close()
+
+
+@contextmanager
+def mapped_errors(action: str) -> Iterator[None]:
+    """DuckDB's exceptions as trustwatch's ``EngineError``: the one place they are mapped.
+
+    The engine cannot say where in the KQL the failure lies; ``api.Session.run`` gives the
+    error the whole query as its location.
+    """
+    try:
+        yield
+    except duckdb.Error as exc:
+        raise EngineError(
+            f"DuckDB failed to {action} the compiled query: {exc}",
+            hint="run with --explain to see the SQL; please report this as a bug",
+        ) from exc
 
 
 def cast_column(col: Column, source: pa.DataType | None) -> exp.Expr:

@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 from sqlglot import exp
 
+from trustwatch.engines.base import Engine
 from trustwatch.engines.duckdb import DuckDBEngine
 from trustwatch.errors import IngestError
 from trustwatch.ingest import readers, sharing, staging
@@ -163,19 +164,14 @@ def plan(
 ACCOUNT_TABLES = ("_quarantine", "_files")
 
 
-def query_views(engine: DuckDBEngine, prefix: str = "") -> dict[str, str]:
+def query_views(engine: Engine, prefix: str = "") -> dict[str, str]:
     """Temporary views exposing a workspace's tables with their documented columns only.
 
     Returns:
         KQL table name -> SQL name, for the stored tables, the Sentinel views over raw
         events (Event, WindowsEvent, SecurityEvent) and ``ACCOUNT_TABLES``.
     """
-    con = engine.con
-    rows = con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-        "AND table_type = 'BASE TABLE'"
-    ).fetchall()
-    present = {r[0] for r in rows}
+    present = engine.table_names()
     if staging.RAW not in present:
         raise IngestError("not a trustwatch workspace (no raw event table)")
     views: dict[str, str] = {}
@@ -186,26 +182,21 @@ def query_views(engine: DuckDBEngine, prefix: str = "") -> dict[str, str]:
         select = exp.Select(
             expressions=[exp.column(c.name, quoted=True) for c in schema.columns]
         ).from_(exp.to_table(name, quoted=True))
-        views[name] = _temp_view(engine, f"tw_ws_{prefix}{name}", select)
+        views[name] = engine.create_temp_view(f"tw_ws_{prefix}{name}", select)
     for name, view_query in staging.sentinel_views().items():
-        views[name] = _temp_view(engine, f"tw_ws_{prefix}{name}", view_query.copy())
+        views[name] = engine.create_temp_view(f"tw_ws_{prefix}{name}", view_query.copy())
     for name in ACCOUNT_TABLES:  # the workspace's own account: quarantine and files
         if name in present:
             select = exp.select("*").from_(exp.to_table(name, quoted=True))
-            views[name] = _temp_view(engine, f"tw_ws_{prefix}{name}", select)
+            views[name] = engine.create_temp_view(f"tw_ws_{prefix}{name}", select)
     return views
 
 
-def file_account(engine: DuckDBEngine) -> dict[str, int]:
+def file_account(engine: Engine) -> dict[str, int]:
     """What a workspace's ingests could not read, over each file's latest row in ``_files``
     (a file that failed and was read again counts once): ``quarantined`` records, the
     ``quarantined_files`` holding them, ``unreadable`` files and ``untimed`` events."""
-    have = {
-        str(r[0])
-        for r in engine.con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = '_files'"
-        ).fetchall()
-    }
+    have = set(engine.column_names("_files"))
     if not {"path", "id", "quarantined"} <= have:
         return {"quarantined": 0, "quarantined_files": 0, "unreadable": 0, "untimed": 0}
     # a workspace from before `failed` and `bad_times` were kept has none to count
@@ -235,18 +226,6 @@ def _open_snapshot(path: Path, exc: duckdb.Error) -> DuckDBEngine:
         raise IngestError(f"cannot open a copy of workspace {path}: {failed}") from failed
     finally:
         sharing.discard(copy)  # the connection keeps the file open; nothing is left behind
-
-
-def _temp_view(engine: DuckDBEngine, sql_name: str, select: exp.Query) -> str:
-    create = exp.Create(
-        this=exp.to_table(sql_name, quoted=True),
-        kind="VIEW",
-        expression=select,
-        replace=True,
-        properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
-    )
-    engine.con.execute(create.sql(dialect="duckdb"))
-    return sql_name
 
 
 def open_workspace_for_query(

@@ -42,6 +42,7 @@ from sqlglot import exp
 
 from trustwatch import compiled
 from trustwatch.api import Session, typed_result
+from trustwatch.engines.base import row_tuples
 from trustwatch.errors import Source, TrustwatchError
 from trustwatch.kql import ast
 from trustwatch.kql.compiler import CatalogTable, compile_query
@@ -252,7 +253,7 @@ class Hunter:
         if not parts:
             return None
         query = exp.select("min(lo)", "max(hi)").from_(schedule.union_all(parts).subquery("t"))
-        lo, hi = self.engine.con.execute(query.sql(dialect="duckdb")).fetchall()[0]
+        lo, hi = row_tuples(self.engine.execute(query))[0]
         if lo is None:
             return None
         return _utc(lo), _utc(hi)
@@ -584,9 +585,8 @@ class Hunter:
             .from_(exp.to_table(table.sql_name, quoted=True))
             .where("Signer <> '' AND IsTrusted")
         )
-        rows = self.engine.con.execute(query.sql(dialect="duckdb")).fetchall()
         signers: dict[str, list[str]] = {}
-        for sha1, signer in rows:
+        for sha1, signer in row_tuples(self.engine.execute(query)):
             signers.setdefault(sha1, []).append(signer)
         return signers
 

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlglot import exp
 
-from trustwatch.engines.duckdb import DuckDBEngine
+from trustwatch.engines.base import Engine, row_tuples
 from trustwatch.kql.compiler import CatalogTable
 from trustwatch.schema.model import Column
 
@@ -232,7 +232,7 @@ def _naive(value: datetime) -> datetime:
 
 
 def activity(
-    engine: DuckDBEngine, tables: Iterable[CatalogTable], frequency: timedelta, period: timedelta
+    engine: Engine, tables: Iterable[CatalogTable], frequency: timedelta, period: timedelta
 ) -> list[tuple[int, int]]:
     """For each distinct event time in ``tables``: the grid runs ``[first, end)`` that see it.
 
@@ -242,7 +242,7 @@ def activity(
 
 
 def weighted_activity(
-    engine: DuckDBEngine, tables: Iterable[CatalogTable], frequency: timedelta, period: timedelta
+    engine: Engine, tables: Iterable[CatalogTable], frequency: timedelta, period: timedelta
 ) -> list[tuple[int, int, int]]:
     """As :func:`activity`, with the number of events seen by exactly runs ``[first, end)``."""
     f_us = frequency // timedelta(microseconds=1)
@@ -274,8 +274,7 @@ def weighted_activity(
         .from_(union_all(parts).subquery("t"))
         .group_by("1", "2")
     )
-    sql = query.sql(dialect="duckdb")
-    return [(int(a), int(b), int(n)) for a, b, n in engine.con.execute(sql).fetchall()]
+    return [(int(a), int(b), int(n)) for a, b, n in row_tuples(engine.execute(query))]
 
 
 def batches(runs: Sequence[Run], weighted: Sequence[tuple[int, int, int]], limit: int) -> list[int]:
