@@ -20,10 +20,11 @@ def formats() -> list[Format]:
     """Every supported input format, in detection order; each reader stops a file at the
     records limit."""
     from trustwatch.ingest.readers.events import FORMATS as EVENT_FORMATS
+    from trustwatch.ingest.readers.network import FORMATS as NETWORK_FORMATS
     from trustwatch.ingest.readers.tabular import FORMATS as TABLE_FORMATS
 
     evtx_format = Format("evtx", "Windows event log file (.evtx)", sniff_evtx, read_evtx)
-    every = [evtx_format, *EVENT_FORMATS, *TABLE_FORMATS]
+    every = [evtx_format, *NETWORK_FORMATS, *EVENT_FORMATS, *TABLE_FORMATS]
     return [replace(fmt, read=limited(fmt.read)) for fmt in every]
 
 
