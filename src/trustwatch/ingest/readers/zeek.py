@@ -140,7 +140,8 @@ class _Header:
             self.fields = [_unescape(v) for v in values]
             limit = current().fields
             if len(self.fields) > limit:
-                self.problem = exceeded("fields", limit, "fields of the #fields header")
+                what = f"a #fields header of {len(self.fields):,} fields"
+                self.problem = exceeded("fields", limit, what)
         elif directive == "types":
             self.types = [_unescape(v) for v in values]
 
