@@ -70,7 +70,11 @@ _AT = {name: i + 1 for i, (name, _) in enumerate(_PATHS)}
 
 
 def _v(name: str) -> str:
-    return f"v[{_AT[name]}]"
+    """The extracted value ``name`` (``v[i]`` once parsed by :func:`_sql`)."""
+    return f"{_V}{_AT[name]}"
+
+
+_V = "_tw_v"  # the text's stand-in for ``v[i]`` (see _sql)
 
 
 # How each stored column is made from the extracted values (v).
@@ -98,7 +102,20 @@ _COLUMN_SQL = {
 
 
 def _sql(text: str) -> exp.Expr:
-    return sqlglot.parse_one(text, dialect="duckdb")
+    """A fixed fragment as a tree; each ``_v(name)`` in it becomes ``list_extract(v, i)``.
+
+    That is DuckDB's ``v[i]`` (1-based, NULL beyond the end), written without brackets:
+    sqlglot imports its type annotator (60 ms, at every start of an ingest) to parse or
+    generate the first bracket it meets.
+    """
+
+    def bracket(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Column) and not node.table and node.name.startswith(_V):
+            index = exp.Literal.number(int(node.name[len(_V) :]))
+            return exp.Anonymous(this="list_extract", expressions=[exp.column("v"), index])
+        return node
+
+    return sqlglot.parse_one(text, dialect="duckdb").transform(bracket)
 
 
 INGEST_VARIABLE, FILE_VARIABLE = "tw_ingest", "tw_file"  # set per ingest and per file
