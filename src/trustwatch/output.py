@@ -101,6 +101,31 @@ def records_jsonl(records: Iterable[Mapping[str, Any]]) -> str:
     return "".join(json_text(json.dumps(r, ensure_ascii=False)) + "\n" for r in records)
 
 
+def records_text(records: Sequence[Mapping[str, Any]], fmt: str, indent: int | None = None) -> str:
+    """Records (row objects, possibly nested) as ``json``, ``jsonl`` or ``csv`` text, inert.
+
+    JSON keeps nesting (``indent`` for the array form only); CSV has a column per key, in
+    first-seen order, a nested value written as its JSON text and a null as an empty cell.
+    """
+    if fmt == "json":
+        text = json.dumps(list(records), ensure_ascii=False, indent=indent)
+        return json_text(text) + "\n"
+    if fmt == "jsonl":
+        return records_jsonl(records)
+    if fmt == "csv":
+        columns = list(dict.fromkeys(k for r in records for k in r))
+        return records_csv(({k: _csv_text(v) for k, v in r.items()} for r in records), columns)
+    raise ValueError(f"not a record format: {fmt}")
+
+
+def _csv_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
 def records_csv(rows: Iterable[Mapping[str, str]], columns: Sequence[str]) -> str:
     """CSV with a header row of ``columns``; each row's text written byte for byte."""
     buf = io.StringIO()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -93,6 +95,23 @@ def test_audit_lists_every_certificate_with_all(export: tuple[Path, dict[str, st
     assert len(tampered) == 1 and tampered[0]["thumbprint_matches"] is False
     user_root = [r for r in rows if r["sid"] == SID and r["store"] == "Root"]
     assert [r["classification"]["verdict"] for r in user_root] == ["public-root"]
+
+
+def test_audit_records_as_jsonl_and_csv(export: tuple[Path, dict[str, str]]) -> None:
+    """One output layer: the JSON records as JSON Lines, and as CSV (nested values as JSON)."""
+    path, expected = export
+    at = ("--at", "2026-01-01T00:00:00Z")  # the time judged is in each record
+    _, as_json, _ = run("certs", "audit", str(path), "--format", "json", *at)
+    records = json.loads(as_json)
+    code, as_jsonl, _ = run("certs", "audit", str(path), "--format", "jsonl", *at)
+    assert code == 1
+    assert [json.loads(line) for line in as_jsonl.splitlines()] == records
+    code, as_csv, _ = run("certs", "audit", str(path), "--format", "csv", *at)
+    assert code == 1
+    rows = list(csv.DictReader(io.StringIO(as_csv)))
+    assert list(rows[0]) == list(records[0])
+    assert {r["thumbprint"]: json.loads(r["classification"])["verdict"] for r in rows} == expected
+    assert {r["flagged"] for r in rows} == {"true"}
 
 
 def test_audit_of_a_clean_export_exits_0(tmp_path: Path) -> None:

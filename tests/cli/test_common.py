@@ -77,6 +77,12 @@ def test_limits_command_lists_every_limit_with_its_default_and_value() -> None:
     assert {r["name"] for r in rows} == set(limits.names())
     assert all(r["default"] == r["value"] for r in rows)
     assert all(r["bounds"] == bounds[r["name"]] for r in rows)
+    code, stdout, _ = run("limits", "--format", "jsonl")
+    assert code == 0 and [json.loads(line) for line in stdout.splitlines()] == rows
+    code, stdout, _ = run("limits", "--format", "csv")
+    assert code == 0
+    assert stdout.splitlines()[0] == "name,default,value,bounds"
+    assert len(stdout.splitlines()) == len(rows) + 1
 
 
 def boundary(exc: BaseException) -> tuple[int, str]:

@@ -6,7 +6,6 @@ Subjects, issuers, friendly names and file names are attacker-chosen text: print
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Iterable
@@ -19,9 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from trustwatch.cli.common import EXIT_FOUND, echo, limit_option, reports_errors
-from trustwatch.cli.render import cell, stdout_console, write_exact
+from trustwatch.cli.render import cell, emit, format_option, stdout_console, write_exact
 from trustwatch.errors import InputError
-from trustwatch.inert import json_text
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -53,13 +51,6 @@ data_dir_option = click.option(
     help="Where imported lists live (default: $TRUSTWATCH_DATA_DIR/certs, else "
     "~/.local/share/trustwatch/certs).",
 )
-format_option = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-)
 
 
 @click.group()
@@ -73,7 +64,7 @@ def certs() -> None:
 @click.option(
     "--at", "at_text", metavar="ISO8601", help="Judge validity at this time (default: now)."
 )
-@format_option
+@format_option()
 @data_dir_option
 @limit_option
 @reports_errors
@@ -110,12 +101,12 @@ def check(
             f"'{target}' is neither a file nor a thumbprint",
             hint="give a SHA-1 (40 hex digits), SHA-256 or MD5 thumbprint, or a certificate file",
         )
-    if fmt == "json":
-        rows = [{"source": s, **c.to_dict()} for s, c in results]
-        write_exact(json_text(json.dumps(rows, indent=2)) + "\n")
-    else:
+
+    def view() -> None:
         for source, classification in results:
             _print_classification(source, classification)
+
+    emit(fmt, lambda: [{"source": s, **c.to_dict()} for s, c in results], view)
     if any(c.suspicious for _, c in results):
         sys.exit(EXIT_FOUND)
 
@@ -153,7 +144,7 @@ class AuditRow:
 @click.option(
     "--at", "at_text", metavar="ISO8601", help="Judge validity at this time (default: now)."
 )
-@format_option
+@format_option()
 @data_dir_option
 @limit_option
 @reports_errors
@@ -175,11 +166,8 @@ def audit(
     entries = list(_store_entries(_registry_files(paths)))
     rows = [_audit_row(e, intel, at) for e in entries]
     flagged = [r for r in rows if r.flagged]
-    if fmt == "json":
-        shown = rows if show_all else flagged
-        write_exact(json_text(json.dumps([r.to_dict() for r in shown], indent=2)) + "\n")
-    else:
-        _print_audit(rows if show_all else flagged, len(rows))
+    shown = rows if show_all else flagged
+    emit(fmt, lambda: [r.to_dict() for r in shown], lambda: _print_audit(shown, len(rows)))
     stores = len({(r.entry.location, r.entry.sid, r.entry.store) for r in rows})
     echo(
         f"audit: {len(rows)} certificate(s) in {stores} store(s), {len(flagged)} flagged", err=True

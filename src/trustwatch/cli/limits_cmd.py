@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 
 import click
 
 from trustwatch.cli.common import echo, limit_option, reports_errors
+from trustwatch.cli.render import emit, format_option
 
 
 def shown(name: str, value: int) -> str:
@@ -20,13 +20,7 @@ def shown(name: str, value: int) -> str:
 
 
 @click.command()
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-)
+@format_option()
 @limit_option
 @reports_errors
 def limits(fmt: str) -> None:
@@ -42,21 +36,20 @@ def limits(fmt: str) -> None:
     defaults = asdict(limits_module.DEFAULT)
     bounds = limits_module.bounds()
     now = asdict(limits_module.current())
-    if fmt == "json":
-        rows = [
-            {
-                "name": name,
-                "default": defaults[key],
-                "value": now[key],
-                "bounds": bounds[name],
-            }
-            for key, name in zip(defaults, limits_module.names(), strict=True)
+    names = list(zip(defaults, limits_module.names(), strict=True))
+
+    def records() -> list[dict[str, object]]:
+        return [
+            {"name": name, "default": defaults[key], "value": now[key], "bounds": bounds[name]}
+            for key, name in names
         ]
-        click.echo(json.dumps(rows, indent=2))
-        return
-    width = max(len(n) for n in limits_module.names())
-    echo(f"{'limit':<{width}}  {'default':>10}  {'in force':>10}  bounds")
-    for key, name in zip(defaults, limits_module.names(), strict=True):
-        default, value = shown(key, defaults[key]), shown(key, now[key])
-        mark = "" if value == default else " (--limit)"
-        echo(f"{name:<{width}}  {default:>10}  {value:>10}  {bounds[name]}{mark}")
+
+    def view() -> None:
+        width = max(len(n) for n in limits_module.names())
+        echo(f"{'limit':<{width}}  {'default':>10}  {'in force':>10}  bounds")
+        for key, name in names:
+            default, value = shown(key, defaults[key]), shown(key, now[key])
+            mark = "" if value == default else " (--limit)"
+            echo(f"{name:<{width}}  {default:>10}  {value:>10}  {bounds[name]}{mark}")
+
+    emit(fmt, records, view)

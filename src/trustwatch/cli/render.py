@@ -8,6 +8,8 @@ Every value shown in a rich table or line is a ``rich.text.Text`` made by :func:
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import click
 import pyarrow as pa
@@ -16,7 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 from trustwatch.inert import visible
-from trustwatch.output import json_rows, text_cell, to_csv, to_json, to_jsonl
+from trustwatch.output import json_rows, records_text, text_cell, to_csv, to_json, to_jsonl
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def cell(value: object, style: str = "") -> Text:
@@ -37,6 +41,38 @@ def write_exact(text: str) -> None:
     already (``trustwatch.inert.json_text``); CSV is byte-exact by contract.
     """
     click.echo(text, nl=False, color=True)
+
+
+FORMATS = ("table", "json", "jsonl", "csv")
+
+
+def format_option(default: str = "table") -> Callable[[F], F]:
+    """``--format``: the terminal view, or records as JSON, JSON Lines or CSV (every command
+    prints its results through :func:`emit` or :func:`print_result`)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default=default,
+        show_default=True,
+        help="table: the terminal view; json, jsonl, csv: the records on stdout.",
+    )
+
+
+def emit(
+    fmt: str,
+    records: Callable[[], Sequence[Mapping[str, Any]]],
+    view: Callable[[], None],
+    *,
+    indent: int | None = 2,
+) -> None:
+    """One command's results on stdout: ``view()`` draws the terminal view (``table``);
+    otherwise ``records()`` - the same results as row objects - are written as JSON (an array,
+    ``indent``), JSON Lines or CSV (see :func:`trustwatch.output.records_text`)."""
+    if fmt == "table":
+        view()
+        return
+    write_exact(records_text(records(), fmt, indent=indent))
 
 
 def print_result(table: pa.Table, fmt: str) -> None:
