@@ -3,6 +3,7 @@ headers are quarantined within the limits, the records limit holds, re-ingest ad
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import replace
 from pathlib import Path
 
@@ -125,3 +126,19 @@ def test_reingest_is_idempotent_and_every_record_is_accounted(tmp_path: Path) ->
         "SELECT count(*) AS n FROM Corelight_v2_ssl_CL"
     ).to_pylist() == [{"n": 2}]
     again.close()
+
+
+def test_a_cut_gzip_keeps_what_was_read_and_reports_the_rest(tmp_path: Path) -> None:
+    rows = [
+        ssl_new_row(f"{i}.5", f"C{i}", "203.0.113.9", f"h{i}.example", "(empty)")
+        for i in range(1, 3001)
+    ]
+    whole = gzip.compress(zeek_tsv("ssl", SSL_NEW_FIELDS, SSL_NEW_TYPES, rows).encode())
+    path = tmp_path / "ssl.log.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    got, rejected = collect(by_name("zeek-tsv").read(path))
+    kept = [ref for ref, _ in got["Corelight_v2_ssl_CL"]]
+    assert kept == list(range(9, 9 + len(kept))) and 0 < len(kept) < 3000
+    [cut] = rejected
+    assert cut.ref == kept[-1] + 1 or cut.ref == kept[-1] + 2
+    assert "the gzip stream is cut short or damaged" in cut.reason

@@ -18,6 +18,7 @@ import gzip
 import json
 import math
 import re
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from trustwatch.errors import IngestError
-from trustwatch.ingest.records import BATCH_SIZE, Item, RefKind, RowBatch
+from trustwatch.ingest.records import BATCH_SIZE, Item, RefKind, Rejected, RowBatch
 from trustwatch.schema.model import builtin_schemas
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -40,9 +41,43 @@ _TRUE = frozenset({"t", "true", "1", "y", "yes"})
 _FALSE = frozenset({"f", "false", "0", "n", "no"})
 
 
+class Gunzipped:
+    """Lines of a gzip stream; a stream cut short or damaged ends it, and ``error`` says why
+    (what was read before it is kept: the reader reports the rest as one quarantined entry)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._gzip = gzip.GzipFile(fileobj=raw, mode="rb")
+        self.error: str | None = None
+
+    def readline(self, size: int = -1) -> bytes:
+        if self.error is not None:
+            return b""
+        try:
+            return self._gzip.readline(size)
+        except (EOFError, OSError, zlib.error) as exc:  # BadGzipFile is an OSError
+            self.error = f"the gzip stream is cut short or damaged: {exc}"
+            return b""
+
+    def close(self) -> None:
+        self._gzip.close()
+
+    def __enter__(self) -> Gunzipped:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def stream_error(fh: object, line: int) -> Iterator[Item]:
+    """One quarantine entry for the rest of a gzip stream that could not be read, if so."""
+    error = getattr(fh, "error", None)
+    if error:
+        yield Rejected("line", line + 1, f"reading stopped after line {line:,}: {error}")
+
+
 def open_maybe_gzip(path: Path) -> tuple[BinaryIO, BinaryIO]:
-    """The raw file (for the bytes read so far) and a reader of its content, gunzipped when
-    the file starts with the gzip magic.
+    """The raw file (for the bytes read so far) and a reader of its content's lines,
+    gunzipped when the file starts with the gzip magic (see :class:`Gunzipped`).
 
     Raises:
         IngestError: the file cannot be opened.
@@ -53,7 +88,7 @@ def open_maybe_gzip(path: Path) -> tuple[BinaryIO, BinaryIO]:
         raise IngestError(f"{path}: cannot open: {exc.strerror or exc}") from exc
     if raw.read(2) == GZIP_MAGIC:
         raw.seek(0)
-        return raw, cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
+        return raw, cast(BinaryIO, Gunzipped(raw))
     raw.seek(0)
     return raw, raw
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trustwatch.ingest.readers.defender import JsonError, dumps, json_lines
-from trustwatch.ingest.readers.netrows import Batcher, build_row, open_maybe_gzip
+from trustwatch.ingest.readers.netrows import Batcher, build_row, open_maybe_gzip, stream_error
 from trustwatch.ingest.readers.zeek import first_object
 from trustwatch.ingest.records import Item, Rejected
 
@@ -78,6 +78,7 @@ def read_suricata_eve(path: Path) -> Iterator[Item]:
     with raw, fh:
         batcher = Batcher("line")
         others = _Others()
+        number = 0
         for number, _, value in json_lines(fh):
             if isinstance(value, JsonError):
                 yield from others.close()
@@ -97,3 +98,4 @@ def read_suricata_eve(path: Path) -> Iterator[Item]:
             yield from batcher.add(table, number, row, raw.tell())
         yield from others.close()
         yield from batcher.flush(raw.tell())
+        yield from stream_error(fh, number)

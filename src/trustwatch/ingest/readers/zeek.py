@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from trustwatch.ingest.readers.defender import CHUNK, JsonError, dumps, json_lines
-from trustwatch.ingest.readers.netrows import GZIP_MAGIC, Batcher, build_row, open_maybe_gzip
+from trustwatch.ingest.readers.netrows import (
+    GZIP_MAGIC,
+    Batcher,
+    build_row,
+    open_maybe_gzip,
+    stream_error,
+)
 from trustwatch.ingest.records import EXCERPT, Item, Rejected, excerpt
 from trustwatch.limits import current, exceeded
 
@@ -201,6 +207,7 @@ def read_zeek_tsv(path: Path) -> Iterator[Item]:
         header: _Header | None = None
         batcher = Batcher("line")
         skipped = _Skipped()
+        number = 0
         for number, line, size in _lines(fh, cap):
             if line is None:
                 reason = exceeded("event_bytes", cap, f"a line of {size:,} bytes")
@@ -236,6 +243,7 @@ def read_zeek_tsv(path: Path) -> Iterator[Item]:
             yield from batcher.add(table, number, build_row(table, record, TIME_COLUMN), raw.tell())
         yield from skipped.close()
         yield from batcher.flush(raw.tell())
+        yield from stream_error(fh, number)
 
 
 def _problem(header: _Header | None, line: bytes) -> str | None:
@@ -268,6 +276,7 @@ def read_zeek_json(path: Path) -> Iterator[Item]:
     with raw, fh:
         named = _file_path(path)
         batcher = Batcher("line")
+        number = 0
         for number, _, value in json_lines(fh):
             if isinstance(value, JsonError):
                 yield Rejected("line", number, value.reason, value.raw)
@@ -285,3 +294,4 @@ def read_zeek_json(path: Path) -> Iterator[Item]:
             table = ZEEK_TABLES[log]
             yield from batcher.add(table, number, build_row(table, record, TIME_COLUMN), raw.tell())
         yield from batcher.flush(raw.tell())
+        yield from stream_error(fh, number)
