@@ -92,3 +92,43 @@ def shared_workspace() -> Any:
     planned, skipped = pipeline.plan(shared_data_paths(), skip_unknown=True)
     ws = Workspace(None)
     return ws, ws.ingest(planned), skipped
+
+
+def spark_unavailable() -> str | None:
+    """Why the Spark engine cannot run here (no PySpark, no Java), or None when it can."""
+    import importlib.util
+    import os
+    import shutil
+
+    if importlib.util.find_spec("pyspark") is None:
+        return "PySpark is not installed (pip install 'trustwatch[spark]'): Spark cases skipped"
+    if not os.environ.get("JAVA_HOME") and shutil.which("java") is None:
+        return "Java is not installed (the Spark engine needs 17 or newer): Spark cases skipped"
+    return None
+
+
+# the Spark cases share one worker under --dist loadgroup, which starts one SparkSession
+spark_group = pytest.mark.xdist_group("spark")
+
+
+@pytest.fixture(scope="session")
+def spark_session() -> Iterator[Any]:
+    """One local SparkSession for the whole test session: 2 cores, small shuffles, no UI."""
+    reason = spark_unavailable()
+    if reason:
+        pytest.skip(reason)
+    from trustwatch.engines.spark import build_session
+
+    session = build_session(
+        "local[2]",
+        {
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+            "spark.ui.enabled": "false",
+            "spark.driver.memory": "1g",
+            "spark.sql.adaptive.enabled": "false",
+        },
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

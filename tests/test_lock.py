@@ -8,7 +8,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCKED_EXTRAS = ("dev", "hives")  # what ./dev installs
+LOCKED_EXTRAS = ("dev", "hives", "spark")  # what ./dev installs
 
 
 def _requirements() -> list[Requirement]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 from sqlglot import exp
 
 from trustwatch.engines.base import Engine, kql_type_of_arrow
 from trustwatch.engines.select import open_engine
-from trustwatch.errors import EngineError, Source, Span, TrustwatchError
+from trustwatch.errors import EngineError, InputError, Source, Span, TrustwatchError
 from trustwatch.kql.compiler import CatalogTable, CompiledStatement, compile_query
 from trustwatch.kql.parser import parse_query
 from trustwatch.schema.model import Column, TableSchema, builtin_schemas
@@ -129,8 +130,22 @@ class Session:
                 code=d.code,
                 source=Source(kql, source_name),
             ) from exc
-        sql = [s.to_sql(self.engine.dialect) for s in statements]
+        sql = [self.engine.to_sql(s.sql) for s in statements]
         return QueryResult(tables, sql, [*self.notices, *notices])
+
+    def dataframe(
+        self, kql: str, now: datetime | str | None = None, source_name: str = "<query>"
+    ) -> Any:
+        """The last result as a Spark DataFrame, not run yet (the Spark engine only)."""
+        from trustwatch.engines.spark import SparkEngine
+
+        if not isinstance(self.engine, SparkEngine):
+            raise InputError("a DataFrame result needs the spark engine")
+        statements, _ = self.compile(kql, now, source_name)
+        try:
+            return self.engine.dataframe(statements[-1].sql)
+        except TrustwatchError as exc:
+            raise exc.with_source(Source(kql, source_name)) from None
 
 
 def _read_table(value: TableInput, name: str) -> pa.Table:
@@ -191,20 +206,39 @@ def run(
 
 
 def query(
-    kql: str, tables: Mapping[str, TableInput] | None = None, now: datetime | str | None = None
-) -> pa.Table:
-    """Run a KQL query on embedded DuckDB and return the (last) result as Arrow.
+    kql: str,
+    tables: Mapping[str, TableInput] | None = None,
+    now: datetime | str | None = None,
+    *,
+    engine: str = "duckdb",
+    spark: Any = None,
+    views: Mapping[str, str] | None = None,
+) -> Any:
+    """Run a KQL query and return the (last) result.
 
     Args:
         kql: the query text, as pasted from Sentinel or Defender Advanced Hunting.
         tables: table name -> file path (JSONL, JSON array, CSV, Parquet), pyarrow.Table,
             pandas.DataFrame or list of row dicts. Tables not given exist empty, fully typed.
         now: the value of ``now()`` (a datetime or ISO 8601 text); default: the current time.
+        engine: ``"duckdb"`` (embedded) or ``"spark"``.
+        spark: with ``engine="spark"``, the SparkSession to run on (a notebook's ``spark``);
+            default: a local one.
+        views: with ``engine="spark"``, table name -> a view or table already in the session
+            (with the table's documented columns), read in place.
 
     Returns:
-        The rows, with each field's KQL type in its metadata under ``kql_type``.
+        DuckDB: a ``pyarrow.Table``, each field's KQL type in its metadata under ``kql_type``.
+        Spark: a Spark DataFrame, not run yet (``.toArrow()`` for a small result).
 
     Raises:
         TrustwatchError: a located syntax, semantic or input error.
     """
-    return run(kql, tables, now).tables[-1]
+    if engine == "duckdb" and spark is None and views is None:
+        return run(kql, tables, now).tables[-1]
+    if engine != "spark":
+        raise InputError("spark= and views= go with engine='spark'")
+    from trustwatch.engines.select import SparkOptions
+
+    session = Session(tables, engine=open_engine("spark", SparkOptions(session=spark)), views=views)
+    return session.dataframe(kql, now)

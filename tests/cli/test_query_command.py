@@ -94,8 +94,11 @@ def test_unsupported_options_say_so() -> None:
     assert code == 2 and "no such file" in err
     code, _, err = run("query", "print 1", "--workspace", "no-such.duckdb")
     assert code == 2 and "workspace not found" in err
-    code, _, err = run("query", "print 1", "--engine", "spark")
-    assert code == 2 and "Spark" in err
+    # checked before any Spark starts: a workspace is DuckDB's file, Spark reads Parquet
+    code, _, err = run("query", "print 1", "--engine", "spark", "--workspace", "w.duckdb")
+    assert code == 2 and "--parquet DIR" in err
+    code, _, err = run("query", "print 1", "--spark-master", "local[1]")
+    assert code == 2 and "--engine spark" in err
 
 
 def test_explain_prints_sql_without_running() -> None:

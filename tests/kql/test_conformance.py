@@ -1,4 +1,10 @@
-"""Runs every case of tests/kql/conformance/*.yaml through trustwatch.query() on DuckDB."""
+"""Runs every case of tests/kql/conformance/*.yaml through trustwatch's Session on each engine.
+
+One suite, two engines: DuckDB, and Spark in local mode (skipped, saying why, without PySpark
+or Java). A case Spark is known to answer differently is listed in ``spark_differences.yaml``
+with its reason (docs/spark.md) and expected to fail there, strictly: it is reported once it
+passes.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +15,48 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import spark_group
 from trustwatch.errors import TrustwatchError
 from trustwatch.output import json_matrix, kql_types
 
 CASES_DIR = Path(__file__).parent / "conformance"
+SPARK_DIFFERENCES = Path(__file__).parent / "spark_differences.yaml"
 DEFAULT_NOW = "2024-01-10T00:00:00Z"
+ENGINES = ("duckdb", "spark")
+
+
+def spark_differences() -> dict[str, str]:
+    """Case id (``file/id``) -> why Spark answers it differently."""
+    listed: dict[str, str] = yaml.safe_load(SPARK_DIFFERENCES.read_text(encoding="utf-8"))
+    return listed
 
 
 def load_cases() -> list[Any]:
     params = []
-    for path in sorted(CASES_DIR.glob("*.yaml")):
-        for case in yaml.safe_load(path.read_text(encoding="utf-8")):
-            marks = []
-            if case.get("known_gap"):
-                # documented gap (docs/kql-support.md): fails today; reported once it passes
-                marks.append(pytest.mark.xfail(reason=case["known_gap"], strict=True))
-            params.append(pytest.param(case, id=f"{path.stem}/{case['id']}", marks=marks))
+    differences = spark_differences()
+    for engine in ENGINES:
+        for path in sorted(CASES_DIR.glob("*.yaml")):
+            for case in yaml.safe_load(path.read_text(encoding="utf-8")):
+                case_id = f"{path.stem}/{case['id']}"
+                marks = [spark_group] if engine == "spark" else []
+                if case.get("known_gap"):
+                    # documented gap (docs/kql-support.md): fails today; reported once it passes
+                    marks.append(pytest.mark.xfail(reason=case["known_gap"], strict=True))
+                elif engine == "spark" and case_id in differences:
+                    reason = f"spark differs: {differences[case_id]}"
+                    marks.append(pytest.mark.xfail(reason=reason, strict=True))
+                params.append(pytest.param(engine, case, id=f"{engine}/{case_id}", marks=marks))
     return params
+
+
+def test_listed_differences_are_cases() -> None:
+    """Every case listed as a Spark difference exists (a renamed case is not left behind)."""
+    ids = {
+        f"{path.stem}/{case['id']}"
+        for path in sorted(CASES_DIR.glob("*.yaml"))
+        for case in yaml.safe_load(path.read_text(encoding="utf-8"))
+    }
+    assert set(spark_differences()) <= ids
 
 
 def case_tables(case: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -88,8 +119,28 @@ def equal_rows(actual: list[list[Any]], expected: list[list[Any]], ordered: bool
     return a == e if ordered else sorted(a) == sorted(e)
 
 
-@pytest.mark.parametrize("case", load_cases())
-def test_conformance(case: dict[str, Any]) -> None:
+@pytest.fixture
+def engine_for(request: pytest.FixtureRequest) -> Any:
+    """A new engine of the given name (Spark: a child of the test session's SparkSession)."""
+    opened: list[Any] = []
+
+    def open_engine(name: str) -> Any:
+        from trustwatch.engines.select import SparkOptions, open_engine
+
+        spark = None
+        if name == "spark":
+            spark = SparkOptions(session=request.getfixturevalue("spark_session"))
+        engine = open_engine(name, spark)
+        opened.append(engine)
+        return engine
+
+    yield open_engine
+    for engine in opened:
+        engine.close()
+
+
+@pytest.mark.parametrize(("engine", "case"), load_cases())
+def test_conformance(engine: str, case: dict[str, Any], engine_for: Any) -> None:
     from trustwatch.api import Session
     from trustwatch.schema.model import Column, TableSchema
 
@@ -101,7 +152,7 @@ def test_conformance(case: dict[str, Any]) -> None:
             name, tuple(Column(c, t) for c, t in zip(cols, types, strict=True))
         )
     # declared test tables are typed exactly as the case says
-    session = Session(session_tables, schemas=schemas)
+    session = Session(session_tables, schemas=schemas, engine=engine_for(engine))
     expect = case["expect"]
     now = str(case.get("now", DEFAULT_NOW))
     if "error" in expect:

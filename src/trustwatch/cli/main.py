@@ -147,6 +147,18 @@ def _parse_tables(bindings: tuple[str, ...]) -> dict[str, str]:
     "--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True
 )
 @click.option(
+    "--spark-master",
+    metavar="URL",
+    help="Spark master for --engine spark (default: $TRUSTWATCH_SPARK_MASTER or local[*]).",
+)
+@click.option(
+    "--spark-conf",
+    "spark_conf",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A Spark setting for --engine spark (spark.executor.memory=4g...). Repeatable.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["table", "json", "jsonl", "csv"]),
@@ -166,27 +178,35 @@ def query(
     workspace: str | None,
     now: str | None,
     engine: str,
+    spark_master: str | None,
+    spark_conf: tuple[str, ...],
     fmt: str,
     explain: bool,
 ) -> None:
-    """Run a KQL query over local tables; tables not given exist empty with their full schema."""
+    """Run a KQL query over local tables; tables not given exist empty with their full schema.
+
+    With --engine spark, --data takes Parquet folders (`ingest --parquet DIR` exports).
+    """
     from trustwatch.api import Session
     from trustwatch.cli.render import print_result
 
     text, source_name = _read_query(kql, file)
-    if engine != "duckdb":
-        raise InputError("the Spark engine is not available yet; use --engine duckdb")
     if data and workspace:
         raise InputError("give --data or --workspace, not both")
+    if engine != "spark" and (spark_master or spark_conf):
+        raise InputError("--spark-master and --spark-conf go with --engine spark")
     bound = {**_builtin_watchlists(text), **_parse_tables(tables)}
-    telemetry, skipped = _telemetry(data, workspace)
+    if engine == "spark":
+        telemetry, skipped = _spark_telemetry(data, workspace, spark_master, spark_conf), None
+    else:
+        telemetry, skipped = _telemetry(data, workspace)
     session = Session(bound, **telemetry)
     if explain:
         statements, notices = session.compile(text, now, source_name)
         for notice in notices:
             echo(f"notice: {notice}", err=True)
         for statement in statements:
-            echo(statement.to_sql(session.engine.dialect) + ";")
+            echo(session.engine.to_sql(statement.sql) + ";")
         return
     result = session.run(text, now, source_name)
     for notice in result.notices:
@@ -208,6 +228,36 @@ def _builtin_watchlists(text: str) -> dict[str, Any]:
     from trustwatch.certs.intel import WATCHLIST_NAME, watchlist_tables
 
     return dict(watchlist_tables()) if WATCHLIST_NAME.lower() in text.lower() else {}
+
+
+def _spark_telemetry(
+    data: tuple[str, ...], workspace: str | None, master: str | None, conf: tuple[str, ...]
+) -> dict[str, Any]:
+    """A Spark engine and the views of ``--data``'s Parquet folders."""
+    from trustwatch.engines.select import SparkOptions, open_engine
+
+    if workspace:
+        raise InputError(
+            "--workspace is a DuckDB file, which the spark engine does not read",
+            hint="export it with `trustwatch ingest PATH --workspace W --parquet DIR` "
+            "and give --data DIR",
+        )
+    settings: dict[str, str] = {}
+    for item in conf:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(
+                f"--spark-conf expects KEY=VALUE, got '{item}'",
+                hint="for example --spark-conf spark.executor.memory=4g",
+            )
+        settings[key] = value
+    engine = open_engine("spark", SparkOptions(master=master, conf=settings))
+    if not data:
+        return {"engine": engine}
+    from trustwatch.engines.spark import SparkEngine, parquet_views
+
+    assert isinstance(engine, SparkEngine)  # noqa: S101 - open_engine("spark") makes one
+    return {"engine": engine, "views": parquet_views(engine, data)}
 
 
 def _telemetry(

@@ -70,6 +70,14 @@ class Engine(Protocol):
         """Forbid file, network and configuration access from queries from now on."""
         ...
 
+    def to_sql(self, query: exp.Expr) -> str:
+        """The engine's SQL text for a compiled tree (what :meth:`execute_sql` takes).
+
+        Raises:
+            UnsupportedKql: the tree uses a function the engine has no equivalent for.
+        """
+        ...
+
     def execute(self, query: exp.Query) -> pa.Table:
         """Run a compiled query; the rows as Arrow."""
         ...

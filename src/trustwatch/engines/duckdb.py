@@ -174,9 +174,13 @@ class DuckDBEngine:
             self.con.execute("SET lock_configuration=true")
             self._locked = True
 
-    def execute(self, query: exp.Query) -> pa.Table:
+    def to_sql(self, query: exp.Expr) -> str:
+        """DuckDB SQL text for a compiled tree (the compiler writes DuckDB's functions)."""
         # generated on a deep stack: a query nested to query-depth compiles to a deep tree
-        return self.execute_sql(sql_text(query, self.dialect))
+        return sql_text(query, self.dialect)
+
+    def execute(self, query: exp.Query) -> pa.Table:
+        return self.execute_sql(self.to_sql(query))
 
     def prepare(self, sql: str) -> str:
         """Plan ``sql`` once; returns the name :meth:`execute_prepared` runs it by.

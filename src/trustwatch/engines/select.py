@@ -41,5 +41,8 @@ def open_engine(name: str, spark: SparkOptions | None = None) -> Engine:
 
         return DuckDBEngine()
     if name == "spark":
-        raise InputError("the Spark engine is not available yet; use --engine duckdb")
+        from trustwatch.engines.spark import SparkEngine
+
+        options = spark or SparkOptions()
+        return SparkEngine(options.session, master=options.master, conf=options.conf)
     raise InputError(f"unknown engine {name!r}", hint="choose one of: " + ", ".join(ENGINE_NAMES))

@@ -202,7 +202,7 @@ class Hunter:
             "reason": "reads the clock",
         }
         if fixed:
-            doc["sql"] = self.window.bind(last.sql).sql(dialect=self.engine.dialect)
+            doc["sql"] = self.engine.to_sql(self.window.bind(last.sql))
             doc.update(self._lift(tree, last.columns))
             if doc["locality"] == Locality.ROW.value:
                 doc["filter_table"] = fusion.filter_table(tree) or ""
@@ -224,7 +224,7 @@ class Hunter:
         bind = self.window.bind_times if lifted.locality is Locality.ROW else self.window.bind_runs
         return {
             "locality": lifted.locality.value,
-            "once_sql": bind(statement.sql, lifted.hidden).sql(dialect=self.engine.dialect),
+            "once_sql": self.engine.to_sql(bind(statement.sql, lifted.hidden)),
             "once_columns": statement.columns,
             "hidden": lifted.hidden,
             "reason": "",
@@ -371,7 +371,7 @@ class Hunter:
         bound = self.window.bind_times(statement.sql, lifted.hidden)
         query = fusion.filter_flags(bound, fusion.flags(len(predicates)))
         return {
-            "sql": query.sql(dialect=self.engine.dialect),
+            "sql": self.engine.to_sql(query),
             "columns": statement.columns,
             "hidden": lifted.hidden,
         }
@@ -555,7 +555,7 @@ class Hunter:
                 statement = compile_query(tree, self.catalog, run.at).statements[-1]
             except TrustwatchError as exc:
                 raise exc.with_source(item.source) from None
-            bound = self.window.bind(statement.sql).sql(dialect=self.engine.dialect)
+            bound = self.engine.to_sql(self.window.bind(statement.sql))
             return self._execute(bound, params, statement.columns)
         if not item.plan:  # planned once; each run executes the plan with its own window
             item.plan = self.engine.prepare(item.sql)

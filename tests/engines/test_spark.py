@@ -1,0 +1,125 @@
+"""The Spark engine: the CLI and API over Parquet folders, refusals, the SQL it is given.
+
+The shared KQL cases run on Spark in tests/kql/test_conformance.py; these check what is
+particular to the engine. All share one SparkSession (``spark_session``) on one worker.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import spark_group
+from trustwatch.cli.main import cli
+from trustwatch.errors import UnsupportedKql
+
+pytestmark = spark_group
+
+QUERY = (
+    "DeviceRegistryEvents | where RegistryKey has @'SystemCertificates\\Root'"
+    " | summarize n = count() by DeviceName | sort by DeviceName asc"
+)
+
+
+def _events(day: str, devices: list[str], keys: list[str]) -> pa.Table:
+    n = len(devices)
+    return pa.table(
+        {
+            "Timestamp": pa.array([f"{day}T10:00:00"] * n).cast(pa.timestamp("us")),
+            "TimeGenerated": pa.array([f"{day}T10:00:00"] * n).cast(pa.timestamp("us")),
+            "DeviceName": devices,
+            "RegistryKey": keys,
+            "ActionType": ["RegistryKeyCreated"] * n,
+        }
+    )
+
+
+@pytest.fixture
+def export(tmp_path: Path) -> Path:
+    """A Parquet export's layout: DIR/<Table>/day=YYYY-MM-DD/*.parquet."""
+    root = tmp_path / "pq"
+    root_key = "HKLM\\SOFTWARE\\Microsoft\\SystemCertificates\\Root\\Certificates\\AB"
+    for day, devices, keys in [
+        ("2024-01-01", ["a", "b"], [root_key, "HKLM\\SOFTWARE\\Other"]),
+        ("2024-01-02", ["a", "c"], [root_key, root_key]),
+    ]:
+        folder = root / "DeviceRegistryEvents" / f"day={day}"
+        folder.mkdir(parents=True)
+        pq.write_table(_events(day, devices, keys), folder / "part-0.parquet")
+    return root
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_query_on_spark_reads_a_parquet_export_as_duckdb_reads_its_files(
+    spark_session: Any, export: Path
+) -> None:
+    code, out, err = _run(
+        "query", QUERY, "--engine", "spark", "--data", str(export), "--format", "json"
+    )
+    assert code == 0, err
+    spark_rows = json.loads(out)
+    assert spark_rows == [{"DeviceName": "a", "n": 2}, {"DeviceName": "c", "n": 1}]
+    files = sorted((export / "DeviceRegistryEvents").glob("day=*/*.parquet"))
+    merged = export.parent / "all.parquet"
+    pq.write_table(pa.concat_tables([pq.read_table(f) for f in files]), merged)
+    code, out, err = _run(
+        "query", QUERY, "--table", f"DeviceRegistryEvents={merged}", "--format", "json"
+    )
+    assert code == 0, err
+    assert json.loads(out) == spark_rows
+
+
+def test_explain_prints_spark_sql(spark_session: Any) -> None:
+    code, out, err = _run("query", "print s = strcat('a', 'b')", "--engine", "spark", "--explain")
+    assert code == 0, err
+    assert "CONCAT(" in out.upper() and "$" not in out
+
+
+def test_a_function_without_a_spark_equivalent_is_refused_by_name(spark_session: Any) -> None:
+    code, _, err = _run(
+        "query",
+        "print d = format_datetime(datetime(2024-01-01), 'yyyy')",
+        "--engine",
+        "spark",
+    )
+    assert code == 2
+    assert "not supported on the spark engine" in err and "strftime" in err
+
+
+def test_data_that_names_no_table_is_an_input_error(spark_session: Any, tmp_path: Path) -> None:
+    code, _, err = _run("query", "print 1", "--engine", "spark", "--data", str(tmp_path))
+    assert code == 2 and "holds no table folder" in err
+
+
+def test_python_api_returns_a_spark_dataframe(spark_session: Any) -> None:
+    import trustwatch
+
+    rows = [{"DeviceName": "x", "RegistryKey": "k"}, {"DeviceName": "y", "RegistryKey": "k"}]
+    frame = trustwatch.query(
+        "DeviceRegistryEvents | summarize n = count()",
+        {"DeviceRegistryEvents": rows},
+        engine="spark",
+        spark=spark_session,
+    )
+    assert type(frame).__name__ == "DataFrame"
+    assert frame.toArrow().to_pylist() == [{"n": 2}]
+
+
+def test_unsupported_raises_before_running(spark_session: Any) -> None:
+    from trustwatch.api import Session
+    from trustwatch.engines.select import SparkOptions, open_engine
+
+    session = Session(engine=open_engine("spark", SparkOptions(session=spark_session)))
+    with pytest.raises(UnsupportedKql, match="not supported on the spark engine"):
+        session.run("print x = format_datetime(now(), 'yyyy')")
+    session.engine.close()
