@@ -4,13 +4,15 @@ come from anyone)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
 
 from trustwatch.cli.common import EXIT_FOUND, echo, limit_option, reports_errors
-from trustwatch.cli.render import cell, stdout_console
+from trustwatch.cli.render import F, cell, stdout_console
 from trustwatch.errors import InputError
 
 RULES_OPTION = click.option(
@@ -75,17 +77,36 @@ def show_rule(rule_id: str, rule_sources: tuple[str, ...]) -> None:
         echo(f"# known defect {defect.code}: {defect.reason}")
 
 
+def _tuning_option(help_text: str) -> Callable[[F], F]:
+    return click.option("--tuning", "tuning_path", metavar="FILE", help=help_text)
+
+
+WATCHLISTS_HELP = (
+    "Tuning file whose watchlists _GetWatchlist reads (default: the shipped one, as for hunt)."
+)
+
+
+def _watchlists(tuning_path: str | None) -> dict[str, Any]:
+    """The catalog tables of a tuning file's watchlists (and the built-in CertificateIntel)."""
+    from trustwatch.rules.tuning import default_tuning_path, load_tuning
+
+    return load_tuning(tuning_path or default_tuning_path()).tables()
+
+
 @rules.command("lint")
 @RULES_OPTION
+@_tuning_option(WATCHLISTS_HELP)
 @limit_option
 @reports_errors
-def lint(rule_sources: tuple[str, ...]) -> None:
+def lint(rule_sources: tuple[str, ...], tuning_path: str | None) -> None:
     """Azure-Sentinel repository checks plus a compile of every query. Exit 1 on errors."""
+    from trustwatch.api import Session
     from trustwatch.rules.lint import lint_rules
     from trustwatch.rules.model import load_rules
 
     loaded = load_rules(rule_sources or ("all",), strict=False)  # lint reports every problem
-    findings = lint_rules(loaded)
+    watchlists = _watchlists(tuning_path)
+    findings = lint_rules(loaded, lambda: Session(watchlists))
     for finding in findings:
         echo(finding.render())
     errors = sum(f.severity == "error" for f in findings)
@@ -116,6 +137,7 @@ def lint(rule_sources: tuple[str, ...]) -> None:
     "case) or a manifest.csv (case_path, rule_id, expected_match_count, ...).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="List passing cases too.")
+@_tuning_option(WATCHLISTS_HELP)
 @limit_option
 @reports_errors
 def test(
@@ -123,6 +145,7 @@ def test(
     sigma_sources: tuple[str, ...],
     regression: str | None,
     verbose: bool,
+    tuning_path: str | None,
 ) -> None:
     """Run every rule's tests file, or (--sigma) Sigma rules' regression cases: each case's
     EVTX hunted through trustwatch must match its expected number of events. Exit 1 if any
@@ -134,7 +157,7 @@ def test(
         _test_sigma(sigma_sources, regression, verbose)
         return
     failed = total = 0
-    for result in run_tests(load_rules(rule_sources or ("all",))):
+    for result in run_tests(load_rules(rule_sources or ("all",)), _watchlists(tuning_path)):
         total += 1
         if not result.passed:
             failed += 1
@@ -197,6 +220,12 @@ EXPORT_FORMATS = ("sentinel-yaml", "arm", "defender", "sigma", "splunk", "elasti
     metavar="FILE",
     help="Tuning file whose watchlists and exclusions go into ARM templates (default: shipped).",
 )
+@click.option(
+    "--apply-exclusions",
+    is_flag=True,
+    help="Write the tuning file's exclusions into each rule's query (sentinel-yaml, arm, "
+    "defender), so the platform suppresses what 'hunt' suppresses.",
+)
 @limit_option
 @reports_errors
 def export(
@@ -205,6 +234,7 @@ def export(
     out: str | None,
     rule_sources: tuple[str, ...],
     tuning_path: str | None,
+    apply_exclusions: bool,
 ) -> None:
     """Export rules (default: the default pack) for Sentinel, Defender, Sigma, Splunk, Elastic.
 
@@ -221,7 +251,7 @@ def export(
     if folder is not None:
         _check_out(folder)
     tuning = load_tuning(tuning_path or default_tuning_path())
-    result = export_rules(rules, fmt, tuning)
+    result = export_rules(rules, fmt, tuning, apply_exclusions=apply_exclusions)
     for note in result.notes:
         echo(f"{note.kind}: {note.rule}: {note.message}", err=True, keep="")
     if folder is None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+from trustwatch.errors import InputError
 from trustwatch.export import defender, sentinel
+from trustwatch.export.exclusions import rule_columns, with_exclusions
 from trustwatch.export.guides import guide_files
 from trustwatch.export.model import ExportFile, ExportResult, Note
 from trustwatch.export.names import unique_stems
@@ -13,6 +16,7 @@ from trustwatch.export.playbook import export_playbooks
 from trustwatch.export.sigma import sigma_export, sigma_text
 from trustwatch.export.watchlists import intel_watchlist_data, tuning_watchlists
 from trustwatch.rules.model import COMPANION_SUFFIXES, Rule
+from trustwatch.rules.sentinel_schema import TEXT_LIMITS
 from trustwatch.rules.tuning import Tuning
 
 PACK_TEMPLATE = "trustwatch-pack.json"
@@ -109,6 +113,56 @@ FORMATS: Mapping[str, Callable[[Sequence[Rule], Tuning], ExportResult]] = {
 }
 
 
-def export_rules(rules: Sequence[Rule], fmt: str, tuning: Tuning | None = None) -> ExportResult:
-    """Every rule in format ``fmt`` (a key of :data:`FORMATS`); tuning for the ARM watchlists."""
-    return FORMATS[fmt](rules, tuning or Tuning())
+# the formats whose rules carry their KQL query: the tuning exclusions can be written into it
+KQL_FORMATS = ("sentinel-yaml", "arm", "defender")
+
+
+def export_rules(
+    rules: Sequence[Rule],
+    fmt: str,
+    tuning: Tuning | None = None,
+    *,
+    apply_exclusions: bool = False,
+) -> ExportResult:
+    """Every rule in format ``fmt`` (a key of :data:`FORMATS`); tuning for the ARM watchlists,
+    and, with ``apply_exclusions``, written into each rule's query (:mod:`.exclusions`).
+
+    Raises:
+        InputError: ``apply_exclusions`` for a format that does not carry KQL.
+    """
+    tuning = tuning or Tuning()
+    if apply_exclusions:
+        if fmt not in KQL_FORMATS:
+            raise InputError(
+                f"--apply-exclusions writes the exclusions into KQL queries: not for {fmt}",
+                hint=f"use it with --format {', '.join(KQL_FORMATS)}",
+            )
+        from trustwatch.api import Session
+
+        rules, notes = _with_exclusions(rules, tuning, Session(tuning.tables()))
+        result = FORMATS[fmt](rules, tuning)
+        result.notes[:0] = notes
+        return result
+    return FORMATS[fmt](rules, tuning)
+
+
+def _with_exclusions(
+    rules: Sequence[Rule], tuning: Tuning, session: Any
+) -> tuple[list[Rule], list[Note]]:
+    """Each rule with the exclusions in its query (each compiled once in ``session``: the
+    columns it returns); a rule the exclusions would take past Sentinel's query length keeps
+    its query as it is, with a note."""
+    limit = TEXT_LIMITS["query"][1]
+    out, notes = [], []
+    for rule in rules:
+        excluded = with_exclusions(rule, tuning, rule_columns(rule, session))
+        if len(excluded.query) > limit:
+            message = (
+                f"the tuning exclusions would make the query {len(excluded.query)} characters "
+                f"long, over Sentinel's {limit}: written without them (apply them in Sentinel, "
+                "e.g. with the TrustwatchExclusions watchlist of the arm format)"
+            )
+            notes.append(Note(rule.name, message))
+            excluded = rule
+        out.append(excluded)
+    return out, notes

@@ -8,10 +8,8 @@ automation rule can apply them with ``_GetWatchlist('TrustwatchExclusions')``.
 
 from __future__ import annotations
 
-import re
-
 from trustwatch.export.sentinel import WatchlistData
-from trustwatch.rules.tuning import FIELDS, Tuning
+from trustwatch.rules.tuning import FIELDS, Tuning, glob_regex
 
 EXCLUSIONS_ALIAS = "TrustwatchExclusions"
 EXCLUSION_COLUMNS = (
@@ -42,12 +40,6 @@ def intel_watchlist_data() -> WatchlistData:
         tuple(table.column_names),
         rows,
     )
-
-
-def glob_regex(pattern: str) -> str:
-    """A tuning glob (``*``, ``?``; whole value; any case) as an RE2 regular expression."""
-    body = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
-    return f"(?is)^{body}$"
 
 
 def tuning_watchlists(tuning: Tuning) -> list[WatchlistData]:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+
 from trustwatch.api import Session
 from trustwatch.errors import TrustwatchError
 from trustwatch.kql.literals import parse_datetime_text
@@ -39,14 +41,20 @@ def case_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def run_case(rule: Rule, case: TestCase) -> CaseResult:
-    """Run one case; a compile or data error is a failure with its message."""
+def run_case(
+    rule: Rule, case: TestCase, watchlists: Mapping[str, pa.Table] | None = None
+) -> CaseResult:
+    """Run one case; a compile or data error is a failure with its message.
+
+    ``watchlists``: the catalog tables ``_GetWatchlist`` reads (a tuning file's,
+    :meth:`~trustwatch.rules.tuning.Tuning.tables`); the case's own tables come after them.
+    """
     try:
         tables = {
             name: rows_to_arrow(case_rows(rows), f"{name} rows")
             for name, rows in case.tables.items()
         }
-        session = Session(tables)
+        session = Session({**(watchlists or {}), **tables})
         now = parse_datetime_text(case.now) if case.now else None
         result = Hunter(session).run([rule], now=now)
     except TrustwatchError as exc:
@@ -77,7 +85,9 @@ def _same(actual: Any, expected: Any) -> bool:
     return bool(actual == expected) or str(actual) == str(expected)
 
 
-def run_tests(rules: Sequence[Rule]) -> Iterator[CaseResult]:
+def run_tests(
+    rules: Sequence[Rule], watchlists: Mapping[str, pa.Table] | None = None
+) -> Iterator[CaseResult]:
     """Every case of every rule, in order; a rule without a tests file yields a failure."""
     for rule in rules:
         if rule.tests.path is None:
@@ -85,4 +95,4 @@ def run_tests(rules: Sequence[Rule]) -> Iterator[CaseResult]:
             yield CaseResult(rule, missing, False, f"no tests file beside {rule.path.name}")
             continue
         for case in rule.tests.cases:
-            yield run_case(rule, case)
+            yield run_case(rule, case, watchlists)

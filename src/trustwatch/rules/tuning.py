@@ -8,7 +8,6 @@ Defender column names are covered too. Every suppressed result is counted per ex
 from __future__ import annotations
 
 import csv
-import fnmatch
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -165,10 +164,18 @@ def _values(condition: str, row: Mapping[str, Any], signers: SignerLookup | None
     return []
 
 
+def glob_regex(pattern: str) -> str:
+    """A tuning glob as a regular expression, the same in Python and in RE2 (KQL's ``matches
+    regex``): the whole value, any case; ``*`` and ``?`` match any characters, backslashes and
+    line feeds included; every other character is itself (``[`` too: not a character class)."""
+    body = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return f"(?is)^{body}$"
+
+
 @functools.cache
 def _glob(pattern: str) -> re.Pattern[str]:
-    """Case-insensitive glob: ``*`` and ``?`` match any character, backslashes included."""
-    return re.compile(fnmatch.translate(pattern).replace("(?s:", "(?is:", 1))
+    """Case-insensitive glob (:func:`glob_regex`)."""
+    return re.compile(glob_regex(pattern))
 
 
 # --- reading a tuning file --------------------------------------------------------------------
