@@ -17,10 +17,10 @@ from trustwatch.export.model import ExportResult
 from trustwatch.export.names import safe_stem, unique_stems
 from trustwatch.export.sentinel import RULE_TYPE, WATCHLIST_TYPE, iso_duration
 from trustwatch.export.sigma import sigma_export, validate_sigma
-from trustwatch.export.watchlists import EXCLUSIONS_ALIAS, glob_regex
+from trustwatch.export.watchlists import EXCLUSIONS_ALIAS
 from trustwatch.rules.lint import has_errors, lint_rules
 from trustwatch.rules.model import Rule, load_rules
-from trustwatch.rules.tuning import default_tuning_path, load_tuning
+from trustwatch.rules.tuning import default_tuning_path, glob_regex, load_tuning
 
 SCHEMA = yaml.safe_load((Path(__file__).parent / "alert_rule_schema.yaml").read_text("utf-8"))
 
