@@ -129,7 +129,7 @@ def memory_limit_option(fn: F) -> F:
         metavar="SIZE",
         help="Memory DuckDB may use, e.g. 512MB or 2GB: while ingesting (default 384MB; "
         "beyond it, rows go to the workspace file) and, for hunt --workspace, while running "
-        "the rules (default 1GB).",
+        "the rules (default 512MB).",
     )
     return option(fn)
 
