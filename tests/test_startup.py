@@ -70,3 +70,34 @@ def test_from_import_and_unknown_names() -> None:
     assert issubclass(TrustwatchError, Exception)
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         _ = trustwatch.nothing_here
+
+
+def test_a_command_does_not_import_pandas_for_pyarrow(tmp_path: Path) -> None:
+    """pyarrow would import pandas (0.2-0.45 s) the first time it converts Python values, to
+    tell pandas objects apart; a command answers for it (trustwatch.cli.startup)."""
+    pytest.importorskip("pandas")  # installed with the spark extra; else nothing to skip
+    code = (
+        "import sys\nfrom trustwatch.cli.main import main\n"
+        "sys.argv = ['trustwatch', 'query', '--format', 'json', 'print x = 1, s = \"a\"']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        "assert 'pandas' not in sys.modules\n"
+        "import pandas, pyarrow\n"  # and pandas still works when asked for
+        "assert pyarrow.table({'a': [1]}).to_pandas().shape == (1, 1)\n"
+        "print('[]')"
+    )
+    loaded_after(code, tmp_path)  # check=True: the assertions above held
+
+
+@pytest.mark.parametrize(("argv", "pandas_loaded"), [([], False), (["--engine", "spark"], True)])
+def test_the_spark_engine_keeps_pyarrows_pandas_support(
+    argv: list[str], pandas_loaded: bool, tmp_path: Path
+) -> None:
+    pytest.importorskip("pandas")
+    code = (
+        "import sys\nfrom trustwatch.cli.startup import skip_pandas_probe\n"
+        f"skip_pandas_probe({argv!r})\n"
+        "import pyarrow\npyarrow.array(['x'])\n"
+        f"assert ('pandas' in sys.modules) is {pandas_loaded}\n"
+        "print('[]')"
+    )
+    loaded_after(code, tmp_path)

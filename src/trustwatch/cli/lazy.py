@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from importlib import import_module
 from typing import Any
 
 import click
+
+from trustwatch.cli.startup import skip_pandas_probe
 
 
 class LazyGroup(click.Group):
@@ -34,6 +37,7 @@ class LazyGroup(click.Group):
         if self._listing:  # the help's command list needs a name and a line, nothing more
             return click.Command(cmd_name, help=summary)
         command = getattr(import_module(module), attribute)
+        skip_pandas_probe(sys.argv[1:])  # the command runs: spare it pyarrow's pandas import
         if not isinstance(command, click.Command):
             raise TypeError(f"{module}.{attribute} is not a click command")
         self.add_command(command, cmd_name)
