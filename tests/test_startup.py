@@ -74,7 +74,7 @@ def test_from_import_and_unknown_names() -> None:
 
 def test_a_command_does_not_import_pandas_for_pyarrow(tmp_path: Path) -> None:
     """pyarrow would import pandas (0.2-0.45 s) the first time it converts Python values, to
-    tell pandas objects apart; a command answers for it (trustwatch.cli.startup)."""
+    tell pandas objects apart; a command answers for it (trustwatch.startup)."""
     pytest.importorskip("pandas")  # installed with the spark extra; else nothing to skip
     code = (
         "import sys\nfrom trustwatch.cli.main import main\n"
@@ -94,7 +94,7 @@ def test_the_spark_engine_keeps_pyarrows_pandas_support(
 ) -> None:
     pytest.importorskip("pandas")
     code = (
-        "import sys\nfrom trustwatch.cli.startup import skip_pandas_probe\n"
+        "import sys\nfrom trustwatch.startup import skip_pandas_probe\n"
         f"skip_pandas_probe({argv!r})\n"
         "import pyarrow\npyarrow.array(['x'])\n"
         f"assert ('pandas' in sys.modules) is {pandas_loaded}\n"

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from trustwatch.cli.startup import skip_pandas_probe
+from trustwatch.startup import skip_pandas_probe
 
 
 class LazyGroup(click.Group):

@@ -291,8 +291,11 @@ def _portable(exc: Exception) -> Exception:
 if __name__ == "__main__":
     import signal
 
+    from trustwatch.startup import skip_pandas_probe
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the ingest's: it ends this process
     try:
+        skip_pandas_probe([])  # this process hands pyarrow no pandas object either
         _serve(Connection(int(sys.argv[1])))
     except BaseException:  # noqa: BLE001 - the parent reports the end; no traceback of data here
         os._exit(1)

@@ -27,8 +27,9 @@ def skip_pandas_probe(argv: Sequence[str]) -> None:
     command, for nothing (trustwatch hands pyarrow no pandas object). After this, pyarrow
     treats no object as a pandas one; an explicit ``import pandas`` still works, and so do
     pyarrow's pandas conversions (``to_pandas``, ``Table.from_pandas`` import it when called).
-    Only for a command that runs (not for ``--help``), and not with the Spark engine (its
-    pandas UDFs and conversions go through pyarrow's pandas support).
+    For a command that runs (not for ``--help``; ``argv``: its arguments) and the ingest's
+    stager process; not with the Spark engine (its pandas UDFs and conversions go through
+    pyarrow's pandas support), and never on importing trustwatch as a library.
     """
     if "pandas" in sys.modules or "--help" in argv:
         return
