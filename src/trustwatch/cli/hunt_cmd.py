@@ -30,7 +30,7 @@ from trustwatch.cli.common import (
     memory_limit_option,
     reports_errors,
 )
-from trustwatch.cli.render import cell, stdout_console, write_exact
+from trustwatch.cli.render import cell, emit, format_option, stdout_console
 from trustwatch.cli.report_file import report_path, write_hunt_report
 from trustwatch.errors import InputError
 from trustwatch.inert import visible
@@ -100,13 +100,8 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Show the schedule replay: alerts per day per rule, with and without de-duplication.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "jsonl", "csv"]),
-    default="table",
-    show_default=True,
-    help="Alerts on stdout: a table, or SecurityAlert records as JSON / JSONL, or CSV.",
+@format_option(
+    help_text="Alerts on stdout: a table, or SecurityAlert records as JSON / JSONL, or CSV."
 )
 @click.option("--out", metavar="FILE", help="Write the alerts as SecurityAlert JSON Lines to FILE.")
 @click.option(
@@ -421,22 +416,19 @@ def _print_alerts(
 ) -> None:
     """Alerts on stdout: SecurityAlert JSON/JSONL, CSV rows, or the terminal view."""
     from trustwatch.cli import alert_view
-    from trustwatch.output import records_csv, records_json, records_jsonl
+    from trustwatch.output import records_csv
 
-    if fmt == "json":
-        write_exact(records_json([a.to_record() for a in alerts]))
-        return
-    if fmt == "jsonl":
-        write_exact(records_jsonl(a.to_record() for a in alerts))
-        return
-    if fmt == "csv":
+    def csv() -> str:  # one row per alert, its incident and the columns of the table view
         of = {a.system_alert_id: i.incident_name for i in incidents or () for a in i.alerts}
         rows = (alert_view.csv_cells(a, of.get(a.system_alert_id, "")) for a in alerts)
-        write_exact(records_csv(rows, alert_view.CSV_COLUMNS))
-        return
-    console = stdout_console(400)
-    wide = wide or not sys.stdout.isatty()  # into a pipe or file: nothing shortened
-    if incidents is None:
-        alert_view.print_alerts(console, alerts, wide=wide, columns=columns)
-    else:
-        alert_view.print_incidents(console, incidents, wide=wide, columns=columns)
+        return records_csv(rows, alert_view.CSV_COLUMNS)
+
+    def view() -> None:
+        console = stdout_console(400)
+        shortened = not wide and sys.stdout.isatty()  # into a pipe or file: nothing shortened
+        if incidents is None:
+            alert_view.print_alerts(console, alerts, wide=not shortened, columns=columns)
+        else:
+            alert_view.print_incidents(console, incidents, wide=not shortened, columns=columns)
+
+    emit(fmt, lambda: [a.to_record() for a in alerts], view, indent=None, csv=csv)

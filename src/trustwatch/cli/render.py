@@ -46,7 +46,10 @@ def write_exact(text: str) -> None:
 FORMATS = ("table", "json", "jsonl", "csv")
 
 
-def format_option(default: str = "table") -> Callable[[F], F]:
+def format_option(
+    default: str = "table",
+    help_text: str = "table: the terminal view; json, jsonl, csv: the records on stdout.",
+) -> Callable[[F], F]:
     """``--format``: the terminal view, or records as JSON, JSON Lines or CSV (every command
     prints its results through :func:`emit` or :func:`print_result`)."""
     return click.option(
@@ -55,7 +58,7 @@ def format_option(default: str = "table") -> Callable[[F], F]:
         type=click.Choice(FORMATS),
         default=default,
         show_default=True,
-        help="table: the terminal view; json, jsonl, csv: the records on stdout.",
+        help=help_text,
     )
 
 
@@ -65,14 +68,18 @@ def emit(
     view: Callable[[], None],
     *,
     indent: int | None = 2,
+    csv: Callable[[], str] | None = None,
 ) -> None:
     """One command's results on stdout: ``view()`` draws the terminal view (``table``);
     otherwise ``records()`` - the same results as row objects - are written as JSON (an array,
-    ``indent``), JSON Lines or CSV (see :func:`trustwatch.output.records_text`)."""
+    ``indent``), JSON Lines or CSV (see :func:`trustwatch.output.records_text`; ``csv()``
+    instead, for a command whose CSV has columns of its own)."""
     if fmt == "table":
         view()
-        return
-    write_exact(records_text(records(), fmt, indent=indent))
+    elif fmt == "csv" and csv is not None:
+        write_exact(csv())
+    else:
+        write_exact(records_text(records(), fmt, indent=indent))
 
 
 def print_result(table: pa.Table, fmt: str) -> None:
