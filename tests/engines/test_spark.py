@@ -123,3 +123,31 @@ def test_unsupported_raises_before_running(spark_session: Any) -> None:
     with pytest.raises(UnsupportedKql, match="not supported on the spark engine"):
         session.run("print x = format_datetime(now(), 'yyyy')")
     session.engine.close()
+
+
+def test_rows_differing_from_duckdb_fail_the_conformance_suite(
+    spark_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suite's differential check catches a rewrite that changes a result, even in a case
+    listed as an expected failure (EnginesDisagree is not one of the failures xfail accepts)."""
+    from tests.kql.test_conformance import (
+        EXPECTED_FAILURES,
+        EnginesDisagree,
+        check_same_as_duckdb,
+        run_case,
+    )
+    from trustwatch.engines import spark_sql
+    from trustwatch.engines.select import SparkOptions, open_engine
+
+    assert not issubclass(EnginesDisagree, EXPECTED_FAILURES)
+    case = {"kql": "print s = toupper('ab'), n = 1", "expect": {"rows": [["AB", 1]]}}
+    spark = open_engine("spark", SparkOptions(session=spark_session))
+    duckdb = open_engine("duckdb", None)
+    try:
+        check_same_as_duckdb(case, run_case(case, spark), duckdb)  # the same rows: no error
+        monkeypatch.setitem(spark_sql.REWRITES, "upper", spark_sql._same("lower"))
+        with pytest.raises(EnginesDisagree, match="spark"):
+            check_same_as_duckdb(case, run_case(case, spark), duckdb)
+    finally:
+        spark.close()
+        duckdb.close()

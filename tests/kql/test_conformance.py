@@ -3,7 +3,9 @@
 One suite, two engines: DuckDB, and Spark in local mode (skipped, saying why, without PySpark
 or Java). A case Spark is known to answer differently is listed in ``spark_differences.yaml``
 with its reason (docs/spark.md) and expected to fail there, strictly: it is reported once it
-passes.
+passes. Whenever Spark returns rows, they are also checked against DuckDB's for the same case
+(``EnginesDisagree``), expected failure or not: Spark may refuse a query, never answer it
+differently.
 """
 
 from __future__ import annotations
@@ -25,6 +27,18 @@ DEFAULT_NOW = "2024-01-10T00:00:00Z"
 ENGINES = ("duckdb", "spark")
 
 
+class EnginesDisagree(Exception):
+    """Spark returned rows that differ from DuckDB's for the same case.
+
+    Not an ``AssertionError``: an expected failure (``xfail(raises=EXPECTED_FAILURES)``) never
+    hides it.
+    """
+
+
+# what an expected failure may fail with: a wrong answer against the case, or a refusal
+EXPECTED_FAILURES = (AssertionError, TrustwatchError)
+
+
 def spark_differences() -> dict[str, str]:
     """Case id (``file/id``) -> why Spark answers it differently."""
     listed: dict[str, str] = yaml.safe_load(SPARK_DIFFERENCES.read_text(encoding="utf-8"))
@@ -41,10 +55,16 @@ def load_cases() -> list[Any]:
                 marks = [spark_group] if engine == "spark" else []
                 if case.get("known_gap"):
                     # documented gap (docs/kql-support.md): fails today; reported once it passes
-                    marks.append(pytest.mark.xfail(reason=case["known_gap"], strict=True))
+                    marks.append(
+                        pytest.mark.xfail(
+                            reason=case["known_gap"], strict=True, raises=EXPECTED_FAILURES
+                        )
+                    )
                 elif engine == "spark" and case_id in differences:
                     reason = f"spark differs: {differences[case_id]}"
-                    marks.append(pytest.mark.xfail(reason=reason, strict=True))
+                    marks.append(
+                        pytest.mark.xfail(reason=reason, strict=True, raises=EXPECTED_FAILURES)
+                    )
                 params.append(pytest.param(engine, case, id=f"{engine}/{case_id}", marks=marks))
     return params
 
@@ -139,8 +159,8 @@ def engine_for(request: pytest.FixtureRequest) -> Any:
         engine.close()
 
 
-@pytest.mark.parametrize(("engine", "case"), load_cases())
-def test_conformance(engine: str, case: dict[str, Any], engine_for: Any) -> None:
+def run_case(case: dict[str, Any], engine: Any) -> Any:
+    """The case's last result table on ``engine`` (raises the query's TrustwatchError)."""
     from trustwatch.api import Session
     from trustwatch.schema.model import Column, TableSchema
 
@@ -152,15 +172,38 @@ def test_conformance(engine: str, case: dict[str, Any], engine_for: Any) -> None
             name, tuple(Column(c, t) for c, t in zip(cols, types, strict=True))
         )
     # declared test tables are typed exactly as the case says
-    session = Session(session_tables, schemas=schemas, engine=engine_for(engine))
+    session = Session(session_tables, schemas=schemas, engine=engine)
+    return session.run(case["kql"], now=str(case.get("now", DEFAULT_NOW))).tables[-1]
+
+
+def check_same_as_duckdb(case: dict[str, Any], spark_result: Any, duckdb_engine: Any) -> None:
+    """Spark's rows for ``case`` are DuckDB's: same columns, types and rows.
+
+    Raises:
+        EnginesDisagree: they differ, or DuckDB refuses what Spark answered.
+    """
+    try:
+        duck = run_case(case, duckdb_engine)
+    except TrustwatchError as exc:
+        raise EnginesDisagree(f"Spark returned rows; DuckDB refused: {exc}") from exc
+    ordered = bool(case["expect"].get("ordered", False))
+    spark = (spark_result.column_names, kql_types(spark_result), json_matrix(spark_result))
+    duckdb = (duck.column_names, kql_types(duck), json_matrix(duck))
+    if spark[:2] != duckdb[:2] or not equal_rows(spark[2], duckdb[2], ordered):
+        raise EnginesDisagree(f"\nquery: {case['kql']}\nspark:  {spark}\nduckdb: {duckdb}")
+
+
+@pytest.mark.parametrize(("engine", "case"), load_cases())
+def test_conformance(engine: str, case: dict[str, Any], engine_for: Any) -> None:
     expect = case["expect"]
-    now = str(case.get("now", DEFAULT_NOW))
     if "error" in expect:
         with pytest.raises(TrustwatchError) as info:
-            session.run(case["kql"], now=now)
+            run_case(case, engine_for(engine))
         assert info.value.code == expect["error"], info.value.render()
         return
-    result = session.run(case["kql"], now=now).tables[-1]
+    result = run_case(case, engine_for(engine))
+    if engine == "spark":
+        check_same_as_duckdb(case, result, engine_for("duckdb"))
     if "columns" in expect:
         assert result.column_names == expect["columns"]
     if "types" in expect:

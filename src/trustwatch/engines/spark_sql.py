@@ -318,6 +318,8 @@ REWRITES: dict[str, Rewrite] = {
     "json_extract_string": _json_extract_string,
     "json_type": _json_type,
     "json_valid": _json_valid,
+    # Spark's own, put in by this module (the order of row numbers)
+    "monotonically_increasing_id": _same("monotonically_increasing_id"),
     # trustwatch's Python functions, registered as pandas UDFs by engines.spark
     "tw_parse_command_line": _same("tw_parse_command_line"),
     "tw_parse_url": _same("tw_parse_url"),
@@ -333,6 +335,10 @@ _TYPES: dict[object, str] = {
     exp.DataType.Type.TIMESTAMPTZ: "TIMESTAMP",
     exp.DataType.Type.TIMESTAMP: "TIMESTAMP",
 }
+
+
+def _unordered_row_number(window: exp.Window) -> bool:
+    return isinstance(window.this, exp.RowNumber) and not window.args.get("order")
 
 
 def _rewrite_node(node: exp.Expr) -> exp.Expr:
@@ -358,6 +364,22 @@ def _rewrite_node(node: exp.Expr) -> exp.Expr:
             "not supported on the spark engine: make_list over sorted input (keeping the order)",
             hint="run this query with --engine duckdb",
         )
+    if isinstance(node, exp.CTE) and node.args.get("materialized"):
+        if any(_unordered_row_number(w) for w in node.this.find_all(exp.Window)):
+            # DuckDB computes a MATERIALIZED CTE once; Spark inlines it at each use, and row
+            # numbers of no order could pair one use's rows with another's (mv-apply)
+            raise UnsupportedKql(
+                "not supported on the spark engine: row numbers read twice (mv-apply)",
+                hint="run this query with --engine duckdb",
+            )
+        return node
+    if isinstance(node, exp.Window) and _unordered_row_number(node):
+        # Spark needs an order for ROW_NUMBER: the rows' order as read (DuckDB's OVER () numbers
+        # them as scanned too); used only where KQL promises no order (serialize of unsorted
+        # input, take, innerunique's arbitrary row, range's and datatable's own order)
+        order = exp.Ordered(this=call("monotonically_increasing_id"))
+        node.set("order", exp.Order(expressions=[order]))
+        return node
     if isinstance(node, exp.Limit) and isinstance(node.expression, exp.Cast):
         # Spark takes an INT literal as LIMIT, not a cast to BIGINT
         inner = node.expression.this

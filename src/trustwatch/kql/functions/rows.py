@@ -64,6 +64,9 @@ def _row_number(ec: ExprCompiler, node: ast.Call) -> Typed:
             node,
             "row_number() needs serialized input: add '| serialize' or '| sort by ...' before it",
         )
+    if len(args) == 2:
+        # refused rather than numbered across the restarts (a silently different result)
+        raise ec.compiler.unsupported("row_number() with a restart predicate", node.span)
     window = exp.Window(
         this=exp.RowNumber(),
         order=exp.Order(expressions=[exp.Ordered(this=exp.column(ec.rel.order, quoted=True))]),
