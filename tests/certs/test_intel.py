@@ -72,7 +72,7 @@ def test_shipped_lists() -> None:
     assert {e.sha1 for e in microsoft if "attack-t1553.004-consistent" in e.labels} == ATTACK_EIGHT
     assert len(with_hash) == 14 and len(names_only) == 6
     bad = [e for e in intel.entries if e.verdict is Verdict.KNOWN_BAD]
-    assert {e.sha1 for e in bad} == {
+    assert {e.sha1 for e in bad if e.sha1} == {
         "6ECE5ECE4192683D2D84E25B0BA7E04F9CB7EB7C",
         "1F3D38F280635F275BE92B87CF83E40E40458400",
     }

@@ -59,7 +59,7 @@ def test_dry_run_reads_compares_and_writes_nothing(
     _use(monkeypatch, transport)
     code, out, err = invoke(*SENTINEL, "--rules", RULE_FILE, "--tuning", TUNING, "--dry-run")
     assert code == 0, err
-    assert "  create     watchlist      CertificateIntel  159 items" in out
+    assert "  create     watchlist      CertificateIntel  163 items" in out
     assert f"  create     alertRule      {RULE_ID}  Deploy test - root store write" in out
     assert out.splitlines()[-1] == "dry run: nothing was changed"
     assert [s.method for s in transport.replay.sent] == ["GET", "GET", "GET"]
@@ -72,7 +72,7 @@ def test_deploy_prints_the_plan_then_each_change(monkeypatch: pytest.MonkeyPatch
     assert code == 0, err
     lines = out.splitlines()
     assert lines.index("plan: 2 create") < lines.index(
-        "created watchlist CertificateIntel  (159 items)"
+        "created watchlist CertificateIntel  (163 items)"
     )
     assert lines[-2:] == [
         f"created alertRule {RULE_ID}  Deploy test - root store write",
@@ -88,7 +88,7 @@ def test_a_refusal_midway_keeps_what_was_said_and_exits_2(
     _use(monkeypatch, transport)
     code, out, err = invoke(*SENTINEL, "--rules", RULE_FILE, "--tuning", TUNING)
     assert code == 2
-    assert "created watchlist CertificateIntel  (159 items)" in out
+    assert "created watchlist CertificateIntel  (163 items)" in out
     assert "error[DEP103]" in err
     assert "1 of 2 changes were made before it (listed above)" in err
     assert "Microsoft Sentinel Contributor" in err

@@ -306,6 +306,8 @@ INTEL_SCHEMA = pa.schema(
         ("Sha256", pa.string()),
         ("Subject", pa.string()),
         ("Verdict", pa.string()),
+        ("Serial", pa.string()),
+        ("CommonNames", pa.list_(pa.string())),
         ("Labels", pa.list_(pa.string())),
         ("Reason", pa.string()),
         ("Source", pa.string()),
@@ -321,7 +323,9 @@ def intel_table(intel: Intel) -> pa.Table:
     ``Thumbprint`` never multiplies rows: the verdict is the highest-ranked one, labels and
     sources are joined, ``SourceDate`` is the newest list date. Name-only entries (Microsoft
     names, free-CA issuers) have an empty ``Thumbprint``; an entry known only by SHA-256 has its
-    hash in ``Sha256`` and an empty ``Thumbprint``.
+    hash in ``Sha256`` and an empty ``Thumbprint``. ``Serial`` (upper-case hex, no leading
+    zeros) and ``CommonNames`` (the subject common names a known-bad entry is matched by alone,
+    as classification does) let network rules match what a sensor logs without a hash.
     """
     groups: dict[tuple[str, str], list[_Row]] = defaultdict(list)
     for row in _rows(intel):
@@ -342,6 +346,8 @@ class _Row:
     sha256: str
     subject: str
     verdict: Verdict
+    serial: str
+    common_names: tuple[str, ...]  # known-bad entries matched by subject common name alone
     labels: tuple[str, ...]
     reason: str
     source: IntelSource
@@ -349,12 +355,15 @@ class _Row:
 
 def _rows(intel: Intel) -> Iterable[_Row]:
     for e in intel.entries:
-        yield _Row(e.sha1, e.sha256, e.subject, e.verdict, e.labels, e.reason, e.source)
+        cns = e.subject_cns if e.verdict is Verdict.KNOWN_BAD else ()
+        yield _Row(
+            e.sha1, e.sha256, e.subject, e.verdict, e.serial, cns, e.labels, e.reason, e.source
+        )
     for ca in intel.free_cas:
         for issuer in ca.issuers:
             subject = f"CN={_escape(issuer)},O={_escape(ca.organisation)}"
             labels = ("free-ca", "issuer-name")
-            yield _Row("", "", subject, Verdict.FREE_CA, labels, ca.operator, ca.source)
+            yield _Row("", "", subject, Verdict.FREE_CA, "", (), labels, ca.operator, ca.source)
 
 
 def _escape(value: str) -> str:
@@ -371,6 +380,8 @@ def _merge(rows: list[_Row]) -> dict[str, Any]:
         "Sha256": next((r.sha256 for r in rows if r.sha256), ""),
         "Subject": next((r.subject for r in rows if r.subject), ""),
         "Verdict": str(best.verdict),
+        "Serial": next((r.serial for r in rows if r.serial), ""),
+        "CommonNames": list(dict.fromkeys(cn for r in rows for cn in r.common_names)),
         "Labels": labels,
         "Reason": "; ".join(reasons),
         "Source": "; ".join(s.name for s in sources),
@@ -405,6 +416,9 @@ def intel_watchlist(intel: Intel) -> pa.Table:
         "Sha256": [r["Sha256"] for r in rows],
         "Subject": [r["Subject"] for r in rows],
         "Verdict": [r["Verdict"] for r in rows],
+        "Serial": [r["Serial"] for r in rows],
+        # '|' between names: a common name may hold a comma (split(CommonNames, "|") in KQL)
+        "CommonNames": ["|".join(r["CommonNames"]) for r in rows],
         "Labels": [",".join(r["Labels"]) for r in rows],
         "Reason": [r["Reason"] for r in rows],
         "Source": [r["Source"] for r in rows],
