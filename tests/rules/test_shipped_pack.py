@@ -7,11 +7,16 @@ import re
 import pytest
 
 from tests.conftest import SHARED, needs_shared
+from trustwatch.api import Session
 from trustwatch.rules.lint import lint_rules
 from trustwatch.rules.model import load_rules
 from trustwatch.rules.testing import run_case
+from trustwatch.rules.tuning import default_tuning_path, load_tuning
 
-RULES = load_rules(["all"])
+RULES = load_rules(["all", "network"])
+# the watchlists `rules lint` and `rules test` give the rules: the shipped tuning's and the
+# built-in CertificateIntel (the network rules read it)
+WATCHLISTS = load_tuning(default_tuning_path()).tables()
 CASES = [(rule, case) for rule in RULES for case in rule.tests.cases]
 
 
@@ -19,11 +24,12 @@ def test_the_packs_hold_the_expected_rules() -> None:
     packs = {r.path.stem: r.pack for r in RULES}
     assert packs["spec_certificate_trust_store_modification"] == "reference"
     assert packs["trust_store_certificate_write"] == "default"
+    assert packs["tls_known_bad_certificate"] == "network"
     assert sum(p == "default" for p in packs.values()) >= 9
 
 
 def test_lint_finds_no_error() -> None:
-    findings = lint_rules(RULES)
+    findings = lint_rules(RULES, lambda: Session(WATCHLISTS))
     errors = [f.render() for f in findings if f.severity != "known"]
     assert errors == []
     known = [f for f in findings if f.severity == "known"]
@@ -41,7 +47,7 @@ def test_every_rule_has_two_matching_and_two_non_matching_cases() -> None:
     ("rule", "case"), CASES, ids=[f"{r.path.stem}:{c.name[:60]}" for r, c in CASES]
 )
 def test_case(rule, case) -> None:  # type: ignore[no-untyped-def]
-    result = run_case(rule, case)
+    result = run_case(rule, case, WATCHLISTS)
     assert result.passed, result.detail
 
 

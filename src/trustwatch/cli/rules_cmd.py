@@ -15,12 +15,16 @@ from trustwatch.cli.common import EXIT_FOUND, echo, limit_option, reports_errors
 from trustwatch.cli.render import F, cell, stdout_console
 from trustwatch.errors import InputError
 
+EVERY_PACK = ("all", "network")  # the default of these commands: every shipped rule
+
 RULES_OPTION = click.option(
     "--rules",
     "rule_sources",
     multiple=True,
     metavar="DIR|FILE|PACK",
-    help="Rule files, folders or packs (default, reference, all). Default: all.",
+    help=(
+        "Rule files, folders or packs (default, reference, network, all). Default: all and network."
+    ),
 )
 
 
@@ -40,7 +44,7 @@ def list_rules(rule_sources: tuple[str, ...]) -> None:
     grid = Table(header_style="bold")
     for name in ("id", "pack", "file", "severity", "schedule", "techniques", "name"):
         grid.add_column(name, overflow="fold")
-    for rule in load_rules(rule_sources or ("all",)):
+    for rule in load_rules(rule_sources or EVERY_PACK):
         grid.add_row(
             *map(
                 cell,
@@ -67,7 +71,7 @@ def show_rule(rule_id: str, rule_sources: tuple[str, ...]) -> None:
     """Print a rule file (by id, file stem or name), and what trustwatch runs if it differs."""
     from trustwatch.rules.model import find_rule, load_rules
 
-    rule = find_rule(load_rules(rule_sources or ("all",)), rule_id)
+    rule = find_rule(load_rules(rule_sources or EVERY_PACK), rule_id)
     echo(f"# {rule.path}  (pack: {rule.pack})", keep="")
     echo(rule.path.read_text(encoding="utf-8"), nl=False, keep="\t\n")
     if rule.tests.run_with:
@@ -104,7 +108,7 @@ def lint(rule_sources: tuple[str, ...], tuning_path: str | None) -> None:
     from trustwatch.rules.lint import lint_rules
     from trustwatch.rules.model import load_rules
 
-    loaded = load_rules(rule_sources or ("all",), strict=False)  # lint reports every problem
+    loaded = load_rules(rule_sources or EVERY_PACK, strict=False)  # lint reports every problem
     watchlists = _watchlists(tuning_path)
     findings = lint_rules(loaded, lambda: Session(watchlists))
     for finding in findings:
@@ -157,7 +161,7 @@ def test(
         _test_sigma(sigma_sources, regression, verbose)
         return
     failed = total = 0
-    for result in run_tests(load_rules(rule_sources or ("all",)), _watchlists(tuning_path)):
+    for result in run_tests(load_rules(rule_sources or EVERY_PACK), _watchlists(tuning_path)):
         total += 1
         if not result.passed:
             failed += 1

@@ -24,7 +24,10 @@ TESTS_SUFFIX = ".tests.yaml"
 # files beside a rule that are not rules: its tests, its guide and playbook (trustwatch.guides)
 # and, in an export, the guide's pivots as Sentinel hunting queries
 COMPANION_SUFFIXES = (TESTS_SUFFIX, ".tests.yml", ".guide.yaml", ".hunting.yaml")
-PACKS = ("default", "reference")  # shipped packs; "all" is both
+PACKS = ("default", "reference", "network")  # shipped packs
+# "all": the endpoint packs. The network pack reads sensor tables (Corelight_v2_*_CL,
+# Suricata_tls_CL) that only Sentinel has, so it is run by name (docs/network.md, "Rules").
+ALL_PACKS = ("default", "reference")
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,7 +424,7 @@ def _rule_files(folder: Path) -> list[Path]:
 
 
 def load_rules(selectors: Iterable[str] = ("default",), *, strict: bool = True) -> list[Rule]:
-    """Rules named by pack (``default``, ``reference``, ``all``) or by file/folder path.
+    """Rules named by pack (``default``, ``reference``, ``network``, ``all``) or by file or folder.
 
     Raises:
         RuleFileError: a path that does not exist, a folder with no rules, a malformed file,
@@ -430,7 +433,7 @@ def load_rules(selectors: Iterable[str] = ("default",), *, strict: bool = True) 
     rules: list[Rule] = []
     for selector in selectors or ("default",):
         if selector in (*PACKS, "all"):
-            for pack in PACKS if selector == "all" else (selector,):
+            for pack in ALL_PACKS if selector == "all" else (selector,):
                 rules.extend(
                     load_rule(p, pack, strict=strict)
                     for p in _rule_files(shipped_rules_dir() / pack)
@@ -440,7 +443,10 @@ def load_rules(selectors: Iterable[str] = ("default",), *, strict: bool = True) 
         if not path.exists():
             raise RuleFileError(
                 f"no rules at '{selector}'",
-                hint="give a rule file, a folder of rules, or a pack: default, reference, all",
+                hint=(
+                    "give a rule file, a folder of rules, or a pack: "
+                    "default, reference, network, all"
+                ),
             )
         files = _rule_files(path) if path.is_dir() else [path]
         if not files:

@@ -121,6 +121,8 @@ CONNECTOR_IDS = frozenset(
         "CommonEventFormat",
         "ThreatIntelligence",
         "ThreatIntelligenceTaxii",
+        "CorelightConnectorExporter",  # Corelight (Zeek): Corelight_v2_*_CL tables
+        "CustomlogsviaAMA",  # custom text/JSON logs (Suricata EVE into Suricata_tls_CL)
     }
 )
 
@@ -166,6 +168,7 @@ TECHNIQUE_TACTICS: Mapping[str, tuple[str, ...]] = {
     "T1553": ("DefenseEvasion",),  # Subvert Trust Controls
     "T1553.004": ("DefenseEvasion",),  # Install Root Certificate
     "T1557": ("CredentialAccess", "Collection"),  # Adversary-in-the-Middle
+    "T1571": ("CommandAndControl",),  # Non-Standard Port
     "T1573": ("CommandAndControl",),  # Encrypted Channel
     "T1587": ("ResourceDevelopment",),  # Develop Capabilities
     "T1587.003": ("ResourceDevelopment",),  # Digital Certificates
