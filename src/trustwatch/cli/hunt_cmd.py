@@ -58,8 +58,8 @@ if TYPE_CHECKING:
     "rule_sources",
     multiple=True,
     metavar="DIR|FILE|PACK",
-    help="Rules to run: a file, a folder, or a pack (default, reference, all). Repeatable. "
-    "Default: the default pack.",
+    help="Rules to run: a file, a folder, or a pack (default, reference, network, all; all is "
+    "default and reference). Repeatable. Default: the default pack.",
 )
 @click.option(
     "--sigma",
