@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
+from trustwatch.errors import KqlSemanticError
 from trustwatch.kql import ast
 from trustwatch.kql.semantics import (
     Typed,
@@ -81,14 +82,42 @@ def _parse_ipv4(ec: ExprCompiler, node: ast.Call) -> Typed:
     return Typed(exp.Cast(this=_masked(value, prefix), to=sql_type("long")), "long")
 
 
-@register("ipv4_is_in_range", "ipv4_is_in_any_range")
+@register("ipv4_is_in_range")
 def _ipv4_in_range(ec: ExprCompiler, node: ast.Call) -> Typed:
     ip, rng = _strings(ec, node, 2)
-    value, _ = _split_cidr(ip.sql, exp.Literal.number(32))
-    base, prefix = _split_cidr(rng.sql, exp.Literal.number(32))
-    return Typed(
-        exp.EQ(this=_masked(value, prefix), expression=_masked(base, prefix.copy())), "bool"
-    )
+    return Typed(_in_range(ip.sql, rng.sql), "bool")
+
+
+def _in_range(ip: exp.Expr, rng: exp.Expr) -> exp.Expr:
+    value, _ = _split_cidr(ip, exp.Literal.number(32))
+    base, prefix = _split_cidr(rng, exp.Literal.number(32))
+    return exp.EQ(this=_masked(value, prefix), expression=_masked(base, prefix.copy()))
+
+
+@register("ipv4_is_in_any_range")
+def _ipv4_in_any_range(ec: ExprCompiler, node: ast.Call) -> Typed:
+    """Whether the address is in one of the ranges: given as strings, or as a constant
+    ``dynamic([...])`` array of them (each argument either).
+
+    https://learn.microsoft.com/kusto/query/ipv4-is-in-any-range-function
+    """
+    args = ec.args(node, 2, 64)
+    ip = to_string(args[0]).sql
+    ranges: list[exp.Expr] = []
+    for arg, arg_node in zip(args[1:], node.args[1:], strict=True):
+        if arg.type != "dynamic":
+            ranges.append(to_string(arg).sql)
+        elif arg.is_constant and isinstance(arg.constant, list):
+            ranges += [exp.Literal.string(str(r)) for r in arg.constant if r is not None]
+        else:
+            raise KqlSemanticError(
+                "ipv4_is_in_any_range() takes its ranges as strings or a constant array",
+                span=arg_node.span,
+                code="KQL301",
+            )
+    if not ranges:
+        return Typed(exp.false(), "bool")
+    return Typed(exp.or_(*[_in_range(ip.copy(), r) for r in ranges]), "bool")
 
 
 @register("ipv4_compare")
