@@ -13,6 +13,7 @@ https://spark.apache.org/docs/latest/sql-ref-functions-builtin.html
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from sqlglot import exp
@@ -78,6 +79,33 @@ def _spark_path(path: exp.Expr) -> exp.Expr:
     raise UnsupportedKql("not supported on the spark engine: a computed JSON path")
 
 
+def _computed_key(path: exp.Expr) -> exp.Expr | None:
+    """The key of DuckDB's computed member path ``'$."' || key || '"'`` (rewritten), or None."""
+    if isinstance(path, exp.Anonymous) and path.name.lower() in ("concat", "concat_ws"):
+        parts = path.expressions[1:] if path.name.lower() == "concat_ws" else path.expressions
+        if len(parts) == 3:
+            head, key, tail = parts
+            if (
+                isinstance(head, exp.Literal)
+                and head.this == '$."'
+                and isinstance(tail, exp.Literal)
+                and tail.this == '"'
+            ):
+                copied: exp.Expr = key.copy()
+                return copied
+    return None
+
+
+def _member(value: exp.Expr, path: exp.Expr) -> exp.Expr:
+    """The VARIANT at DuckDB's JSON ``path`` of JSON text ``value`` (NULL where absent)."""
+    key = _computed_key(path)
+    if key is not None:
+        # a key of any text (quotes, brackets) through the object as a map, not a path
+        members = call("try_variant_get", _variant(value), _lit("$"), _lit("map<string,variant>"))
+        return call("try_element_at", members, key)
+    return call("try_variant_get", _variant(value), _spark_path(path))
+
+
 def _json_extract(args: list[exp.Expr]) -> exp.Expr:
     value, path = args
     if isinstance(path, exp.Literal) and path.this == "$[*]":
@@ -86,13 +114,12 @@ def _json_extract(args: list[exp.Expr]) -> exp.Expr:
         e = exp.to_identifier("e")
         lam = exp.Lambda(this=call("to_json", e), expressions=[e.copy()])
         return call("transform", elements, lam)
-    got = call("try_variant_get", _variant(value), _spark_path(path))
-    return call("to_json", got)
+    return call("to_json", _member(value, path))
 
 
 def _json_extract_string(args: list[exp.Expr]) -> exp.Expr:
     value, path = args
-    got = call("try_variant_get", _variant(value), _spark_path(path))
+    got = _member(value, path)
     # a JSON string's text unquoted; anything else as JSON text (DuckDB's json_extract_string)
     return exp.Case(
         ifs=[
@@ -154,6 +181,21 @@ def _to_json(args: list[exp.Expr]) -> exp.Expr:
     )
 
 
+def _p(node: exp.Expr) -> exp.Expr:
+    """``node`` in brackets where an operator built around it could bind into it."""
+    return exp.paren(node) if isinstance(node, exp.Binary | exp.Unary | exp.Case) else node
+
+
+def _concat(args: list[exp.Expr]) -> exp.Expr:
+    return call("concat_ws", _lit(""), *args)
+
+
+def _trim(args: list[exp.Expr]) -> exp.Expr:
+    if len(args) == 2:  # DuckDB trim(s, characters) is Spark's btrim (Spark's trim(a, b) is not)
+        return call("btrim", *args)
+    return call("trim", *args)
+
+
 def _epoch_us(args: list[exp.Expr]) -> exp.Expr:
     return call("unix_micros", exp.Cast(this=args[0], to=exp.DataType.build("TIMESTAMP")))
 
@@ -162,13 +204,14 @@ def _to_microseconds(args: list[exp.Expr]) -> exp.Expr:
     # a day-time interval of n microseconds, exactly (n is a BIGINT)
     return exp.Mul(
         this=exp.Interval(this=_lit("0.000001"), unit=exp.var("SECOND")),
-        expression=args[0],
+        expression=_p(args[0]),
     )
 
 
 def _unit_interval(count: str, unit: str) -> Rewrite:
     def build(args: list[exp.Expr]) -> exp.Expr:
-        return exp.Mul(this=exp.Interval(this=_lit(count), unit=exp.var(unit)), expression=args[0])
+        interval = exp.Interval(this=_lit(count), unit=exp.var(unit))
+        return exp.Mul(this=interval, expression=_p(args[0]))
 
     return build
 
@@ -176,7 +219,7 @@ def _unit_interval(count: str, unit: str) -> Rewrite:
 def _regexp_matches(args: list[exp.Expr]) -> exp.Expr:
     if len(args) != 2:
         raise UnsupportedKql("not supported on the spark engine: regexp_matches with options")
-    return exp.RegexpLike(this=args[0], expression=args[1])
+    return exp.RegexpLike(this=args[0], expression=_regex_arg(args[1]))
 
 
 def _string_split(args: list[exp.Expr]) -> exp.Expr:
@@ -205,7 +248,7 @@ def _sequence(args: list[exp.Expr]) -> exp.Expr:
 def _trunc(args: list[exp.Expr]) -> exp.Expr:
     # numeric truncation toward zero, keeping the type (Spark's trunc is for dates):
     # x - x % 1 (Java's remainder takes the dividend's sign); infinities stay as they are
-    (value,) = args
+    value = _p(args[0])
     infinite = exp.EQ(
         this=call("abs", value),
         expression=exp.Cast(this=_lit("Infinity"), to=exp.DataType.build("DOUBLE")),
@@ -227,10 +270,14 @@ def _make_timestamp(args: list[exp.Expr]) -> exp.Expr:
 
 def _regexp_extract(args: list[exp.Expr]) -> exp.Expr:
     if len(args) == 2:  # DuckDB's default is the whole match; Spark's is group 1
-        return call("regexp_extract", *args, exp.Literal.number(0))
+        return call("regexp_extract", args[0], _regex_arg(args[1]), exp.Literal.number(0))
     if len(args) == 3:
-        return call("regexp_extract", *args)
+        return call("regexp_extract", args[0], _regex_arg(args[1]), args[2])
     raise UnsupportedKql("not supported on the spark engine: regexp_extract with options")
+
+
+# DuckDB list functions whose result holds elements of their first argument
+_SAME_ELEMENTS = {"list_distinct", "list_sort", "list_filter"}
 
 
 def _is_json_list(node: exp.Expr) -> bool:
@@ -238,8 +285,10 @@ def _is_json_list(node: exp.Expr) -> bool:
     while True:
         if isinstance(node, exp.Coalesce | exp.Filter | exp.Order):
             node = node.this
-        elif isinstance(node, exp.Anonymous) and node.name.lower() == "list_distinct":
+        elif isinstance(node, exp.Anonymous) and node.name.lower() in _SAME_ELEMENTS:
             node = node.expressions[0]
+        elif isinstance(node, exp.Anonymous) and node.name.lower() == "list_concat":
+            return all(_is_json_list(part) for part in node.expressions)
         else:
             break
     if isinstance(node, exp.ArrayAgg):
@@ -248,6 +297,32 @@ def _is_json_list(node: exp.Expr) -> bool:
     if isinstance(node, exp.Anonymous) and node.name.lower() == "json_extract":
         path = node.expressions[1]
         return isinstance(path, exp.Literal) and path.this == "$[*]"
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "list_value":
+        kinds = {_json_valued(element) for element in node.expressions}
+        if len(kinds) > 1:
+            raise UnsupportedKql(
+                "not supported on the spark engine: a list of JSON and other values"
+            )
+        return kinds == {True}
+    return False
+
+
+_JSON_FUNCTIONS = {"to_json", "json_extract", "json_object", "json_array"}
+
+
+def _json_valued(node: exp.Expr) -> bool:
+    """Is ``node`` (DuckDB) a JSON value? A bare column is: the compiler puts a value in a list
+    of JSON values (pack_array) as it is only when it is dynamic, else through ``to_json``."""
+    if isinstance(node, exp.Anonymous):
+        return node.name.lower() in _JSON_FUNCTIONS
+    if isinstance(node, exp.Cast):
+        return bool(node.to.this == exp.DataType.Type.JSON)
+    if isinstance(node, exp.Column | exp.Null):
+        return True
+    if isinstance(node, exp.Case):
+        branches = [i.args["true"] for i in node.args.get("ifs") or []]
+        branches += [node.args["default"]] if node.args.get("default") is not None else []
+        return all(_json_valued(b) for b in branches)
     return False
 
 
@@ -257,6 +332,385 @@ def _json_list_text(spark_list: exp.Expr) -> exp.Expr:
     return call("concat", _lit("["), joined, _lit("]"))
 
 
+# --- regular expressions: DuckDB reads RE2, Spark reads java.util.regex ----------------------
+
+_WORD = "[0-9A-Za-z_]"
+_REPEAT = re.compile(r"\{[0-9]+(,[0-9]*)?\}")
+_ASCII_SPACE = "\\t\\n\\f\\r "
+# RE2 escapes whose Java reading differs, outside a character class (inside: _IN_CLASS)
+_OUTSIDE = {
+    "s": f"[{_ASCII_SPACE}]",
+    "S": f"[^{_ASCII_SPACE}]",
+    "v": "\\x0B",
+    "b": f"(?:(?<={_WORD})(?!{_WORD})|(?<!{_WORD})(?={_WORD}))",
+    "B": f"(?:(?<={_WORD})(?={_WORD})|(?<!{_WORD})(?!{_WORD}))",
+}
+_IN_CLASS = {"s": _ASCII_SPACE, "v": "\\x0B"}
+# escapes read the same by both (letters and digits not listed are refused)
+_SAME_ESCAPES = set("dDwWAzntfrpPxQ")
+
+
+def _refuse_regex(pattern: str, why: str) -> UnsupportedKql:
+    return UnsupportedKql(
+        f"not supported on the spark engine: the regular expression {pattern!r} ({why})",
+        hint="run this query with --engine duckdb",
+    )
+
+
+def java_regex(pattern: str) -> str:
+    """An RE2 pattern (DuckDB's) written for java.util.regex (Spark's) with the same matches.
+
+    Java reads some RE2 text differently: ``$`` also matches before a final newline, ``.``
+    and ``^``/``$`` know other line terminators, ``\\s`` takes \\x0B, ``\\b`` is Unicode-aware on
+    Java 17, ``(?i)`` folds only ASCII, ``[a&&b]`` and ``[a[b]]`` are class operators, and
+    named groups are written ``(?<n>``. Those are rewritten; what is not understood here is
+    refused rather than guessed.
+
+    Raises:
+        UnsupportedKql: a construct this translation does not handle.
+    """
+    out = ["(?d)"]  # UNIX_LINES: only \n ends a line, as in RE2
+    i, n, in_class = 0, len(pattern), False
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            if i + 1 >= n:
+                raise _refuse_regex(pattern, "a trailing backslash")
+            nxt = pattern[i + 1]
+            if nxt == "Q":  # \Q...\E: literal text, the same in both
+                end = pattern.find("\\E", i + 2)
+                end = n if end < 0 else end + 2
+                out.append(pattern[i:end])
+                i = end
+                continue
+            table = _IN_CLASS if in_class else _OUTSIDE
+            if in_class and nxt in "SbB":
+                raise _refuse_regex(pattern, f"\\{nxt} in a character class")
+            if nxt in table:
+                out.append(table[nxt])
+            elif nxt.isalnum() and nxt not in _SAME_ESCAPES:
+                raise _refuse_regex(pattern, f"the escape \\{nxt}")
+            elif nxt in ("p", "P") and i + 2 < n and pattern[i + 2] == "{":
+                end = pattern.find("}", i + 2)
+                if end < 0:
+                    raise _refuse_regex(pattern, "an unclosed \\p{")
+                out.append(pattern[i : end + 1])
+                i = end + 1
+                continue
+            else:
+                out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            if ch == "]":
+                in_class = False
+                out.append(ch)
+            elif ch == "[":
+                if pattern.startswith("[:", i):
+                    raise _refuse_regex(pattern, "a POSIX class")
+                out.append("\\[")
+            elif ch == "&":
+                out.append("\\&")
+            else:
+                out.append(ch)
+            i += 1
+            continue
+        if ch == "[":
+            start = "[^" if pattern.startswith("[^", i) else "["
+            out.append(start)
+            in_class = True
+            i += len(start)
+            if i < n and pattern[i] == "]":  # a leading ] is a literal in both
+                out.append("\\]")
+                i += 1
+            continue
+        if ch == "$":
+            out.append("\\z")
+        elif ch == "{" and not _REPEAT.match(pattern, i):
+            out.append("\\{")  # RE2 reads a { that starts no repetition as itself
+        elif ch == "(" and pattern.startswith("(?", i):
+            i = _group_start(pattern, i, out)
+            continue
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _group_start(pattern: str, i: int, out: list[str]) -> int:
+    """Copy the ``(?...`` group opening at ``i`` in Java's syntax; the index after it."""
+    rest = pattern[i + 2 :]
+    if rest.startswith(":"):
+        out.append("(?:")
+        return i + 3
+    if rest.startswith("P<"):
+        end = rest.find(">")
+        name = rest[2:end]
+        if end < 0 or not name.isalnum() or not name.isascii():
+            raise _refuse_regex(pattern, "a group name Java does not take")
+        out.append(f"(?<{name}>")
+        return i + 2 + end + 1
+    j = 0
+    while j < len(rest) and (rest[j].isalpha() or rest[j] == "-"):
+        j += 1
+    flags = rest[:j]
+    if j >= len(rest) or rest[j] not in ":)" or set(flags) - set("is-"):
+        raise _refuse_regex(pattern, "a group or flag Java reads differently")
+    # Java's (?i) folds ASCII only; with u it folds Unicode case as RE2 does
+    if "i" in flags.split("-")[0]:
+        flags = flags.replace("i", "iu", 1)
+    out.append(f"(?{flags}{rest[j]}")
+    return i + 2 + j + 1
+
+
+def _regexp_escape(args: list[exp.Expr]) -> exp.Expr:
+    """Text matched literally: Java's \\Q...\\E quoting (a \\E inside ends and restarts it).
+
+    Only a regular expression argument may take it (``_regex_arg``): it is Java's syntax.
+    """
+    (text,) = args
+    inner = call("replace", text, _lit("\\E"), _lit("\\E\\\\E\\Q"))
+    quoted = call("concat_ws", _lit(""), _lit("\\Q"), inner, _lit("\\E"))
+    quoted.meta["java_regex"] = True
+    return quoted
+
+
+def _java_fragment(node: exp.Expr) -> exp.Expr | None:
+    """A piece of a pattern built by the query, in Java's syntax; None if not understood."""
+    if isinstance(node, exp.Literal) and node.is_string:
+        return _lit(java_regex(node.this).removeprefix("(?d)"))
+    if node.meta.get("java_regex"):
+        return node
+    if isinstance(node, exp.If):
+        true, false = _java_fragment(node.args["true"]), _java_fragment(node.args["false"])
+        if true is not None and false is not None:
+            return exp.If(this=node.this, true=true, false=false)
+    return None
+
+
+def _regex_arg(pattern: exp.Expr) -> exp.Expr:
+    """A regular expression argument (RE2, DuckDB's) as Java's; refused if not understood.
+
+    A constant pattern is translated (``java_regex``); a pattern the query builds is taken
+    when it joins constant pieces and quoted text (``regexp_escape``).
+    """
+    if isinstance(pattern, exp.Literal) and pattern.is_string:
+        return _lit(java_regex(pattern.this))
+    pieces = [pattern]
+    if pattern.meta.get("java_regex"):
+        return call("concat_ws", _lit(""), _lit("(?d)"), pattern)
+    if isinstance(pattern, exp.Anonymous) and pattern.name.lower() == "concat_ws":
+        sep, *pieces = pattern.expressions
+        if not (isinstance(sep, exp.Literal) and sep.this == ""):
+            pieces = [pattern]
+    java = [_java_fragment(piece) for piece in pieces]
+    if any(piece is None for piece in java):
+        raise UnsupportedKql(
+            "not supported on the spark engine: a regular expression computed by the query",
+            hint="run this query with --engine duckdb",
+        )
+    return call("concat_ws", _lit(""), _lit("(?d)"), *[p for p in java if p is not None])
+
+
+def _java_replacement(rewrite: exp.Expr) -> exp.Expr:
+    """RE2's replacement text (``\\1`` a group, ``\\\\`` a backslash) in Java's (``$1``)."""
+    if not (isinstance(rewrite, exp.Literal) and rewrite.is_string):
+        raise UnsupportedKql(
+            "not supported on the spark engine: a replacement computed by the query",
+            hint="run this query with --engine duckdb",
+        )
+    text, out, i = rewrite.this, [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and (text[i + 1].isdigit() or text[i + 1] == "\\"):
+            out.append("$" + text[i + 1] if text[i + 1].isdigit() else "\\\\")
+            i += 2
+            continue
+        if ch == "\\":
+            raise UnsupportedKql(
+                f"not supported on the spark engine: the replacement {text!r}",
+                hint="run this query with --engine duckdb",
+            )
+        out.append("\\$" if ch == "$" else ch)
+        i += 1
+    return _lit("".join(out))
+
+
+def _regexp_replace(args: list[exp.Expr]) -> exp.Expr:
+    text, pattern, rewrite, *options = args
+    java = _regex_arg(pattern)
+    replacement = _java_replacement(rewrite)
+    if options == [] or (
+        len(options) == 1 and isinstance(options[0], exp.Literal) and options[0].this == "g"
+    ):
+        anchored = isinstance(java, exp.Literal) and (
+            java.this.startswith("(?d)^") or java.this.endswith("\\z")
+        )
+        if not options and not anchored:
+            # DuckDB replaces the first match only without 'g'; Spark replaces every match,
+            # the same only when the pattern can match once (anchored)
+            raise _refuse_regex(pattern.sql(), "the first match only")
+        return call("regexp_replace", text, java, replacement)
+    raise UnsupportedKql("not supported on the spark engine: regexp_replace with options")
+
+
+def _regexp_extract_all(args: list[exp.Expr]) -> exp.Expr:
+    if len(args) == 2:  # DuckDB's default is the whole match; Spark's is group 1
+        return call("regexp_extract_all", args[0], _regex_arg(args[1]), exp.Literal.number(0))
+    if len(args) == 3:
+        return call("regexp_extract_all", args[0], _regex_arg(args[1]), args[2])
+    raise UnsupportedKql("not supported on the spark engine: regexp_extract_all with options")
+
+
+def _arg_by(name: str) -> Rewrite:
+    def build(args: list[exp.Expr]) -> exp.Expr:
+        # DuckDB's arg_max/arg_min and Spark's max_by/min_by both skip rows whose key is null
+        return call(name, *args)
+
+    return build
+
+
+def _any_value(args: list[exp.Expr]) -> exp.Expr:
+    # DuckDB's any_value skips nulls; Spark's does when asked to
+    (value,) = args
+    return call("any_value", value, exp.true())
+
+
+def _sha256(args: list[exp.Expr]) -> exp.Expr:
+    return call("sha2", args[0], exp.Literal.number(256))
+
+
+def _dayofweek(args: list[exp.Expr]) -> exp.Expr:
+    # DuckDB: Sunday is 0; Spark: Sunday is 1
+    return exp.paren(exp.Sub(this=call("dayofweek", args[0]), expression=exp.Literal.number(1)))
+
+
+def _list_sort(args: list[exp.Expr]) -> exp.Expr:
+    # DuckDB sorts nulls last either way; Spark's array_sort ascends with nulls last and
+    # sort_array(..., false) descends with nulls last
+    lst, *order = args
+    if not order or (isinstance(order[0], exp.Literal) and order[0].this.upper() == "ASC"):
+        return call("array_sort", lst)
+    if isinstance(order[0], exp.Literal) and order[0].this.upper() == "DESC":
+        return call("sort_array", lst, exp.false())
+    raise UnsupportedKql("not supported on the spark engine: list_sort with a computed order")
+
+
+def _substring(args: list[exp.Expr]) -> exp.Expr:
+    text, start, *length = args
+    # the compiler's starts are 1 or more, where DuckDB's and Spark's substring agree; a
+    # negative length (DuckDB: characters before the start) is refused at run time
+    if not length:
+        return call("substring", text, start)
+    (count,) = length
+    negative = exp.LT(this=count, expression=exp.Literal.number(0))
+    return exp.Case(
+        ifs=[exp.If(this=negative, true=call("raise_error", _lit("substring of negative length")))],
+        default=call("substring", text, start.copy(), count.copy()),
+    )
+
+
+def _list_concat(args: list[exp.Expr]) -> exp.Expr:
+    # DuckDB reads a NULL list as empty (two NULLs give []); Spark's concat would be NULL
+    return call("concat", *[exp.Coalesce(this=a, expressions=[call("array")]) for a in args])
+
+
+def _json_key(key: exp.Expr) -> exp.Expr:
+    """A string as a JSON string (quoted and escaped)."""
+    return _to_json([key])
+
+
+def _json_object(args: list[exp.Expr]) -> exp.Expr:
+    # keys are strings, values JSON text (the compiler's json_object); a NULL value is null
+    pieces: list[exp.Expr] = [_lit("{")]
+    for i in range(0, len(args), 2):
+        value = exp.Coalesce(this=args[i + 1], expressions=[_lit("null")])
+        pieces += [_lit(",")] if i else []
+        pieces += [_json_key(args[i]), _lit(":"), value]
+    return call("concat", *pieces, _lit("}"))
+
+
+def _json_array(args: list[exp.Expr]) -> exp.Expr:
+    # the compiler's json_array: [string] (split with an index) or [string (a key), JSON text]
+    pieces: list[exp.Expr] = [_json_key(args[0])]
+    if len(args) == 2:
+        pieces += [_lit(","), exp.Coalesce(this=args[1], expressions=[_lit("null")])]
+    elif len(args) != 1:
+        raise UnsupportedKql("not supported on the spark engine: json_array of these values")
+    return call("concat", _lit("["), *pieces, _lit("]"))
+
+
+# DuckDB strftime specifiers (those the compiler writes) -> Spark datetime pattern letters
+_STRFTIME = {
+    "Y": "yyyy",
+    "y": "yy",
+    "m": "MM",
+    "-m": "M",
+    "d": "dd",
+    "-d": "d",
+    "H": "HH",
+    "-H": "H",
+    "I": "hh",
+    "-I": "h",
+    "M": "mm",
+    "-M": "m",
+    "S": "ss",
+    "-S": "s",
+    "p": "a",
+    "f": "SSSSSS",
+    "g": "SSS",
+}
+
+
+def _spark_datetime_pattern(fmt: str) -> str:
+    """A DuckDB strftime format as a Spark datetime pattern (literal text quoted)."""
+    out: list[str] = []
+    literal: list[str] = []
+    i = 0
+
+    def flush() -> None:
+        if literal:
+            out.append("'" + "".join(literal).replace("'", "''") + "'")
+            literal.clear()
+
+    while i < len(fmt):
+        if fmt[i] != "%":
+            literal.append(fmt[i])
+            i += 1
+            continue
+        spec = fmt[i + 1 : i + 3] if fmt[i + 1 : i + 2] == "-" else fmt[i + 1 : i + 2]
+        if spec == "%":
+            literal.append("%")
+        elif spec in _STRFTIME:
+            flush()
+            out.append(_STRFTIME[spec])
+        else:
+            raise UnsupportedKql(f"not supported on the spark engine: the date format %{spec}")
+        i += 1 + len(spec)
+    flush()
+    return "".join(out)
+
+
+def _strftime(args: list[exp.Expr]) -> exp.Expr:
+    value, fmt = args
+    if not (isinstance(fmt, exp.Literal) and fmt.is_string):
+        raise UnsupportedKql(
+            "not supported on the spark engine: a date format computed by the query"
+        )
+    formatted = call("date_format", value, _lit(_spark_datetime_pattern(fmt.this)))
+    if "%Y" not in fmt.this:
+        return formatted
+    # yyyy pads to four digits; DuckDB's %Y does not: only the years where both agree
+    year = call("year", value.copy())
+    outside = exp.Not(
+        this=exp.paren(
+            exp.Between(this=year, low=exp.Literal.number(1000), high=exp.Literal.number(9999))
+        )
+    )
+    refusal = call("raise_error", _lit("format_datetime of a year before 1000 or after 9999"))
+    return exp.Case(ifs=[exp.If(this=outside, true=refusal)], default=formatted)
+
+
 REWRITES: dict[str, Rewrite] = {
     # strings
     "contains": _same("contains"),
@@ -264,16 +718,23 @@ REWRITES: dict[str, Rewrite] = {
     "translate": _same("translate"),
     "lower": _same("lower"),
     "upper": _same("upper"),
-    "concat": _same("concat"),
+    # DuckDB's concat skips NULLs (strings); Spark's would be NULL
+    "concat": _concat,
     "concat_ws": _same("concat_ws"),
     "replace": _same("replace"),
     "starts_with": _renamed("startswith"),
     "ends_with": _renamed("endswith"),
     "length": _renamed("char_length"),
-    "len": _renamed("char_length"),
+    "len": _renamed("array_size"),  # the compiler's len is of lists (NULL of NULL, as DuckDB)
     "lpad": _same("lpad"),
-    "trim": _same("trim"),
+    "trim": _trim,
     "regexp_matches": _regexp_matches,
+    "regexp_replace": _regexp_replace,
+    "regexp_escape": _regexp_escape,
+    "regexp_extract_all": _regexp_extract_all,
+    "substring": _substring,
+    "substr": _substring,
+    "sha256": _sha256,
     "string_split": _string_split,
     # numbers
     "coalesce": _same("coalesce"),
@@ -291,6 +752,10 @@ REWRITES: dict[str, Rewrite] = {
     "avg": _same("avg"),
     "min": _same("min"),
     "max": _same("max"),
+    "stddev_samp": _same("stddev_samp"),
+    "any_value": _any_value,
+    "arg_max": _arg_by("max_by"),
+    "arg_min": _arg_by("min_by"),
     # time
     "epoch_us": _epoch_us,
     "to_microseconds": _to_microseconds,
@@ -300,11 +765,15 @@ REWRITES: dict[str, Rewrite] = {
     "to_days": _unit_interval("1", "DAY"),
     "to_weeks": _unit_interval("7", "DAY"),
     "hour": _same("hour"),
+    "strftime": _strftime,
+    "dayofweek": _dayofweek,
     # lists
     "list_extract": _list_extract,
     "list_value": _renamed("array"),
     "list_contains": _renamed("array_contains"),
     "list_distinct": _renamed("array_distinct"),
+    "list_sort": _list_sort,
+    "list_concat": _list_concat,
     "generate_series": _sequence,
     "list_transform": _renamed("transform"),
     "trunc": _trunc,
@@ -318,6 +787,11 @@ REWRITES: dict[str, Rewrite] = {
     "json_extract_string": _json_extract_string,
     "json_type": _json_type,
     "json_valid": _json_valid,
+    # keys of an object in their order (the compiler asks only of objects)
+    "json_keys": _same("json_object_keys"),
+    "json_object": _json_object,
+    "json_array": _json_array,
+    "json_array_length": _same("json_array_length"),
     # Spark's own, put in by this module (the order of row numbers)
     "monotonically_increasing_id": _same("monotonically_increasing_id"),
     # trustwatch's Python functions, registered as pandas UDFs by engines.spark
@@ -364,6 +838,21 @@ def _rewrite_node(node: exp.Expr) -> exp.Expr:
             "not supported on the spark engine: make_list over sorted input (keeping the order)",
             hint="run this query with --engine duckdb",
         )
+    if isinstance(node, exp.Select):
+        unnests = [e for e in node.expressions if isinstance(e, exp.Unnest)]
+        if len(unnests) > 1:
+            # DuckDB zips several UNNESTs of one SELECT (padding with NULL); Spark takes one
+            # generator per SELECT
+            raise UnsupportedKql(
+                "not supported on the spark engine: mv-expand of several columns or with_itemindex",
+                hint="run this query with --engine duckdb",
+            )
+        for unnest in unnests:
+            # one list's elements as rows; no row for a NULL or empty list, as DuckDB
+            alias_name = unnest.args.get("alias")
+            explode = exp.Explode(this=unnest.expressions[0])
+            unnest.replace(exp.alias_(explode, alias_name) if alias_name is not None else explode)
+        return node
     if isinstance(node, exp.CTE) and node.args.get("materialized"):
         if any(_unordered_row_number(w) for w in node.this.find_all(exp.Window)):
             # DuckDB computes a MATERIALIZED CTE once; Spark inlines it at each use, and row
