@@ -145,6 +145,30 @@ def _configure_limits(ctx: click.Context, param: click.Parameter, values: tuple[
         raise click.BadParameter(visible(f"{exc.diagnostic.message}{hint}"), ctx, param) from None
 
 
+def _duckdb_only(ctx: click.Context, param: click.Parameter, value: str) -> None:
+    if value != "duckdb":
+        raise click.BadParameter(
+            f"not supported on the spark engine yet: `{ctx.info_name}` runs on DuckDB only "
+            "(`trustwatch query --engine spark` runs KQL on Spark; see docs/spark.md)",
+            ctx,
+            param,
+        )
+
+
+def duckdb_only_engine_option(fn: F) -> F:
+    """``--engine duckdb`` (the default); ``spark`` refused by name until the command runs there."""
+    option = click.option(
+        "--engine",
+        type=click.Choice(["duckdb", "spark"]),
+        default="duckdb",
+        show_default=True,
+        expose_value=False,
+        callback=_duckdb_only,
+        help="The SQL engine. This command runs on DuckDB only; spark is refused for now.",
+    )
+    return option(fn)
+
+
 def limit_option(fn: F) -> F:
     """``--limit NAME=VALUE`` (repeatable): the limits on what the command reads."""
     option = click.option(

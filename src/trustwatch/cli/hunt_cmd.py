@@ -25,6 +25,7 @@ from rich.table import Table
 from trustwatch.cli.common import (
     EXIT_FOUND,
     EXIT_SKIPPED,
+    duckdb_only_engine_option,
     echo,
     limit_option,
     memory_limit_option,
@@ -134,6 +135,7 @@ if TYPE_CHECKING:
     help="Write the report: one self-contained HTML page (FILE.html) or Markdown for a ticket "
     "(FILE.md): summary, incidents, timelines, evidence, certificates, pivots, playbooks, noise.",
 )
+@duckdb_only_engine_option
 @memory_limit_option
 @limit_option
 @reports_errors

@@ -12,7 +12,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from trustwatch.cli.common import EXIT_FOUND, echo, limit_option, reports_errors
+from trustwatch.cli.common import (
+    EXIT_FOUND,
+    duckdb_only_engine_option,
+    echo,
+    limit_option,
+    reports_errors,
+)
 from trustwatch.cli.render import cell, write_exact
 from trustwatch.inert import json_text
 
@@ -49,6 +55,7 @@ LEGEND = (
     show_default=True,
 )
 @click.option("--seed", type=int, default=None, help="Seed of the simulated hosts (default 4).")
+@duckdb_only_engine_option
 @limit_option
 @reports_errors
 def validate(
