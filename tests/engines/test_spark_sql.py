@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from trustwatch.engines.spark_sql import _spark_datetime_pattern, java_regex
+from trustwatch.engines.spark_regex import java_regex
+from trustwatch.engines.spark_sql import _spark_datetime_pattern
 from trustwatch.errors import UnsupportedKql
 
 
