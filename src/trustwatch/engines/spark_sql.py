@@ -580,6 +580,70 @@ def _strftime(args: list[exp.Expr]) -> exp.Expr:
     return exp.Case(ifs=[exp.If(this=outside, true=refusal)], default=formatted)
 
 
+def _year_month_interval(months_per_unit: int, limit: int) -> Rewrite:
+    def build(args: list[exp.Expr]) -> exp.Expr:
+        # DuckDB: n years or months as a month count (int32), out of range an error
+        (count,) = args
+        out_of_range = exp.GT(this=call("abs", count), expression=exp.Literal.number(limit))
+        as_int = exp.Cast(this=count.copy(), to=exp.DataType.build("INT"))
+        interval = (
+            call("make_ym_interval", as_int, exp.Literal.number(0))
+            if months_per_unit == 12
+            else call("make_ym_interval", exp.Literal.number(0), as_int)
+        )
+        refusal = call("raise_error", _lit("an interval of months out of range"))
+        return exp.Case(ifs=[exp.If(this=out_of_range, true=refusal)], default=interval)
+
+    return build
+
+
+_MICROS_PER = {
+    "day": 86_400_000_000,
+    "hour": 3_600_000_000,
+    "minute": 60_000_000,
+    "second": 1_000_000,
+    "millisecond": 1_000,
+    "microsecond": 1,
+}
+
+
+def _floor_units(value: exp.Expr, unit: int) -> exp.Expr:
+    # whole units since the epoch, rounded down (exact in BIGINT: x - pmod(x, u) div u)
+    micros = call("unix_micros", exp.Cast(this=value, to=exp.DataType.build("TIMESTAMP")))
+    floor = exp.Sub(this=micros, expression=call("pmod", micros.copy(), exp.Literal.number(unit)))
+    return exp.IntDiv(this=exp.paren(floor), expression=exp.Literal.number(unit))
+
+
+def _calendar_index(value: exp.Expr, part: str) -> exp.Expr:
+    year = call("year", value)
+    if part == "year":
+        return year
+    per_year, within = (
+        (12, call("month", value.copy())) if part == "month" else (4, call("quarter", value.copy()))
+    )
+    return exp.Add(
+        this=exp.Mul(this=year, expression=exp.Literal.number(per_year)), expression=within
+    )
+
+
+def _date_diff(args: list[exp.Expr]) -> exp.Expr:
+    # DuckDB: the number of part boundaries between start and end (end - start)
+    part, start, end = args
+    name = part.this if isinstance(part, exp.Literal) and part.is_string else None
+    if name in _MICROS_PER:
+        unit = _MICROS_PER[name]
+        return exp.paren(
+            exp.Sub(this=_floor_units(end, unit), expression=_floor_units(start, unit))
+        )
+    if name in ("year", "quarter", "month"):
+        return exp.paren(
+            exp.Sub(
+                this=_p(_calendar_index(end, name)), expression=_p(_calendar_index(start, name))
+            )
+        )
+    raise UnsupportedKql(f"not supported on the spark engine: date_diff of {part.sql()}")
+
+
 REWRITES: dict[str, Rewrite] = {
     # strings
     "contains": _same("contains"),
@@ -636,6 +700,9 @@ REWRITES: dict[str, Rewrite] = {
     "hour": _same("hour"),
     "strftime": _strftime,
     "dayofweek": _dayofweek,
+    "date_diff": _date_diff,
+    "to_months": _year_month_interval(1, 2_147_483_647),
+    "to_years": _year_month_interval(12, 178_956_970),
     # lists
     "list_extract": _list_extract,
     "list_value": _renamed("array"),
