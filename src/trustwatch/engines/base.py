@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 from sqlglot import exp
 
-from trustwatch.schema.model import KqlType, TableSchema
+from trustwatch.schema.model import Column, KqlType, TableSchema
 
 _ARROW_TO_KQL: list[tuple[Any, KqlType]] = [
     (pa.types.is_boolean, "bool"),
@@ -36,6 +36,18 @@ def kql_type_of_arrow(dtype: pa.DataType) -> KqlType:
         if test(dtype):
             return ktype
     return "dynamic"
+
+
+def with_data_columns(
+    schema: TableSchema, data: pa.Table
+) -> tuple[TableSchema, dict[str, pa.DataType]]:
+    """The schema a load gives ``data``: ``schema``'s columns, then those the data has beyond
+    them (typed from Arrow: nothing is lost); and the data's columns with their Arrow types."""
+    present = {name: data.schema.field(name).type for name in data.column_names}
+    extra = [
+        Column(n, kql_type_of_arrow(t)) for n, t in present.items() if schema.column(n) is None
+    ]
+    return schema.with_extra_columns(extra), present
 
 
 def row_tuples(table: pa.Table) -> list[tuple[Any, ...]]:

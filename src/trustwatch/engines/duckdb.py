@@ -23,7 +23,7 @@ from duckdb.func import SPECIAL
 from sqlglot import exp
 
 from trustwatch.engines import udfs
-from trustwatch.engines.base import Loaded, kql_type_of_arrow
+from trustwatch.engines.base import Loaded, with_data_columns
 from trustwatch.errors import EngineError, IngestError, InputError
 from trustwatch.kql.deep import sql_text
 from trustwatch.kql.semantics import TEXTUAL, func, not_null_string, sql_type
@@ -103,11 +103,7 @@ class DuckDBEngine:
         # allowed after lock(): the data comes from memory (Arrow), no file is read
         self._count += 1
         sql_name = f"tw_{re.sub(r'[^A-Za-z0-9_]', '_', schema.name)}_{self._count}"
-        present = {name: data.schema.field(name).type for name in data.column_names}
-        extra = [
-            Column(n, kql_type_of_arrow(t)) for n, t in present.items() if schema.column(n) is None
-        ]
-        full = schema.with_extra_columns(extra)
+        full, present = with_data_columns(schema, data)
         projections = [
             exp.alias_(
                 self._cast(col, present.get(col.name)), exp.to_identifier(col.name, quoted=True)

@@ -23,12 +23,12 @@ import pyarrow as pa
 from sqlglot import exp
 
 from trustwatch.engines import udfs
-from trustwatch.engines.base import Loaded, kql_type_of_arrow
+from trustwatch.engines.base import Loaded, with_data_columns
 from trustwatch.engines.duckdb import cast_column
 from trustwatch.engines.spark_sql import spark_sql
 from trustwatch.errors import EngineError, InputError
 from trustwatch.kql.semantics import TEXTUAL
-from trustwatch.schema.model import Column, TableSchema, builtin_schemas
+from trustwatch.schema.model import TableSchema, builtin_schemas
 
 MASTER_ENV = "TRUSTWATCH_SPARK_MASTER"
 DEFAULT_MASTER = "local[*]"
@@ -139,11 +139,7 @@ class SparkEngine:
         """
         self._count += 1
         sql_name = f"tw_{_safe(schema.name)}_{self._count}"
-        present = {name: data.schema.field(name).type for name in data.column_names}
-        extra = [
-            Column(n, kql_type_of_arrow(t)) for n, t in present.items() if schema.column(n) is None
-        ]
-        full = schema.with_extra_columns(extra)
+        full, present = with_data_columns(schema, data)
         source = f"__tw_src_{self._count}"
         projections = [
             exp.alias_(cast_column(col, present.get(col.name)), exp.to_identifier(col.name))
