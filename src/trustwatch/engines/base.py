@@ -8,7 +8,7 @@ this boundary sees a DuckDB or Spark exception, or needs the engine's connection
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 from sqlglot import exp
 
+from trustwatch.kql.semantics import TEXTUAL
 from trustwatch.schema.model import Column, KqlType, TableSchema
 
 _ARROW_TO_KQL: list[tuple[Any, KqlType]] = [
@@ -48,6 +49,33 @@ def with_data_columns(
         Column(n, kql_type_of_arrow(t)) for n, t in present.items() if schema.column(n) is None
     ]
     return schema.with_extra_columns(extra), present
+
+
+def loss_query(
+    schema: TableSchema,
+    present: Mapping[str, pa.DataType],
+    source: str,
+    cast: Callable[[Column, pa.DataType], exp.Expr],
+) -> tuple[list[str], exp.Select] | None:
+    """The query counting, per column, the values given in ``source`` that could not be read
+    as the column's type (``cast`` gives null): they are reported, not dropped silently. The
+    columns it counts, in order; None when no column can lose a value."""
+    names: list[str] = []
+    counts: list[exp.Expr] = []
+    for column in schema.columns:
+        given_type = present.get(column.name)
+        if given_type is None or column.type in TEXTUAL:
+            continue
+        ref = exp.column(column.name, quoted=True)
+        given: exp.Expr = exp.Not(this=exp.Is(this=ref, expression=exp.null()))
+        if pa.types.is_string(given_type) or pa.types.is_large_string(given_type):
+            given = exp.and_(given, exp.NEQ(this=ref.copy(), expression=exp.Literal.string("")))
+        lost = exp.and_(given, exp.Is(this=cast(column, given_type), expression=exp.null()))
+        names.append(column.name)
+        counts.append(exp.Count(this=exp.Case(ifs=[exp.If(this=lost, true=exp.Literal.number(1))])))
+    if not counts:
+        return None
+    return names, exp.Select(expressions=counts).from_(exp.to_table(source))
 
 
 def row_tuples(table: pa.Table) -> list[tuple[Any, ...]]:

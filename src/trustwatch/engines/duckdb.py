@@ -23,7 +23,7 @@ from duckdb.func import SPECIAL
 from sqlglot import exp
 
 from trustwatch.engines import udfs
-from trustwatch.engines.base import Loaded, with_data_columns
+from trustwatch.engines.base import Loaded, loss_query, with_data_columns
 from trustwatch.errors import EngineError, IngestError, InputError
 from trustwatch.kql.deep import sql_text
 from trustwatch.kql.semantics import TEXTUAL, func, not_null_string, sql_type
@@ -137,23 +137,12 @@ class DuckDBEngine:
 
         They are counted and reported rather than dropped silently.
         """
-        checks: list[tuple[str, exp.Expr]] = []
-        for column in schema.columns:
-            source = present.get(column.name)
-            if source is None or column.type in TEXTUAL:
-                continue
-            ref = exp.column(column.name, quoted=True)
-            given: exp.Expr = exp.Not(this=exp.Is(this=ref, expression=exp.null()))
-            if pa.types.is_string(source) or pa.types.is_large_string(source):
-                given = exp.and_(given, exp.NEQ(this=ref.copy(), expression=exp.Literal.string("")))
-            lost = exp.and_(given, exp.Is(this=self._cast(column, source), expression=exp.null()))
-            count = exp.Filter(this=exp.Count(this=exp.Star()), expression=exp.Where(this=lost))
-            checks.append((column.name, count))
-        if not checks:
+        counted = loss_query(schema, present, view, self._cast)
+        if counted is None:
             return {}
-        query = exp.Select(expressions=[expr for _, expr in checks]).from_(exp.to_table(view))
+        names, query = counted
         counts = self.con.execute(query.sql(dialect=self.dialect)).fetchall()[0]
-        return {name: int(n) for (name, _), n in zip(checks, counts, strict=True) if n}
+        return {name: int(n) for name, n in zip(names, counts, strict=True) if n}
 
     @staticmethod
     def _cast(col: Column, source: pa.DataType | None) -> exp.Expr:

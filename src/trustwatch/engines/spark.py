@@ -23,11 +23,10 @@ import pyarrow as pa
 from sqlglot import exp
 
 from trustwatch.engines import udfs
-from trustwatch.engines.base import Loaded, with_data_columns
+from trustwatch.engines.base import Loaded, loss_query, with_data_columns
 from trustwatch.engines.duckdb import cast_column
 from trustwatch.engines.spark_sql import spark_sql
 from trustwatch.errors import EngineError, InputError
-from trustwatch.kql.semantics import TEXTUAL
 from trustwatch.schema.model import TableSchema, builtin_schemas
 
 MASTER_ENV = "TRUSTWATCH_SPARK_MASTER"
@@ -162,23 +161,12 @@ class SparkEngine:
         self, schema: TableSchema, present: dict[str, pa.DataType], view: str
     ) -> dict[str, int]:
         """Values given in the data that could not be read as their column's type (now null)."""
-        checks: list[tuple[str, exp.Expr]] = []
-        for column in schema.columns:
-            source = present.get(column.name)
-            if source is None or column.type in TEXTUAL:
-                continue
-            ref = exp.column(column.name, quoted=True)
-            given: exp.Expr = exp.Not(this=exp.Is(this=ref, expression=exp.null()))
-            if pa.types.is_string(source) or pa.types.is_large_string(source):
-                given = exp.and_(given, exp.NEQ(this=ref.copy(), expression=exp.Literal.string("")))
-            lost = exp.and_(given, exp.Is(this=cast_column(column, source), expression=exp.null()))
-            one = exp.Case(ifs=[exp.If(this=lost, true=exp.Literal.number(1))])
-            checks.append((column.name, exp.Count(this=one)))
-        if not checks:
+        counted = loss_query(schema, present, view, cast_column)
+        if counted is None:
             return {}
-        query = exp.Select(expressions=[expr for _, expr in checks]).from_(exp.to_table(view))
+        names, query = counted
         counts = self.execute(query).to_pylist()[0].values()
-        return {name: int(n) for (name, _), n in zip(checks, counts, strict=True) if n}
+        return {name: int(n) for name, n in zip(names, counts, strict=True) if n}
 
     def lock(self) -> None:
         """Nothing to switch: queries read only trustwatch's views (``runSQLOnFiles`` is off

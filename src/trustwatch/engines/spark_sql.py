@@ -268,12 +268,18 @@ def _make_timestamp(args: list[exp.Expr]) -> exp.Expr:
     return call("make_timestamp", *args)
 
 
-def _regexp_extract(args: list[exp.Expr]) -> exp.Expr:
-    if len(args) == 2:  # DuckDB's default is the whole match; Spark's is group 1
-        return call("regexp_extract", args[0], _regex_arg(args[1]), exp.Literal.number(0))
-    if len(args) == 3:
-        return call("regexp_extract", args[0], _regex_arg(args[1]), args[2])
-    raise UnsupportedKql("not supported on the spark engine: regexp_extract with options")
+def _extracting(name: str) -> Rewrite:
+    """``regexp_extract`` / ``regexp_extract_all``: the same arguments on both engines, but
+    DuckDB's default group is the whole match and Spark's group 1."""
+
+    def build(args: list[exp.Expr]) -> exp.Expr:
+        if len(args) == 2:
+            return call(name, args[0], _regex_arg(args[1]), exp.Literal.number(0))
+        if len(args) == 3:
+            return call(name, args[0], _regex_arg(args[1]), args[2])
+        raise UnsupportedKql(f"not supported on the spark engine: {name} with options")
+
+    return build
 
 
 # DuckDB list functions whose result holds elements of their first argument
@@ -421,14 +427,6 @@ def _regexp_replace(args: list[exp.Expr]) -> exp.Expr:
             raise refuse_regex(pattern.sql(), "the first match only")
         return call("regexp_replace", text, java, replacement)
     raise UnsupportedKql("not supported on the spark engine: regexp_replace with options")
-
-
-def _regexp_extract_all(args: list[exp.Expr]) -> exp.Expr:
-    if len(args) == 2:  # DuckDB's default is the whole match; Spark's is group 1
-        return call("regexp_extract_all", args[0], _regex_arg(args[1]), exp.Literal.number(0))
-    if len(args) == 3:
-        return call("regexp_extract_all", args[0], _regex_arg(args[1]), args[2])
-    raise UnsupportedKql("not supported on the spark engine: regexp_extract_all with options")
 
 
 def _arg_by(name: str) -> Rewrite:
@@ -664,7 +662,7 @@ REWRITES: dict[str, Rewrite] = {
     "regexp_matches": _regexp_matches,
     "regexp_replace": _regexp_replace,
     "regexp_escape": _regexp_escape,
-    "regexp_extract_all": _regexp_extract_all,
+    "regexp_extract_all": _extracting("regexp_extract_all"),
     "substring": _substring,
     "substr": _substring,
     "sha256": _sha256,
@@ -716,7 +714,7 @@ REWRITES: dict[str, Rewrite] = {
     "round": _same("round"),
     "date_trunc": _same("date_trunc"),
     "make_timestamp": _make_timestamp,
-    "regexp_extract": _regexp_extract,
+    "regexp_extract": _extracting("regexp_extract"),
     # JSON (dynamic)
     "to_json": _to_json,
     "json_extract": _json_extract,
