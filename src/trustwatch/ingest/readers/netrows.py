@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from trustwatch.errors import IngestError
-from trustwatch.ingest.records import BATCH_SIZE, Item, RefKind, Rejected, RowBatch
+from trustwatch.ingest.records import Item, Rejected
 from trustwatch.schema.model import builtin_schemas
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -217,30 +217,3 @@ def build_row(table: str, fields: dict[str, Any], time_field: str) -> dict[str, 
     if extra:
         row[EXTRA] = json.dumps(extra, ensure_ascii=False, default=str)
     return row
-
-
-class Batcher:
-    """Rows into per-table RowBatches of at most BATCH_SIZE rows in all."""
-
-    def __init__(self, ref_kind: RefKind) -> None:
-        self.ref_kind: RefKind = ref_kind
-        self.batches: dict[str, RowBatch] = {}
-        self.pending = 0
-
-    def add(self, table: str, ref: int, row: dict[str, Any], position: int) -> Iterator[Item]:
-        """Add one row; yields the batches when they are full."""
-        batch = self.batches.get(table)
-        if batch is None:
-            batch = self.batches[table] = RowBatch(table, self.ref_kind)
-        batch.refs.append(ref)
-        batch.rows.append(row)
-        self.pending += 1
-        if self.pending >= BATCH_SIZE:
-            yield from self.flush(position)
-
-    def flush(self, position: int) -> Iterator[Item]:
-        """Yield what is pending."""
-        for batch in self.batches.values():
-            batch.position = position
-            yield batch
-        self.batches, self.pending = {}, 0

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from trustwatch.ingest.readers.defender import JsonError, dumps, json_lines
-from trustwatch.ingest.readers.netrows import Batcher, build_row, open_maybe_gzip, stream_error
+from trustwatch.ingest.readers.defender import JsonError, RowRouter, dumps, json_lines
+from trustwatch.ingest.readers.netrows import build_row, open_maybe_gzip, stream_error
 from trustwatch.ingest.readers.zeek import first_object
 from trustwatch.ingest.records import Item, Rejected
 
@@ -76,7 +76,7 @@ def read_suricata_eve(path: Path) -> Iterator[Item]:
     """Rows of the EVE ``tls`` events in ``path``; other events counted, not stored."""
     raw, fh = open_maybe_gzip(path)
     with raw, fh:
-        batcher = Batcher("line")
+        rows = RowRouter("line")
         others = _Others()
         number = 0
         for number, _, value in json_lines(fh):
@@ -95,7 +95,7 @@ def read_suricata_eve(path: Path) -> Iterator[Item]:
                 continue
             yield from others.close()
             row = build_row(table, _flat(value), TIME_COLUMN)
-            yield from batcher.add(table, number, row, raw.tell())
+            yield from rows.add(number, row, raw.tell(), table)
         yield from others.close()
-        yield from batcher.flush(raw.tell())
+        yield from rows.close(raw.tell())
         yield from stream_error(fh, number)

@@ -27,10 +27,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from trustwatch.ingest.readers.defender import CHUNK, JsonError, dumps, json_lines
+from trustwatch.ingest.readers.defender import CHUNK, JsonError, RowRouter, dumps, json_lines
 from trustwatch.ingest.readers.netrows import (
     GZIP_MAGIC,
-    Batcher,
     build_row,
     open_maybe_gzip,
     stream_error,
@@ -205,7 +204,7 @@ def read_zeek_tsv(path: Path) -> Iterator[Item]:
     with raw, fh:
         cap = current().event_bytes
         header: _Header | None = None
-        batcher = Batcher("line")
+        rows = RowRouter("line")
         skipped = _Skipped()
         number = 0
         for number, line, size in _lines(fh, cap):
@@ -240,9 +239,9 @@ def read_zeek_tsv(path: Path) -> Iterator[Item]:
             }
             record["_path"] = header.path
             table = ZEEK_TABLES[header.path]
-            yield from batcher.add(table, number, build_row(table, record, TIME_COLUMN), raw.tell())
+            yield from rows.add(number, build_row(table, record, TIME_COLUMN), raw.tell(), table)
         yield from skipped.close()
-        yield from batcher.flush(raw.tell())
+        yield from rows.close(raw.tell())
         yield from stream_error(fh, number)
 
 
@@ -275,7 +274,7 @@ def read_zeek_json(path: Path) -> Iterator[Item]:
     raw, fh = open_maybe_gzip(path)
     with raw, fh:
         named = _file_path(path)
-        batcher = Batcher("line")
+        rows = RowRouter("line")
         number = 0
         for number, _, value in json_lines(fh):
             if isinstance(value, JsonError):
@@ -292,6 +291,6 @@ def read_zeek_json(path: Path) -> Iterator[Item]:
                 yield Rejected("line", number, reason, dumps(value))
                 continue
             table = ZEEK_TABLES[log]
-            yield from batcher.add(table, number, build_row(table, record, TIME_COLUMN), raw.tell())
-        yield from batcher.flush(raw.tell())
+            yield from rows.add(number, build_row(table, record, TIME_COLUMN), raw.tell(), table)
+        yield from rows.close(raw.tell())
         yield from stream_error(fh, number)
