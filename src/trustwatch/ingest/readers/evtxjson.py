@@ -500,8 +500,12 @@ def convert_values(
     *,
     line_offset: int = 0,
     where: str = "",
+    expand: Callable[[Any], Iterator[Any]] = unwrap,
 ) -> Iterator[Item]:
-    """Convert each JSON record to a doc, batching docs and rejecting what does not convert."""
+    """Convert each JSON record to a doc, batching docs and rejecting what does not convert.
+
+    ``expand`` finds the records in one JSON value (:func:`unwrap`: array items, search hits).
+    """
     prefix = f"{where}: " if where else ""
     limits = current()
     for item in values:
@@ -511,7 +515,13 @@ def convert_values(
                 "line", ref, f"{prefix}line {item.line}: {item.reason}", excerpt(item.raw)
             )
             continue
-        for record in unwrap(item.value):
+        try:
+            records = list(expand(item.value))
+        except CONVERT_ERRORS as exc:
+            raw = json.dumps(item.value, ensure_ascii=False, default=str)[: EXCERPT * 2]
+            yield Rejected("line", ref, f"{prefix}line {item.line}: {exc}", excerpt(raw))
+            continue
+        for record in records:
             problem = None if item.bound <= limits.fields else fields_problem(record, limits)
             if problem:
                 raw = json.dumps(record, ensure_ascii=False, default=str)[: EXCERPT * 2]

@@ -11,8 +11,13 @@ are case-insensitive, so EventData ``ProcessId`` / ``EventType`` collide with NX
   ``ExecutionProcessID`` / ``ExecutionThreadID`` / ``EventTypeOrignal`` (OTRF's renames) hold
   NXLog's values, in which case the plain names are EventData. Other flat exports (OTRF 2023:
   ``TimeCreated``, ``Level``) keep them all as EventData.
-* Sysmon values lost to a collision (``EventType``, ``ProcessId``) are recovered from the
-  rendered ``Message`` ("EventType: SetValue") when it has them.
+* Sysmon values lost to a collision (``EventType``, ``ProcessId``), absent, or holding only
+  NXLog's level name (``EventType: INFO``) are recovered from the rendered ``Message``
+  ("EventType: SetValue") when it has them. Records whose Message NXLog could not render
+  (``ERROR_EVT_UNRESOLVED``) have neither: the field maps then go by the event id.
+* Provider: ``SourceName``; else ``ProviderName`` / ``Provider`` / ``EventSourceName``; else the
+  provider of a known ``ProviderGuid`` (Sysmon, Security-Auditing, PowerShell); else the part of
+  a ``<provider>/<log>`` Channel before the slash (``Microsoft-Windows-Sysmon/Operational``).
 * TimeCreated: ``TimeCreated``; else ``EventTime`` when it has a UTC offset; else the local
   ``EventTime`` shifted by the collector's offset (``EventReceivedTime`` local minus
   ``@timestamp`` UTC, rounded to 15 minutes); else Sysmon's ``UtcTime``; else ``@timestamp``;
@@ -53,7 +58,11 @@ from trustwatch.ingest.readers.evtxjson import (
     text_lines,
     time_text,
     to_int,
+    unwrap,
 )
+from trustwatch.ingest.readers.flat import flat_doc
+from trustwatch.ingest.readers.loganalytics import schema_columns
+from trustwatch.ingest.readers.sentinel import row_table, sentinel_row_doc
 from trustwatch.ingest.records import Item, Rejected
 from trustwatch.limits import Limits, current, exceeded
 
@@ -78,6 +87,20 @@ _NXLOG_TYPES = frozenset(
 )
 
 
+# providers whose records some NXLog exports carry without a SourceName, by ProviderGuid
+_PROVIDER_GUIDS = {
+    "5770385F-C22A-43E0-BF4C-06F5698FFBD9": "Microsoft-Windows-Sysmon",
+    "54849625-5478-4994-A5BA-3E3B0328C30D": "Microsoft-Windows-Security-Auditing",
+    "A0C1853B-5C40-4B15-8766-3CF1C58F985A": "Microsoft-Windows-PowerShell",
+}
+_PROVIDER_KEYS = ("SourceName", "ProviderName", "Provider", "EventSourceName")
+NO_PROVIDER = (
+    "no SourceName: an NXLog record names its provider in SourceName (or ProviderName, "
+    "Provider, EventSourceName), or carries a ProviderGuid of Sysmon, Security-Auditing or "
+    "PowerShell, or a Channel '<provider>/<log>'; this one has none of them"
+)
+
+
 def _lookup(record: Mapping[str, Any]) -> dict[str, str]:
     return {key.lower(): key for key in record}
 
@@ -92,6 +115,26 @@ def _message_field(message: Any, name: str) -> str | None:
         return None
     found = re.search(rf"(?m)^{name}: ?(.*?)\r?$", message)
     return found[1] if found else None
+
+
+def _provider(record: Mapping[str, Any], keys: dict[str, str]) -> tuple[str, str | None]:
+    """The record's provider and the key it was read from (None: from ProviderGuid / Channel).
+
+    Raises:
+        ValueError: nothing names the provider (the message says what was expected).
+    """
+    for name in _PROVIDER_KEYS:
+        value = _get(record, keys, name)
+        if isinstance(value, str) and value.strip():
+            return value, keys[name.lower()]
+    guid = _get(record, keys, "ProviderGuid")
+    known = _PROVIDER_GUIDS.get(str(guid or "").strip("{} ").upper())
+    if known:
+        return known, None
+    channel = _get(record, keys, "Channel")
+    if isinstance(channel, str) and "/" in channel and channel.split("/", 1)[0].strip():
+        return channel.split("/", 1)[0].strip(), None
+    raise ValueError(NO_PROVIDER)
 
 
 def _local_offset(received: Any, stamp: Any) -> timedelta | None:
@@ -134,9 +177,7 @@ def nxlog_doc(record: Any) -> Doc:
         "threadid": native and "executionthreadid" not in keys,
         "eventtype": native and not renamed_type and str(event_type).upper() in _NXLOG_TYPES,
     }
-    provider = _get(record, keys, "SourceName")
-    if not provider:
-        raise ValueError("no SourceName: not a Windows event record")
+    provider, provider_key = _provider(record, keys)
     level_name = _get(record, keys, "EventTypeOrignal") or _get(record, keys, "EventTypeOriginal")
     if level_name is None and collides["eventtype"]:
         level_name = event_type
@@ -165,28 +206,80 @@ def nxlog_doc(record: Any) -> Doc:
     data: Doc = {}
     for key, value in record.items():
         low = key.lower()
-        if low in _META or key in _SHIPPER or collides.get(low, False):
+        if low in _META or key in _SHIPPER or collides.get(low, False) or key == provider_key:
             continue
         if native and low in _NATIVE_META:
             continue
         data[key] = value
-    if native:
-        message = _get(record, keys, "Message")
-        for name in _RECOVERABLE:
-            if collides.get(name.lower()) and name not in data:
-                recovered = _message_field(message, name)
-                if recovered is not None:
-                    data[name] = recovered
+    message = _get(record, keys, "Message")
+    for name in _RECOVERABLE:
+        present = data.get(name)
+        if present is None or (name == "EventType" and str(present).upper() in _NXLOG_TYPES):
+            recovered = _message_field(message, name)
+            if recovered is not None:
+                data[name] = recovered
     return event_doc(system, data)
 
 
+# NXLog's own fields: a record with any of them is read as NXLog's
+_NXLOG_MARKS = frozenset({*_NATIVE_MARKS, "sourcename", "hostname"})
+_FLAT_EVENT = frozenset({"provider", "event_id", "fields"})
+UNKNOWN_RECORD = (
+    "not a Windows event record trustwatch knows: expected an evtx JSON document (Event / "
+    "System), ECS fields (winlog.*), NXLog fields (SourceName or Channel, EventID, Hostname), "
+    "a Sentinel / Log Analytics Event, WindowsEvent or SecurityEvent row (Type, or Source / "
+    "EventLog / Provider + Channel + EventData, or EventSourceName + EventID), or a "
+    "flat-events record (provider, event_id, fields)"
+)
+
+
 def record_doc(record: Any) -> Doc:
-    """Any flat JSON Windows event: evtx (``Event``), ECS (``winlog``) or NXLog style."""
+    """Any flat JSON Windows event: evtx (``Event``), ECS (``winlog``), NXLog style, a Sentinel /
+    Log Analytics ``Event`` / ``WindowsEvent`` / ``SecurityEvent`` row, or a flat-events record.
+
+    Raises:
+        ValueError / TypeError: the record is none of them; the message says what was expected.
+    """
     if isinstance(record, Mapping) and isinstance(record.get("Event"), Mapping):
         return evtx_record_doc(record)
     if isinstance(record, Mapping) and ("winlog" in record or "winlog.event_id" in record):
         return ecs_doc(record)
-    return nxlog_doc(record)
+    record = as_object(record)
+    keys = _lookup(record)
+    if not _NXLOG_MARKS.isdisjoint(keys):
+        return nxlog_doc(record)
+    if row_table(record) is not None:
+        return sentinel_row_doc(record)
+    if set(record) >= _FLAT_EVENT:
+        return flat_doc(record)
+    if "eventid" in keys:
+        return nxlog_doc(record)  # names what it expected when the provider is missing
+    raise ValueError(UNKNOWN_RECORD)
+
+
+def zip_records(value: Any) -> Iterator[Any]:
+    """The records in one JSON value of a zip member: those :func:`unwrap` finds, and the rows
+    of a Log Analytics query API response (``tables`` of ``columns`` / ``rows``), each with its
+    table's name as ``Type`` unless the table is the unnamed ``PrimaryResult``."""
+    tables = value.get("tables") if isinstance(value, Mapping) else None
+    if not isinstance(tables, list):
+        yield from unwrap(value)
+        return
+    for table in tables:
+        if not isinstance(table, Mapping):
+            raise TypeError("a Log Analytics 'tables' entry is not an object")
+        columns = schema_columns(table.get("columns"))
+        rows = table.get("rows")
+        if columns is None or not isinstance(rows, list):
+            raise TypeError("a Log Analytics table without 'columns' (names) and 'rows'")
+        name = table.get("name")
+        for row in rows:
+            if not isinstance(row, list) or len(row) != len(columns):
+                raise TypeError(f"a Log Analytics row is not a list of {len(columns)} values")
+            out = dict(zip(columns, row, strict=True))
+            if isinstance(name, str) and name and name != "PrimaryResult":
+                out.setdefault("Type", name)
+            yield out
 
 
 def read_nxlog(path: Path) -> Iterator[Item]:
@@ -317,6 +410,7 @@ def read_otrf_zip(path: Path) -> Iterator[Item]:
                             batcher,
                             line_offset=lines_before,
                             where=name,
+                            expand=zip_records,
                         )
                 except _ZipLimit as exc:
                     reason = (
@@ -345,24 +439,45 @@ def _counting(lines: Iterator[str], counted: list[int]) -> Iterator[str]:
         yield line
 
 
-_FLAT_KEY = re.compile(r'"(SourceName|EventID|Hostname|Channel)"\s*:')
+_FLAT_KEY = re.compile(r'"(SourceName|EventID|Hostname|Channel|ProviderGuid)"\s*:')
 
 
 def sniff_nxlog(path: Path, head: bytes) -> bool:
     """Flat JSON with NXLog's ``SourceModuleType`` / ``EventReceivedTime``, or with
-    ``SourceName``, ``EventID``, ``Hostname`` and ``Channel`` side by side at the top."""
+    ``EventID``, ``Hostname`` and ``Channel`` side by side at the top with ``SourceName`` (or,
+    in exports without a source name, ``ProviderGuid``)."""
     text = json_head(head)
     if not text or re.search(r'"(?:winlog|Event|System)"\s*:', text):
         return False
     if re.search(r'"(?:SourceModuleType|EventReceivedTime)"\s*:', text):
         return True
-    return len(set(_FLAT_KEY.findall(text))) == 4
+    found = set(_FLAT_KEY.findall(text))
+    return {"EventID", "Hostname", "Channel"} <= found and bool(
+        {"SourceName", "ProviderGuid"} & found
+    )
+
+
+_ZIP_LISTED = 1000  # member names a sniff looks at, past a first entry that is not JSON
 
 
 def sniff_otrf_zip(path: Path, head: bytes) -> bool:
-    """A zip whose first member is a JSON / JSON-lines file."""
+    """A zip whose first member is a JSON / JSON-lines file, or whose first entry is a folder
+    (or macOS metadata, or a note) and one of its first members is."""
     if not head.startswith(b"PK\x03\x04") or len(head) < 30:
         return False
     name_length = int.from_bytes(head[26:28], "little")
     name = head[30 : 30 + name_length].decode("utf-8", "replace").lower()
-    return name.endswith((".json", ".jsonl", ".ndjson"))
+    if name.endswith((".json", ".jsonl", ".ndjson")):
+        return True
+    try:
+        with path.open("rb") as raw:
+            if _declared_members(raw) > _LIST_FACTOR * current().zip_members:
+                return False
+            raw.seek(0)
+            with zipfile.ZipFile(raw) as archive:
+                names = [info.filename.lower() for info in archive.infolist()[:_ZIP_LISTED]]
+    except (zipfile.BadZipFile, OSError, ValueError, struct.error):
+        return False
+    return any(
+        n.endswith((".json", ".jsonl", ".ndjson")) and not n.startswith("__macosx/") for n in names
+    )

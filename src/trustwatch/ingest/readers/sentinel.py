@@ -57,6 +57,7 @@ _SECURITY_COLUMNS = frozenset(
         *("SubjectAccount", "TargetAccount", "Process", "EventOriginId", "Type", "_ResourceId"),
         *("MG", "ManagementGroupName", "AzureDeploymentID", "Role", "EventLevelName"),
         *("SourceComputerId", "PartitionKey", "RowKey", "StorageAccount", "EventRecordId"),
+        "EventRecordID",
         *("SystemUserId", "SystemProcessId", "SystemThreadId", "Keywords", "Opcode", "Version"),
         *("TimeCreated", "_ItemId", "_Internal_WorkspaceResourceId", "_BilledSize", "_IsBillable"),
     }
@@ -112,6 +113,12 @@ def _event_row(row: Mapping[str, Any]) -> Doc:
     return event_doc(system, data if data is not None or user_data is not None else {}, user_data)
 
 
+def _record_id(row: Mapping[str, Any]) -> int | None:
+    """EventRecordId as Sentinel spells it, or EventRecordID (exports made on the host)."""
+    value = row.get("EventRecordId")
+    return to_int(value if value not in (None, "") else row.get("EventRecordID"))
+
+
 def _correlation(value: Any) -> str | None:
     """The ActivityID of a Correlation column (a GUID, or a bag / its JSON text)."""
     if isinstance(value, str) and value.strip().startswith("{") and '"' in value:
@@ -145,7 +152,7 @@ def _windows_event_row(row: Mapping[str, Any]) -> Doc:
         opcode=to_int(row.get("Opcode")),
         keywords=keywords_text(row.get("Keywords")),
         time_created=time_text(row.get("TimeCreated") or row.get("TimeGenerated")),
-        record_id=to_int(row.get("EventRecordId")),
+        record_id=_record_id(row),
         activity_id=_correlation(row.get("Correlation")),
         process_id=to_int(row.get("SystemProcessId")),
         thread_id=to_int(row.get("SystemThreadId")),
@@ -176,7 +183,7 @@ def _security_event_row(row: Mapping[str, Any]) -> Doc:
         opcode=to_int(row.get("Opcode")),
         keywords=_AUDIT.get(level or -1) or keywords_text(row.get("Keywords")),
         time_created=time_text(row.get("TimeCreated") or row.get("TimeGenerated")),
-        record_id=to_int(row.get("EventRecordId")),
+        record_id=_record_id(row),
         process_id=to_int(row.get("SystemProcessId")),
         thread_id=to_int(row.get("SystemThreadId")),
         channel=str(row.get("Channel") or "Security"),
