@@ -59,6 +59,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "certs",
         "Certificate intelligence: classify certificates, audit trust stores, manage the lists.",
     ),
+    "ct": (
+        "trustwatch.cli.ct_cmd",
+        "ct",
+        "Certificate transparency: certificates issued for look-alikes of your domains.",
+    ),
     "deploy": (
         "trustwatch.cli.deploy_cmd",
         "deploy",

@@ -1,0 +1,1 @@
+"""Certificate transparency: certificates issued for look-alikes of the domains you protect."""
