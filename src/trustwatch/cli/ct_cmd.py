@@ -149,7 +149,8 @@ def _report_source(account: SourceAccount) -> None:
         return
     for item in account.skipped[:SHOWN_PER_SOURCE]:
         text = f"skipped: {account.origin}:{item.ref_kind} {item.ref}: {item.reason}"
-        echo(text + (f" [{item.excerpt[:80]}]" if item.excerpt else ""), err=True, keep="")
+        shown = item.excerpt[:80].strip()
+        echo(text + (f" [{shown}]" if shown else ""), err=True, keep="")
     rest = len(account.skipped) - SHOWN_PER_SOURCE
     if rest > 0:
         last = account.skipped[-1]
@@ -248,7 +249,7 @@ def _print_table(found: list[Lookalike]) -> None:
         logged = first.logged or first.not_before
         issuer = item.issuer
         ca = issuer.label + (f" [{issuer.automated.kind}]" if issuer.automated else "")
-        reasons = [f"{f.name.text}: {f.finding.detail}" for f in item.findings]
+        reasons = [f"{f.name.raw.lower()}: {f.finding.detail}" for f in item.findings]
         reasons.append("score: " + "; ".join(item.score_parts))
         grid.add_row(
             cell(f"{item.score} {item.severity}", SEVERITY_STYLE.get(item.severity, "")),

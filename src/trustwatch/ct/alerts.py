@@ -30,7 +30,7 @@ def _iso(moment: datetime | None) -> str:
 def why(lookalike: Lookalike) -> list[str]:
     """Each finding in words: ``name: technique (protected domain): detail``."""
     return [
-        f"{f.name.text}: {f.finding.technique} of {f.finding.domain}: {f.finding.detail}"
+        f"{f.name.raw.lower()}: {f.finding.technique} of {f.finding.domain}: {f.finding.detail}"
         for f in lookalike.findings
     ]
 

@@ -196,7 +196,7 @@ def decode_label(label: str) -> tuple[str, str]:
 
 def _suffix_size(labels: list[str], data: NameData) -> int:
     """Labels in the longest known public suffix at the end of ``labels`` (at least 1)."""
-    for size in range(min(len(labels) - 1, 4), 1, -1):
+    for size in range(min(len(labels), 4), 1, -1):
         if ".".join(labels[-size:]) in data.public_suffixes:
             return size
     return 1

@@ -161,6 +161,10 @@ def _crtsh_array(fh: BinaryIO, origin: str) -> Iterator[Item]:
     except JsonError as exc:  # the array itself is broken: nothing after this can be read
         reason = f"the array breaks off after record {count}: {exc.reason}"
         yield Skipped(origin, "record", count + 1, reason, excerpt(exc.raw))
+        return
+    if reader.peek():
+        rest = reader.buf[reader.pos : reader.pos + 200]
+        yield Skipped(origin, "record", count + 1, "text after the array's end: not read", rest)
 
 
 def _json_lines(fh: BinaryIO, origin: str) -> Iterator[Item]:

@@ -68,8 +68,9 @@ class Lookalike:
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The look-alike names (decoded), each once."""
-        return tuple(dict.fromkeys(f.name.text for f in self.findings))
+        """The look-alike names as logged (``xn--`` labels kept: what DNS and proxies see),
+        lower case, each once."""
+        return tuple(dict.fromkeys(f.name.raw.lower() for f in self.findings))
 
 
 @dataclass(slots=True)
