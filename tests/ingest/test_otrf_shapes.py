@@ -186,6 +186,7 @@ def test_eventtype_less_root_blob_write_alerts(tmp_path: Path) -> None:
     )
     ws, [stats] = ingest(path)
     assert (stats.read, stats.stored, stats.quarantined, stats.duplicates) == (2, 2, 0, 0)
+    assert stats.unmapped == 1  # the key's creation (event 12): create or delete, key or value
     got = rows(ws, REGISTRY)
     assert got == [
         {
@@ -225,7 +226,8 @@ def test_eventtype_less_events_by_event_id(tmp_path: Path) -> None:
         },
     )
     ws, [stats] = ingest(path)
-    assert (stats.read, stats.stored) == (4, 4)
+    assert (stats.read, stats.stored, stats.unmapped) == (4, 4, 1)
+    assert stats.tables == {"DeviceRegistryEvents": 3}
     got = [
         (r["ActionType"], r["RegistryKey"], r["RegistryValueName"], r["RegistryValueData"])
         for r in rows(ws, REGISTRY)

@@ -676,10 +676,12 @@ class Workspace:
         self._execute(_raw_insert_sql(), FRESH, fresh)
         kinds = fresh.group_by(["_file", "Provider", "EventID"]).aggregate([("_ref", "count")])
         present: dict[tuple[str, int], int] = {}
+        per_file: dict[tuple[int, str, int], int] = {}
         mapped = normalize.mapped_event_ids()
         for k in kinds.to_pylist():
             kind, stats = (str(k["Provider"]).lower(), k["EventID"]), files[k["_file"]]
             present[kind] = present.get(kind, 0) + k["_ref_count"]
+            per_file[(k["_file"], *kind)] = k["_ref_count"]
             stats.kinds.add(kind)
             if kind[1] not in _mapped_ids(mapped, kind[0]):
                 stats.unmapped += k["_ref_count"]
@@ -691,13 +693,17 @@ class Workspace:
             ):
                 continue
             if len(stored) == 1:
-                files[next(iter(stored))].add_table(
-                    m.target, self._execute(mapsql.insert_sql(m, FRESH), FRESH, fresh)
-                )
-                continue
-            rows = self._arrow(mapsql.insert_sql(m, FRESH, returning=True), FRESH, fresh)
-            for file_id, n in _per_file(rows.column("_file")).items():
-                files[file_id].add_table(m.target, n)
+                made = {
+                    next(iter(stored)): self._execute(mapsql.insert_sql(m, FRESH), FRESH, fresh)
+                }
+            else:
+                rows = self._arrow(mapsql.insert_sql(m, FRESH, returning=True), FRESH, fresh)
+                made = _per_file(rows.column("_file"))
+            for file_id in stored:
+                files[file_id].add_table(m.target, made.get(file_id, 0))
+                # events the map takes but makes no row of (a Sysmon 12 without EventType)
+                taken = sum(per_file.get((file_id, m.provider.lower(), i), 0) for i in m.event_ids)
+                files[file_id].unmapped += max(0, taken - made.get(file_id, 0))
 
     def _fresh(self, staged: pa.Table) -> pa.Table:
         """The chunk's events that are neither earlier in it nor stored already.

@@ -34,14 +34,17 @@ FORMATS: list[Format] = [
     Format(
         "nxlog",
         "NXLog im_msvistalog to_json() records and similar flat Windows events (EventData "
-        "fields beside SourceName / EventID / Hostname)",
+        "fields beside SourceName / EventID / Hostname; without SourceName, the provider from "
+        "ProviderGuid or Channel)",
         sniff_nxlog,
         read_nxlog,
     ),
     Format(
         "otrf-zip",
-        "OTRF Security-Datasets zip: JSON-lines members of flat (NXLog-style), ECS or evtx "
-        "JSON Windows events, read straight from the zip",
+        "OTRF Security-Datasets zip: JSON members (lines, arrays, documents) of flat "
+        "(NXLog-style), ECS, evtx JSON or flat-events Windows events, or of Log Analytics "
+        "Event / WindowsEvent / SecurityEvent rows (also query API responses), read straight "
+        "from the zip",
         sniff_otrf_zip,
         read_otrf_zip,
     ),
