@@ -489,3 +489,33 @@ def test_unknown_variant_says_what_was_expected(tmp_path: Path) -> None:
     assert rejected.reason == f"a.json: line 1: {UNKNOWN_RECORD}"
     assert "\x1b" not in rejected.reason
     assert sum(len(i.docs) for i in items if isinstance(i, EventBatch)) == 1
+
+
+def test_nxlog_file_without_a_source_name(tmp_path: Path) -> None:
+    """The same variant outside a zip, without NXLog's own markers: still recognised as NXLog
+    (EventID, Hostname and Channel beside a ProviderGuid) and read."""
+    native = {"SourceModuleType", "EventReceivedTime", "SeverityValue", "SourceName"}
+    record = {
+        k: v
+        for k, v in unresolved(20, 13, ROOT_KEY + r"\Blob", "Binary Data").items()
+        if k not in native
+    }
+    path = tmp_path / "sysmon.json"
+    path.write_text(lines(record))
+    planned, _ = pipeline.plan([path])
+    assert [fmt for _, fmt, _ in planned] == ["nxlog"]
+    ws = Workspace(None)
+    [stats] = ws.ingest(planned)
+    assert (stats.read, stats.stored, stats.tables) == (1, 1, {"DeviceRegistryEvents": 1})
+    [row] = rows(ws, REGISTRY)
+    assert (row["RegistryValueName"], row["RegistryValueType"]) == ("Blob", "Binary")
+
+
+def test_sentinel_row_of_unknown_columns_says_what_was_expected(tmp_path: Path) -> None:
+    path = tmp_path / "rows.json"
+    good = event_row(7, 13, SYSMON_13)
+    path.write_text(lines(good, {"EventID": 1, "Computer": "x"}))
+    items = list(FORMAT["sentinel-rows"].read(path))
+    [rejected] = [i for i in items if isinstance(i, Rejected)]
+    assert rejected.ref == 2
+    assert "expected a Type column, or EventData with Source / EventLog" in rejected.reason

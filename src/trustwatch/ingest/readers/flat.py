@@ -37,7 +37,7 @@ def flat_doc(record: Any) -> Doc:
     record = as_object(record)
     provider = record.get("provider")
     if not isinstance(provider, str) or not provider:
-        raise ValueError("no provider")
+        raise ValueError("no provider: a flat-events record has provider, event_id and fields")
     fields = record.get("fields") or {}
     if not isinstance(fields, Mapping):
         raise TypeError(f'"fields" is not an object but {type(fields).__name__}')

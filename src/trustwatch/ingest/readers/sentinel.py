@@ -244,7 +244,11 @@ def sentinel_row_doc(record: Any) -> Doc:
     record = as_object(record)
     table = row_table(record)
     if table is None:
-        raise ValueError("not an Event / WindowsEvent / SecurityEvent row (columns unknown)")
+        raise ValueError(
+            "not an Event / WindowsEvent / SecurityEvent row (columns unknown): expected a "
+            "Type column, or EventData with Source / EventLog (Event), Provider + Channel "
+            "(WindowsEvent), or EventSourceName / Activity (SecurityEvent)"
+        )
     doc = row_doc(table, record)
     if doc is None:
         raise ValueError(f"a {table} row, not a Windows event table row")
