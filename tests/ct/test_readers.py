@@ -99,6 +99,17 @@ def test_an_array_element_past_the_limit_is_skipped(tmp_path: Path) -> None:
     assert [e.names for e in _entries(items)] == [("c0ntoso.com",)]
 
 
+def test_an_element_with_too_many_fields_is_skipped(tmp_path: Path) -> None:
+    wide = {"name_value": "a.com", **{f"f{i}": i for i in range(50)}}
+    path = tmp_path / "wide.json"
+    path.write_text(json.dumps([wide, {"name_value": "b.com"}]), encoding="utf-8")
+    with limits.using(limits.Limits(fields=20)):
+        items = list(read_ct_file(path))
+    [skipped] = _skipped(items)
+    assert skipped.ref == 1 and "fields limit" in skipped.reason
+    assert len(_entries(items)) == 1
+
+
 def test_too_deep_a_record_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "deep.jsonl"
     good = '{"leaf_cert": {"all_domains": ["a.com"]}}\n'

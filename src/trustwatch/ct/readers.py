@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, Literal
 
 from trustwatch.ct.cas import Issuer, issuer_of
 from trustwatch.ingest.readers.defender import JsonError, JsonReader, dumps, json_lines
+from trustwatch.ingest.readers.guard import fields_problem
 from trustwatch.ingest.records import excerpt
 from trustwatch.limits import current, exceeded
 
@@ -144,7 +145,8 @@ def _first_char(fh: BinaryIO) -> str:
 
 def _crtsh_array(fh: BinaryIO, origin: str) -> Iterator[Item]:
     reader = JsonReader(fh)
-    cap = current().records
+    limits = current()
+    cap = limits.records
     count = 0
     try:
         for count in reader.elements():
@@ -156,6 +158,10 @@ def _crtsh_array(fh: BinaryIO, origin: str) -> Iterator[Item]:
                 value = reader.value()
             except JsonError as exc:
                 yield Skipped(origin, "record", count, exc.reason, excerpt(exc.raw))
+                continue
+            problem = fields_problem(value, limits, reader.bound)
+            if problem:
+                yield Skipped(origin, "record", count, problem, dumps(value))
                 continue
             yield _entry_or_skip(value, origin, "record", count)
     except JsonError as exc:  # the array itself is broken: nothing after this can be read
