@@ -166,7 +166,7 @@ def scenario_tables() -> dict[str, pa.Table]:
 
     tables: dict[str, pa.Table] = {}
     with tempfile.TemporaryDirectory(prefix="trustwatch-hunting-") as tmp:
-        for scenario in load_scenarios():
+        for scenario in load_scenarios(host="windows"):
             path = Path(tmp) / FILE_NAMES["defender"].format(id=scenario.id)
             path.write_text(render(scenario, "defender", DEFAULT_SEED), encoding="utf-8")
         ws = Workspace(None)

@@ -84,7 +84,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 @pytest.fixture(scope="module")
 def matrix(converted: tuple[Path, dict[str, list[str]]]) -> Matrix:
     folders = sorted(p for p in converted[0].iterdir() if p.is_dir())
-    return validate(load_scenarios(), [str(p) for p in folders])
+    return validate(load_scenarios(host="windows"), [str(p) for p in folders])
 
 
 def test_converted_sigma_fires_where_the_native_rule_fires(matrix: Matrix) -> None:

@@ -81,3 +81,72 @@ def test_a_capi2_step_takes_the_host_thumbprint_unless_given(tmp_path: Path) -> 
     )
     host = make_host(load_scenario(_write(tmp_path, "", steps)), 1)
     assert [a.fields["thumbprint"] for a in host.activity] == [host.thumbprint, "AB"]
+
+
+CERT = "server_certificates:\n  c: {subject: CN=x, serial: '0A'}\n"
+TLS_STEP = "\n  - tls: {server: 198.51.100.9, port: 443, certificate: c}\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "steps", "message"),
+    [
+        ("host: mainframe\n", GOOD_STEP, "host: 'mainframe' is not one of windows, network"),
+        ("host: network\n" + CERT, GOOD_STEP, "steps[0]: a 'process' step on a network host"),
+        (CERT, TLS_STEP, "steps[0]: a 'tls' step on a windows host"),
+        ("host: network\n", TLS_STEP, "steps[0].tls.certificate: 'c' is not in server_"),
+        (
+            "host: network\n" + CERT + "sources:\n  sysmon: {}\n",
+            TLS_STEP,
+            "sources: a mapping keyed by zeek, zeek-json, suricata",
+        ),
+        (
+            "host: network\nserver_certificates:\n  c: {subject: CN=x, serial: 10}\n",
+            TLS_STEP,
+            "server_certificates.c.serial: expected text",
+        ),
+        (
+            "host: network\nserver_certificates:\n  c: {subject: CN=x, serial: XY}\n",
+            TLS_STEP,
+            "server_certificates.c.serial: hexadecimal digits",
+        ),
+        (
+            "host: network\nserver_certificates:\n  c: {subject: CN=x, serial: '1', key: dsa}\n",
+            TLS_STEP,
+            "server_certificates.c.key: 'dsa' is not one of",
+        ),
+        (
+            "host: network\nserver_certificates:\n  c: {subject: CN=x, serial: '1', chain: [i]}\n",
+            TLS_STEP,
+            "server_certificates.c.chain: 'i' is not defined",
+        ),
+        (
+            "host: network\nserver_certificates:\n"
+            "  c: {subject: CN=x, serial: '1', not_before: '2024-01-01', valid_days: 3}\n",
+            TLS_STEP,
+            "not both",
+        ),
+        (
+            "host: network\n" + CERT,
+            TLS_STEP.replace("443,", "443, version: TLSv13,"),
+            "'TLSv13' is not one of TLSv10, TLSv11, TLSv12",
+        ),
+    ],
+)
+def test_network_scenario_errors_are_located(
+    tmp_path: Path, body: str, steps: str, message: str
+) -> None:
+    path = _write(tmp_path, body, steps)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    text = info.value.diagnostic.message
+    assert str(path) in text and message in text
+
+
+def test_a_network_scenario_has_the_sensors_as_sources(tmp_path: Path) -> None:
+    body = "host: network\n" + CERT + "expect: {a: true}\n"
+    body += "sources:\n  suricata: {expect: {a: false}}\n"
+    scenario = load_scenario(_write(tmp_path, body, TLS_STEP))
+    assert scenario.sources == ("zeek", "zeek-json", "suricata")
+    assert scenario.expect["zeek"].fire == {"a"} and not scenario.expect["suricata"].fire
+    cert = scenario.server_certificates["c"]
+    assert (cert.issuer, cert.serial, cert.valid_days) == ("CN=x", "0A", 365)

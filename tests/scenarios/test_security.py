@@ -24,8 +24,8 @@ DIGICERT_G2 = "DF3C24F9BFD666761B268073FE06D1CC8D4F82A4"
 
 def ingested(scenario: Scenario, source: str, tmp_path: Path, seed: int = 5) -> Workspace:
     """A workspace holding one scenario's file for ``source``, read as its format."""
-    path = write(scenario, tmp_path, seed, (source,))[source]
-    planned, _ = pipeline.plan([path])
+    paths = write(scenario, tmp_path, seed, (source,))[source]
+    planned, _ = pipeline.plan(paths)
     assert [fmt for _, fmt, _ in planned] == [INGEST_FORMATS[source]]
     ws = Workspace(None)
     ws.ingest(planned)

@@ -42,12 +42,12 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "validate": (
         "trustwatch.cli.validate_cmd",
         "validate",
-        "Emulate the scenarios on Sysmon, Defender and Security-auditing hosts; show what fires.",
+        "Emulate the scenarios on Windows hosts and network sensors; show what fires.",
     ),
     "simulate": (
         "trustwatch.cli.validate_cmd",
         "simulate",
-        "Write scenarios' telemetry files, one per scenario and telemetry source.",
+        "Write scenarios' telemetry files, per scenario and telemetry source.",
     ),
     "atomics": (
         "trustwatch.cli.validate_cmd",

@@ -45,7 +45,7 @@ LEGEND = (
     "rule_sources",
     multiple=True,
     metavar="DIR|FILE|PACK",
-    help="Rules to run (repeatable). Default: all (the default and reference packs).",
+    help="Rules to run (repeatable). Default: all and network (every shipped pack).",
 )
 @click.option(
     "--format",
@@ -61,18 +61,21 @@ LEGEND = (
 def validate(
     scenario_ids: tuple[str, ...], rule_sources: tuple[str, ...], fmt: str, seed: int | None
 ) -> None:
-    """Emulate the scenarios on Sysmon, Defender and Security-auditing hosts; show what fires.
+    """Emulate the scenarios on Windows hosts and network sensors; show what fires.
 
-    Each scenario's telemetry is ingested like any log and hunted with the default tuning;
-    every cell is checked against the expectation stored with the scenario. Exit 1 on any
-    mismatch.
+    Windows scenarios run on Sysmon, Defender and Security-auditing hosts, network scenarios
+    on Zeek (TSV and JSON) and Suricata sensors. Each scenario's telemetry is ingested like any
+    log and hunted with the default tuning; every cell is checked against the expectation
+    stored with the scenario. Exit 1 on any mismatch.
     """
     from trustwatch.scenarios.model import load_scenarios
     from trustwatch.scenarios.render import DEFAULT_SEED
+    from trustwatch.scenarios.validate import DEFAULT_RULES
     from trustwatch.scenarios.validate import validate as run_matrix
 
     scenarios = load_scenarios(list(scenario_ids) or None)
-    matrix = run_matrix(scenarios, rule_sources or ("all",), DEFAULT_SEED if seed is None else seed)
+    chosen_seed = DEFAULT_SEED if seed is None else seed
+    matrix = run_matrix(scenarios, rule_sources or DEFAULT_RULES, chosen_seed)
     if fmt == "json":
         write_exact(json_text(json.dumps(matrix_json(matrix), indent=2)) + "\n")
     else:
@@ -89,7 +92,8 @@ def validate(
     "sources",
     multiple=True,
     metavar="SOURCE",
-    help="Telemetry source(s) to write (repeatable; default: every source).",
+    help="Telemetry source(s) to write (repeatable; default: every source of each scenario's "
+    "host kind).",
 )
 @click.option("--seed", type=int, default=None, help="Seed of the simulated hosts (default 4).")
 @limit_option
@@ -97,26 +101,29 @@ def validate(
 def simulate(
     scenario_ids: tuple[str, ...], out: str, sources: tuple[str, ...], seed: int | None
 ) -> None:
-    """Write scenarios' telemetry files, one per scenario and telemetry source.
+    """Write scenarios' telemetry files, per scenario and telemetry source.
 
     A scenario runs on the same simulated device in every source: hunt one source's files
-    at a time, or the mix `trustwatch simulate` writes for distinct scenarios.
+    at a time, or the mix `trustwatch simulate` writes for distinct scenarios. A Windows
+    scenario writes one file per host (sysmon, defender, security); a network scenario writes
+    Zeek ssl.log and x509.log (zeek), their JSON (zeek-json) and Suricata eve.json (suricata).
     """
     from trustwatch.errors import InputError
-    from trustwatch.scenarios.model import SOURCES, load_scenarios
+    from trustwatch.scenarios.model import ALL_SOURCES, load_scenarios
     from trustwatch.scenarios.render import DEFAULT_SEED, write
 
-    unknown = [s for s in sources if s not in SOURCES]
+    unknown = [s for s in sources if s not in ALL_SOURCES]
     if unknown:
         raise InputError(
             f"--source: unknown telemetry source '{unknown[0]}'",
-            hint="one of " + ", ".join(SOURCES),
+            hint="one of " + ", ".join(ALL_SOURCES),
         )
-    chosen = sources or SOURCES
     for scenario in load_scenarios(list(scenario_ids)):
+        chosen = sources or None
         written = write(scenario, Path(out), DEFAULT_SEED if seed is None else seed, chosen)
-        for source, path in written.items():
-            echo(f"{scenario.id} [{source}]: {path}", keep="")
+        for source, paths in written.items():
+            for path in paths:
+                echo(f"{scenario.id} [{source}]: {path}", keep="")
 
 
 def matrix_json(matrix: Matrix) -> dict[str, Any]:

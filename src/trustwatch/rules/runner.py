@@ -556,10 +556,10 @@ class Hunter:
             except TrustwatchError as exc:
                 raise exc.with_source(item.source) from None
             bound = self.engine.to_sql(self.window.bind(statement.sql))
-            return self._execute(bound, params, statement.columns)
+            return self._execute(bound, _used(params, bound), statement.columns)
         if not item.plan:  # planned once; each run executes the plan with its own window
             item.plan = self.engine.prepare(item.sql)
-        return _rows(self.engine.execute_prepared(item.plan, params), item.columns)
+        return _rows(self.engine.execute_prepared(item.plan, _used(params, item.sql)), item.columns)
 
     def _execute(self, sql: str, params: dict[str, Any], columns: Columns) -> list[dict[str, Any]]:
         return _rows(self.engine.execute_sql(sql, params), columns)
@@ -607,6 +607,13 @@ def _add_daily(result: HuntResult, day: str, rule: Rule, what: str, count: int) 
         return
     counts = result.daily.setdefault((day, rule.name), {"alerts": 0, "results": 0})
     counts[what] += count
+
+
+def _used(params: dict[str, Any], sql: str) -> dict[str, Any]:
+    """The window parameters ``sql`` reads: a query over tables without data (only empty ones
+    are not windowed, e.g. the network pack over endpoint telemetry) reads none, and DuckDB
+    refuses parameters a statement does not have."""
+    return {name: value for name, value in params.items() if f"${name}" in sql}
 
 
 def _rows(arrow: pa.Table, columns: Columns) -> list[dict[str, Any]]:

@@ -1,13 +1,15 @@
 """Scenario files: load ``content/scenarios/<id>.yaml`` and check them, with located errors.
 
-A scenario is a short sequence of host activity (processes and what they do) plus the rules
-expected to fire on it. The format is documented in docs/scenarios.md.
+A scenario is a short sequence of activity plus the rules expected to fire on it: host activity
+(processes and what they do) on a Windows host, or TLS sessions seen by a network sensor. The
+format is documented in docs/scenarios.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,23 @@ from trustwatch.errors import InputError
 from trustwatch.scenarios.parents import SYSTEM_PARENTS
 
 KINDS = ("attack", "evasion", "benign")
-SOURCES = ("sysmon", "defender", "security")
+# host kind -> the telemetry sources a scenario of that kind is rendered for
+HOSTS: dict[str, tuple[str, ...]] = {
+    "windows": ("sysmon", "defender", "security"),
+    "network": ("zeek", "zeek-json", "suricata"),
+}
+SOURCES = HOSTS["windows"]
+ALL_SOURCES = tuple(source for sources in HOSTS.values() for source in sources)
 USERS = ("user", "system", "network_service", "local_service")
 REGISTRY_ACTIONS = ("create_key", "set_value", "open_key", "delete_key")
 VALUE_TYPES = ("binary", "string", "dword")
 NETWORK_OUTCOMES = ("success", "failed")
-STEP_KINDS = ("process", "registry", "file", "network", "script", "capi2")
+STEP_KINDS = ("process", "registry", "file", "network", "script", "capi2", "tls")
+# steps of a network scenario (the others are a Windows host's)
+NETWORK_STEP_KINDS = ("tls",)
+# TLS versions a passive sensor sees the certificate of (TLS 1.3 encrypts it)
+TLS_VERSIONS = ("TLSv10", "TLSv11", "TLSv12")
+KEYS = ("rsa 2048", "rsa 4096", "ecdsa 256", "ecdsa 384")
 
 # Fields of each step kind: name -> (required, type)
 STEP_FIELDS: dict[str, dict[str, tuple[bool, type]]] = {
@@ -54,6 +67,39 @@ STEP_FIELDS: dict[str, dict[str, tuple[bool, type]]] = {
     },
     "script": {"by": (True, str), "text": (True, str), "parts": (False, int)},
     "capi2": {"by": (True, str), "subject": (True, str), "thumbprint": (False, str)},
+    "tls": {
+        "server": (True, str),
+        "port": (True, int),
+        "certificate": (True, str),
+        "sni": (False, str),
+        "sessions": (False, int),
+        "every": (False, int),
+        "validation": (False, str),
+        "version": (False, str),
+    },
+}
+_TYPE_NAMES = {
+    str: "text",
+    int: "an integer",
+    bool: "true/false",
+    list: "a list",
+    datetime: "a time",
+}
+# A network scenario's server certificates: name -> {field: (required, type)}
+CERTIFICATE_FIELDS: dict[str, tuple[bool, type | tuple[type, ...]]] = {
+    "subject": (True, str),
+    "issuer": (False, str),
+    "serial": (True, str),
+    "not_before": (False, (str, datetime)),
+    "not_after": (False, (str, datetime)),
+    "issued_days_ago": (False, int),
+    "valid_days": (False, int),
+    "san_dns": (False, list),
+    "sha256": (False, str),
+    "sha1": (False, str),
+    "ca": (False, bool),
+    "key": (False, str),
+    "chain": (False, list),
 }
 # per-source overrides
 SOURCE_FIELDS = ("expect", "known_misses", "fp_not_removed", "certificate_verdict")
@@ -70,6 +116,8 @@ TOP_FIELDS = (
     "known_false_positive",
     "certificate",
     "certificate_verdict",
+    "host",
+    "server_certificates",
     "steps",
 )
 
@@ -108,6 +156,31 @@ class Expectation:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerCertificate:
+    """A certificate a network scenario's server presents, as its file describes it.
+
+    Validity is absolute (``not_before``/``not_after``) or relative to the scenario's start
+    (``issued_days_ago``, ``valid_days``); ``chain`` names the issuing certificates the server
+    sends after it. Fingerprints not given are drawn from the description (no DER is made).
+    """
+
+    name: str
+    subject: str
+    issuer: str
+    serial: str  # upper-case hex, as the file gives it
+    not_before: datetime | None
+    not_after: datetime | None
+    issued_days_ago: int
+    valid_days: int
+    san_dns: tuple[str, ...]
+    sha256: str
+    sha1: str
+    ca: bool
+    key: str
+    chain: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     """A scenario as read from its file."""
 
@@ -121,6 +194,13 @@ class Scenario:
     description: str = ""
     path: Path | None = field(default=None, compare=False)
     certificate: str | None = None  # a certificates/<name>.pem the scenario installs
+    host: str = "windows"  # a key of HOSTS
+    server_certificates: Mapping[str, ServerCertificate] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The telemetry sources this scenario is rendered for (its host kind's)."""
+        return HOSTS[self.host]
 
 
 def certificate_der(name: str) -> bytes:
@@ -136,10 +216,13 @@ def scenarios_dir() -> Path:
     return Path(str(resources.files("trustwatch.content"))) / "scenarios"
 
 
-def load_scenarios(ids: list[str] | None = None) -> list[Scenario]:
-    """The shipped scenarios (sorted by file name), or only those named in ``ids``."""
+def load_scenarios(ids: list[str] | None = None, host: str | None = None) -> list[Scenario]:
+    """The shipped scenarios (sorted by file name), or only those named in ``ids``.
+
+    ``host`` keeps only the scenarios of one host kind (``windows`` or ``network``).
+    """
     files = sorted(scenarios_dir().glob("*.yaml"))
-    found = [load_scenario(p) for p in files]
+    found = [s for s in map(load_scenario, files) if host is None or s.host == host]
     if not ids:
         return found
     by_id = {s.id: s for s in found}
@@ -171,7 +254,12 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(f"{where}: kind: '{doc['kind']}' is not one of {', '.join(KINDS)}")
     if doc["id"] != path.stem:
         raise ScenarioError(f"{where}: id '{doc['id']}' differs from the file name")
+    host = doc.get("host", "windows")
+    if host not in HOSTS:
+        raise ScenarioError(f"{where}: host: '{host}' is not one of {', '.join(HOSTS)}")
     steps = _steps(doc.get("steps"), f"{where}: steps")
+    certificates = _server_certificates(doc.get("server_certificates"), where)
+    _check_host_steps(host, steps, certificates, where)
     fp = doc.get("known_false_positive")
     if fp is not None and (not isinstance(fp, dict) or not isinstance(fp.get("exclusion"), str)):
         raise ScenarioError(f"{where}: known_false_positive needs 'exclusion' (a tuning id)")
@@ -181,12 +269,114 @@ def load_scenario(path: Path) -> Scenario:
         kind=doc["kind"],
         source=doc["source"],
         steps=steps,
-        expect=_expectations(doc, where),
+        expect=_expectations(doc, HOSTS[host], where),
         known_false_positive={str(k): str(v) for k, v in fp.items()} if fp else None,
         description=str(doc.get("description", "")),
         path=path,
         certificate=_certificate(doc.get("certificate"), where),
+        host=host,
+        server_certificates=certificates,
     )
+
+
+def _check_host_steps(
+    host: str, steps: tuple[Step, ...], certificates: Mapping[str, ServerCertificate], where: str
+) -> None:
+    """Network scenarios hold only TLS sessions, Windows ones none; certificates are defined."""
+    for n, step in enumerate(steps):
+        network_step = step.kind in NETWORK_STEP_KINDS
+        if network_step != (host == "network"):
+            raise ScenarioError(
+                f"{where}: steps[{n}]: a '{step.kind}' step on a {host} host",
+                hint="host: network scenarios have tls steps only; windows ones have none",
+            )
+        name = step.get("certificate")
+        if name is not None and name not in certificates:
+            raise ScenarioError(
+                f"{where}: steps[{n}].tls.certificate: '{name}' is not in server_certificates"
+            )
+    if certificates and host != "network":
+        raise ScenarioError(f"{where}: server_certificates: only for host: network")
+
+
+def _server_certificates(raw: Any, where: str) -> dict[str, ServerCertificate]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: server_certificates: a mapping of name -> certificate")
+    out = {str(name): _server_certificate(str(name), body, where) for name, body in raw.items()}
+    for cert in out.values():
+        missing = [c for c in cert.chain if c not in out]
+        if missing:
+            raise ScenarioError(
+                f"{where}: server_certificates.{cert.name}.chain: '{missing[0]}' is not defined"
+            )
+    return out
+
+
+def _server_certificate(name: str, body: Any, where: str) -> ServerCertificate:
+    here = f"{where}: server_certificates.{name}"
+    if not isinstance(body, dict):
+        raise ScenarioError(f"{here}: a mapping")
+    _check_keys(body, tuple(CERTIFICATE_FIELDS), here)
+    for key, (required, typ) in CERTIFICATE_FIELDS.items():
+        if key not in body:
+            if required:
+                raise ScenarioError(f"{here}: '{key}' is required")
+            continue
+        if not isinstance(body[key], typ) or (typ is int and isinstance(body[key], bool)):
+            names = typ if isinstance(typ, tuple) else (typ,)
+            expected = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in names)
+            raise ScenarioError(f"{here}.{key}: expected {expected} (quote hex serials)")
+    absolute = "not_before" in body or "not_after" in body
+    if absolute and ("issued_days_ago" in body or "valid_days" in body):
+        raise ScenarioError(
+            f"{here}: give not_before/not_after or issued_days_ago/valid_days, not both"
+        )
+    if absolute and not ("not_before" in body and "not_after" in body):
+        raise ScenarioError(f"{here}: not_before and not_after go together")
+    key = body.get("key", "rsa 2048")
+    if key not in KEYS:
+        raise ScenarioError(f"{here}.key: '{key}' is not one of {', '.join(KEYS)}")
+    serial = str(body["serial"]).upper()
+    if not serial or any(c not in "0123456789ABCDEF" for c in serial):
+        raise ScenarioError(f"{here}.serial: hexadecimal digits")
+    hashes = {"sha256": 64, "sha1": 40}
+    for field_name, length in hashes.items():
+        value = str(body.get(field_name, ""))
+        if value and (
+            len(value) != length or any(c not in "0123456789abcdefABCDEF" for c in value)
+        ):
+            raise ScenarioError(f"{here}.{field_name}: {length} hexadecimal digits")
+    return ServerCertificate(
+        name=name,
+        subject=body["subject"],
+        issuer=str(body.get("issuer", body["subject"])),
+        serial=serial,
+        not_before=_when(body.get("not_before"), f"{here}.not_before"),
+        not_after=_when(body.get("not_after"), f"{here}.not_after"),
+        issued_days_ago=int(body.get("issued_days_ago", 30)),
+        valid_days=int(body.get("valid_days", 365)),
+        san_dns=tuple(str(n) for n in body.get("san_dns", [])),
+        sha256=str(body.get("sha256", "")).lower(),
+        sha1=str(body.get("sha1", "")).lower(),
+        ca=bool(body.get("ca", False)),
+        key=key,
+        chain=tuple(str(c) for c in body.get("chain", [])),
+    )
+
+
+def _when(value: Any, where: str) -> datetime | None:
+    """An absolute time of the file (ISO 8601 text or a YAML timestamp), in UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ScenarioError(f"{where}: '{value}' is not an ISO 8601 time") from None
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _certificate(name: Any, where: str) -> str | None:
@@ -216,14 +406,16 @@ def _rule_map(value: Any, where: str, kind: type) -> dict[str, Any]:
     return {str(k): v for k, v in value.items()}
 
 
-def _expectations(doc: Mapping[str, Any], where: str) -> dict[str, Expectation]:
+def _expectations(
+    doc: Mapping[str, Any], sources: tuple[str, ...], where: str
+) -> dict[str, Expectation]:
     base = _rule_map(doc.get("expect"), f"{where}: expect", bool)
     misses = _rule_map(doc.get("known_misses"), f"{where}: known_misses", str)
     per_source = doc.get("sources") or {}
-    if not isinstance(per_source, dict) or set(per_source) - set(SOURCES):
-        raise ScenarioError(f"{where}: sources: a mapping keyed by {', '.join(SOURCES)}")
+    if not isinstance(per_source, dict) or set(per_source) - set(sources):
+        raise ScenarioError(f"{where}: sources: a mapping keyed by {', '.join(sources)}")
     out: dict[str, Expectation] = {}
-    for source in SOURCES:
+    for source in sources:
         extra = per_source.get(source) or {}
         _check_keys(extra, SOURCE_FIELDS, f"{where}: sources.{source}")
         fire = {**base, **_rule_map(extra.get("expect"), f"{where}: sources.{source}", bool)}
@@ -315,6 +507,7 @@ def _check_fields(kind: str, body: Mapping[str, Any], where: str) -> None:
         "action": REGISTRY_ACTIONS,
         "type": VALUE_TYPES,
         "outcome": NETWORK_OUTCOMES,
+        "version": TLS_VERSIONS,
     }
     for name, allowed in choices.items():
         if name in body and body[name] not in allowed:

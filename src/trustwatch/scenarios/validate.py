@@ -4,8 +4,10 @@ The telemetry goes through the real readers and normalisers (``pipeline.plan`` a
 ``Workspace.ingest``), then ``Hunter`` runs every rule once, as Sentinel would five minutes
 after the last event, with the default tuning. Every scenario of a seed starts at the same
 moment on its own device, so one ingest and one hunt per telemetry source cover them all; the
-alerts (and the exclusions' suppressions) are told apart by device. Scenarios that happen to
-share a device name are hunted in separate batches.
+alerts (and the exclusions' suppressions) are told apart by device: the ``DeviceName`` of a
+Windows host, the ``ClientIP`` of a network scenario's client. Scenarios that happen to share a
+device are hunted in separate batches. A scenario runs on the sources of its host kind
+(``model.HOSTS``).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 from trustwatch.certs.model import RANK, Verdict
 from trustwatch.rules.tuning import Exclusion, Tuning
 from trustwatch.scenarios.host import make_host
-from trustwatch.scenarios.model import SOURCES, Scenario
-from trustwatch.scenarios.render import DEFAULT_SEED, FILE_NAMES, INGEST_FORMATS, render
+from trustwatch.scenarios.model import ALL_SOURCES, Scenario
+from trustwatch.scenarios.network import make_wire
+from trustwatch.scenarios.render import DEFAULT_SEED, INGEST_FORMATS, render_files
 
 if TYPE_CHECKING:
     from trustwatch.rules.model import Rule
@@ -74,8 +77,13 @@ class _RecordingTuning(Tuning):
     ) -> Exclusion | None:
         exclusion = Tuning.suppressing(self, rule, row, signers)
         if exclusion is not None:
-            self.removed.append((str(row.get("DeviceName", "")), exclusion.id))
+            self.removed.append((device_of(row), exclusion.id))
         return exclusion
+
+
+def device_of(row: Mapping[str, Any]) -> str:
+    """The device a result row is about: its DeviceName, else (sensor rows) its ClientIP."""
+    return str(row.get("DeviceName") or row.get("ClientIP") or "")
 
 
 def cell(expected: bool, fired: bool, known_miss: bool) -> str:
@@ -87,38 +95,51 @@ def cell(expected: bool, fired: bool, known_miss: bool) -> str:
     return KNOWN_MISS if known_miss else QUIET
 
 
+DEFAULT_RULES = ("all", "network")
+
+
 def validate(
     scenarios: Iterable[Scenario],
-    rule_sources: Iterable[str] = ("all",),
+    rule_sources: Iterable[str] = DEFAULT_RULES,
     seed: int = DEFAULT_SEED,
-    sources: Iterable[str] = SOURCES,
+    sources: Iterable[str] = ALL_SOURCES,
 ) -> Matrix:
-    """Run every scenario on every source; the matrix of what fired against expectations."""
+    """Run every scenario on the sources of its host kind (those of ``sources``); the matrix of
+    what fired against expectations."""
     from trustwatch.rules.model import load_rules
     from trustwatch.rules.tuning import default_tuning_path, load_tuning
 
     rules = load_rules(list(rule_sources))
     tuning = load_tuning(default_tuning_path())
     chosen = list(scenarios)
+    wanted = list(sources)
     rows: dict[tuple[str, str], Row] = {}
-    for batch in _batches(chosen, seed):
-        for source in sources:
+    for source in wanted:
+        group = [s for s in chosen if source in s.sources]
+        for batch in _batches(group, seed):
             for row in _run_batch(batch, source, rules, tuning, seed):
                 rows[(row.scenario.id, source)] = row
-    ordered = [rows[(s.id, src)] for s in chosen for src in sources]
+    ordered = [rows[(s.id, src)] for s in chosen for src in s.sources if src in wanted]
     return Matrix([r.path.stem for r in rules], ordered)
+
+
+def device(scenario: Scenario, seed: int) -> str:
+    """The device a scenario runs on: a Windows host's name, a network client's address."""
+    if scenario.host == "network":
+        return make_wire(scenario, seed).device
+    return make_host(scenario, seed).device
 
 
 def _batches(scenarios: list[Scenario], seed: int) -> list[dict[str, Scenario]]:
     """Scenarios grouped so that no two in a group share a device; device -> scenario."""
     batches: list[dict[str, Scenario]] = []
     for scenario in scenarios:
-        device = make_host(scenario, seed).device
-        target = next((b for b in batches if device not in b), None)
+        device_name = device(scenario, seed)
+        target = next((b for b in batches if device_name not in b), None)
         if target is None:
             target = {}
             batches.append(target)
-        target[device] = scenario
+        target[device_name] = scenario
     return batches
 
 
@@ -134,8 +155,8 @@ def _run_batch(
     tuning = _RecordingTuning(base)
     with tempfile.TemporaryDirectory(prefix="trustwatch-validate-") as tmp:
         for scenario in batch.values():
-            path = Path(tmp) / FILE_NAMES[source].format(id=scenario.id)
-            path.write_text(render(scenario, source, seed), encoding="utf-8")
+            for name, text in render_files(scenario, source, seed).items():
+                (Path(tmp) / name).write_text(text, encoding="utf-8")
         ws = Workspace(None)
         try:
             planned, _ = pipeline.plan([tmp])
@@ -152,17 +173,17 @@ def _run_batch(
     fired: dict[tuple[str, str], int] = {}
     verdicts: dict[str, str] = {}  # device -> worst certificate verdict of its alerts
     for alert in result.alerts:
-        device = str(alert["Evidence"][0].get("DeviceName", ""))
-        key = (device, stems[alert["AlertName"]])
+        where = device_of(alert["Evidence"][0])
+        key = (where, stems[alert["AlertName"]])
         fired[key] = fired.get(key, 0) + 1
         for cert in alert.get("Certificates") or []:
-            verdicts[device] = _worse(verdicts.get(device, ""), cert["verdict"])
+            verdicts[where] = _worse(verdicts.get(where, ""), cert["verdict"])
     rows = [
-        _row(scenario, source, device, rules, fired, tuning.removed)
-        for device, scenario in batch.items()
+        _row(scenario, source, where, rules, fired, tuning.removed)
+        for where, scenario in batch.items()
     ]
-    for row, device in zip(rows, batch, strict=True):
-        row.certificate_verdict = verdicts.get(device, "")
+    for row, where in zip(rows, batch, strict=True):
+        row.certificate_verdict = verdicts.get(where, "")
         expected = row.scenario.expect[source].certificate_verdict
         if expected and expected != row.certificate_verdict:
             got = row.certificate_verdict or "no alert naming a certificate"
@@ -184,6 +205,9 @@ def _worse(a: str, b: str) -> str:
 def _hunt_time(batch: dict[str, Scenario], seed: int) -> Any:
     ends = []
     for scenario in batch.values():
+        if scenario.host == "network":
+            ends.append(make_wire(scenario, seed).end)
+            continue
         host = make_host(scenario, seed)
         ends += [p.created for p in host.procs] + [a.time for a in host.activity]
     return max(ends) + timedelta(minutes=5)
@@ -192,20 +216,20 @@ def _hunt_time(batch: dict[str, Scenario], seed: int) -> Any:
 def _row(
     scenario: Scenario,
     source: str,
-    device: str,
+    where: str,
     rules: list[Rule],
     fired: dict[tuple[str, str], int],
     removed: list[tuple[str, str]],
 ) -> Row:
     expectation = scenario.expect[source]
-    alerts = {r.path.stem: fired.get((device, r.path.stem), 0) for r in rules}
+    alerts = {r.path.stem: fired.get((where, r.path.stem), 0) for r in rules}
     cells = {
         stem: cell(stem in expectation.fire, n > 0, stem in expectation.known_misses)
         for stem, n in alerts.items()
     }
     suppressed: dict[str, int] = {}
-    for where, exclusion in removed:
-        if where == device:
+    for removed_on, exclusion in removed:
+        if removed_on == where:
             suppressed[exclusion] = suppressed.get(exclusion, 0) + 1
     row = Row(scenario, source, cells, alerts, suppressed)
     fp = scenario.known_false_positive
