@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trustwatch.cli.common import EXIT_FOUND, EXIT_SKIPPED, echo, limit_option, reports_errors
-from trustwatch.cli.render import cell, emit, format_option, stdout_console, write_exact
+from trustwatch.cli.render import cell, emit, format_option, stdout_console
 from trustwatch.errors import InputError
 
 if TYPE_CHECKING:
@@ -85,9 +85,12 @@ def scan(
     skipped with its line and the scan goes on. Exit 1 when there are alerts, 0 when there are
     none, 3 when there are none but input was skipped, 2 on bad input.
     """
+    from trustwatch.ct.alerts import alert_record
     from trustwatch.ct.lookalike import protected_domain
+    from trustwatch.ct.readers import read_ct_file
     from trustwatch.ct.scan import Scan
     from trustwatch.ingest.pipeline import expand
+    from trustwatch.output import records_jsonl
 
     if not domains:
         raise InputError(
@@ -107,8 +110,6 @@ def scan(
     run = Scan(protected)
     if fetch:
         _fetch(run, fetch_timeout)
-    from trustwatch.ct.readers import read_ct_file
-
     for path in files:
         account = run.add_source(str(path), read_ct_file(path))
         _report_source(account)
@@ -118,9 +119,6 @@ def scan(
     _report_summary(run, found, min_score)
     _print(found, fmt)
     if out_path is not None:
-        from trustwatch.ct.alerts import alert_record
-        from trustwatch.output import records_jsonl
-
         out_path.write_text(records_jsonl(alert_record(f) for f in found), encoding="utf-8")
         echo(f"wrote {len(found)} alert(s) to {out_path}", err=True, keep="")
     skipped = _skipped_line(run.accounts, len(not_read))
@@ -238,7 +236,6 @@ def _csv_row(found: Lookalike) -> dict[str, Any]:
 
 def _print_table(found: list[Lookalike]) -> None:
     if not found:
-        write_exact("")
         return
     console = stdout_console(200)
     grid = Table(show_lines=True, header_style="bold")
