@@ -89,6 +89,27 @@ def test_jsonl_out_file_and_csv(tmp_path: Path) -> None:
     assert f"wrote 3 alert(s) to {out_file}" in err
 
 
+def test_allowed_names_never_alert(tmp_path: Path) -> None:
+    path = tmp_path / "tenant.json"
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "name_value": "contoso.sharepoint.com\nx.contoso.sharepoint.com",
+                    "issuer_name": "O=Microsoft Corporation, CN=X",
+                }
+            ]
+        )
+    )
+    code, _, _ = run("--domain", "contoso.com", str(path))
+    assert code == 1  # the brand as a subdomain of sharepoint.com
+    code, out, err = run("--domain", "contoso.com", "--allow", "contoso.sharepoint.com", str(path))
+    assert (code, out) == (0, "")
+    assert "2 name(s) your own" in err
+    code, _, err = run("--domain", "contoso.com", "--allow", "not a name", str(path))
+    assert code == 2 and "is not a DNS name" in err
+
+
 def test_min_score_filters() -> None:
     code, out, err = run(
         "--domain", "contoso.com", EXPORT, "--min-score", "90", "--format", "jsonl"

@@ -41,6 +41,14 @@ def ct() -> None:
     help="A domain you own (its subdomains are yours too). Repeatable; at least one.",
 )
 @click.option(
+    "--allow",
+    "allowed",
+    multiple=True,
+    metavar="NAME",
+    help="A name you own that is not one of your domains (contoso.sharepoint.com): it and the "
+    "names under it never alert. Repeatable.",
+)
+@click.option(
     "--fetch",
     is_flag=True,
     help="Also ask crt.sh's public JSON endpoint for names holding each domain's brand "
@@ -70,6 +78,7 @@ def ct() -> None:
 def scan(
     paths: tuple[str, ...],
     domains: tuple[str, ...],
+    allowed: tuple[str, ...],
     fetch: bool,
     fetch_timeout: float,
     min_score: int,
@@ -86,7 +95,7 @@ def scan(
     none, 3 when there are none but input was skipped, 2 on bad input.
     """
     from trustwatch.ct.alerts import alert_record
-    from trustwatch.ct.lookalike import protected_domain
+    from trustwatch.ct.lookalike import allowed_name, protected_domain
     from trustwatch.ct.readers import read_ct_file
     from trustwatch.ct.scan import Scan
     from trustwatch.ingest.pipeline import expand
@@ -107,7 +116,7 @@ def scan(
         raise InputError(f"--out: folder {out_path.parent} does not exist")
     not_read: list[tuple[Path, str]] = []
     files = list(expand(paths, not_read))
-    run = Scan(protected)
+    run = Scan(protected, tuple(dict.fromkeys(allowed_name(a) for a in allowed)))
     if fetch:
         _fetch(run, fetch_timeout)
     for path in files:

@@ -96,6 +96,21 @@ def protected_domain(text: str, data: NameData | None = None) -> Protected:
     )
 
 
+def allowed_name(text: str, data: NameData | None = None) -> str:
+    """An ``--allow`` value (a name you own that is not protected) as decoded text.
+
+    Raises:
+        InputError: not a DNS name.
+    """
+    name = parse_name(text, data or name_data())
+    if name is None or name.wildcard:
+        raise InputError(
+            f"--allow {text!r} is not a DNS name",
+            hint="give a name you own elsewhere, e.g. --allow contoso.sharepoint.com",
+        )
+    return name.text
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One way a name imitates a protected domain."""

@@ -93,14 +93,19 @@ class SourceAccount:
 
 @dataclass(slots=True)
 class Scan:
-    """A scan in progress: feed it sources, then take ``lookalikes()``."""
+    """A scan in progress: feed it sources, then take ``lookalikes()``.
+
+    ``allowed`` are names you own that are not protected (``contoso.sharepoint.com``): they and
+    the names under them never alert, and no look-alikes of them are looked for.
+    """
 
     protected: tuple[Protected, ...]
+    allowed: tuple[str, ...] = ()
     data: NameData = field(default_factory=name_data)
     accounts: list[SourceAccount] = field(default_factory=list)
     _sightings: dict[str, list[CtEntry]] = field(default_factory=dict)
     _findings: dict[str, dict[tuple[str, str, str], NameFinding]] = field(default_factory=dict)
-    _judged: dict[str, tuple[Name | None, list[Finding]]] = field(default_factory=dict)
+    _judged: dict[str, tuple[Name | None, list[Finding], bool]] = field(default_factory=dict)
 
     def add_source(self, origin: str, items: Iterable[Item]) -> SourceAccount:
         """Read one source's records; returns its account (also kept in ``accounts``)."""
@@ -120,12 +125,11 @@ class Scan:
         found: list[NameFinding] = []
         for raw in entry.names:
             account.names += 1
-            name, findings = self._judge(raw)
+            name, findings, own = self._judge(raw)
             if name is None:
                 account.not_dns += 1
                 continue
-            if not findings and is_own(name, self.protected):
-                account.own += 1
+            account.own += own
             found.extend(NameFinding(name, f) for f in findings)
         if not found:
             return
@@ -135,14 +139,19 @@ class Scan:
         for item in found:
             kept.setdefault((item.name.text, item.finding.domain, item.finding.technique), item)
 
-    def _judge(self, raw: str) -> tuple[Name | None, list[Finding]]:
-        """A name's parse and findings, once per distinct name (feeds repeat names a lot)."""
+    def _judge(self, raw: str) -> tuple[Name | None, list[Finding], bool]:
+        """A name's parse, findings and whether it is yours, once per distinct name (feeds
+        repeat names a lot)."""
         key = raw.strip().lower()
         known = self._judged.get(key)
         if known is None:
             name = parse_name(raw, self.data)
-            findings = find_lookalikes(name, self.protected, self.data) if name else []
-            known = (name, findings)
+            if name is None:
+                known = (None, [], False)
+            elif is_own(name, self.protected) or _under(name, self.allowed):
+                known = (name, [], True)
+            else:
+                known = (name, find_lookalikes(name, self.protected, self.data), False)
             if len(self._judged) < 1_000_000:  # memory stays bounded on a long feed
                 self._judged[key] = known
         return known
@@ -156,6 +165,10 @@ class Scan:
         kept = [r for r in results if r.score >= min_score]
         kept.sort(key=lambda r: (-r.score, _when(r.first), r.key))
         return kept
+
+
+def _under(name: Name, domains: tuple[str, ...]) -> bool:
+    return any(name.text == d or name.text.endswith("." + d) for d in domains)
 
 
 def certificate_key(entry: CtEntry) -> str:
