@@ -25,6 +25,7 @@ caught (and said). Weights are below; the score is in ``trustwatch.ct.scan``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from trustwatch.ct.names import (
@@ -143,47 +144,89 @@ def _finding(target: Protected, technique: str, detail: str) -> Finding:
     return Finding(target.domain, technique, WEIGHTS[technique], detail)
 
 
+@dataclass(frozen=True, slots=True)
+class _Subject:
+    """One name against one protected domain: what every check looks at."""
+
+    name: Name
+    target: Protected
+    data: NameData
+    label: str  # the registrable label
+    skeleton: str  # its skeleton
+    where: str  # " under .net" when the suffix differs, else ""
+    impersonation: Finding | None  # the domain written inside the name, if it is
+
+
 def _against(name: Name, target: Protected, data: NameData) -> list[Finding]:
-    found: list[Finding] = []
+    """The findings of ``name`` against one protected domain: impersonation, the first of the
+    LABEL_CHECKS that finds something, and a brand subdomain."""
     label = name.registrable
-    label_skeleton = skeleton(label, data)
     other_suffix = name.suffix != target.suffix
-    where = f" under .{name.suffix}" if other_suffix else ""
-    impersonation = _impersonation(name, target, data)
-    if impersonation:
-        found.append(_finding(target, "impersonation", impersonation))
-    if label and label_skeleton == target.brand_skeleton and label != target.brand:
-        technique = "idn-homoglyph" if not label.isascii() else "homoglyph"
-        shown = f"'{label}'" + (f" (written {_ascii_label(name)})" if name.idn else "")
-        found.append(_finding(target, technique, f"{shown} is drawn like '{target.brand}'{where}"))
-    elif label == target.brand and other_suffix:
-        found.append(
-            _finding(
-                target, "tld-swap", f"'{target.brand}' under .{name.suffix}, not .{target.suffix}"
-            )
-        )
-    elif label and label != target.brand:
-        slip = edit_operation(label_skeleton, target.brand_skeleton, data)
-        if slip and (slip not in _CHANCE_SLIPS or len(target.brand) >= FUZZY_MIN):
-            found.append(
-                _finding(
-                    target,
-                    f"typo:{slip}",
-                    f"'{label}' is '{target.brand}' with one {_SLIP_WORDS[slip]}{where}",
-                )
-            )
-        elif not impersonation:
-            added = _added_words(label, label_skeleton, target, data)
-            if added:
-                found.append(_finding(target, "added-word", added + where))
-    if not impersonation and len(target.brand) >= FUZZY_MIN:
-        for sub in name.subdomain:
-            parts = skeleton(sub, data).split("-")
-            if target.brand_skeleton in parts or skeleton(sub, data) == target.brand_skeleton:
-                detail = f"'{target.brand}' as a subdomain of {name.domain}"
-                found.append(_finding(target, "brand-subdomain", detail))
-                break
-    return found
+    subject = _Subject(
+        name=name,
+        target=target,
+        data=data,
+        label=label,
+        skeleton=skeleton(label, data),
+        where=f" under .{name.suffix}" if other_suffix else "",
+        impersonation=_impersonation(name, target, data),
+    )
+    label_finding = next(filter(None, (check(subject) for check in LABEL_CHECKS)), None)
+    found = (subject.impersonation, label_finding, _brand_subdomain(subject))
+    return [f for f in found if f is not None]
+
+
+def _homoglyph(s: _Subject) -> Finding | None:
+    if not s.label or s.skeleton != s.target.brand_skeleton or s.label == s.target.brand:
+        return None
+    technique = "idn-homoglyph" if not s.label.isascii() else "homoglyph"
+    shown = f"'{s.label}'" + (f" (written {_ascii_label(s.name)})" if s.name.idn else "")
+    return _finding(s.target, technique, f"{shown} is drawn like '{s.target.brand}'{s.where}")
+
+
+def _tld_swap(s: _Subject) -> Finding | None:
+    if s.label != s.target.brand or not s.where:
+        return None
+    detail = f"'{s.target.brand}' under .{s.name.suffix}, not .{s.target.suffix}"
+    return _finding(s.target, "tld-swap", detail)
+
+
+def _typo(s: _Subject) -> Finding | None:
+    if not s.label or s.label == s.target.brand:
+        return None
+    slip = edit_operation(s.skeleton, s.target.brand_skeleton, s.data)
+    if not slip or (slip in _CHANCE_SLIPS and len(s.target.brand) < FUZZY_MIN):
+        return None
+    detail = f"'{s.label}' is '{s.target.brand}' with one {_SLIP_WORDS[slip]}{s.where}"
+    return _finding(s.target, f"typo:{slip}", detail)
+
+
+def _added_word(s: _Subject) -> Finding | None:
+    if not s.label or s.label == s.target.brand or s.impersonation:
+        return None  # an impersonation's other words are part of it
+    added = _added_words(s.label, s.skeleton, s.target, s.data)
+    return _finding(s.target, "added-word", added + s.where) if added else None
+
+
+def _brand_subdomain(s: _Subject) -> Finding | None:
+    if s.impersonation or len(s.target.brand) < FUZZY_MIN:
+        return None
+    for sub in s.name.subdomain:
+        sub_skeleton = skeleton(sub, s.data)
+        brand = s.target.brand_skeleton
+        if sub_skeleton == brand or brand in sub_skeleton.split("-"):
+            detail = f"'{s.target.brand}' as a subdomain of {s.name.domain}"
+            return _finding(s.target, "brand-subdomain", detail)
+    return None
+
+
+# the checks of the registrable label, in order: the first that finds something is its finding
+LABEL_CHECKS: tuple[Callable[[_Subject], Finding | None], ...] = (
+    _homoglyph,
+    _tld_swap,
+    _typo,
+    _added_word,
+)
 
 
 _SLIP_WORDS = {
@@ -210,8 +253,8 @@ def _ascii_label(name: Name) -> str:
         return label
 
 
-def _impersonation(name: Name, target: Protected, data: NameData) -> str:
-    """Why the protected domain is written inside ``name``'s labels, or ''."""
+def _impersonation(name: Name, target: Protected, data: NameData) -> Finding | None:
+    """The protected domain written inside ``name``'s labels, as labels or with hyphens."""
     left = [*name.subdomain, name.registrable] if name.registrable else list(name.subdomain)
     tokens = [skeleton(part, data) for label in left for part in label.split("-")]
     size = len(target.tokens)
@@ -223,8 +266,9 @@ def _impersonation(name: Name, target: Protected, data: NameData) -> str:
                 how = "with hyphens"
             else:
                 how = "with look-alike characters"
-            return f"{target.domain} written inside {name.domain} ({how})"
-    return ""
+            detail = f"{target.domain} written inside {name.domain} ({how})"
+            return _finding(target, "impersonation", detail)
+    return None
 
 
 def _added_words(label: str, label_skeleton: str, target: Protected, data: NameData) -> str:
