@@ -8,6 +8,7 @@ from trustwatch.ct.lookalike import find_lookalikes, protected_domain
 from trustwatch.ct.names import (
     decode_label,
     edit_operation,
+    is_label,
     keyboard_neighbours,
     parse_name,
     skeleton,
@@ -46,6 +47,23 @@ def test_parse_name_decodes_punycode_and_splits_the_suffix() -> None:
 )
 def test_what_is_not_a_dns_name_is_none(value: str) -> None:
     assert parse_name(value) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("contoso", True),
+        ("con-toso_1", True),
+        ("\u0939\u093f\u0902\u0926\u0940", True),  # Hindi: vowel signs are marks
+        ("c\u043entoso", True),
+        ("a b", False),
+        ("a\u200db", False),  # zero-width joiner: a format character
+        ("a\x1bb", False),
+        ("a.b", False),
+    ],
+)
+def test_is_label(text: str, ok: bool) -> None:
+    assert is_label(text) is ok
 
 
 def test_bad_punycode_is_kept_as_written_and_said() -> None:

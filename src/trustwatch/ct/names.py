@@ -12,7 +12,6 @@ said so), and splits the name into subdomain labels, the registrable label and i
 from __future__ import annotations
 
 import functools
-import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from trustwatch.errors import InputError
 
 MAX_NAME = 253  # characters of a DNS name (RFC 1035), after any wildcard and trailing dot
 MAX_LABEL = 63
-_LABEL = re.compile(r"^[\w-]+$")  # \w: letters of any script, digits, underscore
+_LABEL_PUNCTUATION = frozenset("-_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +148,7 @@ def parse_name(value: str, data: NameData | None = None) -> Name | None:
     if not text or len(text) > MAX_NAME or "." not in text:
         return None
     raw_labels = text.split(".")
-    if any(not label or len(label) > MAX_LABEL or not _LABEL.match(label) for label in raw_labels):
+    if any(not label or len(label) > MAX_LABEL or not is_label(label) for label in raw_labels):
         return None
     if all(label.isdigit() for label in raw_labels):
         return None  # an IPv4 address
@@ -177,6 +176,17 @@ def parse_name(value: str, data: NameData | None = None) -> Name | None:
     )
 
 
+def is_label(text: str) -> bool:
+    """Whether ``text`` can be a DNS label as a person reads it: letters, marks and digits of any
+    script, ``-`` and ``_`` (no spaces, punctuation, controls or format characters)."""
+    if text.isascii():
+        return all(ch.isalnum() or ch in _LABEL_PUNCTUATION for ch in text)
+    return all(
+        ch.isalnum() or ch in _LABEL_PUNCTUATION or unicodedata.category(ch).startswith("M")
+        for ch in text
+    )
+
+
 def decode_label(label: str) -> tuple[str, str]:
     """A label in Unicode, lower case: ``xn--`` labels decoded from punycode (RFC 3492).
 
@@ -189,7 +199,7 @@ def decode_label(label: str) -> tuple[str, str]:
         decoded = lower[4:].encode("ascii").decode("punycode")
     except (UnicodeError, ValueError) as exc:
         return lower, f"{lower}: not valid punycode ({type(exc).__name__})"
-    if not decoded or not _LABEL.match(decoded):
+    if not decoded or not is_label(decoded):
         return lower, f"{lower}: decodes to characters a host name cannot hold"
     return decoded.lower(), ""
 
