@@ -1,7 +1,8 @@
 """DNS names from certificates, made comparable: IDN decoded, split at the public suffix, skeletons.
 
 A certificate name is attacker-chosen text. :func:`parse_name` accepts only what a DNS name can
-be (labels of letters, digits, hyphens and underscores, at most 63 characters each, 253 in all),
+be (labels of letters, marks and digits of any script, hyphens and underscores, at most 63
+characters each, 253 in all),
 decodes each ``xn--`` label with Python's punycode codec (an undecodable one is kept as written and
 said so), and splits the name into subdomain labels, the registrable label and its public suffix.
 :func:`skeleton` maps a text to the ASCII it is drawn like (UTS #39's idea, with the characters of
