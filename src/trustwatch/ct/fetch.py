@@ -25,7 +25,7 @@ from trustwatch.errors import InputError
 
 ENDPOINT = "https://crt.sh/"
 TIMEOUT = 60.0  # seconds; crt.sh answers a broad query slowly, or with 502/503 when it gives up
-USER_AGENT = "trustwatch-ct-scan (+https://github.com/; certificate look-alike monitoring)"
+USER_AGENT = "trustwatch-ct-scan (certificate look-alike monitoring)"
 
 Opener = Callable[..., AbstractContextManager[Any]]
 

@@ -32,7 +32,6 @@ from trustwatch.ingest.records import excerpt
 from trustwatch.limits import current, exceeded
 
 RefKind = Literal["record", "line", "file"]
-SOURCES = ("crt.sh", "certstream")
 _GZIP = b"\x1f\x8b"
 
 
