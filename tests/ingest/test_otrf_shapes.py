@@ -458,13 +458,28 @@ def windows_2022(record: int, event_id: int, data: dict[str, str]) -> dict[str, 
             {"DeviceRegistryEvents": 1},
             id="folder-first-pretty-printed-object",
         ),
+        pytest.param(
+            {
+                "README.md": "# notes\n",
+                "sysmon_events": "\ufeff" + lines(event_row(0, 1, SYSMON_1)),
+            },
+            2,
+            {"DeviceProcessEvents": 1},
+            id="member-without-json-name",
+        ),
     ],
 )
 def test_otrf_zip_variants_are_read(
     tmp_path: Path, members: dict[str, str], stored: int, tables: dict[str, int]
 ) -> None:
     ws, [stats] = ingest(write_zip(tmp_path / "variant.zip", members))
-    assert (stats.read, stats.stored, stats.quarantined, stats.duplicates) == (stored, stored, 0, 0)
+    notes = int("README.md" in members)  # a member that is not JSON: one quarantined record
+    assert (stats.read, stats.stored, stats.quarantined, stats.duplicates) == (
+        stored,
+        stored - notes,
+        notes,
+        0,
+    )
     assert stats.tables == tables
     if "DeviceRegistryEvents" in tables:
         [row] = rows(ws, REGISTRY)

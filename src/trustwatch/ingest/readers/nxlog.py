@@ -394,8 +394,10 @@ def read_otrf_zip(path: Path) -> Iterator[Item]:
                         count=0,
                     )
                     break
-                if not info.filename.lower().endswith(_JSON_MEMBER):
-                    reason = f"{name}: not a JSON member; skipped"
+                if not info.filename.lower().endswith(_JSON_MEMBER) and not _json_start(
+                    archive, info
+                ):
+                    reason = f"{name}: not a JSON member (by its name and first bytes); skipped"
                     yield Rejected("line", lines_before, reason)
                     continue
                 counted = [0]
@@ -433,6 +435,28 @@ def read_otrf_zip(path: Path) -> Iterator[Item]:
             yield last
 
 
+def _json_start(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    """Whether a member named otherwise (no extension, ``.dat``) starts as JSON does: its first
+    character, past a byte-order mark and blanks, opens an object or an array."""
+    try:
+        with archive.open(info) as member:
+            head = member.read(_PEEK)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError):
+        return False  # unreadable: reported as not JSON, the other members go on
+    for bom, codec in (
+        (b"\xef\xbb\xbf", "utf-8"),
+        (b"\xff\xfe", "utf-16-le"),
+        (b"\xfe\xff", "utf-16-be"),
+    ):
+        if head.startswith(bom):
+            head = head[len(bom) :].decode(codec, "ignore").encode()
+            break
+    return head.lstrip()[:1] in (b"{", b"[")
+
+
+_PEEK = 256  # bytes of a member read to tell JSON
+
+
 def _counting(lines: Iterator[str], counted: list[int]) -> Iterator[str]:
     for line in lines:
         counted[0] += 1
@@ -458,11 +482,13 @@ def sniff_nxlog(path: Path, head: bytes) -> bool:
 
 
 _ZIP_LISTED = 1000  # member names a sniff looks at, past a first entry that is not JSON
+_ZIP_PEEKED = 8  # members whose first bytes it reads when no name is a JSON one
 
 
 def sniff_otrf_zip(path: Path, head: bytes) -> bool:
     """A zip whose first member is a JSON / JSON-lines file, or whose first entry is a folder
-    (or macOS metadata, or a note) and one of its first members is."""
+    (or macOS metadata, or a note) and one of its first members is: by its name, else by its
+    first bytes."""
     if not head.startswith(b"PK\x03\x04") or len(head) < 30:
         return False
     name_length = int.from_bytes(head[26:28], "little")
@@ -475,9 +501,13 @@ def sniff_otrf_zip(path: Path, head: bytes) -> bool:
                 return False
             raw.seek(0)
             with zipfile.ZipFile(raw) as archive:
-                names = [info.filename.lower() for info in archive.infolist()[:_ZIP_LISTED]]
+                infos = [
+                    info
+                    for info in archive.infolist()[:_ZIP_LISTED]
+                    if not info.is_dir() and not info.filename.lower().startswith("__macosx/")
+                ]
+                if any(i.filename.lower().endswith((".json", ".jsonl", ".ndjson")) for i in infos):
+                    return True
+                return any(_json_start(archive, info) for info in infos[:_ZIP_PEEKED])
     except (zipfile.BadZipFile, OSError, ValueError, struct.error):
         return False
-    return any(
-        n.endswith((".json", ".jsonl", ".ndjson")) and not n.startswith("__macosx/") for n in names
-    )
