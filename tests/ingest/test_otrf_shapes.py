@@ -348,6 +348,31 @@ SYSMON_13 = {
 }
 
 
+def winlogbeat6(record: int, event_id: int, data: dict[str, str]) -> dict[str, Any]:
+    """Winlogbeat 5/6 (before ECS), as early Mordor / OTRF datasets hold it: the fields of a
+    real 2018 Sysmon 1 record of that shape, with this event's id and data."""
+    return {
+        "@timestamp": "2018-10-09T04:26:40.523Z",
+        "beat": {"hostname": "COM600-PC", "name": "COM600-PC", "version": "5.4.0"},
+        "computer_name": "COM600-PC",
+        "event_data": data,
+        "event_id": event_id,
+        "level": "Information",
+        "log_name": "Microsoft-Windows-Sysmon/Operational",
+        "message": "",
+        "opcode": "Info",
+        "process_id": 940,
+        "provider_guid": "{5770385F-C22A-43E0-BF4C-06F5698FFBD9}",
+        "record_number": str(record),
+        "source_name": "Microsoft-Windows-Sysmon",
+        "task": "Registry value set (rule: RegistryEvent)",
+        "thread_id": 2500,
+        "type": "wineventlog",
+        "user": {"domain": "NT AUTHORITY", "identifier": "S-1-5-18", "name": "SYSTEM"},
+        "version": 2,
+    }
+
+
 def la_api(table: str, *records: dict[str, Any]) -> str:
     columns = list(records[0])
     body = {
@@ -460,6 +485,16 @@ def windows_2022(record: int, event_id: int, data: dict[str, str]) -> dict[str, 
         ),
         pytest.param(
             {
+                "mordor.json": lines(
+                    winlogbeat6(109671, 1, SYSMON_1), winlogbeat6(109672, 13, SYSMON_13)
+                )
+            },
+            2,
+            {"DeviceProcessEvents": 1, "DeviceRegistryEvents": 1},
+            id="winlogbeat-6-mordor",
+        ),
+        pytest.param(
+            {
                 "README.md": "# notes\n",
                 "sysmon_events": "\ufeff" + lines(event_row(0, 1, SYSMON_1)),
             },
@@ -534,3 +569,15 @@ def test_sentinel_row_of_unknown_columns_says_what_was_expected(tmp_path: Path) 
     [rejected] = [i for i in items if isinstance(i, Rejected)]
     assert rejected.ref == 2
     assert "expected a Type column, or EventData with Source / EventLog" in rejected.reason
+
+
+def test_winlogbeat6_file_is_read_as_ecs(tmp_path: Path) -> None:
+    path = tmp_path / "mordor.json"
+    path.write_text(lines(winlogbeat6(109672, 13, SYSMON_13)))
+    planned, _ = pipeline.plan([path])
+    assert [fmt for _, fmt, _ in planned] == ["ecs"]
+    ws = Workspace(None)
+    [stats] = ws.ingest(planned)
+    assert (stats.read, stats.stored, stats.tables) == (1, 1, {"DeviceRegistryEvents": 1})
+    [row] = rows(ws, "DeviceRegistryEvents | project ReportId, DeviceName, RegistryValueName")
+    assert row == {"ReportId": 109672, "DeviceName": "com600-pc", "RegistryValueName": "Blob"}

@@ -8,6 +8,11 @@ as Kibana exports write them) are read like nested ones. When ``winlog`` is miss
 Task and Opcode are names in ECS (``"Registry value set (rule: RegistryEvent)"``, ``"Info"``),
 so they stay null unless numeric; Level comes from ``log.level`` (0 for audit keywords);
 Keywords are the names Winlogbeat writes, joined with ", " (ECS has no hex mask).
+
+Winlogbeat 6 (before ECS; early OTRF / Mordor datasets) wrote the same fields at the top level:
+``event_data``, ``event_id``, ``source_name`` (the provider), ``log_name`` (the channel),
+``computer_name``, ``record_number``, ``process_id`` / ``thread_id``, ``level`` (a name). Such a
+record is read as if those fields were under ``winlog``.
 """
 
 from __future__ import annotations
@@ -92,9 +97,28 @@ def _level(record: Mapping[str, Any]) -> int | None:
     return level_number(_first(record, "winlog.level", "log.level"))
 
 
+# Winlogbeat 6 top-level names -> their winlog.* names in ECS
+_BEAT6 = {"source_name": "provider_name", "log_name": "channel", "record_number": "record_id"}
+
+
+def is_winlogbeat6(record: Mapping[str, Any]) -> bool:
+    """A Winlogbeat 6 (pre-ECS) event: ``event_data`` / ``user_data`` beside ``source_name`` or
+    ``log_name`` at the top level."""
+    data = record.get("event_data", record.get("user_data"))
+    return isinstance(data, Mapping) and ("source_name" in record or "log_name" in record)
+
+
+def _from_winlogbeat6(record: Mapping[str, Any]) -> Doc:
+    winlog: Doc = {_BEAT6.get(key, key): value for key, value in record.items()}
+    winlog["process"] = {"pid": record.get("process_id"), "thread": {"id": record.get("thread_id")}}
+    return {"winlog": winlog, "@timestamp": record.get("@timestamp")}
+
+
 def ecs_doc(record: Any) -> Doc:
-    """The evtx JSON document for one Winlogbeat / Elastic Agent event."""
+    """The evtx JSON document for one Winlogbeat / Elastic Agent event (Winlogbeat 6 too)."""
     record = _unflatten(as_object(record))
+    if "winlog" not in record and is_winlogbeat6(record):
+        record = _from_winlogbeat6(record)
     winlog = record.get("winlog")
     if not isinstance(winlog, Mapping):
         original = _get(record, "event.original")
@@ -137,8 +161,14 @@ def read_ecs(path: Path) -> Iterator[Item]:
 
 
 _ECS_KEY = re.compile(r'"winlog(?:\.[a-z_]+)?"\s*:')
+_BEAT6_DATA = re.compile(r'"(?:event|user)_data"\s*:\s*\{')
+_BEAT6_KEY = re.compile(r'"(?:source|log)_name"\s*:')
 
 
 def sniff_ecs(path: Path, head: bytes) -> bool:
-    """JSON with a ``winlog`` object (or dotted ``winlog.*`` keys)."""
-    return _ECS_KEY.search(json_head(head)) is not None
+    """JSON with a ``winlog`` object (or dotted ``winlog.*`` keys), or Winlogbeat 6's
+    ``event_data`` object beside ``source_name`` / ``log_name``."""
+    text = json_head(head)
+    if _ECS_KEY.search(text) is not None:
+        return True
+    return _BEAT6_DATA.search(text) is not None and _BEAT6_KEY.search(text) is not None

@@ -27,7 +27,8 @@ FORMATS: list[Format] = [
     ),
     Format(
         "ecs",
-        "Winlogbeat / Elastic Agent ECS JSON (object, array, JSON lines or search hits)",
+        "Winlogbeat / Elastic Agent ECS JSON (object, array, JSON lines or search hits), and "
+        "Winlogbeat 5/6 JSON from before ECS (event_data, source_name, log_name)",
         sniff_ecs,
         read_ecs,
     ),
@@ -42,9 +43,9 @@ FORMATS: list[Format] = [
     Format(
         "otrf-zip",
         "OTRF Security-Datasets zip: JSON members (lines, arrays, documents) of flat "
-        "(NXLog-style), ECS, evtx JSON or flat-events Windows events, or of Log Analytics "
-        "Event / WindowsEvent / SecurityEvent rows (also query API responses), read straight "
-        "from the zip",
+        "(NXLog-style), ECS or Winlogbeat 6, evtx JSON or flat-events Windows events, or of "
+        "Log Analytics Event / WindowsEvent / SecurityEvent rows (also query API responses), "
+        "read straight from the zip",
         sniff_otrf_zip,
         read_otrf_zip,
     ),

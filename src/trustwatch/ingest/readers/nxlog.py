@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from trustwatch.errors import IngestError
-from trustwatch.ingest.readers.ecs import ecs_doc, level_number
+from trustwatch.ingest.readers.ecs import ecs_doc, is_winlogbeat6, level_number
 from trustwatch.ingest.readers.evtxjson import (
     Batcher,
     Doc,
@@ -226,10 +226,11 @@ _NXLOG_MARKS = frozenset({*_NATIVE_MARKS, "sourcename", "hostname"})
 _FLAT_EVENT = frozenset({"provider", "event_id", "fields"})
 UNKNOWN_RECORD = (
     "not a Windows event record trustwatch knows: expected an evtx JSON document (Event / "
-    "System), ECS fields (winlog.*), NXLog fields (SourceName or Channel, EventID, Hostname), "
-    "a Sentinel / Log Analytics Event, WindowsEvent or SecurityEvent row (Type, or Source / "
-    "EventLog / Provider + Channel + EventData, or EventSourceName + EventID), or a "
-    "flat-events record (provider, event_id, fields)"
+    "System), ECS fields (winlog.*) or Winlogbeat 6's (event_data, source_name), NXLog "
+    "fields (SourceName or Channel, EventID, Hostname), a Sentinel / Log Analytics Event, "
+    "WindowsEvent or SecurityEvent row (Type, or Source / EventLog / Provider + Channel + "
+    "EventData, or EventSourceName + EventID), or a flat-events record (provider, event_id, "
+    "fields)"
 )
 
 
@@ -242,7 +243,9 @@ def record_doc(record: Any) -> Doc:
     """
     if isinstance(record, Mapping) and isinstance(record.get("Event"), Mapping):
         return evtx_record_doc(record)
-    if isinstance(record, Mapping) and ("winlog" in record or "winlog.event_id" in record):
+    if isinstance(record, Mapping) and (
+        "winlog" in record or "winlog.event_id" in record or is_winlogbeat6(record)
+    ):
         return ecs_doc(record)
     record = as_object(record)
     keys = _lookup(record)
