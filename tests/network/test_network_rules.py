@@ -3,14 +3,14 @@
 Every MALICIOUS certificate must alert and at most 2% of the BENIGN ones; the counts are the ones
 measured (docs/network.md, "Rules"). The four MALICIOUS certificates are known only from
 Corelight's detector test baselines, whose timestamps are masked (``XXXXXXXXXX.XXXXXX``): stored
-as they are, those notices have no time and no scheduled run ever sees them. The test therefore
-also ingests copies of the four files with the masked time replaced by the time the
-zeek-asyncrat-detector README gives for its AsyncRAT capture (1709051041.876652), and says so.
+as they are, those notices have no time, so no replayed run's window holds them; the hunt's run
+over the rows without a time (rules.runner, ``Hunter._untimed``) sees them, as recorded.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +21,13 @@ from tests.conftest import SHARED
 from trustwatch.api import Session
 from trustwatch.ingest import pipeline
 from trustwatch.ingest.workspace import Workspace
+from trustwatch.rules import runner
 from trustwatch.rules.model import load_rules
 from trustwatch.rules.runner import Hunter, HuntResult
 from trustwatch.rules.tuning import default_tuning_path, load_tuning
 
 NETWORK = SHARED / "data" / "network"
 LABELS = NETWORK / "cert_labels.csv"
-MASKED = "XXXXXXXXXX.XXXXXX"
-README_TIME = "1709051041.876652"  # zeek-asyncrat-detector README: the AsyncRAT notice's ts
 
 pytestmark = pytest.mark.skipif(
     not LABELS.is_file(), reason=f"needs the ../shared reference data at {NETWORK}"
@@ -93,12 +92,8 @@ def labels_of(alert: dict[str, Any], labels: list[Label]) -> list[Label]:
 
 
 @pytest.fixture(scope="module")
-def hunted(tmp_path_factory: pytest.TempPathFactory) -> tuple[HuntResult, Workspace]:
-    retimed = tmp_path_factory.mktemp("retimed")
-    for i, path in enumerate(sorted(NETWORK.glob("corelight_c2_detectors/**/notice.log"))):
-        text = path.read_text(encoding="utf-8").replace(MASKED, README_TIME)
-        (retimed / f"{i}-{path.parent.name}.notice.log").write_text(text, encoding="utf-8")
-    planned, _ = pipeline.plan([NETWORK, retimed], skip_unknown=True)
+def hunted() -> tuple[HuntResult, Workspace]:
+    planned, _ = pipeline.plan([NETWORK], skip_unknown=True)
     ws = Workspace(None)
     ws.ingest(planned)
     tuning = load_tuning(default_tuning_path())
@@ -135,6 +130,18 @@ def test_masked_notices_are_stored_untimed(hunted: tuple[HuntResult, Workspace])
         "SELECT count(*) AS n FROM Corelight_v2_notice_CL WHERE TimeGenerated IS NULL"
     ).to_pylist()
     assert rows == [{"n": 4}]  # the four baselines as recorded: no run window holds them
+
+
+def test_masked_notices_alert_in_the_run_over_untimed_rows(
+    hunted: tuple[HuntResult, Workspace],
+) -> None:
+    result, _ = hunted
+    known_bad = [a for a in result.alerts if a["AlertName"] == KNOWN_BAD]
+    assert len(known_bad) == 4
+    notes = {json.loads(a["ExtendedProperties"]).get("Event Time") for a in known_bad}
+    assert notes == {runner.UNTIMED_NOTE}
+    stats = {s.rule.name: s for s in result.stats}
+    assert stats[KNOWN_BAD].untimed == 4
 
 
 def test_every_malicious_certificate_alerts(verdicts: dict[str, Counter[int]]) -> None:

@@ -14,7 +14,7 @@ import yaml
 
 from trustwatch.api import Session
 from trustwatch.errors import KqlSemanticError, RuleFileError
-from trustwatch.rules import schedule
+from trustwatch.rules import runner, schedule
 from trustwatch.rules.model import load_rule, parse_duration
 from trustwatch.rules.runner import Hunter
 from trustwatch.rules.testing import case_rows
@@ -469,3 +469,81 @@ def test_signer_and_company_exclusions(tmp_path: Path) -> None:
     result = Hunter(session, tuning).run([rule])
     assert [a["CompromisedEntity"] for a in result.alerts] == ["untrusted-signature"]
     assert result.suppressed == {"by-signer": {"rule r": 1}, "by-company": {"rule r": 1}}
+
+
+# --- rows without a time ------------------------------------------------------------------------
+
+
+def untimed_note(alert: dict[str, Any]) -> str | None:
+    return json.loads(alert["ExtendedProperties"]).get("Event Time")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_rows_without_a_time_are_one_more_run_dated_by_the_hunt(
+    tmp_path: Path, fast: bool
+) -> None:
+    """A row whose time is empty (a masked or impossible time) is in no replayed window; each
+    rule still sees it once, in a run over the untimed rows dated at the rule's first run after
+    the data's latest time (with --now: then)."""
+    rule = load_rule(write_rule(tmp_path, CERTUTIL))
+    session = session_of(
+        DeviceProcessEvents=[
+            proc("2024-05-01T10:20:00Z", "timed"),
+            proc(None, "untimed"),  # type: ignore[arg-type]
+            proc(None, "quiet", cmd="notepad.exe"),  # type: ignore[arg-type]
+        ]
+    )
+    result = Hunter(session, fast=fast).run([rule])
+    by_device = {a["CompromisedEntity"]: a for a in result.alerts}
+    assert set(by_device) == {"timed", "untimed"}
+    assert untimed_note(by_device["timed"]) is None
+    assert untimed_note(by_device["untimed"]) == runner.UNTIMED_NOTE
+    assert by_device["untimed"]["TimeGenerated"] == "2024-05-01T11:00:00Z"
+    stats = result.stats[0]
+    assert stats.alerts == 2 and stats.untimed == 1
+    at = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
+    pinned = Hunter(session, fast=fast).run([rule], now=at)
+    dated = [a for a in pinned.alerts if a["CompromisedEntity"] == "untimed"]
+    assert [(a["TimeGenerated"], a["StartTime"]) for a in dated] == [
+        ("2030-01-02T03:04:00Z", "2030-01-02T03:04:00Z")
+    ]
+
+
+def test_untimed_rows_are_aggregated_among_themselves_only(tmp_path: Path) -> None:
+    """A rule that counts sees the untimed rows as one window of their own: never mixed with
+    the timed rows of any run."""
+    query = """DeviceProcessEvents | where ProcessCommandLine has "addstore"
+| summarize n = count() by DeviceName | where n >= 2"""
+    rule = load_rule(write_rule(tmp_path, query))
+    session = session_of(
+        DeviceProcessEvents=[
+            proc("2024-05-01T10:20:00Z", "a"),
+            proc(None, "a"),  # type: ignore[arg-type]
+            proc(None, "b"),  # type: ignore[arg-type]
+            proc(None, "b"),  # type: ignore[arg-type]
+        ]
+    )
+    result = Hunter(session).run([rule])
+    assert [(a["CompromisedEntity"], untimed_note(a)) for a in result.alerts] == [
+        ("b", runner.UNTIMED_NOTE)
+    ]
+
+
+def test_untimed_rows_are_tuned_and_counted_like_the_others(tmp_path: Path) -> None:
+    rule = load_rule(write_rule(tmp_path, CERTUTIL))
+    tuning = write_tuning(
+        tmp_path,
+        """
+exclusions:
+  - id: lab
+    when:
+      device: lab01
+""",
+    )
+    session = session_of(
+        DeviceProcessEvents=[proc(None, "lab01"), proc(None, "ws09")]  # type: ignore[arg-type]
+    )
+    result = Hunter(session, tuning).run([rule])
+    assert [a["CompromisedEntity"] for a in result.alerts] == ["ws09"]
+    assert result.suppressed == {"lab": {"rule r": 1}}
+    assert result.span is None  # no timed row: the replay has no run at all

@@ -95,15 +95,23 @@ def test_benign_records_do_not_alert(default_pack: HuntResult) -> None:
 
 def test_alert_totals(default_pack: HuntResult, shared_workspace: Any) -> None:
     """Each alert is raised twice: extracted/cert_related_events.jsonl repeats its record without
-    the host; but for the 4688 download, whose copy there carries the Windows zero time
-    (1601-01-01): it is stored with an empty Timestamp, counted as untimed, and raises no alert
-    dated 1601. The SIP registration and AD CS logs added to evtx_to_mitre_attack raise none: no
-    rule covers SIP hijacking (T1553.003) or CA audit changes."""
+    the host. The copy there of the 4688 download carries the Windows zero time (1601-01-01): it
+    is stored with an empty Timestamp and counted as untimed; no replayed run holds it, and the
+    run over the rows without a time raises its alert, dated by the hunt and marked so (an
+    attacker who zeroes an event's time does not hide it). The SIP registration and AD CS logs
+    added to evtx_to_mitre_attack raise none: no rule covers SIP hijacking (T1553.003) or CA
+    audit changes."""
     by_rule = Counter(a["AlertName"] for a in default_pack.alerts)
-    # downloads: panache, Hayabusa Sysmon 27, sigma direct IP and GitHub twice; the 4688 once
-    assert by_rule == {DOWNLOAD: 9, INSTALL: 2, RENAMED: 2}
-    assert len(default_pack.alerts) == 13
+    # downloads: panache, Hayabusa Sysmon 27, sigma direct IP and GitHub twice, the 4688 twice
+    assert by_rule == {DOWNLOAD: 10, INSTALL: 2, RENAMED: 2}
+    assert len(default_pack.alerts) == 14
     assert all(not a["TimeGenerated"].startswith("16") for a in default_pack.alerts)
+    untimed_alerts = [
+        a for a in default_pack.alerts if "Event Time" in json.loads(a["ExtendedProperties"])
+    ]
+    assert [a["AlertName"] for a in untimed_alerts] == [DOWNLOAD]
+    evidence = untimed_alerts[0]["Evidence"][0]
+    assert "-urlcache -split -f https://github.com/mdecrevoisier" in evidence["ProcessCommandLine"]
     untimed = {s.path.rsplit("/", 1)[-1]: s.bad_times for s in shared_workspace[1] if s.bad_times}
     assert untimed == {"cert_related_events.jsonl": 2}
     ws = shared_workspace[0]

@@ -312,8 +312,13 @@ def _hunt_telemetry(
 def _print_account(result: HuntResult, tuning: Tuning) -> None:
     """How the hunt went, on stderr: data span, per-rule runs and alerts, suppressions."""
     span = result.span
-    if span is None:
-        echo("hunt: the data holds no timed rows; no rule can fire", err=True)
+    untimed = sum(stats.untimed for stats in result.stats)
+    if span is None and not any(stats.evaluations for stats in result.stats):
+        echo("hunt: the data holds no rows the rules read; no rule can fire", err=True)
+    elif span is None:
+        echo(
+            "hunt: the data holds no timed rows; each rule ran once over the untimed ones", err=True
+        )
     else:
         mode = f"one run at {result.now.isoformat()}" if result.now else "schedule replayed"
         echo(
@@ -324,7 +329,16 @@ def _print_account(result: HuntResult, tuning: Tuning) -> None:
         echo(
             f"  {stats.rule.name}: {stats.runs} run(s) with data, {stats.evaluations} "
             f"evaluated, {stats.alerts} alert(s)"
-            + (f", {stats.suppressed} suppressed by tuning" if stats.suppressed else ""),
+            + (f", {stats.suppressed} suppressed by tuning" if stats.suppressed else "")
+            + (f", {stats.untimed} from rows without a time" if stats.untimed else ""),
+            err=True,
+            keep="",
+        )
+    if untimed:
+        echo(
+            f"untimed: {untimed} alert(s) come from rows whose time is empty (masked or "
+            "impossible in the log): each rule ran once over those rows, as Sentinel sees rows "
+            "dated at ingestion; the alerts are dated by this hunt",
             err=True,
             keep="",
         )

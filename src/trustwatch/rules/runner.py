@@ -34,7 +34,7 @@ import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -65,6 +65,9 @@ CLOCK_FUNCTIONS = frozenset({"now", "ago"})
 CACHED_PACKS = frozenset({"sigma"})
 # filter rules evaluated together: at most this many in one query (its SQL grows with each)
 FUSE_CHUNK = 100
+# ExtendedProperties["Event Time"] of an alert raised by rows without a time (Hunter._untimed)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+UNTIMED_NOTE = "unknown: the rows give no time; the alert is dated by the hunt"
 
 
 @dataclass(slots=True)
@@ -78,6 +81,7 @@ class RuleStats:
     results: int = 0  # alerts Sentinel would raise without de-duplication
     alerts: int = 0
     suppressed: int = 0
+    untimed: int = 0  # of the alerts, those raised by rows without a time
 
 
 @dataclass(slots=True)
@@ -111,6 +115,7 @@ class _Compiled:
     hidden: str = ""  # the hidden column once_sql adds (rules.locality)
     reason: str = ""  # per-run although fixed: why
     filter_table: str = ""  # row-local filter query over this table (rules.fusion)
+    untimed_sql: str = ""  # fixed: the query over the rows without a time (Hunter._untimed)
     plan: str = ""  # the prepared plan of sql, made on first use
 
 
@@ -137,6 +142,7 @@ class Hunter:
         self.fuse = fuse
         # weighted activity per (tables, frequency, period), for the hunt under way
         self._activity: dict[tuple[Any, ...], list[tuple[int, int, int]]] = {}
+        self._untimed_rows: dict[str, bool] = {}  # sql name -> holds rows without a time
         self.catalog, self.window = schedule.window_catalog(dict(session.catalog))
         self._signers: dict[str, list[str]] | None = None
         self._catalog_key: list[str] | None = None
@@ -179,6 +185,7 @@ class Hunter:
             hidden=str(doc["hidden"]),
             reason=str(doc["reason"]),
             filter_table=str(doc.get("filter_table", "")),
+            untimed_sql=str(doc.get("untimed_sql", "")),
         )
 
     def _build(self, text: str, source: Source) -> str:
@@ -204,6 +211,7 @@ class Hunter:
         if fixed:
             doc["sql"] = self.engine.to_sql(self.window.bind(last.sql))
             doc.update(self._lift(tree, last.columns))
+            doc["untimed_sql"] = self.engine.to_sql(self.window.bind_untimed(last.sql))
             if doc["locality"] == Locality.ROW.value:
                 doc["filter_table"] = fusion.filter_table(tree) or ""
         return json.dumps(doc)
@@ -270,9 +278,14 @@ class Hunter:
         items = [self.compile(rule) for rule in rules]
         result = HuntResult([], [], {}, {}, self.span(), now)
         self._activity = {}  # the data may have changed since the last hunt
+        self._untimed_rows = {}
         fused = self._fused(items) if self.fast and self.fuse and now is None else {}
+        started = datetime.now(UTC).replace(microsecond=0)
         for i, item in enumerate(items):
-            result.stats.append(self._run_rule(item, now, result, on_progress, fused.get(i)))
+            stats = self._run_rule(item, now, result, on_progress, fused.get(i))
+            at = now or _after(result.span, item.rule.query_frequency) or started
+            self._untimed(item, at, stats, result)
+            result.stats.append(stats)
         # ties (one rule, one start time) in a fixed order, whatever order the engine returned
         result.alerts.sort(
             key=lambda a: (
@@ -425,6 +438,71 @@ class Hunter:
         if on_progress is not None and mode is not Locality.PER_RUN:
             on_progress(rule.name, 1, 1)
         return stats
+
+    def _untimed(self, item: _Compiled, at: datetime, stats: RuleStats, result: HuntResult) -> None:
+        """A rule's alerts over the rows that have no time, evaluated as one more run.
+
+        A row whose log gives no time (Zeek's masked ``ts``, an impossible date: see
+        docs/ingest.md) has an empty ``TimeGenerated``, so no scheduled run's window holds it
+        and the replay never sees it. Sentinel dates a record that has no time at its
+        ingestion, and its rules see such records together in the first run after it; so each
+        rule runs once more over the rows without a time of the tables it reads (and nothing
+        else of them), as a run at ``at`` would: ``--now``, else the rule's first scheduled run
+        at or after the latest time in the data (the hunt's start when no row has a time). Its
+        alerts are dated ``at``, and their ``ExtendedProperties`` say the event time is unknown.
+        """
+        if not any(self._has_untimed(t) for t in item.tables):
+            return
+        rule = item.rule
+        if item.fixed:
+            sql = item.untimed_sql
+        else:  # a query that reads the clock, compiled for this run's time
+            try:
+                tree = parse_query(item.source.text, item.source.name)
+                statement = compile_query(tree, self.catalog, at).statements[-1]
+            except TrustwatchError as exc:
+                raise exc.with_source(item.source) from None
+            sql = self.engine.to_sql(self.window.bind_untimed(statement.sql))
+        if not sql:
+            return
+        rows = self._execute(sql, {}, item.columns)
+        stats.evaluations += 1
+        kept = self._unsuppressed(rule, rows, stats, result, set())
+        if not kept or not rule.triggered(len(kept)):
+            return
+        fresh = list({row_key(row): row for row in kept}.values())
+        per_result = rule.grouping == "AlertPerResult"
+        groups = [[r] for r in fresh] if per_result else [fresh]
+        stats.results += len(groups)
+        start = at - rule.query_period
+        for group in groups:
+            alert = build_alert(
+                rule, group, run_at=at, window_start=start, results_in_run=len(kept)
+            )
+            extended = json.loads(alert["ExtendedProperties"])
+            extended["Event Time"] = UNTIMED_NOTE
+            alert["ExtendedProperties"] = json.dumps(extended, ensure_ascii=False)
+            result.alerts.append(alert)
+        stats.alerts += len(groups)
+        stats.untimed += len(groups)
+        self._count_daily(result, rule, at, len(groups), "results")
+        self._count_daily(result, rule, at, len(groups), "alerts")
+
+    def _has_untimed(self, table: CatalogTable) -> bool:
+        """Whether ``table`` holds rows without a time (asked once per table and hunt)."""
+        if table.sql_name is None or table.schema.column("TimeGenerated") is None:
+            return False
+        found = self._untimed_rows.get(table.sql_name)
+        if found is None:
+            time = exp.column("TimeGenerated", quoted=True)
+            query = (
+                exp.select(exp.Count(this=exp.Star()))
+                .from_(exp.to_table(table.sql_name, quoted=True))
+                .where(exp.Is(this=time, expression=exp.null()))
+            )
+            found = int(row_tuples(self.engine.execute(query))[0][0]) > 0
+            self._untimed_rows[table.sql_name] = found
+        return found
 
     def _replay(
         self,
@@ -589,6 +667,15 @@ class Hunter:
         for sha1, signer in row_tuples(self.engine.execute(query)):
             signers.setdefault(sha1, []).append(signer)
         return signers
+
+
+def _after(span: tuple[datetime, datetime] | None, frequency: timedelta) -> datetime | None:
+    """The first run of the schedule grid (multiples of ``frequency`` since 1970) at or after
+    the end of ``span`` (None: no span)."""
+    if span is None:
+        return None
+    since = span[1] - _EPOCH
+    return _EPOCH + -(-since // frequency) * frequency
 
 
 def _json_or_text(text: str) -> Any:

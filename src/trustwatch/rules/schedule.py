@@ -144,6 +144,19 @@ class Window:
         """Each marker read as its table limited to the run's window ``($tw_from, $tw_to]``."""
         return self._bind(query, lambda sql_name: _limited(exp.Star(), sql_name))
 
+    def bind_untimed(self, query: exp.Query) -> exp.Query:
+        """Each marker read as its rows without a time (``TimeGenerated`` null), which no
+        run's window holds (see :meth:`trustwatch.rules.runner.Hunter` on untimed rows)."""
+
+        def read(sql_name: str) -> exp.Query:
+            return (
+                exp.Select(expressions=[exp.Star()])
+                .from_(exp.to_table(sql_name, quoted=True))
+                .where(exp.Is(this=_time(), expression=exp.null()))
+            )
+
+        return self._bind(query, read)
+
     def bind_times(self, query: exp.Query, column: str) -> exp.Query:
         """As :meth:`bind`, each row with its time in microseconds since 1970 in ``column``."""
         time_us = exp.Anonymous(this="epoch_us", expressions=[_time()])
