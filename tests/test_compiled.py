@@ -29,7 +29,7 @@ def test_returns_the_built_text_and_builds_once(compile_cache: Path) -> None:
     assert compiled.cached_text("sql", ("a",), build) == "SELECT 1"
     assert compiled.cached_text("sql", ("a",), build) == "SELECT 1"
     assert build.calls == 1
-    assert len(list((compile_cache / "sql").glob("*.txt"))) == 1
+    assert len(list((compiled.version_folder(compile_cache) / "sql").glob("*.txt"))) == 1
 
 
 def test_read_back_from_disk_as_written(compile_cache: Path) -> None:
@@ -106,7 +106,7 @@ def test_a_failed_write_leaves_no_temporary_file(
 
     monkeypatch.setattr(Path, "replace", refuse)
     assert compiled.cached_text("sql", ("a",), Builder("SELECT 1")) == "SELECT 1"
-    assert list((compile_cache / "sql").iterdir()) == []
+    assert list((compiled.version_folder(compile_cache) / "sql").iterdir()) == []
 
 
 def test_off_turns_the_disk_cache_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,3 +123,32 @@ def test_default_location_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.delenv("TRUSTWATCH_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert compiled.cache_dir() == tmp_path / "trustwatch" / "compiled"
+
+
+def test_other_versions_unused_for_a_day_are_removed(compile_cache: Path) -> None:
+    """The cache does not grow with each upgrade: the first write of a version removes the
+    folders of other versions (and of the old layout) unused for a day, and nothing else."""
+    old = compile_cache / "v-0123456789abcdef"
+    recent = compile_cache / "v-fedcba9876543210"
+    legacy = compile_cache / "hunt-rule"
+    mine = compile_cache / "notes"  # not the cache's: never touched
+    for folder in (old, recent, legacy, mine):
+        (folder / "kind").mkdir(parents=True)
+        (folder / "kind" / "entry.txt").write_text("x", encoding="utf-8")
+    day_ago = os.stat(old).st_mtime - compiled.RETAIN_SECONDS - 60
+    for folder in (old, legacy, mine):
+        os.utime(folder, (day_ago, day_ago))
+    compiled.cached_text("sql", ("a",), Builder("SELECT 1"))
+    left = sorted(p.name for p in compile_cache.iterdir())
+    assert left == sorted(["notes", recent.name, compiled.version_folder(compile_cache).name])
+
+
+def test_a_version_in_use_is_marked_so_and_kept(compile_cache: Path) -> None:
+    compiled.cached_text("sql", ("a",), Builder("SELECT 1"))
+    mine = compiled.version_folder(compile_cache)
+    day_ago = os.stat(mine).st_mtime - compiled.RETAIN_SECONDS - 60
+    os.utime(mine, (day_ago, day_ago))
+    compiled.clear_memo()  # a new process: reading an entry marks the folder used
+    assert compiled.cached_text("sql", ("a",), Builder("rebuilt")) == "SELECT 1"
+    assert os.stat(mine).st_mtime > day_ago + 60
+    assert compiled.prune(compile_cache, keep=compile_cache / "v-other") == []

@@ -9,6 +9,12 @@ Entries live in ``$TRUSTWATCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/trustwatch/com
 ``~/.cache/trustwatch/compiled``; ``TRUSTWATCH_CACHE_DIR=off`` turns the disk cache off. A
 missing, unreadable or unwritable cache only costs the compile: it is never an error. Entries
 are written to a temporary file and renamed, so a reader never sees half of one.
+
+The cache does not grow with each upgrade: entries are kept in one folder per version of the
+code (``v-<fingerprint>``), and the first time a version writes there, the folders of other
+versions that no process has used for ``RETAIN_SECONDS`` (a day) are removed, with those of the
+layout before this one. A process marks its version's folder as used the first time it reads
+or writes an entry.
 """
 
 from __future__ import annotations
@@ -16,13 +22,29 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
 _MEMO: dict[str, str] = {}
+_USED: set[Path] = set()  # version folders this process has marked as used
+RETAIN_SECONDS = 24 * 3600  # another version's folder unused this long is removed
+# the kind folders of the layout before version folders (removed like an old version's)
+_LEGACY = frozenset(
+    (
+        "hunt-rule",
+        "hunt-fused",
+        "ingest-map",
+        "ingest-sql",
+        "rule-yaml-lines",
+        "sigma",
+        "sigma-filled",
+    )
+)
 
 
 def cache_dir() -> Path | None:
@@ -84,8 +106,10 @@ def cached_text(kind: str, parts: Iterable[str], build: Callable[[], str]) -> st
     if memo is not None:
         return memo
     folder = cache_dir()
-    path = folder / kind / f"{name}.txt" if folder is not None else None
-    if path is not None:
+    version = version_folder(folder) if folder is not None else None
+    path = version / kind / f"{name}.txt" if version is not None else None
+    if version is not None and path is not None:
+        _mark_used(version)
         try:
             # newline="": the text as written ("\r" and "\r\n" in SQL literals stay as they are)
             with path.open(encoding="utf-8", newline="") as fh:
@@ -100,6 +124,54 @@ def cached_text(kind: str, parts: Iterable[str], build: Callable[[], str]) -> st
     if path is not None:
         _store(path, text)
     return text
+
+
+def version_folder(folder: Path) -> Path:
+    """The folder of this version's entries inside the cache folder ``folder``."""
+    return folder / f"v-{_fingerprint()[:16]}"
+
+
+def _mark_used(version: Path) -> None:
+    """Mark ``version`` as in use (once per process); when it is new, prune the others."""
+    if version in _USED:
+        return
+    _USED.add(version)
+    try:
+        if version.is_dir():
+            os.utime(version)
+            return
+        version.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    prune(version.parent, keep=version)
+
+
+def prune(folder: Path, keep: Path, now: float | None = None) -> list[Path]:
+    """Remove the version folders (and old-layout folders) of ``folder`` but ``keep`` that
+    have not been used for ``RETAIN_SECONDS``; anything else there is left alone.
+
+    Returns:
+        the folders removed.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry == keep or not (entry.name.startswith("v-") or entry.name in _LEGACY):
+            continue
+        try:
+            if entry.is_symlink() or not entry.is_dir():
+                continue
+            if now - entry.stat().st_mtime < RETAIN_SECONDS:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
 
 
 def _store(path: Path, text: str) -> None:
@@ -121,5 +193,6 @@ def _store(path: Path, text: str) -> None:
 
 
 def clear_memo() -> None:
-    """Forget the entries held in memory (tests)."""
+    """Forget the entries held in memory, and which folders were marked used (tests)."""
     _MEMO.clear()
+    _USED.clear()

@@ -28,7 +28,7 @@ def test_a_shipped_rule_is_compiled_once_across_runs(
 ) -> None:
     rules = load_rules(["all"])
     first = [Hunter(Session()).compile(rule) for rule in rules]
-    assert len(list((compile_cache / "hunt-rule").iterdir())) == len(rules)
+    assert len(list((compiled.version_folder(compile_cache) / "hunt-rule").iterdir())) == len(rules)
     compiled.clear_memo()  # as a new process would: only the files remain
     no_compiler(monkeypatch)
     again = [Hunter(Session()).compile(rule) for rule in rules]
@@ -48,12 +48,12 @@ def test_other_tables_are_another_entry(compile_cache: Path) -> None:
     rule = next(r for r in load_rules(["default"]) if r.path.stem == "certutil_download")
     Hunter(Session()).compile(rule)
     Hunter(session_of(DeviceProcessEvents=[{"DeviceName": "a"}])).compile(rule)
-    assert len(list((compile_cache / "hunt-rule").iterdir())) == 2
+    assert len(list((compiled.version_folder(compile_cache) / "hunt-rule").iterdir())) == 2
 
 
 def test_a_users_rule_is_not_kept(compile_cache: Path, tmp_path: Path) -> None:
     Hunter(Session()).compile(load_rule(write_rule(tmp_path, CERTUTIL)))
-    assert not (compile_cache / "hunt-rule").exists()
+    assert not (compiled.version_folder(compile_cache) / "hunt-rule").exists()
 
 
 def test_a_broken_cache_costs_a_compile(compile_cache: Path) -> None:
@@ -65,7 +65,7 @@ def test_a_broken_cache_costs_a_compile(compile_cache: Path) -> None:
 def test_a_damaged_entry_costs_a_compile(compile_cache: Path) -> None:
     rule = load_rules(["default"])[0]
     want = Hunter(Session()).compile(rule).sql
-    for entry in (compile_cache / "hunt-rule").iterdir():
+    for entry in (compiled.version_folder(compile_cache) / "hunt-rule").iterdir():
         entry.write_text('{"fixed": true}', encoding="utf-8")
     compiled.clear_memo()
     assert Hunter(Session()).compile(rule).sql == want

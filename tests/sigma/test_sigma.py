@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.sigma.sigma_rules import CERTUTIL_URLCACHE, SECURITY_ONLY, UNFILLED, write
-from trustwatch import limits
+from trustwatch import compiled, limits
 from trustwatch.api import Session
 from trustwatch.errors import RuleFileError
 from trustwatch.ingest import pipeline
@@ -102,14 +102,12 @@ def test_conversion_is_cached_by_content(
 ) -> None:
     path = write(tmp_path, "r.yml", CERTUTIL_URLCACHE)
     first = convert.convert_file(path)
-    assert list((compile_cache / "sigma").iterdir())
+    assert list((compiled.version_folder(compile_cache) / "sigma").iterdir())
 
     def refuse(text: str) -> str:
         raise AssertionError("converted again")
 
     monkeypatch.setattr(convert, "_convert_text", refuse)
-    from trustwatch import compiled
-
     compiled.clear_memo()  # from the disk entry
     assert convert.convert_file(path) == first
     write(tmp_path, "r.yml", CERTUTIL_URLCACHE.replace("level: critical", "level: low"))
