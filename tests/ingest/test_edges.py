@@ -115,6 +115,7 @@ def test_a_hunt_never_dates_an_alert_1601(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from trustwatch.cli.main import cli
+    from trustwatch.rules import runner
 
     lines = [
         _certutil(i + 1, t, host)
@@ -123,11 +124,18 @@ def test_a_hunt_never_dates_an_alert_1601(tmp_path: Path) -> None:
     path = tmp_path / "times.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = CliRunner().invoke(cli, ["hunt", str(path), "--format", "jsonl"])
-    assert result.exit_code == 1, result.output  # the real event's alert
+    assert result.exit_code == 1, result.output
     alerts = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     assert alerts and all("addstore" in json.dumps(a) for a in alerts)
-    for alert in alerts:
+    by_host = {a["CompromisedEntity"]: a for a in alerts}
+    assert set(by_host) == {"real.corp", *IMPOSSIBLE}  # an impossible time hides nothing
+    for host, alert in by_host.items():
         for key in ("TimeGenerated", "StartTime", "EndTime"):
             if alert.get(key):
                 assert "2024" <= alert[key][:4] <= "2100", (key, alert[key])
-        assert "zero" not in json.dumps(alert) and "future" not in json.dumps(alert)
+        event_time = json.loads(alert["ExtendedProperties"]).get("Event Time")
+        if host in IMPOSSIBLE:  # dated by the hunt: the run after the data's latest time
+            assert event_time == runner.UNTIMED_NOTE
+            assert alert["StartTime"] == "2024-05-01T10:00:00Z"
+        else:
+            assert event_time is None
