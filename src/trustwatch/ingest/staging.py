@@ -314,6 +314,17 @@ _UNNAMED = (
     f"v -> '<Data>' || {_XML.format('COALESCE(v, chr(0))').replace('chr(0)', chr(39) * 2)} || "
     "'</Data>'), '')"
 )
+# <EventData xmlns=...><Data Name="k">v</Data>...</EventData>: the Event view wraps it in a
+# <DataItem>; SecurityEvent holds it bare, as Sentinel's EventData column does for the fields
+# that are not columns of its own (4885's AuditFilter, 5123's PropertyName, ...)
+_EVENT_DATA_XML = (
+    "'<EventData xmlns=\"http://schemas.microsoft.com/win/2004/08/events/event\">' || "
+    "COALESCE(array_to_string(list_transform(json_keys(EventData), "
+    "k -> CASE WHEN json_type(json_extract(EventData, k)) = 'OBJECT' AND "
+    "json_extract(json_extract(EventData, k), '#text') IS NOT NULL "
+    f"THEN {_UNNAMED} ELSE '<Data Name=\"' || {_XML_KEY} || '\">' || {_XML_VALUE} || "
+    "'</Data>' END), ''), '') || '</EventData>'"
+)
 _COMMON = {
     "TimeGenerated": f"CASE WHEN {_IMPOSSIBLE.format(t='TimeCreated')} THEN NULL "
     "ELSE TimeCreated END",
@@ -332,12 +343,7 @@ _EVENT = {
     "UserName": "SystemUserId",
     "Type": "'Event'",
     "EventData": '\'<DataItem type="System.XmlData" time="\' || strftime(TimeCreated, '
-    "'%Y-%m-%dT%H:%M:%S.%fZ') || '\"><EventData xmlns=\"http://schemas.microsoft.com/win/2004"
-    "/08/events/event\">' || COALESCE(array_to_string(list_transform(json_keys(EventData), "
-    "k -> CASE WHEN json_type(json_extract(EventData, k)) = 'OBJECT' AND "
-    "json_extract(json_extract(EventData, k), '#text') IS NOT NULL "
-    f"THEN {_UNNAMED} ELSE '<Data Name=\"' || {_XML_KEY} || '\">' || {_XML_VALUE} || "
-    "'</Data>' END), ''), '') || '</EventData></DataItem>'",
+    f"'%Y-%m-%dT%H:%M:%S.%fZ') || '\">' || {_EVENT_DATA_XML} || '</DataItem>'",
 }
 _WINDOWS_EVENT = {
     **_COMMON,
@@ -374,6 +380,7 @@ _SECURITY_EVENT = {
     "COALESCE(EventData->>'SubjectDomainName', '') || '\\' || (EventData->>'SubjectUserName') END",
     "Process": "regexp_extract(COALESCE(EventData->>'NewProcessName', "
     "EventData->>'ProcessName', ''), '([^\\\\]*)$', 1)",
+    "EventData": _EVENT_DATA_XML,
     "Type": "'SecurityEvent'",
 }
 
