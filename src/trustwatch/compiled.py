@@ -154,7 +154,7 @@ def prune(folder: Path, keep: Path, now: float | None = None) -> list[Path]:
         the folders removed.
     """
     now = time.time() if now is None else now
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(folder.iterdir())
     except OSError:

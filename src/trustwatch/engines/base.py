@@ -138,6 +138,10 @@ class Engine(Protocol):
         """A temporary view (this session only) named ``name`` over ``query``; its SQL name."""
         ...
 
+    def create_temp_view_sql(self, name: str, sql: str) -> str:
+        """As :meth:`create_temp_view`, over a query already written by :meth:`to_sql`."""
+        ...
+
     def table_names(self) -> set[str]:
         """The stored (base) tables the engine holds, by SQL name."""
         ...

@@ -205,15 +205,14 @@ class DuckDBEngine:
 
     def create_temp_view(self, name: str, query: exp.Query) -> str:
         """A temporary view over ``query`` (never saved into a workspace file); its SQL name."""
-        create = exp.Create(
-            this=exp.to_table(name, quoted=True),
-            kind="VIEW",
-            expression=query,
-            replace=True,
-            properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
-        )
+        return self.create_temp_view_sql(name, self.to_sql(query))
+
+    def create_temp_view_sql(self, name: str, sql: str) -> str:
+        """As :meth:`create_temp_view`, over DuckDB SQL written by :meth:`to_sql` (kept in the
+        compiled-content cache: building a view's tree costs more than creating it)."""
+        view = exp.to_identifier(name, quoted=True).sql(dialect=self.dialect)
         with mapped_errors("create a view for"):
-            self.con.execute(create.sql(dialect=self.dialect))
+            self.con.execute(f"CREATE OR REPLACE TEMPORARY VIEW {view} AS {sql}")
         return name
 
     def table_names(self) -> set[str]:

@@ -198,8 +198,12 @@ class SparkEngine:
         return self.execute_sql(self._prepared[handle], params)
 
     def create_temp_view(self, name: str, query: exp.Query) -> str:
+        return self.create_temp_view_sql(name, spark_sql(query))
+
+    def create_temp_view_sql(self, name: str, sql: str) -> str:
+        """As :meth:`create_temp_view`, over Spark SQL written by :meth:`to_sql`."""
         with mapped_errors("create a view for"):
-            self.spark.sql(spark_sql(query)).createOrReplaceTempView(name)
+            self.spark.sql(sql).createOrReplaceTempView(name)
         self._views.append(name)
         return name
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 import duckdb
 from sqlglot import exp
 
+from trustwatch import compiled
 from trustwatch.engines.base import Engine
 from trustwatch.engines.duckdb import DuckDBEngine
 from trustwatch.errors import IngestError
@@ -167,6 +169,10 @@ ACCOUNT_TABLES = ("_quarantine", "_files")
 def query_views(engine: Engine, prefix: str = "") -> dict[str, str]:
     """Temporary views exposing a workspace's tables with their documented columns only.
 
+    The views' SQL is built as trees once and kept in the compiled-content cache, keyed by the
+    engine's dialect and the tables present: building the Sentinel views' trees costs more
+    than creating the views.
+
     Returns:
         KQL table name -> SQL name, for the stored tables, the Sentinel views over raw
         events (Event, WindowsEvent, SecurityEvent) and ``ACCOUNT_TABLES``.
@@ -174,22 +180,30 @@ def query_views(engine: Engine, prefix: str = "") -> dict[str, str]:
     present = engine.table_names()
     if staging.RAW not in present:
         raise IngestError("not a trustwatch workspace (no raw event table)")
-    views: dict[str, str] = {}
+    parts = [engine.dialect, prefix, *sorted(present)]
+    entry = compiled.cached_text("query-views", parts, lambda: _view_sql(engine, present))
+    return {
+        name: engine.create_temp_view_sql(f"tw_ws_{prefix}{name}", sql)
+        for name, sql in json.loads(entry).items()
+    }
+
+
+def _view_sql(engine: Engine, present: set[str]) -> str:
+    """The views of :func:`query_views` as JSON: KQL table name -> the view's query, as SQL."""
+    queries: dict[str, exp.Query] = {}
     for name in sorted(present):
         schema = builtin_schemas().get(name)
         if schema is None:
             continue
-        select = exp.Select(
+        queries[name] = exp.Select(
             expressions=[exp.column(c.name, quoted=True) for c in schema.columns]
         ).from_(exp.to_table(name, quoted=True))
-        views[name] = engine.create_temp_view(f"tw_ws_{prefix}{name}", select)
     for name, view_query in staging.sentinel_views().items():
-        views[name] = engine.create_temp_view(f"tw_ws_{prefix}{name}", view_query.copy())
+        queries[name] = view_query
     for name in ACCOUNT_TABLES:  # the workspace's own account: quarantine and files
         if name in present:
-            select = exp.select("*").from_(exp.to_table(name, quoted=True))
-            views[name] = engine.create_temp_view(f"tw_ws_{prefix}{name}", select)
-    return views
+            queries[name] = exp.select("*").from_(exp.to_table(name, quoted=True))
+    return json.dumps({name: engine.to_sql(query) for name, query in queries.items()})
 
 
 def file_account(engine: Engine) -> dict[str, int]:
