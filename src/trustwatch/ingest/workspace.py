@@ -1152,10 +1152,18 @@ def _raw_insert_sql() -> str:
 @cache
 def _typed_rows_sql(table: str, present: tuple[tuple[str, pa.DataType], ...]) -> str:
     """Exported rows (columns ``present``: name, Arrow type) as ``table``'s typed columns, with
-    ``_key``, ``_ingest``, ``_file`` and ``_ref``; built once per table and column set."""
+    ``_key``, ``_ingest``, ``_file`` and ``_ref``; built once per table and column set (kept
+    in the compiled-content cache)."""
+    # the column names and types exactly (names come from the data: no separator is safe)
+    columns = pa.schema([pa.field(name, kind) for name, kind in present]).serialize()
+    parts = ("typed-rows", table, columns.to_pybytes().hex())
+    return finish.cached_sql(parts, lambda: [_typed_rows(table, present)])
+
+
+def _typed_rows(table: str, present: tuple[tuple[str, pa.DataType], ...]) -> exp.Select:
     schema = builtin_schemas()[table]
     types = dict(present)
-    select = exp.Select(
+    return exp.Select(
         expressions=[
             *[_typed(c, types.get(c.name)).as_(_ident(c.name)) for c in schema.columns],
             exp.Cast(
@@ -1166,7 +1174,6 @@ def _typed_rows_sql(table: str, present: tuple[tuple[str, pa.DataType], ...]) ->
             exp.column("_ref").as_("_ref"),
         ]
     ).from_("_tw_rows")
-    return _q(select)
 
 
 def _new_rows_sql(table: str, schema: TableSchema, typed: pa.Table) -> str:
