@@ -73,7 +73,7 @@ def test_encode_refuses_what_json_cannot_carry_back(value: Any) -> None:
 def test_load_cached_reads_back_what_it_parsed(cache: Path) -> None:
     first = yamlio.load_cached(TEXT, "test-yaml")
     assert first == yamlio.load(TEXT)
-    assert list((cache / "test-yaml").iterdir())  # written
+    assert list((compiled.version_folder(cache) / "test-yaml").iterdir())  # written
     compiled.clear_memo()
     assert yamlio.load_cached(TEXT, "test-yaml") == first  # read back from disk
 
@@ -96,7 +96,7 @@ def test_invalid_yaml_is_an_error_every_time(cache: Path) -> None:
     for _ in range(2):
         with pytest.raises(yaml.YAMLError):
             yamlio.load_cached("a: [1, 2", "test-yaml")
-    assert not (cache / "test-yaml").exists()
+    assert not (compiled.version_folder(cache) / "test-yaml").exists()
 
 
 def test_a_rule_reads_the_same_from_the_cache(cache: Path, tmp_path: Path) -> None:

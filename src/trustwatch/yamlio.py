@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import date, datetime
+from importlib import resources
 from typing import Any, cast
 
 import yaml
 
 from trustwatch import limits
-from trustwatch.errors import RuleFileError
+from trustwatch.errors import InputError, RuleFileError
 
 Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -92,6 +93,20 @@ def load(text: str) -> Any:
     """``yaml.safe_load`` semantics, within the YAML limits (:func:`check`)."""
     check(text)
     return yaml.load(text, Loader=Loader)  # noqa: S506 - a safe loader
+
+
+def load_shipped(folder: str, file_name: str) -> Any:
+    """A YAML file shipped in ``trustwatch/content/<folder>/``, parsed.
+
+    Raises:
+        InputError: the file is not valid YAML (named as ``trustwatch/content/...``).
+    """
+    where = f"trustwatch/content/{folder}/{file_name}"
+    text = resources.files("trustwatch.content").joinpath(folder, file_name).read_text("utf-8")
+    try:
+        return load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{where}: not valid YAML: {exc}") from exc
 
 
 def compose(text: str) -> yaml.Node | None:

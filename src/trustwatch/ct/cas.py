@@ -12,9 +12,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
-
-import yaml
 
 from trustwatch import yamlio
 from trustwatch.certs.intel import shipped_intel
@@ -64,11 +61,7 @@ def automated_cas() -> Mapping[str, AutomatedCa]:
         for ca in shipped.free_cas
     }
     where = "trustwatch/content/ct/cas.yaml"
-    text = resources.files("trustwatch.content").joinpath("ct", "cas.yaml").read_text("utf-8")
-    try:
-        doc = yamlio.load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{where}: not valid YAML: {exc}") from exc
+    doc = yamlio.load_shipped("ct", "cas.yaml")
     if not isinstance(doc, dict) or not isinstance(doc.get("cas"), list):
         raise InputError(f"{where}: expected 'cas', a list")
     source = f"trustwatch ct/cas.yaml ({doc.get('as_of', '')})"

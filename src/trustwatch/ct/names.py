@@ -16,10 +16,7 @@ import functools
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
-
-import yaml
 
 from trustwatch import yamlio
 from trustwatch.errors import InputError
@@ -50,11 +47,7 @@ def name_data() -> NameData:
         InputError: the shipped file is malformed.
     """
     where = "trustwatch/content/ct/lookalike.yaml"
-    text = resources.files("trustwatch.content").joinpath("ct", "lookalike.yaml").read_text("utf-8")
-    try:
-        doc = yamlio.load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{where}: not valid YAML: {exc}") from exc
+    doc = yamlio.load_shipped("ct", "lookalike.yaml")
     if not isinstance(doc, dict):
         raise InputError(f"{where}: expected a mapping")
     confusables = _mapping(doc, "confusables", where)
