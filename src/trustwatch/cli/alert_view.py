@@ -88,13 +88,16 @@ def _certificate(alert: SecurityAlert, _: bool) -> str:
 
 
 def why(alert: SecurityAlert) -> str:
-    """What made the alert fire: the registry key written, the file written, or the command."""
+    """What made the alert fire: the registry key written, the file written, the command, or
+    (rules over Security-log changes, with no process) the change's detail."""
     row = alert.main_row
     if row.get("RegistryKey"):
         return str(row["RegistryKey"])
     if row.get("FileActions") and row.get("FolderPath"):
         return str(row["FolderPath"])
-    return _first(row, "ProcessCommandLine", "ScriptExcerpt", "SearchedText", "RemoteUrl")
+    return _first(
+        row, "ProcessCommandLine", "ScriptExcerpt", "SearchedText", "RemoteUrl", "Detail"
+    )
 
 
 COLUMNS: Mapping[str, Column] = {

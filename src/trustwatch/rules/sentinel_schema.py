@@ -162,14 +162,20 @@ TECHNIQUE_TACTICS: Mapping[str, tuple[str, ...]] = {
     "T1082": ("Discovery",),  # System Information Discovery
     "T1105": ("CommandAndControl",),  # Ingress Tool Transfer
     "T1140": ("DefenseEvasion",),  # Deobfuscate/Decode Files or Information
+    "T1222": ("DefenseEvasion",),  # File and Directory Permissions Modification
     "T1518": ("Discovery",),  # Software Discovery
     "T1552": ("CredentialAccess",),  # Unsecured Credentials
     "T1552.004": ("CredentialAccess",),  # Private Keys
     "T1553": ("DefenseEvasion",),  # Subvert Trust Controls
+    "T1553.003": ("DefenseEvasion",),  # SIP and Trust Provider Hijacking
     "T1553.004": ("DefenseEvasion",),  # Install Root Certificate
+    "T1562": ("DefenseEvasion",),  # Impair Defenses
+    "T1562.002": ("DefenseEvasion",),  # Disable Windows Event Logging
     "T1557": ("CredentialAccess", "Collection"),  # Adversary-in-the-Middle
     "T1571": ("CommandAndControl",),  # Non-Standard Port
     "T1573": ("CommandAndControl",),  # Encrypted Channel
+    "T1583": ("ResourceDevelopment",),  # Acquire Infrastructure
+    "T1583.001": ("ResourceDevelopment",),  # Domains
     "T1587": ("ResourceDevelopment",),  # Develop Capabilities
     "T1587.003": ("ResourceDevelopment",),  # Digital Certificates
     "T1588": ("ResourceDevelopment",),  # Obtain Capabilities
