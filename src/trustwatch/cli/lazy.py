@@ -32,6 +32,8 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         known = super().get_command(ctx, cmd_name)
         if known is not None or cmd_name not in self.lazy_commands:
+            if known is not None and not self._listing:  # `query` and the other eager ones
+                skip_pandas_probe(sys.argv[1:])  # the command runs: spare it pandas' import
             return known
         module, attribute, summary = self.lazy_commands[cmd_name]
         if self._listing:  # the help's command list needs a name and a line, nothing more
