@@ -78,13 +78,13 @@ def deploy_sentinel(
     them. Needs Microsoft Sentinel Contributor on the workspace (Reader for --dry-run).
     """
     from trustwatch.deploy.sentinel import Workspace, plan_sentinel, sentinel_service
-    from trustwatch.export.watchlists import intel_watchlist_data, tuning_watchlists
+    from trustwatch.export.watchlists import builtin_watchlists_data, tuning_watchlists
     from trustwatch.rules.tuning import default_tuning_path, load_tuning
 
     _check_offline(dry_run, offline)
     rules = _rules(rule_sources, rule_keys)
     tuning = load_tuning(tuning_path or default_tuning_path())
-    watchlists = [intel_watchlist_data(), *tuning_watchlists(tuning)]
+    watchlists = [*builtin_watchlists_data(rules), *tuning_watchlists(tuning)]
     target = Workspace(subscription, resource_group, workspace)
     client = None if offline else make_client(sentinel_service(target), tenant)
     _run(plan_sentinel(client, target, rules, watchlists), dry_run)

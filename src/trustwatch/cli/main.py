@@ -230,9 +230,10 @@ def _builtin_watchlists(text: str) -> dict[str, Any]:
     """
     if "_GetWatchlist" not in text:
         return {}
-    from trustwatch.certs.intel import WATCHLIST_NAME, watchlist_tables
+    from trustwatch.certs.intel import BUILTIN_WATCHLISTS, watchlist_tables
 
-    return dict(watchlist_tables()) if WATCHLIST_NAME.lower() in text.lower() else {}
+    named = any(name.lower() in text.lower() for name in BUILTIN_WATCHLISTS)
+    return dict(watchlist_tables()) if named else {}
 
 
 def _spark_telemetry(

@@ -14,7 +14,7 @@ from trustwatch.export.names import unique_stems
 from trustwatch.export.platforms import FORMAT_TARGETS, TARGETS, convert, query_text
 from trustwatch.export.playbook import export_playbooks
 from trustwatch.export.sigma import sigma_export, sigma_text
-from trustwatch.export.watchlists import intel_watchlist_data, tuning_watchlists
+from trustwatch.export.watchlists import builtin_watchlists_data, tuning_watchlists
 from trustwatch.rules.model import COMPANION_SUFFIXES, Rule
 from trustwatch.rules.sentinel_schema import TEXT_LIMITS
 from trustwatch.rules.tuning import Tuning
@@ -38,7 +38,7 @@ def export_sentinel_yaml(rules: Sequence[Rule], tuning: Tuning) -> ExportResult:
 
 
 def export_arm(rules: Sequence[Rule], tuning: Tuning) -> ExportResult:
-    watchlists = [intel_watchlist_data(), *tuning_watchlists(tuning)]
+    watchlists = [*builtin_watchlists_data(rules), *tuning_watchlists(tuning)]
     result = ExportResult()
     kept = []
     for rule, stem in zip(rules, _stems(rules), strict=True):

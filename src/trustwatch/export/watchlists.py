@@ -1,4 +1,5 @@
-"""The watchlists a Sentinel deployment needs: ``CertificateIntel`` and the tuning file's.
+"""The watchlists a Sentinel deployment needs: ``CertificateIntel``, the brand and CA lists
+when a deployed rule reads them, and the tuning file's.
 
 The tuning exclusions become the ``TrustwatchExclusions`` watchlist: one row per exclusion,
 condition and pattern, with the columns the condition reads and the glob as an anchored,
@@ -8,7 +9,10 @@ automation rule can apply them with ``_GetWatchlist('TrustwatchExclusions')``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from trustwatch.export.sentinel import WatchlistData
+from trustwatch.rules.model import Rule
 from trustwatch.rules.tuning import FIELDS, Tuning, glob_regex
 
 EXCLUSIONS_ALIAS = "TrustwatchExclusions"
@@ -40,6 +44,33 @@ def intel_watchlist_data() -> WatchlistData:
         tuple(table.column_names),
         rows,
     )
+
+
+def builtin_watchlists_data(rules: Sequence[Rule]) -> list[WatchlistData]:
+    """``CertificateIntel``, then ``CertificateBrands`` and ``AutomatedCertificateAuthorities``
+    when one of ``rules`` reads them (the look-alike network rule). ``ProtectedDomains`` is the
+    tuning file's (``tuning_watchlists``)."""
+    from trustwatch.certs import brands
+
+    out = [intel_watchlist_data()]
+    extra = {
+        brands.BRANDS_WATCHLIST: (brands.brands_watchlist, "Key", "Brands look-alikes imitate"),
+        brands.CAS_WATCHLIST: (
+            brands.cas_watchlist,
+            "Organisation",
+            "Free and automated certificate authorities, by issuer organisation",
+        ),
+    }
+    for alias, (build, key, description) in extra.items():
+        if any(alias.lower() in rule.query.lower() for rule in rules):
+            table = build().drop_columns(["SearchKey", "_DTItemId"])
+            rows = tuple({k: str(v) for k, v in row.items()} for row in table.to_pylist())
+            out.append(
+                WatchlistData(
+                    alias, f"trustwatch {description}", key, tuple(table.column_names), rows
+                )
+            )
+    return out
 
 
 def tuning_watchlists(tuning: Tuning) -> list[WatchlistData]:
