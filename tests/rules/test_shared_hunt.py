@@ -24,6 +24,8 @@ pytestmark = needs_shared
 DOWNLOAD = "Certutil downloads a file from a URL"
 INSTALL = "Certutil adds a certificate to a Windows certificate store"
 RENAMED = "Renamed copy of certutil.exe executed"
+SIP = "SIP or trust provider registration hijacked"
+ADCS = "AD CS or OCSP server auditing, rights or configuration tampered with"
 REFERENCE = (
     "Unauthorized certificate installation in Windows certificate trust stores "
     "(specification, verbatim)"
@@ -74,6 +76,55 @@ def test_attack_records_alert(default_pack: HuntResult) -> None:
     assert panache["Evidence"][0]["RemoteIP"] == "151.101.0.133"
 
 
+def test_sip_and_ca_tampering_records_alert(default_pack: HuntResult) -> None:
+    """evtx_to_mitre_attack: the rogue SIP (records #2-#25 of ID12-13 SIP provider
+    registration.evtx) is one alert naming its DLL and six functions; the AD CS / OCSP log
+    (ID4885,4876,4877,5123,5124-ADCS PKI OCSP.evtx) alerts on each weakening change and once
+    on the backup, not on the responder's cache and thread settings (#3, #4) nor on the two
+    security settings that keep only BUILTIN\\Administrators as administrator (#2, #8)."""
+    sip = [a for a in default_pack.alerts if a["AlertName"] == SIP]
+    assert len(sip) == 1
+    row = sip[0]["Evidence"][0]
+    assert row["DeviceName"] == "win"
+    assert row["ProviderGuid"] == "{E59B6E68-3312-4738-961F-DB9405B2DDCB}"
+    assert row["ProviderDll"].endswith(r"\PoCSubjectInterfacePackage\x64\Debug\MySIP.dll")
+    assert row["ProcessPath"].lower() == r"c:\windows\system32\regsvr32.exe"
+    assert sorted(row["Functions"]) == sorted(
+        "CryptSIPDll" + f
+        for f in (
+            "PutSignedDataMsg",
+            "GetSignedDataMsg",
+            "RemoveSignedDataMsg",
+            "CreateIndirectData",
+            "VerifyIndirectData",
+            "IsMyFileType2",
+        )
+    )
+    assert {"GetLegitMSSignature", "AutoApproveHash"} <= set(row["ProviderFuncNames"])
+    ca = sorted(
+        (a["Evidence"][0]["TimeGenerated"], a["Evidence"][0]["EventID"], a["Evidence"][0]["Detail"])
+        for a in default_pack.alerts
+        if a["AlertName"] == ADCS
+    )
+    assert all(
+        a["Evidence"][0]["DeviceName"] == "cdcwpki01.rootblue.lan"
+        for a in default_pack.alerts
+        if a["AlertName"] == ADCS
+    )
+    cloneable = "administration right for ROOTBLUE\\Cloneable Domain Controllers"
+    hacker = "administration right for ROOTBLUE\\Hacker_Group"
+    assert [(event, detail) for _, event, detail in ca] == [
+        (5124, cloneable),  # 1
+        (5123, "AuditFilter = 7 (missing bits 8)"),  # 5: security changes no longer audited
+        (5123, "AuditFilter = 0 (missing bits 11)"),  # 6
+        (5124, hacker),  # 7
+        (5124, hacker),  # 9
+        (5124, hacker),  # 10
+        (4876, "completed, BackupType 1"),  # 11 + 12
+        (4885, "AuditFilter = 111 (missing bits 16)"),  # 13: CA security changes not audited
+    ]
+
+
 def test_benign_records_do_not_alert(default_pack: HuntResult) -> None:
     benign_hosts = {
         "workstation5.theshire.local",  # svchost AuthRoot update, Live ID, ProtectedRoots
@@ -90,7 +141,13 @@ def test_benign_records_do_not_alert(default_pack: HuntResult) -> None:
         assert "windows live id" not in text
         assert "-store" not in row["ProcessCommandLine"]
     names = {a["AlertName"] for a in default_pack.alerts}
-    assert names == {DOWNLOAD, INSTALL, RENAMED}  # no trust-store write, enumeration, ...
+    assert names == {
+        DOWNLOAD,
+        INSTALL,
+        RENAMED,
+        SIP,
+        ADCS,
+    }  # no trust-store write, enumeration, ...
 
 
 def test_alert_totals(default_pack: HuntResult, shared_workspace: Any) -> None:
@@ -98,13 +155,18 @@ def test_alert_totals(default_pack: HuntResult, shared_workspace: Any) -> None:
     the host. The copy there of the 4688 download carries the Windows zero time (1601-01-01): it
     is stored with an empty Timestamp and counted as untimed; no replayed run holds it, and the
     run over the rows without a time raises its alert, dated by the hunt and marked so (an
-    attacker who zeroes an event's time does not hide it). The SIP registration and AD CS logs
-    added to evtx_to_mitre_attack raise none: no rule covers SIP hijacking (T1553.003) or CA
-    audit changes."""
+    attacker who zeroes an event's time does not hide it). The files added to
+    evtx_to_mitre_attack: the SIP registration raises one alert (one rogue provider GUID, six
+    functions, all pointing at a user's MySIP.dll: sip_trust_provider_hijack); the AD CS / OCSP
+    Security log raises eight (adcs_server_tampering): the CA audit filter lowered to 111
+    (#13), the Online Responder AuditFilter set to 7 and to 0 (#5, #6), OCSP Administrator given
+    to Cloneable Domain Controllers once and to Hacker_Group three times (#1, #7, #9, #10), and
+    the CA backup (#11 started, #12 completed: one alert). Neither file is repeated in
+    extracted/, so these are not doubled."""
     by_rule = Counter(a["AlertName"] for a in default_pack.alerts)
     # downloads: panache, Hayabusa Sysmon 27, sigma direct IP and GitHub twice, the 4688 twice
-    assert by_rule == {DOWNLOAD: 10, INSTALL: 2, RENAMED: 2}
-    assert len(default_pack.alerts) == 14
+    assert by_rule == {DOWNLOAD: 10, INSTALL: 2, RENAMED: 2, SIP: 1, ADCS: 8}
+    assert len(default_pack.alerts) == 23
     assert all(not a["TimeGenerated"].startswith("16") for a in default_pack.alerts)
     untimed_alerts = [
         a for a in default_pack.alerts if "Event Time" in json.loads(a["ExtendedProperties"])
