@@ -64,7 +64,12 @@ def test_arm_templates_match_the_alert_rule_and_watchlist_schemas(rules: list[Ru
     aliases = [
         r["properties"]["displayName"] for r in pack["resources"] if r["type"] == WATCHLIST_TYPE
     ]
-    assert aliases == ["CertificateIntel", "TrustedCertificateInstallers", EXCLUSIONS_ALIAS]
+    assert aliases == [
+        "CertificateIntel",
+        "TrustedCertificateInstallers",
+        "ProtectedDomains",
+        EXCLUSIONS_ALIAS,
+    ]
     sequence = next(
         r
         for r in pack["resources"]
@@ -162,3 +167,17 @@ def test_file_names_from_rule_names_are_safe(name: str, stem: str) -> None:
 def test_clashing_names_get_distinct_stems() -> None:
     stems = unique_stems([("Same", "aaaaaaaa-1"), ("same", "bbbbbbbb-2"), ("SAME", "aaaaaaaa-3")])
     assert len(set(stems)) == 3
+
+
+def test_arm_of_the_network_pack_carries_the_lists_its_look_alike_rule_reads() -> None:
+    result = _export(load_rules(["network"]), "arm")
+    pack = json.loads(result.stdout)
+    aliases = [
+        r["properties"]["displayName"] for r in pack["resources"] if r["type"] == WATCHLIST_TYPE
+    ]
+    assert aliases[:3] == [
+        "CertificateIntel",
+        "CertificateBrands",
+        "AutomatedCertificateAuthorities",
+    ]
+    assert "ProtectedDomains" in aliases

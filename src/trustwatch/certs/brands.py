@@ -16,11 +16,14 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import pyarrow as pa
 import yaml
 
 from trustwatch import yamlio
+from trustwatch.certs.intel import WATCHLIST_NAME, watchlist_tables
+from trustwatch.ct.cas import automated_cas
 from trustwatch.errors import InputError
 
 BRANDS_WATCHLIST = "CertificateBrands"
@@ -88,8 +91,6 @@ def brands_watchlist() -> pa.Table:
 def cas_watchlist() -> pa.Table:
     """``AutomatedCertificateAuthorities``: Organisation (case-folded, as the issuer's O= is
     compared), Kind (``free`` or ``automated``), Operator, Source; SearchKey: Organisation."""
-    from trustwatch.ct.cas import automated_cas
-
     cas = sorted(automated_cas().items())
     columns = {
         "Organisation": [org for org, _ in cas],
@@ -103,3 +104,24 @@ def cas_watchlist() -> pa.Table:
 def protected_domains_watchlist() -> pa.Table:
     """``ProtectedDomains`` with no rows, for a tuning file that does not give one."""
     return _text_table(PROTECTED_WATCHLIST, {"Domain": []}, "Domain")
+
+
+BUILTIN_WATCHLISTS = (WATCHLIST_NAME, BRANDS_WATCHLIST, CAS_WATCHLIST, PROTECTED_WATCHLIST)
+
+
+def builtin_watchlist_tables(data_dir: str | Path | None = None) -> dict[str, pa.Table]:
+    """Every built-in watchlist as a catalog table (``_GetWatchlist`` names them): the
+    certificate intelligence (``data_dir``: its imported lists), the brands, the free and
+    automated CAs, and the empty protected domains a tuning file's replaces."""
+    from trustwatch.kql.compiler import WATCHLIST_PREFIX
+
+    return {**watchlist_tables(data_dir), **{WATCHLIST_PREFIX + n: t for n, t in _lists().items()}}
+
+
+@functools.cache
+def _lists() -> dict[str, pa.Table]:
+    return {
+        BRANDS_WATCHLIST: brands_watchlist(),
+        CAS_WATCHLIST: cas_watchlist(),
+        PROTECTED_WATCHLIST: protected_domains_watchlist(),
+    }

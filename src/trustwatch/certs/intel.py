@@ -430,34 +430,11 @@ def intel_watchlist(intel: Intel) -> pa.Table:
 
 
 def watchlist_tables(data_dir: str | Path | None = None) -> dict[str, pa.Table]:
-    """The built-in watchlists as catalog tables (``_GetWatchlist`` names them): the
-    certificate intelligence, and the brands, free/automated CAs and (empty) protected domains
-    that the look-alike rule reads (``trustwatch.certs.brands``)."""
+    """The certificate intelligence as a catalog table (``_GetWatchlist`` names it); every
+    built-in watchlist: ``trustwatch.certs.brands.builtin_watchlist_tables``."""
     from trustwatch.kql.compiler import WATCHLIST_PREFIX
 
-    return {
-        WATCHLIST_PREFIX + WATCHLIST_NAME: _watchlist_of(load_intel(data_dir)),
-        **{WATCHLIST_PREFIX + name: table for name, table in _brand_watchlists().items()},
-    }
-
-
-BUILTIN_WATCHLISTS = (
-    WATCHLIST_NAME,
-    "CertificateBrands",
-    "AutomatedCertificateAuthorities",
-    "ProtectedDomains",
-)
-
-
-@functools.cache
-def _brand_watchlists() -> dict[str, pa.Table]:
-    from trustwatch.certs import brands
-
-    return {
-        brands.BRANDS_WATCHLIST: brands.brands_watchlist(),
-        brands.CAS_WATCHLIST: brands.cas_watchlist(),
-        brands.PROTECTED_WATCHLIST: brands.protected_domains_watchlist(),
-    }
+    return {WATCHLIST_PREFIX + WATCHLIST_NAME: _watchlist_of(load_intel(data_dir))}
 
 
 @functools.lru_cache(maxsize=4)

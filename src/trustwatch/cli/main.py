@@ -230,10 +230,10 @@ def _builtin_watchlists(text: str) -> dict[str, Any]:
     """
     if "_GetWatchlist" not in text:
         return {}
-    from trustwatch.certs.intel import BUILTIN_WATCHLISTS, watchlist_tables
+    from trustwatch.certs.brands import BUILTIN_WATCHLISTS, builtin_watchlist_tables
 
     named = any(name.lower() in text.lower() for name in BUILTIN_WATCHLISTS)
-    return dict(watchlist_tables()) if named else {}
+    return dict(builtin_watchlist_tables()) if named else {}
 
 
 def _spark_telemetry(

@@ -98,13 +98,14 @@ class Tuning:
     watchlists: dict[str, Watchlist] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pa.Table]:
-        """Watchlists as catalog tables for ``_GetWatchlist``: the built-in CertificateIntel,
-        then the tuning file's own (which may replace it)."""
-        from trustwatch.certs.intel import watchlist_tables
+        """Watchlists as catalog tables for ``_GetWatchlist``: the built-in ones
+        (CertificateIntel, CertificateBrands, AutomatedCertificateAuthorities, an empty
+        ProtectedDomains), then the tuning file's own (which may replace them)."""
+        from trustwatch.certs.brands import builtin_watchlist_tables
         from trustwatch.kql.compiler import WATCHLIST_PREFIX
 
         own = {WATCHLIST_PREFIX + n: w.to_arrow() for n, w in self.watchlists.items()}
-        return {**watchlist_tables(), **own}
+        return {**builtin_watchlist_tables(), **own}
 
     def suppressing(
         self, rule: Rule, row: Mapping[str, Any], signers: SignerLookup | None = None
