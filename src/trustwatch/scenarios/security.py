@@ -7,8 +7,9 @@ key creations, keys only opened, writes outside the audited keys - leaves no rec
 
 Audited keys (trustwatch's assumed audit policy, deployable with Group Policy's registry
 security settings): the machine SystemCertificates and EnterpriseCertificates keys and their
-Group Policy copy. Group Policy cannot put a SACL on every user's hive, so writes to a user's
-own stores (HKCU) are not audited.
+Group Policy copy, and the SIP and trust provider registrations (Cryptography\OID\EncodingType
+0, Cryptography\Providers\Trust, native and WOW6432Node). Group Policy cannot put a SACL on every
+user's hive, so writes to a user's own stores (HKCU) are not audited.
 
 The file is what running ``evtx_dump -o jsonl`` over Security.evtx, the PowerShell Operational
 log and Application.evtx in turn prints: one compact JSON document per record, each log's
@@ -44,6 +45,11 @@ AUDITED_KEYS = (
     "HKLM\\SOFTWARE\\Microsoft\\SystemCertificates\\",
     "HKLM\\SOFTWARE\\Microsoft\\EnterpriseCertificates\\",
     "HKLM\\SOFTWARE\\Policies\\Microsoft\\SystemCertificates\\",
+    # the SIP and trust provider registrations a T1553.003 hijack rewrites
+    "HKLM\\SOFTWARE\\Microsoft\\Cryptography\\OID\\EncodingType 0\\",
+    "HKLM\\SOFTWARE\\Microsoft\\Cryptography\\Providers\\Trust\\",
+    "HKLM\\SOFTWARE\\WOW6432Node\\Microsoft\\Cryptography\\OID\\EncodingType 0\\",
+    "HKLM\\SOFTWARE\\WOW6432Node\\Microsoft\\Cryptography\\Providers\\Trust\\",
 )
 MANDATORY_LABELS = {
     "Low": "S-1-16-4096",
