@@ -19,6 +19,7 @@ from tests.deploy.replay import (
 from trustwatch.cli import deploy_cmd
 from trustwatch.cli.main import cli
 from trustwatch.deploy.rest import RestClient, Service
+from trustwatch.rules.model import load_rules
 
 RULE_FILE = str(RULES / "root_store_write.yaml")
 TUNING = str(RULES.parent / "tuning.yaml")
@@ -39,9 +40,13 @@ def test_offline_dry_run_plans_the_default_pack_without_signing_in() -> None:
     lines = out.splitlines()
     assert lines[0].startswith("target: Sentinel workspace myWorkspace")
     creates = [line for line in lines if line.strip().startswith("create")]
-    assert len(creates) == 12  # 9 rules, CertificateIntel, the tuning's 2 watchlists
+    # the default pack's rules, CertificateIntel, the shipped tuning's 3 watchlists
+    # (TrustedCertificateInstallers, ProtectedDomains, TrustwatchExclusions)
+    expected = len(load_rules(["default"])) + 1 + 3
+    assert len(creates) == expected
+    assert sum(" watchlist " in line for line in creates) == 4
     assert all(line.endswith("(not compared: no access)") for line in creates)
-    assert "plan: 12 create" in lines
+    assert f"plan: {expected} create" in lines
     assert lines[-1] == "dry run: nothing was changed (and nothing was read: --offline)"
 
 
