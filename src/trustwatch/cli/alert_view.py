@@ -95,9 +95,7 @@ def why(alert: SecurityAlert) -> str:
         return str(row["RegistryKey"])
     if row.get("FileActions") and row.get("FolderPath"):
         return str(row["FolderPath"])
-    return _first(
-        row, "ProcessCommandLine", "ScriptExcerpt", "SearchedText", "RemoteUrl", "Detail"
-    )
+    return _first(row, "ProcessCommandLine", "ScriptExcerpt", "SearchedText", "RemoteUrl", "Detail")
 
 
 COLUMNS: Mapping[str, Column] = {

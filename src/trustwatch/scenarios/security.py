@@ -7,8 +7,8 @@ key creations, keys only opened, writes outside the audited keys - leaves no rec
 
 Audited keys (trustwatch's assumed audit policy, deployable with Group Policy's registry
 security settings): the machine SystemCertificates and EnterpriseCertificates keys and their
-Group Policy copy, and the SIP and trust provider registrations (Cryptography\OID\EncodingType
-0, Cryptography\Providers\Trust, native and WOW6432Node). Group Policy cannot put a SACL on every
+Group Policy copy, and the SIP and trust provider registrations (Cryptography\\OID\\EncodingType
+0, Cryptography\\Providers\\Trust, native and WOW6432Node). Group Policy cannot put a SACL on every
 user's hive, so writes to a user's own stores (HKCU) are not audited.
 
 The file is what running ``evtx_dump -o jsonl`` over Security.evtx, the PowerShell Operational
