@@ -430,8 +430,15 @@ def _has_any_index(ec: ExprCompiler, node: ast.Call) -> Typed:
 
 @register("tohex")
 def _tohex(ec: ExprCompiler, node: ast.Call) -> Typed:
+    """``tohex(value[, minLength])``: lower-case hex, zero-padded on the left to minLength
+    (at most 16; a longer hex text is kept whole), as Kusto's ``tohex`` documents."""
     args = ec.args(node, 1, 2)
-    return Typed(func("lower", func("hex", args[0].sql)), "string")
+    digits = func("lower", func("hex", args[0].sql))
+    if len(args) == 1:
+        return Typed(digits, "string")
+    width = func("least", args[1].sql, exp.Literal.number(16))
+    padded = exp.cast(func("greatest", func("length", digits.copy()), width), "int")
+    return Typed(func("lpad", digits.copy(), padded, lit_string("0")), "string")
 
 
 @register("hextolong")
