@@ -45,6 +45,14 @@ from trustwatch.rules.tuning import Tuning
         ("DeviceProcessEvents | where A == 1; DeviceEvents | where B == 1", None),
         ("DeviceProcessEvents | where __tw_r0 == 1", None),  # names a hidden column
         ("DeviceProcessEvents | where __TW_time > 0", None),
+        # columns computed for the predicates and dropped again (converted Sigma registry rules)
+        ("T | extend C = strcat(A, B) | where C == 'x' | project-away C", "T"),
+        ("T | extend C = 1 | extend D = C | where D == 1 | project-away D, C", "T"),
+        ("T | extend C = strcat(A, B) | where C == 'x'", None),  # C stays in the rows
+        ("T | extend C = 1, D = 2 | where C == 1 | project-away C", None),
+        ("T | extend C = 1 | where C == 1 | project-away C*", None),
+        ("T | extend C = 1 | where C in ((U | project C)) | project-away C", None),
+        ("T | extend C = 1 | project-away C", None),  # no where
     ],
     ids=str,
 )
@@ -55,6 +63,21 @@ def test_filter_queries_are_recognised(query: str, table: str | None) -> None:
 def test_the_predicate_is_the_and_of_the_wheres() -> None:
     tree = parse_query("T | where A == 1 | where B == 2 | where C == 3")
     (where,) = parse_query("T | where A == 1 and B == 2 and C == 3").body[0].ops  # type: ignore[attr-defined]
+    assert fusion.predicate(tree) == where.predicate
+
+
+def test_computed_columns_are_put_in_their_place() -> None:
+    tree = parse_query(
+        "T | extend C = strcat(A, 'x'), D = toupper(C) | where D == 'AX' | where C != B"
+        " | project-away C, D"
+    )
+    (where,) = (
+        parse_query(  # type: ignore[attr-defined]
+            "T | where toupper(strcat(A, 'x')) == 'AX' and strcat(A, 'x') != B"
+        )
+        .body[0]
+        .ops
+    )
     assert fusion.predicate(tree) == where.predicate
 
 
@@ -163,6 +186,8 @@ FILTERS = {
     "empty": 'DeviceProcessEvents | where isempty(ProcessCommandLine) or FileName == "none"',
     "never": 'DeviceProcessEvents | where FileName == "no such file"',
     "enc": 'DeviceProcessEvents | where ProcessCommandLine matches regex @"-enc\\s+\\S+"',
+    "computed": "DeviceProcessEvents | extend Line = strcat(FileName, ' ', ProcessCommandLine)"
+    " | where Line startswith 'certutil.exe certutil' | project-away Line",
 }
 OTHERS = {  # not filters: each evaluated on its own whatever happens
     "projected": 'DeviceProcessEvents | where FileName =~ "cmd.exe" | project DeviceName',

@@ -15,35 +15,46 @@ once per row for every predicate that folds it (``semantics.unfold``, and the AS
 of non-ASCII needles), below an optimisation barrier. A rule's rows
 are then those whose flag is true (a NULL predicate, as in ``where``, keeps no row), in the
 order of the scan, the flag columns left out: the rows its own evaluation returns.
+
+A filter may also compute columns for its predicates and drop them again -
+``T | extend C = E | where P | project-away C``, as converted Sigma registry rules compute
+Sysmon's ``TargetObject`` (``sigma.pipeline``): its rows are the table's rows for which ``P``
+holds with each ``C`` replaced by its ``E``, and that is the predicate fused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import TypeVar, cast
 
 from sqlglot import exp
 
-from trustwatch.kql import ast
+from trustwatch.kql import ast, deep
 from trustwatch.kql.semantics import fold_column_sql, fold_sql, unfold
 
 FLAG = "__tw_r"  # rule i's predicate: column __tw_r<i>
 FOLD = "__tw_rfold"  # a column's case fold, shared by the predicates: __tw_rfold<j>
 _FLAGGED = "__tw_flagged"  # the SELECT computing the flags, filtered on them
 _RESERVED = "__tw_"  # names trustwatch's rewrites add; a query naming one is not fused
+_E = TypeVar("_E", bound=ast.Node)
 
 
 def filter_table(query: ast.Query) -> str | None:
     """The table of a filter query ``T | where P1 [| where P2 ...]``; None for anything else.
 
     No ``let``, one tabular statement, a plain table reference as its source, only ``where``
-    stages, and no name that trustwatch's hidden columns use.
+    stages, and no name that trustwatch's hidden columns use. The ``where`` stages may follow
+    ``extend`` stages of named scalar columns, then only when a last ``project-away`` drops
+    exactly those columns and no predicate holds a subquery or a lambda (:func:`predicate`
+    puts each column's expression in its place).
     """
     if query.lets or len(query.body) != 1:
         return None
     body = query.body[0]
     if not isinstance(body, ast.Pipeline) or not isinstance(body.source, ast.TableRef):
         return None
-    if not body.ops or not all(isinstance(op, ast.Where) for op in body.ops):
+    if _parts(body.ops) is None:
         return None
     for node in query.walk():
         if isinstance(node, ast.Name) and node.name.lower().startswith(_RESERVED):
@@ -51,11 +62,70 @@ def filter_table(query: ast.Query) -> str | None:
     return body.source.name
 
 
+def _parts(
+    ops: Sequence[ast.PipeOp],
+) -> tuple[list[ast.Assignment], list[ast.Where]] | None:
+    """A filter's computed columns (in order) and its ``where`` stages; None: not a filter."""
+    columns: list[ast.Assignment] = []
+    rest = list(ops)
+    while rest and isinstance(rest[0], ast.Extend):
+        extend = rest.pop(0)
+        assert isinstance(extend, ast.Extend)
+        columns += extend.items
+    if columns:
+        last = rest.pop() if rest else None
+        names = [a.name or "" for a in columns]
+        if not isinstance(last, ast.ProjectAway) or any(a.names or not a.name for a in columns):
+            return None
+        if sorted(p.pattern for p in last.patterns) != sorted(set(names)) or "*" in "".join(
+            p.pattern for p in last.patterns
+        ):
+            return None
+    wheres = [op for op in rest if isinstance(op, ast.Where)]
+    if not wheres or len(wheres) != len(rest):
+        return None
+    if columns:
+        for node in (n for op in [*columns, *wheres] for n in op.walk()):
+            if isinstance(node, ast.TabularExpr | ast.Lambda):
+                return None
+    return columns, wheres
+
+
 def predicate(query: ast.Query) -> ast.Expr:
-    """The ``and`` of a filter query's ``where`` predicates (see :func:`filter_table`)."""
+    """The ``and`` of a filter query's ``where`` predicates (see :func:`filter_table`), each
+    computed column replaced by its expression."""
     body = query.body[0]
     assert isinstance(body, ast.Pipeline)
-    return ast.logic_chain("and", [op.predicate for op in body.ops if isinstance(op, ast.Where)])
+    parts = _parts(body.ops)
+    assert parts is not None
+    columns, wheres = parts
+    combined = ast.logic_chain("and", [op.predicate for op in wheres])
+    if not columns:
+        return combined
+    defined: dict[str, ast.Expr] = {}
+    for column in columns:
+        assert column.name is not None
+        defined[column.name] = deep.call(_substitute, column.expr, dict(defined))
+    substituted: ast.Expr = deep.call(_substitute, combined, defined)
+    return substituted
+
+
+def _substitute(node: _E, defined: dict[str, ast.Expr]) -> _E:
+    """``node`` with each :class:`ast.Name` that ``defined`` names replaced by its expression."""
+    if isinstance(node, ast.Name) and node.name in defined:
+        return cast(_E, defined[node.name])
+    changes: dict[str, object] = {}
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if isinstance(value, ast.Node):
+            new: object = _substitute(value, defined)
+        elif isinstance(value, tuple) and any(isinstance(v, ast.Node) for v in value):
+            new = tuple(_substitute(v, defined) if isinstance(v, ast.Node) else v for v in value)
+        else:
+            continue
+        if new is not value:
+            changes[f.name] = new
+    return dataclasses.replace(node, **changes) if changes else node  # type: ignore[arg-type]
 
 
 def flags(count: int) -> list[str]:

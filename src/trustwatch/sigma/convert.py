@@ -2,7 +2,8 @@
 
 Each file is read through trustwatch's YAML limits (size, alias expansion) before pySigma
 parses it, then every rule in it is converted with ``pySigma-backend-kusto`` and its Microsoft
-XDR pipeline (``sigma.pipelines.microsoftxdr``). What a file converts to - each rule's metadata
+XDR pipeline (``sigma.pipelines.microsoftxdr``), in which :mod:`trustwatch.sigma.pipeline` keeps
+Sysmon's registry fields ``TargetObject`` and ``Details`` as Sigma means them. What a file converts to - each rule's metadata
 and query, or why it could not be converted - is kept by :mod:`trustwatch.compiled`, keyed by
 the file's text and the pySigma, backend and pipeline versions: a hunt after the first one
 reads no Sigma YAML with pySigma at all.
@@ -26,6 +27,7 @@ import yaml
 
 from trustwatch import compiled, limits, yamlio
 from trustwatch.errors import RuleFileError
+from trustwatch.sigma import pipeline
 
 SUFFIXES = (".yml", ".yaml")
 Stage = Literal["read", "convert", "compile"]
@@ -220,12 +222,11 @@ def versions() -> tuple[str, ...]:
 
 @cache
 def _backend() -> Any:
-    """The Kusto backend with the Microsoft XDR pipeline (pySigma imported on first use)."""
+    """The Kusto backend with trustwatch's pipeline: Microsoft XDR's, Sysmon's registry fields
+    kept (:mod:`trustwatch.sigma.pipeline`). pySigma is imported on first use."""
     from sigma.backends.kusto.kusto import KustoBackend
-    from sigma.pipelines.microsoftxdr.microsoftxdr import microsoft_xdr_pipeline
 
-    pipeline: Any = microsoft_xdr_pipeline()  # typed dict[str, Any] by the backend, wrongly
-    return KustoBackend(processing_pipeline=pipeline)
+    return KustoBackend(processing_pipeline=pipeline.pipeline())
 
 
 def _convert_text(text: str) -> str:

@@ -1,0 +1,141 @@
+"""trustwatch's pySigma pipeline: Microsoft XDR's, with Sysmon's registry fields kept.
+
+Sigma's registry rules are written against Sysmon's fields: ``TargetObject`` is the key *and*
+the value name (``HKLM\\...\\ProcDump\\EulaAccepted``, ``...\\command\\(Default)``), ``Details``
+the data as Sysmon prints it (``DWORD (0x00000001)``, ``QWORD (0x...-0x...)``, ``(Empty)``,
+``Binary Data``). Defender's ``DeviceRegistryEvents`` - and trustwatch's ingest, which writes
+Sysmon registry events the Defender way (docs/ingest.md, "Key and value apart") - keeps the key
+in ``RegistryKey`` (``HKEY_LOCAL_MACHINE\\...``), the value name in ``RegistryValueName`` (empty
+for the default value) and the data as ``1`` or ``""``. The Microsoft XDR pipeline maps
+``TargetObject`` to ``RegistryKey`` and ``Details`` to ``RegistryValueData`` unchanged, so a
+converted rule naming a value, or data, matches nothing there.
+
+Here the two fields stay Sysmon's: a registry rule reading them is converted to
+
+    DeviceRegistryEvents
+    | extend TargetObject = <Sysmon's TargetObject from the Defender columns>
+    | where TargetObject endswith "\\\\EulaAccepted"
+    | project-away TargetObject
+
+the conditions unchanged from the rule (no hive rewriting of the values either: the column is
+rebuilt in Sysmon's ``HKLM``/``HKU`` form), the result the table's own columns. The ``extend``
+is plain KQL, so the query runs as it is in Defender XDR and Sentinel; ``rules.fusion`` inlines
+it into the predicate when rules over one table are evaluated together. The expressions are
+:data:`SYSMON_COLUMNS`; docs/sigma.md ("Registry rules") says why and what they cover.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+TABLE = "DeviceRegistryEvents"
+
+# Sysmon's TargetObject: the key in Sysmon's hive form (HKEY_LOCAL_MACHINE\ -> HKLM\, Defender's
+# per-user HKEY_CURRENT_USER\<SID>\ and HKEY_USERS\ -> HKU\) and, for a value event, "\" and
+# the value's name ("(Default)" for the default value, which Defender and ingest keep as an
+# empty name). A key rename's is its new key (Sysmon logs the old one; no rule converts that
+# reads it: the rename rules also read NewName, which the XDR pipeline does not map).
+TARGET_OBJECT = (
+    "strcat(case("
+    'RegistryKey startswith "HKEY_LOCAL_MACHINE\\\\", strcat("HKLM", substring(RegistryKey, 18)), '
+    'RegistryKey startswith "HKEY_CURRENT_USER\\\\", strcat("HKU", substring(RegistryKey, 17)), '
+    'RegistryKey startswith "HKEY_USERS\\\\", strcat("HKU", substring(RegistryKey, 10)), '
+    "RegistryKey), "
+    'iff(ActionType in ("RegistryValueSet", "RegistryValueDeleted"), '
+    'strcat("\\\\", iff(isempty(RegistryValueName), "(Default)", RegistryValueName)), ""))'
+)
+
+# Sysmon's Details (only a value set has one): DWORD and QWORD data as Sysmon prints them (in
+# hexadecimal, the QWORD's high and low halves apart), "Binary Data" (Sysmon does not log the
+# bytes), "(Empty)" for empty data, anything else as it is
+DETAILS = (
+    'iff(ActionType != "RegistryValueSet", "", case('
+    'RegistryValueType =~ "Dword" and isnotnull(tolong(RegistryValueData)), '
+    'strcat("DWORD (0x", tohex(tolong(RegistryValueData), 8), ")"), '
+    'RegistryValueType =~ "QWord" and isnotnull(tolong(RegistryValueData)), '
+    'strcat("QWORD (0x", substring(tohex(tolong(RegistryValueData), 16), 0, 8), "-0x", '
+    'substring(tohex(tolong(RegistryValueData), 16), 8, 8), ")"), '
+    'RegistryValueType =~ "Binary", "Binary Data", '
+    'isempty(RegistryValueData), "(Empty)", '
+    "RegistryValueData))"
+)
+
+SYSMON_COLUMNS: dict[str, str] = {"TargetObject": TARGET_OBJECT, "Details": DETAILS}
+_MAPPING_ITEM = "microsoft_xdr_table_fieldmappings"  # the XDR item mapping fields per table
+
+
+def pipeline() -> Any:
+    """The Microsoft XDR pipeline, its table mapping leaving ``TargetObject`` and ``Details``
+    alone (only DeviceRegistryEvents maps them), and the registry rules' ``extend``."""
+    from sigma.pipelines.kusto_common.transformations import DynamicFieldMappingTransformation
+    from sigma.pipelines.microsoftxdr.mappings import MICROSOFT_XDR_FIELD_MAPPINGS
+    from sigma.pipelines.microsoftxdr.microsoftxdr import microsoft_xdr_pipeline
+    from sigma.processing.conditions import ExcludeFieldCondition
+    from sigma.processing.pipeline import ProcessingItem, QueryPostprocessingItem
+
+    xdr: Any = microsoft_xdr_pipeline()  # typed dict[str, Any] by the backend, wrongly
+    found = [i for i, item in enumerate(xdr.items) if item.identifier == _MAPPING_ITEM]
+    if len(found) != 1 or xdr.items[found[0]].field_name_conditions:
+        raise RuntimeError(f"the Microsoft XDR pipeline's '{_MAPPING_ITEM}' is not as expected")
+    mapping = ProcessingItem(
+        identifier=_MAPPING_ITEM,
+        transformation=DynamicFieldMappingTransformation(MICROSOFT_XDR_FIELD_MAPPINGS),
+        field_name_conditions=[ExcludeFieldCondition(list(SYSMON_COLUMNS))],
+    )
+    extend = QueryPostprocessingItem(
+        identifier="trustwatch_sysmon_registry_columns",
+        transformation=_sysmon_columns_transformation(),
+    )
+    for item in (mapping, extend):
+        item.set_pipeline(xdr)
+    xdr.items[found[0]] = mapping
+    xdr.postprocessing_items.append(extend)  # after the XDR item that writes "T | where"
+    xdr.name = f"{xdr.name}; trustwatch: Sysmon's TargetObject and Details on {TABLE}"
+    return xdr
+
+
+def with_sysmon_columns(query: str, fields: set[str]) -> str:
+    """``TABLE\\n| where P`` (the XDR pipeline's query) with the Sysmon columns ``P`` reads
+    computed before it and dropped after it."""
+    used = [name for name in SYSMON_COLUMNS if name in fields]
+    head = f"{TABLE}\n| where "
+    if not used or not query.startswith(head):
+        return query
+    extend = ", ".join(f"{name} = {SYSMON_COLUMNS[name]}" for name in used)
+    where = query[len(head) :]
+    return f"{TABLE}\n| extend {extend}\n| where {where}\n| project-away {', '.join(used)}"
+
+
+def rule_fields(rule: Any) -> set[str]:
+    """The field names a (processed) Sigma rule's detections compare."""
+    return {name for name in _fields(rule) if name}
+
+
+def _fields(rule: Any) -> Iterator[str | None]:
+    from sigma.rule import SigmaDetection
+
+    stack: list[Any] = list(rule.detection.detections.values())
+    while stack:
+        node = stack.pop()
+        if isinstance(node, SigmaDetection):
+            stack.extend(node.detection_items)
+        else:
+            yield node.field
+
+
+def _sysmon_columns_transformation() -> Any:
+    from sigma.processing.postprocessing import QueryPostprocessingTransformation
+
+    class SysmonRegistryColumns(QueryPostprocessingTransformation):
+        """Adds the ``extend`` of the Sysmon columns a DeviceRegistryEvents query reads."""
+
+        def apply(self, rule: Any, query: Any) -> Any:
+            super().apply(rule, query)
+            if self._pipeline is None or self._pipeline.state.get("query_table") != TABLE:
+                return query
+            if not isinstance(query, str):
+                return query
+            return with_sysmon_columns(query, rule_fields(rule))
+
+    return SysmonRegistryColumns()
