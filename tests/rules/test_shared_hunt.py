@@ -26,6 +26,9 @@ INSTALL = "Certutil adds a certificate to a Windows certificate store"
 RENAMED = "Renamed copy of certutil.exe executed"
 SIP = "SIP or trust provider registration hijacked"
 ADCS = "AD CS or OCSP server auditing, rights or configuration tampered with"
+PRIVATE_KEY = (
+    "Certificate private key exported or accessed with certutil, PowerShell, Mimikatz or cryptext"
+)
 REFERENCE = (
     "Unauthorized certificate installation in Windows certificate trust stores "
     "(specification, verbatim)"
@@ -125,6 +128,27 @@ def test_sip_and_ca_tampering_records_alert(default_pack: HuntResult) -> None:
     ]
 
 
+def test_private_key_records_alert(default_pack: HuntResult) -> None:
+    """T1552.004 (private_key_export): SigmaHQ's certutil_export_pfx regression record and every
+    key-related process of Splunk's certutil_exe_certificate_extraction set (win-dc-791937): twelve
+    certutil -exportPFX / -privatekey runs, the three cryptext.dll,CryptExtAddPFX wizards and four
+    certutil reads of powershellcert.pfx (one with -p password1234); notepad opening the .pfx does
+    not alert. Sysmon 1 and Security 4688 record each of those processes: one alert each."""
+    rows = [a["Evidence"][0] for a in default_pack.alerts if a["AlertName"] == PRIVATE_KEY]
+    on_device = [r for r in rows if r["DeviceName"]]
+    assert Counter((r["DeviceName"], r["Method"]) for r in on_device) == {
+        ("win-dc-791937.attackrange.local", "certutil -exportPFX"): 11,
+        ("win-dc-791937.attackrange.local", "certutil -privatekey"): 1,
+        ("win-dc-791937.attackrange.local", "rundll32 cryptext.dll,CryptExtAddPFX"): 3,
+        ("win-dc-791937.attackrange.local", "certutil read a key container"): 3,
+        ("win-dc-791937.attackrange.local", "certutil opened a key container with its password"): 1,
+        ("ar-win-dc.attackrange.local", "certutil -exportPFX"): 1,
+    }
+    assert all("notepad" not in r["ProcessCommandLine"].lower() for r in rows)
+    sigma = next(r for r in on_device if r["DeviceName"] == "ar-win-dc.attackrange.local")
+    assert sigma["AlertSeverity"] == "High" and sigma["KeyFile"] == "c:\\cert.pfx"
+
+
 def test_benign_records_do_not_alert(default_pack: HuntResult) -> None:
     benign_hosts = {
         "workstation5.theshire.local",  # svchost AuthRoot update, Live ID, ProtectedRoots
@@ -147,6 +171,7 @@ def test_benign_records_do_not_alert(default_pack: HuntResult) -> None:
         RENAMED,
         SIP,
         ADCS,
+        PRIVATE_KEY,
     }  # no trust-store write, enumeration, ...
 
 
@@ -162,11 +187,14 @@ def test_alert_totals(default_pack: HuntResult, shared_workspace: Any) -> None:
     (#13), the Online Responder AuditFilter set to 7 and to 0 (#5, #6), OCSP Administrator given
     to Cloneable Domain Controllers once and to Hacker_Group three times (#1, #7, #9, #10), and
     the CA backup (#11 started, #12 completed: one alert). Neither file is repeated in
-    extracted/, so these are not doubled."""
+    extracted/, so these are not doubled. private_key_export raises 40: the 20 key-related
+    processes of test_private_key_records_alert (19 from Splunk's T1552.004 set, 1 SigmaHQ
+    certutil -exportPFX record), each once on its device (Sysmon 1 and Security 4688 of one
+    process are one alert) and once from its host-less copy in extracted/."""
     by_rule = Counter(a["AlertName"] for a in default_pack.alerts)
     # downloads: panache, Hayabusa Sysmon 27, sigma direct IP and GitHub twice, the 4688 twice
-    assert by_rule == {DOWNLOAD: 10, INSTALL: 2, RENAMED: 2, SIP: 1, ADCS: 8}
-    assert len(default_pack.alerts) == 23
+    assert by_rule == {DOWNLOAD: 10, INSTALL: 2, RENAMED: 2, SIP: 1, ADCS: 8, PRIVATE_KEY: 40}
+    assert len(default_pack.alerts) == 63
     assert all(not a["TimeGenerated"].startswith("16") for a in default_pack.alerts)
     untimed_alerts = [
         a for a in default_pack.alerts if "Event Time" in json.loads(a["ExtendedProperties"])
