@@ -3,10 +3,10 @@
 Each file is read through trustwatch's YAML limits (size, alias expansion) before pySigma
 parses it, then every rule in it is converted with ``pySigma-backend-kusto`` and its Microsoft
 XDR pipeline (``sigma.pipelines.microsoftxdr``), in which :mod:`trustwatch.sigma.pipeline` keeps
-Sysmon's registry fields ``TargetObject`` and ``Details`` as Sigma means them. What a file converts to - each rule's metadata
-and query, or why it could not be converted - is kept by :mod:`trustwatch.compiled`, keyed by
-the file's text and the pySigma, backend and pipeline versions: a hunt after the first one
-reads no Sigma YAML with pySigma at all.
+Sysmon's registry fields ``TargetObject`` and ``Details`` as Sigma means them. What a file
+converts to - each rule's metadata and query, or why it could not be converted - is kept by
+:mod:`trustwatch.compiled`, keyed by the file's text and the pySigma, backend and pipeline
+versions: a hunt after the first one reads no Sigma YAML with pySigma at all.
 
 A rule that does not convert is never dropped in silence: it becomes a :class:`Failure` with a
 short ``reason`` (the same for every rule failing the same way, so failures can be counted by
