@@ -283,7 +283,7 @@ def _extracting(name: str) -> Rewrite:
 
 
 # DuckDB list functions whose result holds elements of their first argument
-_SAME_ELEMENTS = {"list_distinct", "list_sort", "list_filter"}
+_SAME_ELEMENTS = {"list_distinct", "list_sort", "list_filter", "list_slice"}
 
 
 def _is_json_list(node: exp.Expr) -> bool:
@@ -642,6 +642,18 @@ def _date_diff(args: list[exp.Expr]) -> exp.Expr:
     raise UnsupportedKql(f"not supported on the spark engine: date_diff of {part.sql()}")
 
 
+def _list_slice(args: list[exp.Expr]) -> exp.Expr:
+    """DuckDB's ``list_slice(l, a, b)`` (1-based, both ends in) as Spark's ``slice(l, a, n)``
+    (``n`` elements from ``a``): the first ``maxSize`` of a make_list / make_set."""
+    if len(args) != 3:
+        raise UnsupportedKql("not supported on the spark engine: list_slice with a step")
+    items, start, end = args
+    length = exp.Add(
+        this=exp.Sub(this=end, expression=start.copy()), expression=exp.Literal.number(1)
+    )
+    return call("slice", items, start, exp.Paren(this=length))
+
+
 REWRITES: dict[str, Rewrite] = {
     # strings
     "contains": _same("contains"),
@@ -706,6 +718,7 @@ REWRITES: dict[str, Rewrite] = {
     "list_value": _renamed("array"),
     "list_contains": _renamed("array_contains"),
     "list_distinct": _renamed("array_distinct"),
+    "list_slice": _list_slice,
     "list_sort": _list_sort,
     "list_concat": _list_concat,
     "generate_series": _sequence,

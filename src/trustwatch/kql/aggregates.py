@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from trustwatch.kql.expressions import ExprCompiler
 
 AggHandler = Callable[["ExprCompiler", ast.Call], Typed]
+DEPRECATED_MAX_SIZE = 128  # makeset()/makelist(): the deprecated aliases' default maxSize
 AGGREGATES: dict[str, AggHandler] = {}
 
 # Aggregates that produce several columns; compiled by the summarize operator itself.
@@ -49,8 +50,10 @@ DEFAULT_PREFIX = {
     "minif": "minif_",
     "maxif": "maxif_",
     "make_set": "set_",
+    "makeset": "set_",
     "make_set_if": "set_",
     "make_list": "list_",
+    "makelist": "list_",
     "make_list_if": "list_",
     "make_bag": "bag_",
     "make_bag_if": "bag_",
@@ -201,7 +204,10 @@ def _json_element(t: Typed) -> exp.Expr:
     return func("to_json", t.sql)
 
 
-def _make_list(distinct: bool, with_predicate: bool) -> AggHandler:
+def _make_list(distinct: bool, with_predicate: bool, default_size: int | None = None) -> AggHandler:
+    """make_set / make_list and their _if forms; ``default_size``: the deprecated aliases'
+    (makeset, makelist) default maxSize, 128 where the new names have none."""
+
     def handler(ec: ExprCompiler, node: ast.Call) -> Typed:
         low = 2 if with_predicate else 1
         args = _args(ec, node, low, low + 1)
@@ -237,9 +243,11 @@ def _make_list(distinct: bool, with_predicate: bool) -> AggHandler:
         else:
             agg = _filter(exp.ArrayAgg(this=element), cond)
         lst: exp.Expr = exp.Coalesce(this=agg, expressions=[func("list_value")])
-        limit = args[low] if len(args) > low else None
+        limit = args[low].sql if len(args) > low else None
+        if limit is None and default_size is not None:
+            limit = exp.Literal.number(default_size)
         if limit is not None:
-            lst = func("list_slice", lst, exp.Literal.number(1), limit.sql)
+            lst = func("list_slice", lst, exp.Literal.number(1), limit)
         return Typed(func("to_json", lst), "dynamic")
 
     return handler
@@ -252,6 +260,11 @@ AGGREGATES.update(
         "make_list": _make_list(False, False),
         "make_list_if": _make_list(False, True),
         "make_list_with_nulls": _make_list(False, False),
+        # deprecated aliases Kusto still accepts, with their own default maxSize of 128:
+        # https://learn.microsoft.com/kusto/query/make-list-aggregation-function (makelist),
+        # https://learn.microsoft.com/kusto/query/make-set-aggregation-function (makeset)
+        "makeset": _make_list(True, False, DEPRECATED_MAX_SIZE),
+        "makelist": _make_list(False, False, DEPRECATED_MAX_SIZE),
     }
 )
 

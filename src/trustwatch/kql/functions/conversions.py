@@ -276,7 +276,7 @@ def _toguid(ec: ExprCompiler, node: ast.Call) -> Typed:
     return Typed(exp.Case(ifs=[exp.If(this=valid, true=canonical)]), "guid")
 
 
-@register("parse_json", "todynamic", "toobject", "parse_xml_json")
+@register("parse_json", "parsejson", "todynamic", "toobject", "parse_xml_json")
 def _parse_json(ec: ExprCompiler, node: ast.Call) -> Typed:
     (arg,) = ec.args(node, 1)
     if arg.type == "dynamic":

@@ -237,7 +237,7 @@ def _extract(ec: ExprCompiler, node: ast.Call) -> Typed:
     return Typed(not_null_string(value), "string")
 
 
-@register("extract_all")
+@register("extract_all", "extractall")
 def _extract_all(ec: ExprCompiler, node: ast.Call) -> Typed:
     args = ec.args(node, 2, 3)
     regex = args[0]

@@ -39,6 +39,7 @@ _NAME_THROUGH = frozenset(
         "totimespan",
         "todynamic",
         "parse_json",
+        "parsejson",
         "bin",
         "floor",
         "todecimal",
