@@ -81,6 +81,23 @@ def test_computed_columns_are_put_in_their_place() -> None:
     assert fusion.predicate(tree) == where.predicate
 
 
+def test_columns_computed_alike_are_computed_once() -> None:
+    a = parse_query("T | extend C = strcat(A, 'x') | where C == 'ax' | project-away C")
+    b = parse_query("T | extend C = strcat(A, 'x'), D = 1 | where D == C | project-away C, D")
+    plain = parse_query("T | where A == 'a'")
+    shared = fusion.shared_columns([a, b, plain], taken={"A", "B"})
+    assert [c.name for c in shared or []] == ["C", "D"]
+    assert (
+        fusion.predicate(a, inline=False)
+        == parse_query("T | where C == 'ax'").body[0].ops[0].predicate
+    )  # type: ignore[attr-defined]
+    other = parse_query("T | extend C = strcat(A, 'y') | where C == 'ay' | project-away C")
+    assert fusion.shared_columns([a, other], taken=set()) is None  # C defined two ways
+    assert fusion.shared_columns([a], taken={"C"}) is None  # C is a column a rule returns
+    chained = parse_query("T | extend C = 1, D = C | where D == 1 | project-away C, D")
+    assert fusion.shared_columns([chained], taken=set()) is None  # D reads C
+
+
 # --- the shared case fold ---------------------------------------------------------------------
 
 VALUES = ["CertUtil.EXE", "certutil.exe", "\u212aERBEROS", "\u0130STANBUL", "", None, "x"]
@@ -285,7 +302,7 @@ def test_a_rule_whose_fused_query_does_not_compile_runs_alone(
     rules = rules_in(tmp_path, FILTERS)
     original = Hunter._fused_sql
 
-    def refuse(self: Hunter, table: str, predicates: list[ast.Expr]) -> dict[str, Any]:
+    def refuse(self: Hunter, table: str, predicates: list[ast.Expr], *rest: Any) -> dict[str, Any]:
         # the "never" rules' predicate stands for one the fused query cannot compile
         if any(
             isinstance(node, ast.Literal) and node.value == "no such file"
@@ -293,7 +310,7 @@ def test_a_rule_whose_fused_query_does_not_compile_runs_alone(
             for node in pred.walk()
         ):
             raise KqlSemanticError("cannot fuse this one")
-        return original(self, table, predicates)
+        return original(self, table, predicates, *rest)
 
     monkeypatch.setattr(Hunter, "_fused_sql", refuse)
     calls = spy_fused(monkeypatch)

@@ -19,13 +19,16 @@ order of the scan, the flag columns left out: the rows its own evaluation return
 A filter may also compute columns for its predicates and drop them again -
 ``T | extend C = E | where P | project-away C``, as converted Sigma registry rules compute
 Sysmon's ``TargetObject`` (``sigma.pipeline``): its rows are the table's rows for which ``P``
-holds with each ``C`` replaced by its ``E``, and that is the predicate fused.
+holds with each ``C`` replaced by its ``E``. When the rules of one fused query define each such
+column alike (:func:`shared_columns`), the flagged query computes it once for them all
+(``T | extend C = E | extend __tw_r0 = (P0), ... | project-away C``), and its case fold is
+shared like a column's; otherwise each predicate takes ``E`` in ``C``'s place.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TypeVar, cast
 
 from sqlglot import exp
@@ -91,16 +94,17 @@ def _parts(
     return columns, wheres
 
 
-def predicate(query: ast.Query) -> ast.Expr:
+def predicate(query: ast.Query, *, inline: bool = True) -> ast.Expr:
     """The ``and`` of a filter query's ``where`` predicates (see :func:`filter_table`), each
-    computed column replaced by its expression."""
+    computed column replaced by its expression (``inline=False``: left as the column, for a
+    flagged query that computes it: :func:`shared_columns`)."""
     body = query.body[0]
     assert isinstance(body, ast.Pipeline)
     parts = _parts(body.ops)
     assert parts is not None
     columns, wheres = parts
     combined = ast.logic_chain("and", [op.predicate for op in wheres])
-    if not columns:
+    if not columns or not inline:
         return combined
     defined: dict[str, ast.Expr] = {}
     for column in columns:
@@ -128,18 +132,52 @@ def _substitute(node: _E, defined: dict[str, ast.Expr]) -> _E:
     return dataclasses.replace(node, **changes) if changes else node  # type: ignore[arg-type]
 
 
+def shared_columns(
+    queries: Sequence[ast.Query], taken: Collection[str]
+) -> list[ast.Assignment] | None:
+    """The columns the filters compute, when one ``extend`` before all the flags can compute
+    them for every rule: each name defined alike wherever it is defined, from the table's
+    columns only, and none a column any of the rules returns (``taken``). None otherwise: the
+    predicates then take each column's expression in its place (:func:`predicate`)."""
+    defined: dict[str, ast.Assignment] = {}
+    for query in queries:
+        body = query.body[0]
+        assert isinstance(body, ast.Pipeline)
+        parts = _parts(body.ops)
+        assert parts is not None
+        for column in parts[0]:
+            assert column.name is not None
+            if column.name in taken:
+                return None
+            if defined.setdefault(column.name, column).expr != column.expr:
+                return None
+    names = set(defined)
+    for column in defined.values():
+        if any(isinstance(n, ast.Name) and n.name in names for n in column.expr.walk()):
+            return None
+    return list(defined.values())
+
+
 def flags(count: int) -> list[str]:
     """The flag column of each of ``count`` fused rules."""
     return [f"{FLAG}{i}" for i in range(count)]
 
 
-def flagged_query(table: str, predicates: Sequence[ast.Expr]) -> ast.Query:
-    """``table | extend __tw_r0 = P0, ...``: every row, with each rule's predicate as a flag."""
+def flagged_query(
+    table: str, predicates: Sequence[ast.Expr], columns: Sequence[ast.Assignment] = ()
+) -> ast.Query:
+    """``table | extend __tw_r0 = P0, ...``: every row, with each rule's predicate as a flag;
+    with ``columns`` (:func:`shared_columns`), ``table | extend C = E, ... | extend __tw_r0 =
+    P0, ... | project-away C, ...``: the columns computed once for every predicate."""
     items = tuple(
         ast.Assignment(name=name, expr=pred)
         for name, pred in zip(flags(len(predicates)), predicates, strict=True)
     )
-    pipeline = ast.Pipeline(source=ast.TableRef(name=table), ops=(ast.Extend(items=items),))
+    ops: list[ast.PipeOp] = [ast.Extend(items=items)]
+    if columns:
+        away = tuple(ast.ColumnPattern(pattern=c.name or "") for c in columns)
+        ops = [ast.Extend(items=tuple(columns)), *ops, ast.ProjectAway(patterns=away)]
+    pipeline = ast.Pipeline(source=ast.TableRef(name=table), ops=tuple(ops))
     return ast.Query(lets=(), body=(pipeline,))
 
 

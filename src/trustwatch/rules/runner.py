@@ -356,17 +356,17 @@ class Hunter:
         A set of rules whose fused query does not compile is split in two, down to single
         rules, which are left out (evaluated on their own).
         """
-        predicates = [
-            fusion.predicate(parse_query(item.source.text, item.source.name)) for item in chunk
-        ]
+        trees = [parse_query(item.source.text, item.source.name) for item in chunk]
+        taken = {name for item in chunk for name, _ in item.columns}
+        columns = fusion.shared_columns(trees, taken) or []
+        predicates = [fusion.predicate(tree, inline=not columns) for tree in trees]
         parts: list[dict[str, Any]] = []
         pending = [list(range(len(chunk)))]
         while pending:
             members = pending.pop()
             try:
-                parts.append(
-                    {"rules": members, **self._fused_sql(table, [predicates[k] for k in members])}
-                )
+                chosen = [predicates[k] for k in members]
+                parts.append({"rules": members, **self._fused_sql(table, chosen, columns)})
             except (TrustwatchError, fusion.NotFusable):
                 if len(members) > 1:
                     half = len(members) // 2
@@ -374,9 +374,12 @@ class Hunter:
         parts.sort(key=lambda part: part["rules"][0])
         return json.dumps(parts)
 
-    def _fused_sql(self, table: str, predicates: list[ast.Expr]) -> dict[str, Any]:
+    def _fused_sql(
+        self, table: str, predicates: list[ast.Expr], columns: Sequence[ast.Assignment] = ()
+    ) -> dict[str, Any]:
         """One fused query: its SQL, its columns and the hidden time column it adds."""
-        lifted = lift(fusion.flagged_query(table, predicates), schedule.timed_tables(self.catalog))
+        flagged = fusion.flagged_query(table, predicates, columns)
+        lifted = lift(flagged, schedule.timed_tables(self.catalog))
         if lifted.query is None or lifted.locality is not Locality.ROW:
             raise fusion.NotFusable(f"not row-local: {lifted.reason}")
         catalog = schedule.hidden_catalog(self.catalog, lifted.hidden)
