@@ -29,6 +29,7 @@ ADCS = "AD CS or OCSP server auditing, rights or configuration tampered with"
 PRIVATE_KEY = (
     "Certificate private key exported or accessed with certutil, PowerShell, Mimikatz or cryptext"
 )
+CAPI2 = "Certificate private key acquired by an unexpected process (CAPI2 event 70)"
 REFERENCE = (
     "Unauthorized certificate installation in Windows certificate trust stores "
     "(specification, verbatim)"
@@ -149,6 +150,18 @@ def test_private_key_records_alert(default_pack: HuntResult) -> None:
     assert sigma["AlertSeverity"] == "High" and sigma["KeyFile"] == "c:\\cert.pfx"
 
 
+def test_capi2_private_key_access_alerts(default_pack: HuntResult) -> None:
+    """evtx_to_mitre_attack/ID70-CAPI-Private key accessed Mimikatz.evtx: the three CAPI2 70
+    events of mimikatz.exe acquiring the key of wec02.offsec.lan are one High alert
+    (capi2_private_key_access); the host-less copy in extracted/ is the second."""
+    rows = [a["Evidence"][0] for a in default_pack.alerts if a["AlertName"] == CAPI2]
+    assert sorted(r["DeviceName"] for r in rows) == ["", "wec02"]
+    for row in rows:
+        assert row["KeyProcess"] == "mimikatz.exe" and row["CertSubject"] == "wec02.offsec.lan"
+        assert row["CertThumbprint"] == "3CD6B0EFAF68549EFE9ED2316426FCD7FF81A6A8"
+        assert row["Acquisitions"] == 3 and row["AlertSeverity"] == "High"
+
+
 def test_benign_records_do_not_alert(default_pack: HuntResult) -> None:
     benign_hosts = {
         "workstation5.theshire.local",  # svchost AuthRoot update, Live ID, ProtectedRoots
@@ -172,6 +185,7 @@ def test_benign_records_do_not_alert(default_pack: HuntResult) -> None:
         SIP,
         ADCS,
         PRIVATE_KEY,
+        CAPI2,
     }  # no trust-store write, enumeration, ...
 
 
@@ -190,11 +204,21 @@ def test_alert_totals(default_pack: HuntResult, shared_workspace: Any) -> None:
     extracted/, so these are not doubled. private_key_export raises 40: the 20 key-related
     processes of test_private_key_records_alert (19 from Splunk's T1552.004 set, 1 SigmaHQ
     certutil -exportPFX record), each once on its device (Sysmon 1 and Security 4688 of one
-    process are one alert) and once from its host-less copy in extracted/."""
+    process are one alert) and once from its host-less copy in extracted/. capi2_private_key_access
+    raises 2: mimikatz.exe's three CAPI2 70 events in ID70-CAPI-Private key accessed Mimikatz.evtx,
+    once on wec02 and once from their host-less copies in extracted/."""
     by_rule = Counter(a["AlertName"] for a in default_pack.alerts)
     # downloads: panache, Hayabusa Sysmon 27, sigma direct IP and GitHub twice, the 4688 twice
-    assert by_rule == {DOWNLOAD: 10, INSTALL: 2, RENAMED: 2, SIP: 1, ADCS: 8, PRIVATE_KEY: 40}
-    assert len(default_pack.alerts) == 63
+    assert by_rule == {
+        DOWNLOAD: 10,
+        INSTALL: 2,
+        RENAMED: 2,
+        SIP: 1,
+        ADCS: 8,
+        PRIVATE_KEY: 40,
+        CAPI2: 2,
+    }
+    assert len(default_pack.alerts) == 65
     assert all(not a["TimeGenerated"].startswith("16") for a in default_pack.alerts)
     untimed_alerts = [
         a for a in default_pack.alerts if "Event Time" in json.loads(a["ExtendedProperties"])
