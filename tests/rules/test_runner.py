@@ -479,9 +479,7 @@ def untimed_note(alert: dict[str, Any]) -> str | None:
 
 
 @pytest.mark.parametrize("fast", [True, False])
-def test_rows_without_a_time_are_one_more_run_dated_by_the_hunt(
-    tmp_path: Path, fast: bool
-) -> None:
+def test_rows_without_a_time_are_one_more_run_dated_by_the_hunt(tmp_path: Path, fast: bool) -> None:
     """A row whose time is empty (a masked or impossible time) is in no replayed window; each
     rule still sees it once, in a run over the untimed rows dated at the rule's first run after
     the data's latest time (with --now: then)."""
