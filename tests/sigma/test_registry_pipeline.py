@@ -80,6 +80,7 @@ CASES: dict[str, tuple[str, list[int]]] = {
     "empty": ("Details: '(Empty)'", [4]),
     "binary": ("Details: 'Binary Data'", [6]),
     "string": ("Details|endswith: 'cmd.exe'", [3]),
+    "no-details": ("Details: null", [1, 7]),  # Sysmon logs none for a key or a deletion
     "trailing-backslash": ("TargetObject|contains: '\\Software\\Classes\\ms-settings\\'", [3, 4]),
 }
 

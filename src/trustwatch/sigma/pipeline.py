@@ -26,7 +26,7 @@ it into the predicate when rules over one table are evaluated together. The expr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 TABLE = "DeviceRegistryEvents"
@@ -71,7 +71,7 @@ def pipeline() -> Any:
     from sigma.pipelines.kusto_common.transformations import DynamicFieldMappingTransformation
     from sigma.pipelines.microsoftxdr.mappings import MICROSOFT_XDR_FIELD_MAPPINGS
     from sigma.pipelines.microsoftxdr.microsoftxdr import microsoft_xdr_pipeline
-    from sigma.processing.conditions import ExcludeFieldCondition
+    from sigma.processing.conditions import ExcludeFieldCondition, IncludeFieldCondition
     from sigma.processing.pipeline import ProcessingItem, QueryPostprocessingItem
 
     xdr: Any = microsoft_xdr_pipeline()  # typed dict[str, Any] by the backend, wrongly
@@ -83,13 +83,19 @@ def pipeline() -> Any:
         transformation=DynamicFieldMappingTransformation(MICROSOFT_XDR_FIELD_MAPPINGS),
         field_name_conditions=[ExcludeFieldCondition(list(SYSMON_COLUMNS))],
     )
+    absent = ProcessingItem(  # Sysmon has no Details on a key event: KQL's "" there, not null
+        identifier="trustwatch_sysmon_registry_null",
+        transformation=_null_as_empty_transformation(),
+        field_name_conditions=[IncludeFieldCondition(list(SYSMON_COLUMNS))],
+    )
     extend = QueryPostprocessingItem(
         identifier="trustwatch_sysmon_registry_columns",
         transformation=_sysmon_columns_transformation(),
     )
-    for item in (mapping, extend):
+    for item in (mapping, absent, extend):
         item.set_pipeline(xdr)
     xdr.items[found[0]] = mapping
+    xdr.items.insert(found[0] + 1, absent)
     xdr.postprocessing_items.append(extend)  # after the XDR item that writes "T | where"
     xdr.name = f"{xdr.name}; trustwatch: Sysmon's TargetObject and Details on {TABLE}"
     return xdr
@@ -122,6 +128,24 @@ def _fields(rule: Any) -> Iterator[str | None]:
             stack.extend(node.detection_items)
         else:
             yield node.field
+
+
+def _null_as_empty_transformation() -> Any:
+    """``Details: null`` (the field absent, as on Sysmon's key events) as ``Details == ""``:
+    a KQL string is never null, and the computed column is empty exactly where Sysmon has none
+    (a value set's is never empty: "(Empty)" at least)."""
+    from sigma.processing.transformations.base import ValueTransformation
+    from sigma.types import SigmaNull, SigmaString, SigmaType
+
+    class NullAsEmpty(ValueTransformation):
+        def apply_value(
+            self, field: str | None, val: SigmaType
+        ) -> SigmaType | Iterable[SigmaType] | None:
+            return SigmaString("")
+
+    # pySigma applies a ValueTransformation to the value types its annotation names
+    NullAsEmpty.apply_value.__annotations__ = {"field": str, "val": SigmaNull, "return": object}
+    return NullAsEmpty()
 
 
 def _sysmon_columns_transformation() -> Any:
