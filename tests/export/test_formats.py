@@ -116,13 +116,31 @@ def test_defender_rules_match_the_graph_detection_rule_shape(rules: list[Rule]) 
             assert {"@odata.type": DEVICE_ASSET, "identifier": "deviceId"} in assets
 
 
+# default rules with no Sigma logic written yet (issue 18's new families): the export skips
+# each with a note naming the file to write, and converts the others
+NO_SIGMA_YET = frozenset(
+    {
+        "adcs_server_tampering",
+        "capi2_private_key_access",
+        "private_key_export",
+        "sip_trust_provider_hijack",
+    }
+)
+
+
 def test_sigma_passes_pysigma_validators_and_says_what_differs(rules: list[Rule]) -> None:
     result = _export(rules, "sigma")
     assert validate_sigma(result.stdout) == []
     for rule in rules:
         export = sigma_export(rule)
+        if rule.path.stem in NO_SIGMA_YET:
+            assert export.status == "" and [n.kind for n in export.notes] == ["skipped"]
+            assert f"write {rule.path.stem}.sigma.yaml" in export.notes[0].message
+            continue
         assert export.status in ("exact", "approximate")
         assert (export.status == "approximate") == bool(export.notes)
+    skipped = {n.rule for n in result.notes if n.kind == "skipped"}
+    assert skipped == {r.name for r in rules if r.path.stem in NO_SIGMA_YET}
 
 
 def test_a_rule_without_sigma_logic_is_reported_not_approximated(
@@ -141,9 +159,14 @@ def test_a_rule_without_sigma_logic_is_reported_not_approximated(
 def test_other_platforms_convert_every_detection(rules: list[Rule], fmt: str) -> None:
     result = _export(rules, fmt)
     assert result.files
-    # only correlation types a backend lacks are refused: every plain detection converts
+    # only correlation types a backend lacks are refused: every plain detection converts,
+    # but for the rules with no Sigma logic yet (skipped, each named)
+    unwritten = {r.name for r in rules if r.path.stem in NO_SIGMA_YET}
+    assert {n.rule for n in result.notes if n.kind == "skipped"} == unwritten
     assert all(
-        "Correlation type 'temporal_ordered' is not supported" in n.message for n in result.notes
+        "Correlation type 'temporal_ordered' is not supported" in n.message
+        for n in result.notes
+        if n.kind != "skipped"
     )
     suffixes = {Path(f.name).suffix for f in result.files}
     assert suffixes == ({".spl"} if fmt == "splunk" else {".esql", ".eql"})

@@ -28,6 +28,7 @@ SCRIPT_BLOCKS = (
     "PowerShell 4104 table"
 )
 CORRELATION = "its Sigma correlation rules do not convert: the Kusto backend has no correlations"
+NO_SIGMA_LOGIC = "no Sigma logic is written for it yet (export skips it with a note)"
 #: native rule stem -> (scenarios it alerts on, on every telemetry source, that the converted
 #: Sigma misses; the declared reason). Nothing else may differ, and Sigma never alerts where the
 #: native rule is quiet.
@@ -46,6 +47,7 @@ KNOWN_MISSES: dict[str, tuple[set[str], str]] = {
         SCRIPT_BLOCKS,
     ),
     "certificate_store_enumeration": ({"evasion-forged-microsoft-root"}, SCRIPT_BLOCKS),
+    "sip_trust_provider_hijack": ({"attack-sip-provider-hijack"}, NO_SIGMA_LOGIC),
     "self_signed_certificate_export": (
         {"spec-test-2-import-certificate"},
         CORRELATION + "; " + SCRIPT_BLOCKS,
@@ -114,7 +116,8 @@ def test_what_the_kusto_backend_cannot_convert_is_named(
     converted: tuple[Path, dict[str, list[str]]],
 ) -> None:
     refused = converted[1]
-    assert {stem for stem, messages in refused.items() if messages} == set(KNOWN_MISSES)
+    backend = {stem for stem, (_, why) in KNOWN_MISSES.items() if why != NO_SIGMA_LOGIC}
+    assert {stem for stem, messages in refused.items() if messages} == backend
     assert all(
         "does not support correlation" in m or "Unable to determine table name" in m
         for messages in refused.values()
