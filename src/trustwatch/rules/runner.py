@@ -45,7 +45,7 @@ from trustwatch.api import Session, typed_result
 from trustwatch.engines.base import row_tuples
 from trustwatch.errors import Source, TrustwatchError
 from trustwatch.kql import ast
-from trustwatch.kql.compiler import CatalogTable, compile_query
+from trustwatch.kql.compiler import CatalogTable, CompiledStatement, compile_query
 from trustwatch.kql.parser import parse_query
 from trustwatch.rules import fusion, rowlocal, schedule
 from trustwatch.rules.alerts import build_alert, row_key
@@ -456,40 +456,26 @@ class Hunter:
         """
         if not any(self._has_untimed(t) for t in item.tables):
             return
-        rule = item.rule
         if item.fixed:
             sql = item.untimed_sql
         else:  # a query that reads the clock, compiled for this run's time
-            try:
-                tree = parse_query(item.source.text, item.source.name)
-                statement = compile_query(tree, self.catalog, at).statements[-1]
-            except TrustwatchError as exc:
-                raise exc.with_source(item.source) from None
+            statement = self._compile_at(item, at)
             sql = self.engine.to_sql(self.window.bind_untimed(statement.sql))
         if not sql:
             return
-        rows = self._execute(sql, {}, item.columns)
-        stats.evaluations += 1
-        kept = self._unsuppressed(rule, rows, stats, result, set())
-        if not kept or not rule.triggered(len(kept)):
-            return
-        fresh = list({row_key(row): row for row in kept}.values())
-        per_result = rule.grouping == "AlertPerResult"
-        groups = [[r] for r in fresh] if per_result else [fresh]
-        stats.results += len(groups)
-        start = at - rule.query_period
-        for group in groups:
-            alert = build_alert(
-                rule, group, run_at=at, window_start=start, results_in_run=len(kept)
-            )
+
+        def evaluate(_: int, __: schedule.Run) -> list[dict[str, Any]]:
+            stats.evaluations += 1
+            return self._execute(sql, {}, item.columns)
+
+        first = len(result.alerts)
+        run = schedule.Run(at=at, start=at - item.rule.query_period)
+        self._replay(item, [run], evaluate, stats, result)  # tuning, trigger, alerts, counts
+        for alert in result.alerts[first:]:
             extended = json.loads(alert["ExtendedProperties"])
             extended["Event Time"] = UNTIMED_NOTE
             alert["ExtendedProperties"] = json.dumps(extended, ensure_ascii=False)
-            result.alerts.append(alert)
-        stats.alerts += len(groups)
-        stats.untimed += len(groups)
-        self._count_daily(result, rule, at, len(groups), "results")
-        self._count_daily(result, rule, at, len(groups), "alerts")
+        stats.untimed += len(result.alerts) - first
 
     def _has_untimed(self, table: CatalogTable) -> bool:
         """Whether ``table`` holds rows without a time (asked once per table and hunt)."""
@@ -631,16 +617,20 @@ class Hunter:
     def _evaluate(self, item: _Compiled, run: schedule.Run) -> list[dict[str, Any]]:
         params = self.window.params(run.start, run.at)
         if not item.fixed:
-            try:
-                tree = parse_query(item.source.text, item.source.name)
-                statement = compile_query(tree, self.catalog, run.at).statements[-1]
-            except TrustwatchError as exc:
-                raise exc.with_source(item.source) from None
+            statement = self._compile_at(item, run.at)
             bound = self.engine.to_sql(self.window.bind(statement.sql))
             return self._execute(bound, _used(params, bound), statement.columns)
         if not item.plan:  # planned once; each run executes the plan with its own window
             item.plan = self.engine.prepare(item.sql)
         return _rows(self.engine.execute_prepared(item.plan, _used(params, item.sql)), item.columns)
+
+    def _compile_at(self, item: _Compiled, at: datetime) -> CompiledStatement:
+        """A query that reads the clock, compiled for a run at ``at`` (located errors)."""
+        try:
+            tree = parse_query(item.source.text, item.source.name)
+            return compile_query(tree, self.catalog, at).statements[-1]
+        except TrustwatchError as exc:
+            raise exc.with_source(item.source) from None
 
     def _execute(self, sql: str, params: dict[str, Any], columns: Columns) -> list[dict[str, Any]]:
         return _rows(self.engine.execute_sql(sql, params), columns)
