@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import pyarrow as pa
-import yaml
 
 from trustwatch import yamlio
 from trustwatch.certs.intel import WATCHLIST_NAME, watchlist_tables
@@ -48,11 +46,7 @@ def shipped_brands() -> tuple[tuple[Brand, ...], str]:
     Raises:
         InputError: the shipped list is malformed.
     """
-    text = resources.files("trustwatch.content").joinpath("certs", "brands.yaml").read_text("utf-8")
-    try:
-        doc = yamlio.load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{WHERE}: not valid YAML: {exc}") from exc
+    doc = yamlio.load_shipped("certs", "brands.yaml")
     if not isinstance(doc, dict) or not isinstance(doc.get("brands"), list) or not doc.get("as_of"):
         raise InputError(f"{WHERE}: expected 'source', 'as_of' and 'brands', a list")
     brands = []

@@ -15,13 +15,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import certifi
 import pyarrow as pa
-import yaml
 
 from trustwatch import yamlio
 from trustwatch.certs import refresh
@@ -173,11 +171,7 @@ def shipped_intel() -> Intel:
 
 def _read_shipped(file_name: str) -> tuple[dict[str, Any], IntelSource]:
     where = f"trustwatch/content/certs/{file_name}"
-    text = resources.files("trustwatch.content").joinpath("certs", file_name).read_text("utf-8")
-    try:
-        doc = yamlio.load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{where}: not valid YAML: {exc}") from exc
+    doc = yamlio.load_shipped("certs", file_name)
     if not isinstance(doc, dict) or not doc.get("source") or not doc.get("as_of"):
         raise InputError(f"{where}: a shipped list needs 'source', 'as_of' and its entries")
     source = IntelSource(
