@@ -162,6 +162,7 @@ TECHNIQUE_TACTICS: Mapping[str, tuple[str, ...]] = {
     "T1082": ("Discovery",),  # System Information Discovery
     "T1105": ("CommandAndControl",),  # Ingress Tool Transfer
     "T1140": ("DefenseEvasion",),  # Deobfuscate/Decode Files or Information
+    "T1187": ("CredentialAccess",),  # Forced Authentication
     "T1222": ("DefenseEvasion",),  # File and Directory Permissions Modification
     "T1518": ("Discovery",),  # Software Discovery
     "T1552": ("CredentialAccess",),  # Unsecured Credentials
