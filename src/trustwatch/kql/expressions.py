@@ -297,6 +297,12 @@ class ExprCompiler:
             left, right = _bool_as_number(left, right)
         if op in ("==", "!="):
             left, right = self.unify(left, right)
+            as_left, as_right = text_read_as(left, right.type), text_read_as(right, left.type)
+            if as_left is not None or as_right is not None:
+                # a string against a number or bool: the string is read as that type
+                left, right = as_left or left, as_right or right
+                equal = exp.EQ(this=left.sql, expression=right.sql)
+                return Typed(is_true(equal) if op == "==" else negate(equal), "bool")
             self.comparable(left, right, op, node.span)
             if left.type in TEXTUAL:
                 pred = string_predicate("==", left.sql, right)
@@ -469,7 +475,26 @@ class ExprCompiler:
         dynamic_arrays = [v for v in values if v.type == "dynamic" and not v.is_constant]
         scalars = [v for v in values if not (v.type == "dynamic" and not v.is_constant)]
         preds_: list[exp.Expr] = []
-        if (
+        # a string against numbers or bools (`ResultType in (50126, 50053)`), or a number or
+        # bool against strings (`LocalPort in ("139", "445")`): compared as == compares them
+        read_as = False
+        if target.type == "string" and not case_insensitive:
+            for other in sorted({v.type for v in scalars if v.type in NUMERIC | {"bool"}}):
+                read = text_read_as(target, other)
+                assert read is not None
+                same = [v.sql for v in scalars if v.type == other]
+                preds_.append(exp.In(this=read.sql, expressions=same))
+                read_as = True
+            scalars = [v for v in scalars if v.type not in NUMERIC | {"bool"}]
+        elif target.type in NUMERIC | {"bool"}:
+            for i, v in enumerate(scalars):
+                read = text_read_as(v, target.type)
+                if read is not None:
+                    scalars[i] = read
+                    read_as = True
+        if read_as and not scalars and not dynamic_arrays:
+            pass  # every value was a number or bool, compared above
+        elif (
             target.type in TEXTUAL
             or target.type == "dynamic"
             and any(v.type in TEXTUAL for v in scalars)
@@ -538,7 +563,9 @@ class ExprCompiler:
             pred = exp.false()
         else:
             pred = exp.or_(*preds_) if len(preds_) > 1 else preds_[0]
-        return Typed(negate(pred) if negated else pred, "bool")
+        if negated:
+            return Typed(negate(pred), "bool")
+        return Typed(is_true(pred) if read_as else pred, "bool")
 
     # --- calls --------------------------------------------------------------------------------
 
@@ -601,6 +628,43 @@ def _bool_as_number(left: Typed, right: Typed) -> tuple[Typed, Typed]:
     if right.type == "bool" and left.type in NUMERIC:
         return left, Typed(exp.Cast(this=right.sql, to=sql_type("long")), "long")
     return left, right
+
+
+def text_read_as(value: Typed, other: str) -> Typed | None:
+    """A string compared for equality (``==``, ``!=``, ``in``, ``!in``) with a number or bool.
+
+    Kusto accepts ``ResultType == 0`` (a string column), ``EventID == "4738"`` (an int
+    column), ``LocalPort in ("139", "445")`` and ``IsLocalAdmin == "true"``; it refuses only
+    ordering comparisons such as ``string > 5``. The comparison is made in the type of the
+    other operand: the string is read as a number (``todouble()``) or as a bool (``tobool()``:
+    "true" or "false" in any letter case). Text that is not one reads as null, so ``==`` and
+    ``in`` are false and ``!=`` and ``!in`` are true; nothing fails at run time. Sources and
+    the reasoning: docs/kql-support.md ("Comparing a string with a number or bool").
+
+    None when ``value`` is not a string or ``other`` is not a number or bool type.
+    """
+    if value.type != "string":
+        return None
+    if other in NUMERIC:
+        return Typed(exp.TryCast(this=value.sql, to=sql_type("real")), "real")
+    if other == "bool":
+        as_bool = exp.Case(
+            ifs=[
+                exp.If(
+                    this=exp.EQ(this=func("lower", value.sql.copy()), expression=lit_string(word)),
+                    true=truth,
+                )
+                for word, truth in (("true", exp.true()), ("false", exp.false()))
+            ],
+            default=exp.null(),
+        )
+        return Typed(as_bool, "bool")
+    return None
+
+
+def is_true(predicate: exp.Expr) -> exp.Expr:
+    """``p IS TRUE``: false, not null, where a side of the comparison read as null."""
+    return exp.Is(this=exp.paren(predicate, copy=False), expression=exp.true())
 
 
 def _parenthesised(t: Typed) -> Typed:
