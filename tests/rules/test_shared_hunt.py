@@ -30,6 +30,8 @@ PRIVATE_KEY = (
     "Certificate private key exported or accessed with certutil, PowerShell, Mimikatz or cryptext"
 )
 CAPI2 = "Certificate private key acquired by an unexpected process (CAPI2 event 70)"
+ENCODE = "Certutil encodes or decodes a file (Base64 or hex)"
+REMOTE = "Certutil pointed at a UNC path or opened a URL with -URL"
 REFERENCE = (
     "Unauthorized certificate installation in Windows certificate trust stores "
     "(specification, verbatim)"
@@ -162,6 +164,37 @@ def test_capi2_private_key_access_alerts(default_pack: HuntResult) -> None:
         assert row["Acquisitions"] == 3 and row["AlertSeverity"] == "High"
 
 
+def test_certutil_misuse_records_alert(default_pack: HuntResult) -> None:
+    """T1140 / T1187 (certutil_encode_decode, certutil_remote_path): every certutil -encode,
+    -decode and -syncWithWU record - SigmaHQ's certutil_encode / _encode_susp_extensions /
+    _encode_susp_location / _decode / _ntlm_coercion regression records (the first two are one
+    record), ART T1140 in PanacheSysmon_vs_AtomicRedTeam01 (#490-#493: -encode, -decode of
+    c:\\file.exe) and the panache EDR testing script's -f -decode fi.b64 AllTheThings.dll, each
+    once on its device. The renamed copy's -decode (Temptcm.tmp, no version information) is
+    renamed_certutil's; the cmd.exe parents naming certutil do not alert."""
+    rows = [a["Evidence"][0] for a in default_pack.alerts if a["AlertName"] == ENCODE]
+    on_device = sorted(
+        (r["DeviceName"], r["CertVerb"], r["PayloadFileName"], r["AlertSeverity"])
+        for r in rows
+        if r["DeviceName"]
+    )
+    assert on_device == [
+        ("ar-win-dc.attackrange.local", "decode", "file-decoded.ext", "Medium"),
+        ("ar-win-dc.attackrange.local", "encode", "file.bat", "High"),
+        ("ar-win-dc.attackrange.local", "encode", "sr011.xml", "High"),
+        ("msedgewin10", "decode", "AllTheThings.dll", "High"),
+        ("msedgewin10", "decode", "file.exe", "High"),
+        ("msedgewin10", "encode", "file.exe", "High"),
+    ]
+    assert all(r["ProcessPath"].lower().endswith("certutil.exe") or not r["ProcessPath"] for r in rows)
+    assert all("temptcm" not in r["ProcessCommandLine"].lower() for r in rows)
+    remote = [a["Evidence"][0] for a in default_pack.alerts if a["AlertName"] == REMOTE]
+    assert sorted((r["DeviceName"], r["UncPath"], r["AlertSeverity"]) for r in remote) == [
+        ("", "\\\\10.0.1.14\\my-share", "High"),
+        ("ar-win-dc.attackrange.local", "\\\\10.0.1.14\\my-share", "High"),
+    ]
+
+
 def test_benign_records_do_not_alert(default_pack: HuntResult) -> None:
     benign_hosts = {
         "workstation5.theshire.local",  # svchost AuthRoot update, Live ID, ProtectedRoots
@@ -186,7 +219,9 @@ def test_benign_records_do_not_alert(default_pack: HuntResult) -> None:
         ADCS,
         PRIVATE_KEY,
         CAPI2,
-    }  # no trust-store write, enumeration, ...
+        ENCODE,
+        REMOTE,
+    }  # no trust-store write, enumeration, AD CS request, template or tool alert, ...
 
 
 def test_alert_totals(default_pack: HuntResult, shared_workspace: Any) -> None:
@@ -206,7 +241,12 @@ def test_alert_totals(default_pack: HuntResult, shared_workspace: Any) -> None:
     certutil -exportPFX record), each once on its device (Sysmon 1 and Security 4688 of one
     process are one alert) and once from its host-less copy in extracted/. capi2_private_key_access
     raises 2: mimikatz.exe's three CAPI2 70 events in ID70-CAPI-Private key accessed Mimikatz.evtx,
-    once on wec02 and once from their host-less copies in extracted/."""
+    once on wec02 and once from their host-less copies in extracted/. certutil_encode_decode
+    raises 12: the six certutil -encode/-decode processes of test_certutil_misuse_records_alert,
+    each also from its host-less copy in extracted/; certutil_remote_path raises 2: SigmaHQ's
+    certutil -syncwithWU \\\\10.0.1.14\\my-share record and its copy. The AD CS abuse rules
+    (adcs_certificate_request_other_identity, adcs_template_changed, adcs_abuse_tool_command_line)
+    raise none: no certificate request, template event or AD CS tool run is in the data."""
     by_rule = Counter(a["AlertName"] for a in default_pack.alerts)
     # downloads: panache, Hayabusa Sysmon 27, sigma direct IP and GitHub twice, the 4688 twice
     assert by_rule == {
@@ -217,8 +257,10 @@ def test_alert_totals(default_pack: HuntResult, shared_workspace: Any) -> None:
         ADCS: 8,
         PRIVATE_KEY: 40,
         CAPI2: 2,
+        ENCODE: 12,
+        REMOTE: 2,
     }
-    assert len(default_pack.alerts) == 65
+    assert len(default_pack.alerts) == 79
     assert all(not a["TimeGenerated"].startswith("16") for a in default_pack.alerts)
     untimed_alerts = [
         a for a in default_pack.alerts if "Event Time" in json.loads(a["ExtendedProperties"])
