@@ -135,6 +135,10 @@ def test_every_exported_query_compiles_in_advanced_hunting(rules: list[Rule], hu
     sentinel_only = {r.name for r in rules if _reads(r, ("SecurityEvent", "WindowsEvent"))}
     assert sentinel_only == {
         "AD CS or OCSP server auditing, rights or configuration tampered with",
+        "AD CS certificate requested for another identity (SAN of another account, or a machine "
+        "account on a user template)",
+        "AD CS certificate template changed, or a template open to requester-supplied identities "
+        "loaded",
         "Certificate private key acquired by an unexpected process (CAPI2 event 70)",
     }
     assert rejected == {r.name for r in rules if r.pack == "reference"} | sentinel_only
