@@ -186,7 +186,9 @@ def test_certutil_misuse_records_alert(default_pack: HuntResult) -> None:
         ("msedgewin10", "decode", "file.exe", "High"),
         ("msedgewin10", "encode", "file.exe", "High"),
     ]
-    assert all(r["ProcessPath"].lower().endswith("certutil.exe") or not r["ProcessPath"] for r in rows)
+    assert all(
+        r["ProcessPath"].lower().endswith("certutil.exe") or not r["ProcessPath"] for r in rows
+    )
     assert all("temptcm" not in r["ProcessCommandLine"].lower() for r in rows)
     remote = [a["Evidence"][0] for a in default_pack.alerts if a["AlertName"] == REMOTE]
     assert sorted((r["DeviceName"], r["UncPath"], r["AlertSeverity"]) for r in remote) == [
