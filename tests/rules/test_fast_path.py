@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+import trustwatch
 from tests.conftest import needs_shared
 from tests.rules.test_runner import session_of, write_rule, write_tuning
 from trustwatch.api import Session
+from trustwatch.engines.duckdb import DuckDBEngine
 from trustwatch.ingest import pipeline
 from trustwatch.ingest.workspace import Workspace
 from trustwatch.kql.parser import parse_query
@@ -27,6 +29,8 @@ from trustwatch.rules.runner import Hunter, HuntResult
 from trustwatch.rules.tuning import Tuning, default_tuning_path, load_tuning
 from trustwatch.scenarios.model import SOURCES, load_scenarios
 from trustwatch.scenarios.render import FILE_NAMES, render
+
+SAMPLES = Path(trustwatch.__file__).parent / "content" / "samples" / "hunt"  # ./dev demo's
 
 
 def both_ways(
@@ -273,3 +277,44 @@ def test_shared_data_gives_the_same_hunt(shared_workspace: Any) -> None:
     assert_same(fast, slow)
     assert fast.alerts
     assert sum(s.evaluations for s in fast.stats) < sum(s.evaluations for s in slow.stats)
+
+
+def test_the_replay_runs_its_statements_ahead_on_several_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The one-evaluation replay lists its statements first and the engine runs them several
+    at once (Engine.execute_many); none is run a second time, and the alerts are those of an
+    engine with one thread, which runs them one after the other."""
+    listed: list[str] = []
+    run_alone: list[str] = []
+    many, alone = DuckDBEngine.execute_many, DuckDBEngine.execute_sql
+
+    def spy_many(self: DuckDBEngine, statements: Any) -> Any:
+        listed.extend(sql for sql, _ in statements)
+        return many(self, statements)
+
+    def spy_alone(self: DuckDBEngine, sql: str, params: Any = None) -> Any:
+        run_alone.append(sql)
+        return alone(self, sql, params)
+
+    monkeypatch.setattr(DuckDBEngine, "execute_many", spy_many)
+    monkeypatch.setattr(DuckDBEngine, "execute_sql", spy_alone)
+    tuning = load_tuning(default_tuning_path())
+    planned, _ = pipeline.plan([SAMPLES], skip_unknown=True)
+    results = []
+    for threads in (2, 1):
+        ws = Workspace(None)
+        try:
+            ws.engine.con.execute(f"SET threads = {threads}")
+            ws.ingest(planned)
+            views = pipeline.query_views(ws.engine)
+            session = Session(tuning.tables(), engine=ws.engine, views=views)
+            run_alone.clear()
+            results.append(Hunter(session, tuning).run(load_rules(["default"])))
+        finally:
+            ws.close()
+        assert len(listed) >= 8  # the default rules with data in the samples
+        assert not set(listed) & set(run_alone)
+        listed.clear()
+    assert results[0].alerts and results[0].alerts == results[1].alerts
+    assert stats_of(results[0]) == stats_of(results[1])

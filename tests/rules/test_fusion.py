@@ -268,8 +268,8 @@ def spy_fused(monkeypatch: pytest.MonkeyPatch) -> list[set[int]]:
     calls: list[set[int]] = []
     original = Hunter._fused
 
-    def spy(self: Hunter, items: Any) -> Any:
-        out = original(self, items)
+    def spy(self: Hunter, items: Any, chunks: Any) -> Any:
+        out = original(self, items, chunks)
         calls.append(set(out))
         return out
 

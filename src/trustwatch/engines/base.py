@@ -8,7 +8,7 @@ this boundary sees a DuckDB or Spark exception, or needs the engine's connection
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -124,6 +124,16 @@ class Engine(Protocol):
 
     def execute_sql(self, sql: str, params: Mapping[str, object] | None = None) -> pa.Table:
         """Run SQL generated in :attr:`dialect` from a compiled query, with named parameters."""
+        ...
+
+    def execute_many(
+        self, statements: Sequence[tuple[str, Mapping[str, object]]]
+    ) -> Iterator[pa.Table | None]:
+        """Run independent statements (at once where the engine can); results in order.
+
+        ``None`` where a statement failed: the caller runs it again with :meth:`execute_sql`
+        to raise its error.
+        """
         ...
 
     def prepare(self, sql: str) -> str:

@@ -8,10 +8,12 @@ DuckDB database file, so the writer works on this engine's connection (``con``) 
 from __future__ import annotations
 
 import os
+import queue
 import re
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +31,8 @@ from trustwatch.kql.deep import sql_text
 from trustwatch.kql.semantics import TEXTUAL, func, not_null_string, sql_type
 from trustwatch.schema.model import Column, TableSchema
 
+# the in-memory database holding what a session loads and defines (DuckDBEngine._attach_session)
+SESSION_DB = "tw_session"
 # (SQL name, Python function, parameter types, result type) of engines/udfs.py functions
 UDFS: list[tuple[str, Callable[..., Any], list[Any], str]] = [
     ("tw_parse_command_line", udfs.parse_command_line, ["VARCHAR", "VARCHAR"], "JSON"),
@@ -49,13 +53,16 @@ class DuckDBEngine:
         self, path: str | None = None, *, threads: int | None = None, read_only: bool = False
     ) -> None:
         self.con = duckdb.connect(path or ":memory:", read_only=read_only)
-        # UTC everywhere, no implicit scans of Python variables by name, NULL for x/0 as in Kusto.
-        self.con.execute("SET TimeZone='UTC'")
-        self.con.execute("SET python_enable_replacements=false")
-        self.con.execute("SET error_on_division_by_zero=false")
+        # UTC everywhere, no implicit scans of Python variables by name, NULL for x/0 as in
+        # Kusto; GLOBAL, so that the connections execute_many opens have them too.
+        self.con.execute("SET GLOBAL TimeZone='UTC'")
+        self.con.execute("SET GLOBAL python_enable_replacements=false")
+        self.con.execute("SET GLOBAL error_on_division_by_zero=false")
         # DuckDB draws a progress bar on stdout for queries over ~2 s: stdout is for results
         # (a hunt's JSON over millions of events came out with bars in it)
         self.con.execute("SET enable_progress_bar=false")
+        self._session, self._search_path = self._attach_session()
+        self._workers: list[duckdb.DuckDBPyConnection] = []
         if threads:
             self.con.execute(f"SET threads={int(threads)}")
         if not path:  # spilled in the temp folder, not in a .tmp folder made in the user's cwd
@@ -81,6 +88,32 @@ class DuckDBEngine:
                 f"--memory-limit {size!r} is not a size DuckDB accepts",
                 hint="for example 512MB or 2GB",
             ) from exc
+
+    def _attach_session(self) -> tuple[str, str]:
+        """An in-memory database for what this session loads and defines, and the search path.
+
+        Loaded tables and views live there rather than in DuckDB's ``temp`` catalog, which
+        only the connection that made them sees: :meth:`execute_many`'s connections see them
+        too. Never saved into a workspace file (opened read-only or not); unqualified names
+        resolve in the workspace first, then there.
+        """
+        (current,) = self.con.execute("SELECT current_database()").fetchall()[0]
+        session = SESSION_DB if current != SESSION_DB else SESSION_DB + "_2"
+        # READ_WRITE: an in-memory database attached to a read-only connection is read-only
+        self.con.execute(f"ATTACH ':memory:' AS {session} (READ_WRITE)")
+        quoted = '"' + str(current).replace('"', '""') + '"'
+        search_path = "SET search_path = " + exp.Literal.string(
+            f"{quoted}.main,{session}.main"
+        ).sql(dialect=self.dialect)
+        self.con.execute(search_path)
+        return session, search_path
+
+    def _session_table(self, name: str) -> exp.Table:
+        return exp.Table(
+            this=exp.to_identifier(name, quoted=True),
+            db=exp.to_identifier("main"),
+            catalog=exp.to_identifier(self._session),
+        )
 
     def _register_udfs(self) -> None:
         for name, fn, params, result in UDFS:
@@ -112,11 +145,11 @@ class DuckDBEngine:
         ]
         view = f"__tw_src_{self._count}"
         create = exp.Create(
-            this=exp.to_table(sql_name, quoted=True),
+            # in the session's in-memory database: loads work beside a read-only workspace and
+            # are never saved into it
+            this=self._session_table(sql_name),
             kind="TABLE",
             expression=exp.Select(expressions=projections).from_(exp.to_table(view)),
-            # temporary: loads work beside a read-only workspace and are never saved into it
-            properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
         )
         self.con.register(view, data)
         try:
@@ -210,17 +243,78 @@ class DuckDBEngine:
     def create_temp_view_sql(self, name: str, sql: str) -> str:
         """As :meth:`create_temp_view`, over DuckDB SQL written by :meth:`to_sql` (kept in the
         compiled-content cache: building a view's tree costs more than creating it)."""
-        view = exp.to_identifier(name, quoted=True).sql(dialect=self.dialect)
+        view = self._session_table(name).sql(dialect=self.dialect)
         with mapped_errors("create a view for"):
-            self.con.execute(f"CREATE OR REPLACE TEMPORARY VIEW {view} AS {sql}")
+            self.con.execute(f"CREATE OR REPLACE VIEW {view} AS {sql}")
         return name
+
+    def execute_many(
+        self, statements: Sequence[tuple[str, Mapping[str, object]]]
+    ) -> Iterator[pa.Table | None]:
+        """Run independent statements, several at once on their own connections.
+
+        A rule's statement costs more to plan than to run over a few thousand rows, and DuckDB
+        plans on the calling thread: the statements are shared among up to as many connections
+        as DuckDB has threads (each a cursor of this database, seeing its tables and the
+        session's), so planning uses every core. Yields each result in order as soon as it is
+        ready, the others running ahead; ``None`` where a statement failed (the caller runs it
+        again with :meth:`execute_sql`, which raises its error where it belongs). Statements
+        not yet started when the caller stops reading are not run.
+        """
+        workers = min(len(statements), self._threads())
+        if workers < 2:
+            for sql, params in statements:
+                yield self._attempt(self.con, sql, params)
+            return
+        while len(self._workers) < workers:
+            worker = self.con.cursor()
+            worker.execute(self._search_path)  # a session setting: allowed after lock()
+            self._workers.append(worker)
+        free: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
+        for worker in self._workers[:workers]:
+            free.put(worker)
+
+        def attempt(sql: str, params: Mapping[str, object]) -> pa.Table | None:
+            worker = free.get()
+            try:
+                return self._attempt(worker, sql, params)
+            finally:
+                free.put(worker)
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="trustwatch-duckdb")
+        try:
+            futures = [pool.submit(attempt, sql, params) for sql, params in statements]
+            for future in futures:
+                yield future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _threads(self) -> int:
+        (threads,) = self.con.execute("SELECT current_setting('threads')").fetchall()[0]
+        return max(1, int(threads))
+
+    @staticmethod
+    def _attempt(
+        con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, object]
+    ) -> pa.Table | None:
+        try:
+            cursor = con.execute(sql, dict(params) if params else None)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+                table: pa.Table = cursor.to_arrow_table()
+        except duckdb.Error:
+            return None
+        return table
 
     def table_names(self) -> set[str]:
         """The base tables of the database's main schema (a workspace's stored tables)."""
         query = (
             exp.select("table_name")
             .from_("information_schema.tables")
-            .where("table_schema = 'main' AND table_type = 'BASE TABLE'")
+            .where(
+                "table_catalog = current_database() AND table_schema = 'main' "
+                "AND table_type = 'BASE TABLE'"
+            )
         )
         return {str(name) for name in self.execute(query).column(0).to_pylist()}
 
@@ -233,6 +327,10 @@ class DuckDBEngine:
                 exp.and_(
                     exp.EQ(this=exp.column("table_name"), expression=exp.Literal.string(table)),
                     exp.EQ(this=exp.column("table_schema"), expression=exp.Literal.string("main")),
+                    exp.EQ(
+                        this=exp.column("table_catalog"),
+                        expression=exp.func("current_database"),
+                    ),
                 )
             )
             .order_by("ordinal_position")
@@ -240,6 +338,8 @@ class DuckDBEngine:
         return [str(name) for name in self.execute(query).column(0).to_pylist()]
 
     def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
         self.con.close()
 
 

@@ -26,7 +26,7 @@ from trustwatch.engines import udfs
 from trustwatch.engines.base import Loaded, loss_query, with_data_columns
 from trustwatch.engines.duckdb import cast_column
 from trustwatch.engines.spark_sql import spark_sql
-from trustwatch.errors import EngineError, InputError
+from trustwatch.errors import EngineError, InputError, TrustwatchError
 from trustwatch.schema.model import TableSchema, builtin_schemas
 
 MASTER_ENV = "TRUSTWATCH_SPARK_MASTER"
@@ -186,6 +186,16 @@ class SparkEngine:
         """The query as a Spark DataFrame, not run yet (for notebooks: the caller acts on it)."""
         with mapped_errors("plan"):
             return self.spark.sql(self.to_sql(query))
+
+    def execute_many(
+        self, statements: Sequence[tuple[str, Mapping[str, object]]]
+    ) -> Iterator[pa.Table | None]:
+        """One after the other: Spark spreads each query over its executors already."""
+        for sql, params in statements:
+            try:
+                yield self.execute_sql(sql, params)
+            except TrustwatchError:
+                yield None
 
     def prepare(self, sql: str) -> str:
         """Spark plans each query it runs: the handle keeps the SQL."""

@@ -286,7 +286,7 @@ class Workspace:
                 con.execute(statement)
             # a workspace made by an earlier version gains the bookkeeping columns it lacks
             query = exp.select("table_name", "column_name").from_("information_schema.columns")
-            where = query.where("table_schema = 'main'")
+            where = query.where("table_catalog = current_database() AND table_schema = 'main'")
             have = {(t, c) for t, c in con.execute(_q(where)).fetchall()}
             for name, columns in bookkeeping:
                 for column, kind in columns:
@@ -308,7 +308,8 @@ class Workspace:
             exp.select("table_name")
             .from_("information_schema.tables")
             .where(
-                "table_schema = 'main' AND table_type = 'BASE TABLE' "
+                "table_catalog = current_database() AND table_schema = 'main' "
+                "AND table_type = 'BASE TABLE' "
                 "AND NOT starts_with(table_name, '_')"
             )
         )

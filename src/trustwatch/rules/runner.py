@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -119,6 +119,43 @@ class _Compiled:
     plan: str = ""  # the prepared plan of sql, made on first use
 
 
+class _Ahead:
+    """Statements running ahead of the replay, their results taken in order (Hunter._arrow)."""
+
+    def __init__(
+        self, statements: list[tuple[str, dict[str, Any]]], results: Iterator[pa.Table | None]
+    ) -> None:
+        self._keys = [_statement_key(sql, params) for sql, params in statements]
+        self._results = results
+        self._next = 0
+
+    def take(self, sql: str, params: Mapping[str, Any]) -> pa.Table | None:
+        """The result of the next listed statement if it is this one (None: run it now).
+
+        Results of statements listed before it and not asked for are dropped; a statement not
+        listed from here on, or one that failed, is run by the caller.
+        """
+        key = _statement_key(sql, params)
+        try:
+            found = self._keys.index(key, self._next)
+        except ValueError:
+            return None
+        while self._next < found:
+            next(self._results)
+            self._next += 1
+        self._next += 1
+        return next(self._results)
+
+    def close(self) -> None:
+        close = getattr(self._results, "close", None)
+        if close is not None:
+            close()
+
+
+def _statement_key(sql: str, params: Mapping[str, Any]) -> tuple[str, str]:
+    return sql, repr(sorted(params.items()))
+
+
 class Hunter:
     """Runs rules over one session's tables.
 
@@ -143,6 +180,7 @@ class Hunter:
         # weighted activity per (tables, frequency, period), for the hunt under way
         self._activity: dict[tuple[Any, ...], list[tuple[int, int, int]]] = {}
         self._untimed_rows: dict[str, bool] = {}  # sql name -> holds rows without a time
+        self._ahead: _Ahead | None = None  # the hunt's statements, run ahead (Hunter._prefetch)
         self.catalog, self.window = schedule.window_catalog(dict(session.catalog))
         self._signers: dict[str, list[str]] | None = None
         self._catalog_key: list[str] | None = None
@@ -279,13 +317,22 @@ class Hunter:
         result = HuntResult([], [], {}, {}, self.span(), now)
         self._activity = {}  # the data may have changed since the last hunt
         self._untimed_rows = {}
-        fused = self._fused(items) if self.fast and self.fuse and now is None else {}
-        started = datetime.now(UTC).replace(microsecond=0)
-        for i, item in enumerate(items):
-            stats = self._run_rule(item, now, result, on_progress, fused.get(i))
-            at = now or _after(result.span, item.rule.query_frequency) or started
-            self._untimed(item, at, stats, result)
-            result.stats.append(stats)
+        one_pass = self.fast and now is None
+        chunks = self._fused_chunks(items) if one_pass and self.fuse else []
+        try:
+            if one_pass:
+                self._ahead = self._prefetch(items, chunks)
+            fused = self._fused(items, chunks) if one_pass and self.fuse else {}
+            started = datetime.now(UTC).replace(microsecond=0)
+            for i, item in enumerate(items):
+                stats = self._run_rule(item, now, result, on_progress, fused.get(i))
+                at = now or _after(result.span, item.rule.query_frequency) or started
+                self._untimed(item, at, stats, result)
+                result.stats.append(stats)
+        finally:
+            if self._ahead is not None:
+                self._ahead.close()
+                self._ahead = None
         # ties (one rule, one start time) in a fixed order, whatever order the engine returned
         result.alerts.sort(
             key=lambda a: (
@@ -298,30 +345,40 @@ class Hunter:
 
     # --- filter rules evaluated together (rules.fusion) ---------------------------------------
 
-    def _fused(self, items: Sequence[_Compiled]) -> dict[int, Timed]:
-        """Each fused rule's rows and source times, by its position in ``items``.
+    def _fused_chunks(self, items: Sequence[_Compiled]) -> list[tuple[list[int], list[Any]]]:
+        """The fused queries: for each chunk of rules (positions in ``items``), its parts.
 
         Row-local filter rules over one table with data are evaluated together, ``FUSE_CHUNK``
-        to a query. A rule whose predicate does not compile in the fused query, or whose fused
-        query fails to run, is left out: it is evaluated on its own (and fails there, if it
-        does, with its own location).
+        to a query (:meth:`_fused`).
         """
         groups: dict[str, list[int]] = {}
         for i, item in enumerate(items):
             if item.filter_table and item.locality is Locality.ROW and item.tables:
                 groups.setdefault(item.filter_table, []).append(i)
-        out: dict[int, Timed] = {}
+        chunks: list[tuple[list[int], list[Any]]] = []
         for table, members in groups.items():
             if len(members) < 2:  # alone, it is evaluated as it is
                 continue
             for start in range(0, len(members), FUSE_CHUNK):
                 chunk = members[start : start + FUSE_CHUNK]
-                out.update(self._run_fused(table, [items[i] for i in chunk], chunk))
+                chunks.append((chunk, self._fused_parts(table, [items[i] for i in chunk])))
+        return chunks
+
+    def _fused(
+        self, items: Sequence[_Compiled], chunks: list[tuple[list[int], list[Any]]]
+    ) -> dict[int, Timed]:
+        """Each fused rule's rows and source times, by its position in ``items``.
+
+        A rule whose predicate does not compile in the fused query, or whose fused query fails
+        to run, is left out: it is evaluated on its own (and fails there, if it does, with its
+        own location).
+        """
+        out: dict[int, Timed] = {}
+        for positions, parts in chunks:
+            out.update(self._run_fused([items[i] for i in positions], positions, parts))
         return out
 
-    def _run_fused(
-        self, table: str, chunk: list[_Compiled], positions: list[int]
-    ) -> dict[int, Timed]:
+    def _fused_parts(self, table: str, chunk: list[_Compiled]) -> list[Any]:
         parts_text = [table, self.engine.dialect, *self._catalog_parts()]
         parts_text += [item.source.text for item in chunk]
         build = functools.partial(self._build_fused, table, chunk)
@@ -329,13 +386,19 @@ class Hunter:
             entry = compiled.cached_text("hunt-fused", parts_text, build)
         else:
             entry = build()
+        parts: list[Any] = json.loads(entry)
+        return parts
+
+    def _run_fused(
+        self, chunk: list[_Compiled], positions: list[int], parts: list[Any]
+    ) -> dict[int, Timed]:
         out: dict[int, Timed] = {}
         params = self.window.params(*_ALL_TIME)
-        for part in json.loads(entry):
+        for part in parts:
             members = [int(k) for k in part["rules"]]
             columns = _columns(part["columns"])
             try:
-                arrow = self.engine.execute_sql(str(part["sql"]), params)
+                arrow = self._arrow(str(part["sql"]), params)
             except TrustwatchError:  # each is evaluated on its own, and fails there if it does
                 continue
             names = fusion.flags(len(members))
@@ -349,6 +412,38 @@ class Hunter:
                 hits = arrow.column(name).to_pylist()
                 out[positions[k]] = [(rows[j], times[j]) for j, hit in enumerate(hits) if hit]
         return out
+
+    def _prefetch(
+        self, items: Sequence[_Compiled], chunks: list[tuple[list[int], list[Any]]]
+    ) -> _Ahead:
+        """The statements the one-evaluation replay will run, started ahead on every core.
+
+        Listed in the order :meth:`run` asks for them (the fused queries, then each rule's
+        evaluation or batches and its query over the rows without a time), with the conditions
+        :meth:`_run_rule` and :meth:`_untimed` apply; the engine runs them several at once
+        (``Engine.execute_many``) and :meth:`_arrow` takes each result when its turn comes. A
+        rule evaluated run by run (it reads the clock, or its rows fall outside the datetime
+        range) runs its own statements as before.
+        """
+        all_time: dict[str, Any] = dict(self.window.params(*_ALL_TIME))
+        statements: list[tuple[str, dict[str, Any]]] = []
+        fused: set[int] = set()
+        for positions, parts in chunks:
+            statements += [(str(part["sql"]), all_time) for part in parts]
+            fused.update(positions)
+        for i, item in enumerate(items):
+            runs, _, weighted = self._runs(item, None)
+            if runs and item.once_sql and i not in fused:
+                if item.locality is Locality.ROW:
+                    statements.append((item.once_sql, all_time))
+                elif item.locality is Locality.BATCH:
+                    cuts = schedule.batches(runs, weighted, BATCH_READS)
+                    for start, stop in zip(cuts, [*cuts[1:], len(runs)], strict=True):
+                        params = self.window.run_params(runs[start:stop], start)
+                        statements.append((item.once_sql, dict(params)))
+            if item.fixed and item.untimed_sql and any(self._has_untimed(t) for t in item.tables):
+                statements.append((item.untimed_sql, {}))
+        return _Ahead(statements, self.engine.execute_many(statements))
 
     def _build_fused(self, table: str, chunk: list[_Compiled]) -> str:
         """The fused queries of ``chunk`` as JSON: rules (positions in ``chunk``), SQL, columns.
@@ -633,7 +728,12 @@ class Hunter:
             raise exc.with_source(item.source) from None
 
     def _execute(self, sql: str, params: dict[str, Any], columns: Columns) -> list[dict[str, Any]]:
-        return _rows(self.engine.execute_sql(sql, params), columns)
+        return _rows(self._arrow(sql, params), columns)
+
+    def _arrow(self, sql: str, params: Mapping[str, Any]) -> pa.Table:
+        """The statement's result: run ahead (:meth:`_prefetch`) when it was, else run now."""
+        table = self._ahead.take(sql, params) if self._ahead is not None else None
+        return table if table is not None else self.engine.execute_sql(sql, params)
 
     @staticmethod
     def _count_daily(result: HuntResult, rule: Rule, at: datetime, count: int, what: str) -> None:
