@@ -117,3 +117,17 @@ def test_the_spark_engine_keeps_pyarrows_pandas_support(
         "print('[]')"
     )
     loaded_after(code, tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_the_terminal_output_loads_no_emoji_table(tmp_path: Path, fmt: str) -> None:
+    """rich's emoji table costs ~45 ms to import and would turn ``:name:`` in a message into a
+    picture: every console is made with ``emoji=False``."""
+    code = (
+        "import sys\nfrom trustwatch.cli.main import main\n"
+        f"sys.argv = ['trustwatch', 'hunt', '--format', {fmt!r}, {str(SAMPLE)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, 1), exc.code\n"
+        "assert 'rich._emoji_codes' not in sys.modules\n"
+        "print('[]')"
+    )
+    loaded_after(code, tmp_path)

@@ -344,6 +344,7 @@ def _print_table(console: Console, table: Padding | Table, wide: bool) -> None:
             force_terminal=console.is_terminal,
             color_system=console.color_system,  # type: ignore[arg-type]
             no_color=console.no_color,
+            emoji=False,
         )
         wider.print(table, crop=False)
     else:

@@ -258,7 +258,7 @@ def _run_with_progress(hunter: Hunter, rules: list[Rule], now: datetime | None) 
         TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        console=Console(stderr=True),
+        console=Console(stderr=True, emoji=False),
         transient=True,
         disable=not sys.stderr.isatty(),
     ) as progress:

@@ -39,7 +39,7 @@ def ingest_with_progress(
     quiet_summary: bool = False,
 ) -> list[FileStats]:
     """Ingest the planned files into ``ws`` with a progress bar on stderr (on a terminal)."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, emoji=False)
     total = sum(p.stat().st_size for p, _, _ in planned) or 1
     done_bytes = 0
     with Progress(
@@ -150,7 +150,7 @@ def ingest_paths(
 
 def print_summary(results: list[FileStats], skipped: list[tuple[Path, str]]) -> None:
     """The per-file account on stdout: read = stored + quarantined + duplicates."""
-    out = Console(soft_wrap=False, width=max(160, Console().width))
+    out = Console(soft_wrap=False, width=max(160, Console().width), emoji=False)
     table = Table(title="ingest", show_lines=False)
     for name in (
         "file",

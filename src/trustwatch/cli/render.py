@@ -97,7 +97,9 @@ def print_result(table: pa.Table, fmt: str) -> None:
 def stdout_console(pipe_width: int) -> Console:
     """On a terminal, fit the screen; into a pipe or file, lines up to ``pipe_width``."""
     tty = sys.stdout.isatty()
-    return Console(file=sys.stdout, soft_wrap=not tty, width=None if tty else pipe_width)
+    return Console(
+        file=sys.stdout, soft_wrap=not tty, width=None if tty else pipe_width, emoji=False
+    )
 
 
 def print_table(table: pa.Table) -> None:

@@ -151,7 +151,7 @@ def matrix_json(matrix: Matrix) -> dict[str, Any]:
 
 
 def _print_table(matrix: Matrix) -> None:
-    console = Console(width=max(160, Console().width))
+    console = Console(width=max(160, Console().width), emoji=False)
     table = Table(title="trustwatch validation matrix", show_lines=False)
     table.add_column("scenario")
     table.add_column("kind")
