@@ -739,6 +739,8 @@ REWRITES: dict[str, Rewrite] = {
     "json_object": _json_object,
     "json_array": _json_array,
     "json_array_length": _same("json_array_length"),
+    # new_guid(): a random version-4 UUID as text on both engines
+    "uuid": _same("uuid"),
     # Spark's own, put in by this module (the order of row numbers)
     "monotonically_increasing_id": _same("monotonically_increasing_id"),
     # trustwatch's Python functions, registered as pandas UDFs by engines.spark

@@ -32,7 +32,16 @@ AGGREGATES: dict[str, AggHandler] = {}
 
 # Aggregates that produce several columns; compiled by the summarize operator itself.
 MULTI_COLUMN = frozenset(
-    {"arg_max", "arg_min", "take_any", "percentiles", "percentiles_array", "any"}
+    {
+        "arg_max",
+        "arg_min",
+        "argmax",
+        "argmin",
+        "take_any",
+        "percentiles",
+        "percentiles_array",
+        "any",
+    }
 )
 
 # name -> prefix of the default output column (prefix_X for an argument column X)
@@ -64,7 +73,10 @@ DEFAULT_PREFIX = {
     "count_distinct": "count_distinct_",
     "count_distinctif": "count_distinctif_",
     "percentile": "percentile_",
-    "take_anyif": "take_anyif_",
+    # take_anyif(X, p) is named X, its deprecated alias anyif(X, p) anyif_X (Microsoft's
+    # analyzer: Aggregates.cs in github.com/microsoft/Kusto-Query-Language)
+    "take_anyif": "",
+    "anyif": "anyif_",
     "binary_all_or": "binary_all_or_",
     "binary_all_and": "binary_all_and_",
 }
@@ -120,6 +132,10 @@ def _value(t: Typed) -> exp.Expr:
 @register("count")
 def _count(ec: ExprCompiler, node: ast.Call) -> Typed:
     args = _args(ec, node, 0, 1)
+    if args and args[0].type == "bool":
+        # count(predicate): the deprecated form of countif(predicate), Microsoft's analyzer
+        # (Aggregates.cs in github.com/microsoft/Kusto-Query-Language) marks it obsolete
+        return Typed(_filter(exp.Count(this=exp.Star()), _pred(ec, args[0], node.args[0])), "long")
     if args and not (isinstance(node.args[0], ast.Star)):
         return Typed(exp.Count(this=args[0].sql), "long")
     return Typed(exp.Count(this=exp.Star()), "long")
@@ -291,6 +307,21 @@ def _make_bag(ec: ExprCompiler, node: ast.Call) -> Typed:
     )
 
 
+@register("take_anyif", "anyif")
+def _take_anyif(ec: ExprCompiler, node: ast.Call) -> Typed:
+    """The value of one row where the predicate is true (null if none); anyif is the deprecated
+    name. https://learn.microsoft.com/kusto/query/take-anyif-aggregation-function"""
+    value, p = _args(ec, node, 2)
+    pred = _pred(ec, p, node.args[1])
+    if value.type in TEXTUAL:
+        # as take_any of one column: a non-empty value is preferred
+        agg = _filter(
+            func("any_value", exp.Nullif(this=value.sql, expression=lit_string(""))), pred
+        )
+        return Typed(not_null_string(agg), value.type)
+    return Typed(_filter(func("any_value", value.sql), pred), value.type)
+
+
 @register("percentile")
 def _percentile(ec: ExprCompiler, node: ast.Call) -> Typed:
     value, p = _args(ec, node, 2)
@@ -306,7 +337,7 @@ def _percentile(ec: ExprCompiler, node: ast.Call) -> Typed:
     )
 
 
-for _name in ("arg_max", "arg_min", "take_any", "any", "percentiles", "percentiles_array"):
+for _name in MULTI_COLUMN:
     AGGREGATES.setdefault(_name, compile_aggregate)
 
 

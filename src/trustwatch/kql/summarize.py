@@ -142,7 +142,11 @@ def _multi(
             outer.append(col(key))
             columns.append((key, value.type if value.type != "int" else "long"))
         return
-    is_arg = call.name in ("arg_max", "arg_min")
+    is_arg = call.name in ("arg_max", "arg_min", "argmax", "argmin")
+    # argmax/argmin: the deprecated aliases; the maximised column keeps its name and each
+    # returned column is named after it, <key>_<column> (Microsoft's analyzer, Aggregates.cs
+    # in github.com/microsoft/Kusto-Query-Language)
+    deprecated = call.name in ("argmax", "argmin")
     args = list(call.args)
     if is_arg and len(args) < 1:
         raise KqlSemanticError(
@@ -156,8 +160,11 @@ def _multi(
         key_t = ec.compile(key_node)
         key_name = (names[0] if names else None) or inferred_name(key_node) or namer.next()
         picked.append((free_name(key_name, by_names | {n for n, _ in columns}), key_t))
+    key_column = column_name_of(key_node) if key_node is not None else None
     for r in returns:
-        if isinstance(r, ast.Star):
+        if deprecated:
+            _pick_deprecated(ec, r, rel, key_column, picked, names, by_names, columns)
+        elif isinstance(r, ast.Star):
             # the by columns are not repeated; a name an earlier item or an explicitly named
             # item already has gets a numeric suffix (LastEvent=arg_max(T, *), arg_min(T, *))
             reserved = {a.name for a in op_items if a.name and a is not item}
@@ -183,7 +190,7 @@ def _multi(
     )
     agg: exp.Expr
     if key_t is not None:
-        agg_name = "arg_max" if call.name == "arg_max" else "arg_min"
+        agg_name = "arg_max" if call.name in ("arg_max", "argmax") else "arg_min"
         # a group whose keys are all null still yields a row (with a null key)
         agg = exp.Coalesce(
             this=func(agg_name, struct, key_t.sql.copy()),
@@ -214,6 +221,33 @@ def _multi(
             field = exp.Cast(this=field, to=sql_type("dynamic"))
         outer.append(alias(field, out_name))
         columns.append((out_name, value_t.type))
+
+
+def _pick_deprecated(
+    ec: ExprCompiler,
+    r: ast.Node,
+    rel: Relation,
+    key_column: str | None,
+    picked: list[tuple[str, Typed]],
+    names: list[str],
+    by_names: set[str],
+    columns: list[tuple[str, str]],
+) -> None:
+    """One returned argument of argmax/argmin: its columns named <key>_<name>."""
+    prefix = f"{picked[0][0]}_"
+    if isinstance(r, ast.Star):
+        for n, t in rel.columns:
+            if n == key_column or n in by_names or any(p[0] == prefix + n for p in picked):
+                continue
+            taken = {m for m, _ in columns} | {p[0] for p in picked}
+            picked.append((free_name(prefix + n, taken), Typed(col(n), t)))
+        return
+    idx = len(picked)
+    given = names[idx] if idx < len(names) else None
+    inferred = inferred_name(r)
+    name = given or prefix + (inferred if inferred else f"arg{idx}")
+    taken = by_names | {n for n, _ in columns} | {p[0] for p in picked}
+    picked.append((free_name(name, taken), ec.compile(r)))
 
 
 def _percent(p: Typed) -> float:

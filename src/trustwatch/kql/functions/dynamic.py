@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlglot import exp
@@ -55,7 +56,7 @@ def _json_value(t: Typed) -> exp.Expr:
     return func("to_json", t.sql)
 
 
-@register("array_length")
+@register("array_length", "arraylength")
 def _array_length(ec: ExprCompiler, node: ast.Call) -> Typed:
     (arr,) = ec.args(node, 1)
     d = _dyn(arr)
@@ -237,3 +238,81 @@ def _extractjson(ec: ExprCompiler, node: ast.Call) -> Typed:
     return Typed(
         not_null_string(func("json_extract_string", _dyn(text), to_string(path).sql)), "string"
     )
+
+
+RANGE_MAX_VALUES = 1_048_576  # range(): at most 2^20 values, the rest cut off
+
+
+def _micros_of(t: Typed) -> exp.Expr:
+    """A timespan as microseconds: a number for a literal, else computed from the interval."""
+    from trustwatch.kql.arithmetic import micros
+
+    if t.is_constant and isinstance(t.constant, timedelta):
+        return exp.Literal.number(t.constant // timedelta(microseconds=1))
+    return micros(t.sql)
+
+
+@register("range")
+def _range(ec: ExprCompiler, node: ast.Call) -> Typed:
+    """``range(start, stop [, step])``: start, start + step, ... up to and including stop, as a
+    dynamic array of at most 2^20 values; step defaults to 1, or 1h for datetime and timespan.
+
+    https://learn.microsoft.com/kusto/query/range-function
+    """
+    from trustwatch.kql.arithmetic import from_micros
+
+    args = ec.args(node, 2, 3)
+    start, stop = args[0], args[1]
+    numeric = {"int", "long", "real"}
+    step: Typed | None = args[2] if len(args) == 3 else None
+    if start.type in ("datetime", "timespan"):
+        if stop.type != start.type or (step is not None and step.type != "timespan"):
+            raise _error(
+                node, f"range() over {start.type} takes a {start.type} stop and a timespan step"
+            )
+        step_us = _micros_of(step) if step is not None else exp.Literal.number(3_600_000_000)
+        if start.type == "datetime":
+            span = exp.Sub(this=func("epoch_us", stop.sql), expression=func("epoch_us", start.sql))
+        else:
+            span = exp.Sub(this=_micros_of(stop), expression=_micros_of(start))
+    elif start.type in numeric and stop.type in numeric:
+        step = step or Typed(exp.Literal.number(1), "long")
+        if step.type not in numeric:
+            raise _error(node, "range() over numbers takes a numeric step")
+        step_us = step.sql
+        span = exp.Sub(this=stop.sql, expression=start.sql.copy())
+    else:
+        raise _error(node, "range() takes numbers, datetimes or timespans")
+    # the number of steps after start: floor((stop - start) / step), null for a zero step
+    steps = func(
+        "floor",
+        exp.Div(
+            this=exp.Cast(this=span, to=sql_type("real")),
+            expression=exp.Nullif(this=step_us, expression=exp.Literal.number(0)),
+        ),
+    )
+    # at most 2^20 values (LEAST would skip the null of a zero step)
+    count = exp.Cast(this=steps, to=sql_type("long"))
+    cap = exp.Literal.number(RANGE_MAX_VALUES - 1)
+    last = exp.Case(
+        ifs=[exp.If(this=exp.GT(this=count, expression=cap), true=cap.copy())],
+        default=count.copy(),
+    )
+    offset = exp.Mul(this=exp.column("i"), expression=step_us.copy())
+    element: exp.Expr
+    if start.type in ("datetime", "timespan"):
+        # the elements as Kusto writes them in dynamic: round-trip datetimes, [d.]hh:mm:ss
+        value = Typed(exp.Add(this=start.sql.copy(), expression=from_micros(offset)), start.type)
+        element = to_string(value).sql
+    else:
+        types = (start.type, stop.type, step.type if step is not None else "long")
+        ktype = "real" if "real" in types else "long"
+        element = exp.Cast(
+            this=exp.Add(this=start.sql.copy(), expression=offset), to=sql_type(ktype)
+        )
+    values = func(
+        "list_transform",
+        func("generate_series", exp.Literal.number(0), last),
+        exp.Lambda(this=element, expressions=[exp.to_identifier("i")]),
+    )
+    return Typed(func("to_json", values), "dynamic")

@@ -133,6 +133,16 @@ def _rand(ec: ExprCompiler, node: ast.Call) -> Typed:
     return Typed(func("random"), "real")
 
 
+@register("new_guid")
+def _new_guid(ec: ExprCompiler, node: ast.Call) -> Typed:
+    """A random (version 4) GUID, a new one for each row.
+
+    https://learn.microsoft.com/kusto/query/new-guid-function
+    """
+    ec.args(node, 0, 0)
+    return Typed(exp.Cast(this=func("uuid"), to=sql_type("guid")), "guid")
+
+
 def _extreme(sql_name: str) -> Handler:
     def handler(ec: ExprCompiler, node: ast.Call) -> Typed:
         args = _same_type(node, *ec.args(node, 2, 64))

@@ -48,7 +48,6 @@ KNOWN_UNSUPPORTED = frozenset(
         "current_cluster_endpoint",
         "extent_id",
         "geo_distance_2points",
-        "new_guid",
         "zip",
         "treepath",
         "bag_unpack",

@@ -47,7 +47,7 @@ def _ingestion_time(ec: ExprCompiler, node: ast.Call) -> Typed:
     )
 
 
-@register("column_ifexists")
+@register("column_ifexists", "columnifexists")
 def _column_ifexists(ec: ExprCompiler, node: ast.Call) -> Typed:
     name_t, default = ec.args(node, 2)
     name = _const_str(name_t, node.args[0], "the column name")

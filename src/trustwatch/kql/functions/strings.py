@@ -358,12 +358,14 @@ def _parse_command_line(ec: ExprCompiler, node: ast.Call) -> Typed:
     return Typed(func("tw_parse_command_line", args[0].sql, parser), "dynamic")
 
 
-FUNCTIONS["parse_url"] = _udf("tw_parse_url", "dynamic", (1, 1))
-FUNCTIONS["parse_urlquery"] = _udf("tw_parse_urlquery", "dynamic", (1, 1))
+FUNCTIONS["parse_url"] = FUNCTIONS["parseurl"] = _udf("tw_parse_url", "dynamic", (1, 1))
+FUNCTIONS["parse_urlquery"] = FUNCTIONS["parseurlquery"] = _udf(
+    "tw_parse_urlquery", "dynamic", (1, 1)
+)
 FUNCTIONS["parse_path"] = _udf("tw_parse_path", "dynamic", (1, 1))
 
 
-@register("unicode_codepoints_from_string")
+@register("unicode_codepoints_from_string", "to_utf8")
 def _unicode_codepoints(ec: ExprCompiler, node: ast.Call) -> Typed:
     """The code points of a string as a dynamic array of numbers."""
     (s,) = _strings(ec, node, 1)
@@ -382,6 +384,36 @@ def _unicode_codepoints(ec: ExprCompiler, node: ast.Call) -> Typed:
         ),
         "dynamic",
     )
+
+
+@register("unicode_codepoints_to_string", "make_string")
+def _unicode_codepoints_to_string(ec: ExprCompiler, node: ast.Call) -> Typed:
+    """The string of code points given as numbers or dynamic arrays of numbers, in order.
+
+    ``make_string()`` is the deprecated name of the same function (Microsoft's analyzer,
+    ``Functions.cs`` in github.com/microsoft/Kusto-Query-Language, declares both alike);
+    https://learn.microsoft.com/kusto/query/unicode-codepoints-to-string-function
+    """
+    args = ec.args(node, 1, 64)
+    parts: list[exp.Expr] = []
+    for arg, t in zip(node.args, args, strict=True):
+        if t.type == "dynamic":
+            points = exp.Cast(
+                this=func("json_extract", t.sql, lit_string("$[*]")),
+                to=exp.DataType.build("INTEGER[]", dialect="duckdb"),
+            )
+            chars = func(
+                "list_transform",
+                points,
+                exp.Lambda(this=func("chr", exp.column("c")), expressions=[exp.to_identifier("c")]),
+            )
+            parts.append(func("array_to_string", chars, lit_string("")))
+        elif t.type in ("int", "long"):
+            parts.append(func("chr", exp.Cast(this=t.sql, to=sql_type("int"))))
+        else:
+            raise _error(arg, f"{node.name}() takes numbers or dynamic arrays of numbers")
+    joined = parts[0] if len(parts) == 1 else exp.Concat(expressions=parts, safe=False)
+    return Typed(not_null_string(joined), "string")
 
 
 @register("jaccard_index")
