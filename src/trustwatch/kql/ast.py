@@ -482,12 +482,14 @@ class ParseColumn(Node):
 
 @_node
 class Parse(PipeOp):
-    """``parse [kind=simple|relaxed|regex] [flags=..] expr with pattern``."""
+    """``parse [kind=simple|relaxed|regex] [flags=..] expr with pattern``; ``parse-where`` (which
+    also drops the rows the pattern does not match) when ``filter_rows``."""
 
     kind: str
     source: Expr
     parts: tuple[str | ParseColumn, ...]
     flags: str = ""
+    filter_rows: bool = False
 
 
 @_node

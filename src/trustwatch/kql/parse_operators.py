@@ -176,8 +176,7 @@ def parse_join_conditions(p: Parser) -> tuple[ast.JoinCondition, ...]:
     while True:
         start = p.tok
         left = p.parse_expr()
-        cond = join_condition(p, left, start)
-        conds.append(cond)
+        conds.extend(join_conditions(p, left, start))
         if not p.match(T.COMMA):
             break
         if p.at_word("and"):
@@ -185,11 +184,17 @@ def parse_join_conditions(p: Parser) -> tuple[ast.JoinCondition, ...]:
     return tuple(conds)
 
 
+def join_conditions(p: Parser, expr: ast.Expr, start: Token) -> list[ast.JoinCondition]:
+    """One condition, or several joined by ``and`` (``$left.a == $right.b and $left.c ==
+    $right.d``), as Microsoft's parser accepts them: each is one more equality of the join."""
+    if isinstance(expr, ast.BinaryOp) and expr.op == "and":
+        return join_conditions(p, expr.left, start) + join_conditions(p, expr.right, start)
+    return [join_condition(p, expr, start)]
+
+
 def join_condition(p: Parser, expr: ast.Expr, start: Token) -> ast.JoinCondition:
     if isinstance(expr, ast.Name):
         return ast.JoinCondition(left=expr.name, right=expr.name, span=expr.span)
-    if isinstance(expr, ast.BinaryOp) and expr.op == "and":
-        raise KqlSyntaxError("join conditions are separated by ',' here", span=expr.span)
     if isinstance(expr, ast.BinaryOp) and expr.op == "==":
         sides: dict[str, str] = {}
         for side in (expr.left, expr.right):
@@ -320,11 +325,14 @@ def parse_parse(p: Parser, tok: Token) -> ast.Parse:
         p.advance()
         value = p.expect_name()
         if key == "kind":
-            if value not in ("simple", "relaxed", "regex"):
+            kinds = (
+                ("simple", "regex") if tok.text == "parse-where" else ("simple", "relaxed", "regex")
+            )
+            if value not in kinds:
                 raise p.error(
-                    f"unknown parse kind '{value}'",
+                    f"unknown {tok.text} kind '{value}'",
                     p.tokens[p.i - 1],
-                    hint="kinds are simple, relaxed and regex",
+                    hint=f"kinds are {', '.join(kinds[:-1])} and {kinds[-1]}",
                 )
             kind = value
         else:
@@ -356,6 +364,7 @@ def parse_parse(p: Parser, tok: Token) -> ast.Parse:
         source=source,
         parts=tuple(parts),
         flags=flags,
+        filter_rows=tok.text == "parse-where",
         span=tok.span.to(p.prev_span()),
     )
 
@@ -486,6 +495,8 @@ PIPE_OPERATORS: dict[str, Callable[[Parser, Token], ast.PipeOp]] = {
     "mvexpand": parse_mv_expand,
     "mv-apply": parse_mv_apply,
     "parse": parse_parse,
+    # https://learn.microsoft.com/kusto/query/parse-where-operator
+    "parse-where": parse_parse,
     "as": parse_as,
     "serialize": parse_serialize,
     "render": parse_render,

@@ -1087,7 +1087,6 @@ LOOSE_OPERATORS = frozenset(
         "fork",
         "facet",
         "find",
-        "parse-where",
         "parse-kv",
         "project-smart",
         "reduce",

@@ -575,7 +575,7 @@ class Printer(ast.Visitor):
         return name if node.type == "string" else f"{name}:{node.type}"
 
     def visit_Parse(self, node: ast.Parse) -> str:
-        words = ["parse"]
+        words = ["parse-where" if node.filter_rows else "parse"]
         if node.kind != "simple":
             words.append(f"kind={node.kind}")
         if node.flags:

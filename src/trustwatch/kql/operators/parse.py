@@ -57,6 +57,9 @@ def compile_parse(c: Compiler, op: ast.Parse, rel: Relation, scope: Scope) -> Re
     pattern, columns = _parse_regex(op)
     match = func("regexp_matches", source.sql, lit_string(pattern))
     computed: dict[str, Typed] = {}
+    # parse-where keeps only the rows the pattern matches whose typed columns all convert
+    # https://learn.microsoft.com/kusto/query/parse-where-operator
+    keep: list[exp.Expr] = [match.copy()]
     for i, pc in enumerate(columns, start=1):
         text = func("regexp_extract", source.sql.copy(), lit_string(pattern), exp.Literal.number(i))
         if pc.type in TEXTUAL:
@@ -65,6 +68,7 @@ def compile_parse(c: Compiler, op: ast.Parse, rel: Relation, scope: Scope) -> Re
             converted = convert(
                 Typed(exp.Nullif(this=text, expression=lit_string("")), "string"), pc.type
             )
+            keep.append(exp.Not(this=exp.Is(this=converted.sql.copy(), expression=exp.null())))
             value = Typed(
                 exp.If(
                     this=match.copy(),
@@ -87,4 +91,7 @@ def compile_parse(c: Compiler, op: ast.Parse, rel: Relation, scope: Scope) -> Re
         columns_out.append((name, t.type))
     if rel.order:
         projections.append(col(rel.order))
-    return Relation(c.select(rel, projections), tuple(columns_out), rel.order)
+    select = c.select(rel, projections)
+    if op.filter_rows:
+        select = select.where(exp.and_(*keep), copy=False)
+    return Relation(select, tuple(columns_out), rel.order)
