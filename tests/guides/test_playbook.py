@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from trustwatch.guides.model import load_library
+from trustwatch.errors import RuleFileError
+from trustwatch.guides.bind import alert_values
+from trustwatch.guides.model import _parameter, load_library
 from trustwatch.guides.playbook import fill_step
 from trustwatch.guides.shell import Unquotable, quote_word
 
@@ -44,9 +46,8 @@ def test_certutil_and_powershell_commands_for_the_machine_root_store() -> None:
         f"Remove-Item -LiteralPath Cert:\\LocalMachine\\Root\\{THUMB}",
         "",
     )
-    assert (
-        fill("delete-cert-certutil-user", **values)[0] == f"certutil -user -delstore Root {THUMB}"
-    )
+    user = {**values, "AlertStoreSid": "S-1-5-21-1-2-3-1001"}
+    assert fill("delete-cert-certutil-user", **user)[0] == f"certutil -user -delstore Root {THUMB}"
 
 
 @pytest.mark.parametrize(
@@ -113,3 +114,65 @@ def test_sh_words_read_back_as_one_word(word: str) -> None:
 def test_a_step_without_its_value_says_so() -> None:
     command, unfilled = fill("delete-cert-certutil-machine", AlertCertStore="Root")
     assert command == "" and unfilled == "the alert has no AlertThumbprint"
+
+
+USER_SID = "S-1-5-21-2803279060-2513845192-2481671768-7935"
+# the demo's WMI scenario: SYSTEM writes a root into a logged-on user's hive (Defender's shape)
+SYSTEM_WRITES_USER_ROOT = {
+    "DeviceName": "lt-dev-637.corp.northwind.com",
+    "AccountName": "system",
+    "AccountSid": "S-1-5-18",
+    "CertStore": "Root",
+    "CertStoreLocation": "CurrentUser",
+    "CertThumbprint": THUMB,
+    "RegistryKey": f"HKEY_CURRENT_USER\\{USER_SID}\\Software\\Microsoft\\SystemCertificates"
+    f"\\Root\\Certificates\\{THUMB}",
+}
+
+
+def user_steps(row: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
+    values = alert_values({"Evidence": [row]}, LIBRARY.parameters)
+    out = {}
+    for name in ("certutil", "powershell", "reg"):
+        name = f"delete-cert-{name}-user"
+        filled = fill_step(LIBRARY.steps[name], LIBRARY.parameters, values, LIBRARY.pivots)
+        out[name] = (filled.command, filled.text, filled.unfilled)
+    return out
+
+
+def test_a_user_store_is_cleaned_as_its_owner_not_as_the_writing_process() -> None:
+    steps = user_steps(SYSTEM_WRITES_USER_ROOT)
+    command, text, unfilled = steps["delete-cert-reg-user"]
+    assert unfilled == ""
+    assert command == (
+        f"reg delete HKU\\{USER_SID}\\Software\\Microsoft\\SystemCertificates\\Root\\Certificates"
+        f"\\{THUMB} /f"
+    )
+    assert "S-1-5-18" not in command  # SYSTEM's own hive would leave the user's root in place
+    for name in ("delete-cert-certutil-user", "delete-cert-powershell-user"):
+        command, text, unfilled = steps[name]
+        assert command and not unfilled
+        assert f"the user whose store it is (SID {USER_SID};" in " ".join(text.split())
+
+
+@pytest.mark.parametrize(
+    ("key", "sid"),
+    [
+        ("", "S-1-5-21-1-2-3-1001"),  # a process event (certutil -user): its account's store
+        ("HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\SystemCertificates", "S-1-5-21-1-2-3-1001"),
+        ("HKEY_USERS\\S-1-5-21-9-9-9-500\\Software\\Microsoft", "S-1-5-21-9-9-9-500"),
+        ("HKU\\S-1-5-21-9-9-9-500\\Software", "S-1-5-21-9-9-9-500"),
+        ("HKEY_CURRENT_USER\\S-1-5-21-9 & calc\\Software", "S-1-5-21-1-2-3-1001"),
+    ],
+    ids=["process", "machine-key", "hkey-users", "sysmon-hku", "hostile"],
+)
+def test_the_store_owner_sid_comes_from_the_key_else_the_account(key: str, sid: str) -> None:
+    row = {"AccountSid": "S-1-5-21-1-2-3-1001", "RegistryKey": key}
+    assert alert_values({"Evidence": [row]}, LIBRARY.parameters)["AlertStoreSid"] == sid
+
+
+def test_an_extract_expression_needs_a_group() -> None:
+    with pytest.raises(RuleFileError, match="needs a group"):
+        _parameter("P", {"columns": ["RegistryKey"], "extract": "S-1-[0-9-]+"})
+    with pytest.raises(RuleFileError, match="not a regular expression"):
+        _parameter("P", {"columns": ["RegistryKey"], "extract": "("})

@@ -34,9 +34,15 @@ class Bound:
 
 
 def _typed(parameter: Parameter, raw: object) -> Value | None:
-    """A cell as the parameter's type; None when empty or not of that type."""
+    """A cell as the parameter's type (its ``extract`` group first, if it has one); None when
+    empty, not matched or not of that type."""
     if raw is None or raw == "" or isinstance(raw, bool | dict | list):
         return None
+    if parameter.extract is not None:
+        match = parameter.extract.search(str(raw)[:4096])
+        raw = match.group(1) if match else None
+        if not raw:
+            return None
     if parameter.type == "long":
         try:
             return int(str(raw), 10)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,9 @@ class Parameter:
     about: str = ""
     pattern: re.Pattern[str] | None = None  # commands: a value must match to be used
     values: tuple[str, ...] = ()  # commands: a value must be one of these (case-insensitive)
+    # the value is this expression's first group in the column's text; a column it does not
+    # match gives no value (the next column is tried)
+    extract: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,14 @@ def _parameter(name: str, raw: Mapping[str, Any]) -> Parameter:
     if kind not in PARAMETER_TYPES:
         raise RuleFileError(f"parameter {name}: type '{kind}' is not one of {PARAMETER_TYPES}")
     pattern = raw.get("pattern")
+    extract = raw.get("extract")
+    try:
+        found = re.compile(str(extract)) if extract else None
+    except re.error as exc:
+        message = f"parameter {name}: extract is not a regular expression: {exc}"
+        raise RuleFileError(message) from exc
+    if found is not None and found.groups < 1:
+        raise RuleFileError(f"parameter {name}: extract needs a group (the value it takes)")
     return Parameter(
         name=name,
         type=kind,
@@ -173,6 +184,7 @@ def _parameter(name: str, raw: Mapping[str, Any]) -> Parameter:
         about=str(raw.get("about", "")),
         pattern=re.compile(str(pattern)) if pattern else None,
         values=_words(raw.get("values")),
+        extract=found,
     )
 
 
@@ -267,10 +279,7 @@ def load_guide(path: Path, library: Library) -> Guide:
     overrides: Mapping[str, Any] = raw_overrides if isinstance(raw_overrides, dict) else {}
     for name, columns in overrides.items():
         if name in parameters and isinstance(columns, list):
-            base = parameters[name]
-            parameters[name] = Parameter(
-                base.name, base.type, _words(columns), base.about, base.pattern, base.values
-            )
+            parameters[name] = replace(parameters[name], columns=_words(columns))
     triage = doc.get("triage")
     return Guide(
         path=path,
