@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
-from trustwatch.errors import KqlSemanticError, Span
+from trustwatch.errors import KqlSemanticError, Span, UnsupportedKql
 from trustwatch.kql import ast
 from trustwatch.kql.parser import TabularAsExpr
 from trustwatch.kql.scope import LambdaBinding, Relation, RelationBinding, Scope
@@ -601,6 +601,13 @@ class ExprCompiler:
                     node.name_span,
                 )
             if node.name in functions.KNOWN_UNSUPPORTED:
+                reason = functions.UNSUPPORTED_REASONS.get(node.name)
+                if reason is not None:
+                    raise UnsupportedKql(
+                        f"the function '{node.name}()' is not supported by trustwatch's KQL engine",
+                        span=node.name_span,
+                        hint=reason,
+                    )
                 raise self.compiler.unsupported(f"the function '{node.name}()'", node.name_span)
             choices = list(functions.FUNCTIONS) + list(aggregates.AGGREGATES)
             raise self.error(

@@ -19,6 +19,8 @@ from trustwatch.kql.functions.registry import (
     DEFENDER_CLOUD_FUNCTIONS,
     FUNCTIONS,
     KNOWN_UNSUPPORTED,
+    TUPLE_FUNCTIONS,
+    UNSUPPORTED_REASONS,
     Handler,
 )
 
@@ -26,6 +28,8 @@ __all__ = [
     "DEFENDER_CLOUD_FUNCTIONS",
     "FUNCTIONS",
     "KNOWN_UNSUPPORTED",
+    "TUPLE_FUNCTIONS",
+    "UNSUPPORTED_REASONS",
     "Handler",
     "convert",
     "to_string",

@@ -234,10 +234,23 @@ def _set_difference(ec: ExprCompiler, node: ast.Call) -> Typed:
 
 @register("extractjson", "extract_json")
 def _extractjson(ec: ExprCompiler, node: ast.Call) -> Typed:
-    path, text = ec.args(node, 2, 3)[:2]
-    return Typed(
-        not_null_string(func("json_extract_string", _dyn(text), to_string(path).sql)), "string"
-    )
+    """``extract_json(path, text [, typeof(T)])``: the element at the JSONPath, as a string or,
+    with a type argument, converted to that type (null when it does not convert); extractjson
+    is the older name. https://learn.microsoft.com/kusto/query/extract-json-function"""
+    from trustwatch.kql.functions.conversions import convert
+    from trustwatch.kql.functions.strings import _typeof_arg
+
+    ktype = _typeof_arg(node.args[2]) if len(node.args) == 3 else None
+    if len(node.args) == 3 and ktype is None:
+        raise _error(node.args[2], f"the third argument of {node.name}() is typeof(type)")
+    path, text = (ec.compile(a) for a in node.args[:2]) if ktype else ec.args(node, 2, 2)
+    document = _dyn(text)
+    if ktype == "dynamic":
+        return Typed(func("json_extract", document, to_string(path).sql), "dynamic")
+    value = func("json_extract_string", document, to_string(path).sql)
+    if ktype is None or ktype in TEXTUAL:
+        return Typed(not_null_string(value), ktype or "string")
+    return convert(Typed(exp.Nullif(this=value, expression=lit_string("")), "string"), ktype)
 
 
 RANGE_MAX_VALUES = 1_048_576  # range(): at most 2^20 values, the rest cut off

@@ -34,6 +34,19 @@ KNOWN_UNSUPPORTED = frozenset(
         "geo_info_from_ip_address",
         "parse_user_agent",
         "hash",
+        "hash_xxhash64",
+        "hash_many",
+        "hash_combine",
+        "series_decompose_forecast",
+        "series_fit_line",
+        "series_fit_2lines",
+        "series_fit_poly",
+        "series_fft",
+        "series_ifft",
+        "series_periods_detect",
+        "series_periods_validate",
+        "extentid",
+        "current_cursor",
         "series_decompose_anomalies",
         "series_decompose",
         "series_stats",
@@ -53,6 +66,37 @@ KNOWN_UNSUPPORTED = frozenset(
         "bag_unpack",
         "cursor_current",
         "percentile_tdigest",
+    }
+)
+
+# Why some of them are refused, given as the error's hint.
+UNSUPPORTED_REASONS = {
+    # Microsoft documents xxhash64, but its published values (hash("World") is
+    # 1846988464401551951, https://learn.microsoft.com/kusto/query/hash-function) are not XXH64
+    # of the text's UTF-8 or UTF-16 bytes under any small seed: Kusto hashes its own encoding of
+    # the value, which trustwatch cannot reproduce, and a different hash would silently change
+    # every sampling and bucketing query built on it
+    "hash": "Kusto's hash values come from its own encoding of the value, which trustwatch "
+    "cannot reproduce; use hash_sha256() or hash_md5() when any stable hash will do",
+}
+for _name in ("hash_xxhash64", "hash_many", "hash_combine"):
+    UNSUPPORTED_REASONS[_name] = UNSUPPORTED_REASONS["hash"]
+
+# Functions that return several columns, assigned as ``extend (a, b, c) = f(...)``
+# (Microsoft's analyzer, Functions.cs in github.com/microsoft/Kusto-Query-Language).
+TUPLE_FUNCTIONS = frozenset(
+    {
+        "series_decompose",
+        "series_decompose_anomalies",
+        "series_decompose_forecast",
+        "series_fit_line",
+        "series_fit_2lines",
+        "series_fit_poly",
+        "series_stats",
+        "series_fft",
+        "series_ifft",
+        "series_periods_detect",
+        "series_periods_validate",
     }
 )
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 from sqlglot import exp
 
-from trustwatch.errors import KqlSemanticError
+from trustwatch.errors import KqlSemanticError, UnsupportedKql
 from trustwatch.kql import ast
 from trustwatch.kql.aggregates import column_name_of
 from trustwatch.kql.compiler import OperatorHandler
@@ -98,6 +98,17 @@ class ColumnNamer:
 
 def _assignment_names(a: ast.Assignment, namer: ColumnNamer) -> str:
     if a.names:
+        from trustwatch.kql import functions
+
+        call = a.expr
+        if isinstance(call, ast.Call) and call.name in functions.TUPLE_FUNCTIONS:
+            # Kusto's multi-column functions (series_decompose_anomalies, series_fit_2lines,
+            # ...): the missing function is the error, not the tuple
+            raise UnsupportedKql(
+                f"the function '{call.name}()' is not supported by trustwatch's KQL engine",
+                span=call.name_span,
+                hint="see docs/kql-support.md for what is implemented",
+            )
         raise KqlSemanticError(
             "a tuple assignment '(A, B) = ...' is only valid for multi-column functions",
             span=a.span,
