@@ -79,6 +79,15 @@ UNSUPPORTED_REASONS = {
     "hash": "Kusto's hash values come from its own encoding of the value, which trustwatch "
     "cannot reproduce; use hash_sha256() or hash_md5() when any stable hash will do",
 }
+# Kusto matches the user agent against "a huge number of predefined patterns"
+# (https://learn.microsoft.com/kusto/query/parse-user-agent-function); its fields (Family,
+# MajorVersion, ..., Brand, Model) are those of the uap-core rule set, but which version and
+# order of patterns it uses is not published, and trustwatch ships no such table
+UNSUPPORTED_REASONS["parse_user_agent"] = (
+    "Kusto names browsers, operating systems and devices from a large table of patterns it "
+    "does not publish, and trustwatch ships none; extract() on the user agent string can "
+    "stand in for a known pattern"
+)
 for _name in ("hash_xxhash64", "hash_many", "hash_combine"):
     UNSUPPORTED_REASONS[_name] = UNSUPPORTED_REASONS["hash"]
 
