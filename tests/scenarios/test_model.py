@@ -150,3 +150,90 @@ def test_a_network_scenario_has_the_sensors_as_sources(tmp_path: Path) -> None:
     assert scenario.expect["zeek"].fire == {"a"} and not scenario.expect["suricata"].fire
     cert = scenario.server_certificates["c"]
     assert (cert.issuer, cert.serial, cert.valid_days) == ("CN=x", "0A", 365)
+
+
+CA_PROCESS = """
+  - id: certsrv
+    process:
+      {image: C:\\Windows\\System32\\certsrv.exe, command_line: certsrv.exe, parent: services}
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "steps", "message"),
+    [
+        (
+            "",
+            GOOD_STEP + "  - ca_audit: {by: ps, event_id: 4887, data: {RequestId: '1'}}\n",
+            "steps[1]: a 'ca_audit' step on a windows host",
+        ),
+        (
+            "host: ca\n",
+            CA_PROCESS + "  - registry: {by: certsrv, action: create_key, key: HKLM\\\\X}\n",
+            "steps[1]: a 'registry' step on a ca host",
+        ),
+        (
+            "host: ca\n",
+            CA_PROCESS + "  - ca_audit: {by: certsrv, event_id: 4887, data: {RequestId: 1}}\n",
+            "steps[1].ca_audit.data: EventData field names and text values",
+        ),
+        ("host: ca\n", CA_PROCESS + "  - ca_audit: {by: certsrv, event_id: 4887}\n", "'data'"),
+    ],
+)
+def test_ca_host_steps_are_checked(tmp_path: Path, body: str, steps: str, message: str) -> None:
+    path = _write(tmp_path, body, steps)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert message in info.value.diagnostic.message
+
+
+def test_a_ca_audit_step_is_a_security_event_of_the_ca_ingested_into_securityevent(
+    tmp_path: Path,
+) -> None:
+    """The event id, the task of Certification Services, its data as EventData, placeholders
+    filled; ingest stores it in SecurityEvent with the documented fields as columns."""
+    import json
+
+    from trustwatch.api import Session
+    from trustwatch.ingest import pipeline
+    from trustwatch.ingest.workspace import Workspace
+    from trustwatch.scenarios.host import make_host
+    from trustwatch.scenarios.render import render
+
+    steps = CA_PROCESS + (
+        "  - at: 3\n    ca_audit:\n      by: certsrv\n      event_id: 4887\n"
+        "      data: {RequestId: '7', Requester: '%USERDOMAIN%\\%USERNAME%', "
+        'Attributes: "CertificateTemplate:User\\nSAN:upn=a@b.c"}\n'
+    )
+    scenario = load_scenario(_write(tmp_path, "host: ca\n", steps))
+    assert scenario.sources == ("ca-security",)
+    host = make_host(scenario, 3)
+    assert host.device.startswith("pki-ca-")
+    docs = [json.loads(line) for line in render(scenario, "ca-security", 3).splitlines()]
+    event = next(d["Event"] for d in docs if d["Event"]["System"]["EventID"] == 4887)
+    assert event["System"]["Task"] == 12805
+    requester = f"{host.user.domain}\\{host.user.name}"
+    assert event["EventData"] == {
+        "RequestId": "7",
+        "Requester": requester,
+        "Attributes": "CertificateTemplate:User\nSAN:upn=a@b.c",
+    }
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.ca-security.jsonl").write_text(render(scenario, "ca-security", 3), encoding="utf-8")
+    planned, _ = pipeline.plan([out])
+    ws = Workspace(None)
+    try:
+        ws.ingest(planned)
+        session = Session({}, engine=ws.engine, views=pipeline.query_views(ws.engine))
+        query = "SecurityEvent | where EventID == 4887 | project RequestId, Requester, Attributes"
+        rows = session.run(query).tables[-1].to_pylist()
+    finally:
+        ws.close()
+    assert rows == [
+        {
+            "RequestId": "7",
+            "Requester": requester,
+            "Attributes": "CertificateTemplate:User\nSAN:upn=a@b.c",
+        }
+    ]

@@ -175,8 +175,10 @@ def make_host(scenario: Scenario, seed: int) -> Host:
     """The scenario resolved on a host drawn from ``seed``."""
     rng = random.Random(f"{seed}:{scenario.id}")  # noqa: S311 - a simulation
     org = rng.choice(ORGS)
-    device = f"{rng.choice(DEVICE_PREFIXES)}-{rng.randrange(1, 999):03d}.{rng.choice(DOMAINS)}"
-    device += f".{org}.com"
+    prefix, number = rng.choice(DEVICE_PREFIXES), rng.randrange(1, 999)
+    if scenario.host == "ca":  # a certification authority (the same draws: other hosts unchanged)
+        prefix = "pki-ca"
+    device = f"{prefix}-{number:03d}.{rng.choice(DOMAINS)}.{org}.com"
     name = f"{rng.choice(FIRST_NAMES)}.{rng.choice(LAST_NAMES)}"
     sid = "S-1-5-21-" + "-".join(str(rng.randrange(10**9, 4 * 10**9)) for _ in range(3))
     user = Account(org.upper()[:8], name, f"{sid}-{rng.randrange(1100, 9999)}", "High", 0)
@@ -209,11 +211,21 @@ def _resolve(host: Host, steps: tuple[Step, ...]) -> None:
             proc = _process(host, step, time, by_id)
             by_id[step.id] = proc
             continue
-        fields = {k: host.expand(v) if isinstance(v, str) else v for k, v in step.fields.items()}
+        fields = {k: _expanded(host, v) for k, v in step.fields.items()}
         if step.kind == "capi2":
             fields.setdefault("thumbprint", host.thumbprint)  # the root the scenario installs
         guid = str(host.new_guid()).strip("{}") if step.kind == "script" else ""
         host.activity.append(Activity(step.kind, time, by_id[step.get("by")], fields, guid))
+
+
+def _expanded(host: Host, value: Any) -> Any:
+    """A step field with its placeholders filled (in each text of a mapping, such as a CA audit
+    event's data)."""
+    if isinstance(value, str):
+        return host.expand(value)
+    if isinstance(value, dict):
+        return {k: host.expand(v) if isinstance(v, str) else v for k, v in value.items()}
+    return value
 
 
 def _process(host: Host, step: Step, time: datetime, by_id: dict[str, Proc]) -> Proc:

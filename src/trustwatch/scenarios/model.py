@@ -1,8 +1,9 @@
 """Scenario files: load ``content/scenarios/<id>.yaml`` and check them, with located errors.
 
 A scenario is a short sequence of activity plus the rules expected to fire on it: host activity
-(processes and what they do) on a Windows host, or TLS sessions seen by a network sensor. The
-format is documented in docs/scenarios.md.
+(processes and what they do) on a Windows host, the Certificate Services audit events of a
+certification authority (a CA host), or TLS sessions seen by a network sensor. The format is
+documented in docs/scenarios.md.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ KINDS = ("attack", "evasion", "benign")
 HOSTS: dict[str, tuple[str, ...]] = {
     "windows": ("sysmon", "defender", "security"),
     "network": ("zeek", "zeek-json", "suricata"),
+    # a certification authority: its Security log (Certificate Services auditing) as evtx JSON
+    "ca": ("ca-security",),
 }
 SOURCES = HOSTS["windows"]
 ALL_SOURCES = tuple(source for sources in HOSTS.values() for source in sources)
@@ -33,9 +36,11 @@ USERS = ("user", "system", "network_service", "local_service")
 REGISTRY_ACTIONS = ("create_key", "set_value", "open_key", "delete_key")
 VALUE_TYPES = ("binary", "string", "dword")
 NETWORK_OUTCOMES = ("success", "failed")
-STEP_KINDS = ("process", "registry", "file", "network", "script", "capi2", "tls")
-# steps of a network scenario (the others are a Windows host's)
+STEP_KINDS = ("process", "registry", "file", "network", "script", "capi2", "tls", "ca_audit")
+# steps of a network scenario (the others are a Windows or CA host's)
 NETWORK_STEP_KINDS = ("tls",)
+# steps of a CA host: its service process and the Security events Certificate Services writes
+CA_STEP_KINDS = ("process", "ca_audit")
 # TLS versions a passive sensor sees the certificate of (TLS 1.3 encrypts it)
 TLS_VERSIONS = ("TLSv10", "TLSv11", "TLSv12")
 KEYS = ("rsa 2048", "rsa 4096", "ecdsa 256", "ecdsa 384")
@@ -67,6 +72,8 @@ STEP_FIELDS: dict[str, dict[str, tuple[bool, type]]] = {
     },
     "script": {"by": (True, str), "text": (True, str), "parts": (False, int)},
     "capi2": {"by": (True, str), "subject": (True, str), "thumbprint": (False, str)},
+    # a Certificate Services audit event (4886-4888, 4898-4900, ...): its EventData fields
+    "ca_audit": {"by": (True, str), "event_id": (True, int), "data": (True, dict)},
     "tls": {
         "server": (True, str),
         "port": (True, int),
@@ -219,7 +226,7 @@ def scenarios_dir() -> Path:
 def load_scenarios(ids: list[str] | None = None, host: str | None = None) -> list[Scenario]:
     """The shipped scenarios (sorted by file name), or only those named in ``ids``.
 
-    ``host`` keeps only the scenarios of one host kind (``windows`` or ``network``).
+    ``host`` keeps only the scenarios of one host kind (``windows``, ``network`` or ``ca``).
     """
     files = sorted(scenarios_dir().glob("*.yaml"))
     found = [s for s in map(load_scenario, files) if host is None or s.host == host]
@@ -282,13 +289,28 @@ def load_scenario(path: Path) -> Scenario:
 def _check_host_steps(
     host: str, steps: tuple[Step, ...], certificates: Mapping[str, ServerCertificate], where: str
 ) -> None:
-    """Network scenarios hold only TLS sessions, Windows ones none; certificates are defined."""
+    """Network scenarios hold only TLS sessions, CA ones processes and CA audit events, Windows
+    ones neither TLS sessions nor CA audit events; certificates are defined."""
     for n, step in enumerate(steps):
         network_step = step.kind in NETWORK_STEP_KINDS
-        if network_step != (host == "network"):
+        ca_only = step.kind == "ca_audit"
+        if (
+            network_step != (host == "network")
+            or (ca_only and host != "ca")
+            or (host == "ca" and step.kind not in CA_STEP_KINDS)
+        ):
             raise ScenarioError(
                 f"{where}: steps[{n}]: a '{step.kind}' step on a {host} host",
-                hint="host: network scenarios have tls steps only; windows ones have none",
+                hint="host: network scenarios have tls steps only; ca ones process and ca_audit "
+                "steps only; windows ones neither tls nor ca_audit steps",
+            )
+        data = step.get("data") if ca_only else None
+        if data is not None and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+        ):
+            raise ScenarioError(
+                f"{where}: steps[{n}].ca_audit.data: EventData field names and text values",
+                hint="quote numbers and hex values",
             )
         name = step.get("certificate")
         if name is not None and name not in certificates:

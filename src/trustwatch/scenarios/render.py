@@ -23,6 +23,7 @@ FILE_NAMES = {
     "sysmon": "{id}.sysmon.xml",
     "defender": "{id}.defender.json",
     "security": "{id}.security.jsonl",
+    "ca-security": "{id}.ca-security.jsonl",
     "zeek": "{id}.{log}.log",
     "zeek-json": "{id}.{log}.json",
     "suricata": "{id}.eve.json",
@@ -33,6 +34,7 @@ INGEST_FORMATS = {
     "sysmon": "xml",
     "defender": "defender-stream",
     "security": "evtx-json",
+    "ca-security": "evtx-json",
     "zeek": "zeek-tsv",
     "zeek-json": "zeek-json",
     "suricata": "suricata-eve",
@@ -55,7 +57,7 @@ def render(scenario: Scenario, source: str, seed: int = DEFAULT_SEED) -> str:
         return render_sysmon(host, f"{scenario.id} ({scenario.source})")
     if source == "defender":
         return render_defender(host)
-    return render_security(host)
+    return render_security(host)  # security, and ca-security (a CA's Security log)
 
 
 def render_files(scenario: Scenario, source: str, seed: int = DEFAULT_SEED) -> dict[str, str]:

@@ -41,6 +41,9 @@ SECURITY_CHANNEL = "Security"
 AUDIT_KEYWORDS = "0x8020000000000000"  # Audit Success
 # event id -> (version, task): process creation, registry
 SECURITY_EVENTS = {4688: (2, 13312), 4657: (0, 12801)}
+# Certificate Services audit events a CA host writes (task 12805, Certification Services)
+CA_EVENTS = (4876, 4877, 4882, 4885, 4886, 4887, 4888, 4890, 4891, 4892, 4898, 4899, 4900)
+SECURITY_EVENTS.update(dict.fromkeys(CA_EVENTS, (0, 12805)))
 AUDITED_KEYS = (
     "HKLM\\SOFTWARE\\Microsoft\\SystemCertificates\\",
     "HKLM\\SOFTWARE\\Microsoft\\EnterpriseCertificates\\",
@@ -220,6 +223,8 @@ class _Writer:
             return self._script(act)
         if act.kind == "capi2":
             return self._capi2(act)
+        if act.kind == "ca_audit":
+            return self._ca_audit(act)
         return []  # connections and files: no Sysmon, and no audit events the ingest reads
 
     def _registry(self, act: Activity) -> list[tuple[str, Doc]]:
@@ -278,6 +283,13 @@ class _Writer:
             }
             out.append((PS_CHANNEL, event_doc(system, data)))
         return out
+
+    def _ca_audit(self, act: Activity) -> list[tuple[str, Doc]]:
+        """A Certificate Services audit event of a CA host: the scenario's EventData fields."""
+        event_id = int(act.fields["event_id"])
+        if event_id not in CA_EVENTS:
+            raise ValueError(f"ca_audit: event {event_id} is not a Certificate Services event")
+        return [(SECURITY_CHANNEL, self.audit(event_id, act.time, dict(act.fields["data"])))]
 
     def _capi2(self, act: Activity) -> list[tuple[str, Doc]]:
         """CAPI2 4097, a classic Application-log event: unnamed Data, evtx's ``#text`` list."""
