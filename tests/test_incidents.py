@@ -17,8 +17,9 @@ from rich.console import Console
 
 from trustwatch.cli.alert_view import print_incidents, shorten_middle
 from trustwatch.cli.main import cli
-from trustwatch.incidents import find, group, incident_id
+from trustwatch.incidents import find, group, incident_id, shipped_catalog
 from trustwatch.records import SecurityAlert, SecurityIncident
+from trustwatch.rules.model import load_rules
 from trustwatch.scenarios.host import make_host
 from trustwatch.scenarios.model import load_scenarios
 from trustwatch.scenarios.render import DEFAULT_SEED
@@ -227,3 +228,11 @@ def test_hunt_cli_incidents_file_csv_and_options(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown column 'colour'" in bad.stderr
     bad = CliRunner().invoke(cli, ["hunt", str(FOLDER), "--group-window", "soon"])
     assert bad.exit_code == 2 and "--group-window 'soon'" in bad.stderr
+
+
+def test_every_shipped_rule_has_a_narrative() -> None:
+    """Each rule of the default and network packs has its phrase (tests/rules/
+    test_shipped_pack.py checks every alert of their tests files reads in it)."""
+    catalog = shipped_catalog()
+    rules = load_rules(["default", "network"])
+    assert [r.path.name for r in rules if r.id not in catalog.narratives] == []

@@ -56,6 +56,7 @@ class Narrative:
 
     phrase: str = DEFAULT_PHRASE
     actor: str = DEFAULT_ACTOR
+    otherwise: str = ""  # the phrase when ``phrase`` has an empty required placeholder
     facts: tuple[str, ...] = ()
     rank: int = 0
     extract: Mapping[str, tuple[str, re.Pattern[str]]] = field(default_factory=dict)
@@ -85,6 +86,7 @@ def catalog_from_dict(doc: Mapping[str, Any]) -> Catalog:
         str(rule): Narrative(
             phrase=str(v.get("phrase") or DEFAULT_PHRASE),
             actor=str(v.get("actor") or DEFAULT_ACTOR),
+            otherwise=str(v.get("otherwise") or ""),
             facts=tuple(str(f) for f in v.get("facts") or ()),
             rank=int(v.get("rank") or 0),
             extract={
@@ -361,8 +363,8 @@ def fields_of(alert: SecurityAlert, narrative: Narrative) -> dict[str, str]:
     for name, (column, pattern) in narrative.extract.items():
         match = pattern.search(str(row.get(column) or "")[:4096])
         values[name] = match.group(1) if match else ""
-    for name, derive in DERIVED.items():
-        values[name] = derive(alert, row)
+    for name, derive in DERIVED.items():  # a derived field, else the column of that name
+        values[name] = derive(alert, row) or values.get(name, "")
     return {k: _shorten(v) for k, v in values.items()}
 
 
@@ -406,7 +408,12 @@ def _clauses(alerts: Sequence[SecurityAlert], catalog: Catalog) -> list[_Clause]
         if facts and facts <= stated:
             continue
         stated |= facts
-        text = fill(narrative.phrase, values) or fill(DEFAULT_PHRASE, values) or ""
+        text = (
+            fill(narrative.phrase, values)
+            or (fill(narrative.otherwise, values) if narrative.otherwise else None)
+            or fill(DEFAULT_PHRASE, values)
+            or ""
+        )
         actor = fill(narrative.actor, values) or fill(DEFAULT_ACTOR, values) or "a process"
         clauses.append(_Clause(actor, text, values["Time"]))
     return clauses

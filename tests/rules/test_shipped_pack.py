@@ -8,6 +8,8 @@ import pytest
 
 from tests.conftest import SHARED, needs_shared
 from trustwatch.api import Session
+from trustwatch.incidents import DEFAULT_PHRASE, narrate
+from trustwatch.records import SecurityAlert
 from trustwatch.rules.lint import lint_rules
 from trustwatch.rules.model import load_rules
 from trustwatch.rules.testing import run_case
@@ -18,6 +20,7 @@ RULES = load_rules(["all", "network"])
 # built-in CertificateIntel (the network rules read it)
 WATCHLISTS = load_tuning(default_tuning_path()).tables()
 CASES = [(rule, case) for rule in RULES for case in rule.tests.cases]
+FALLBACK = DEFAULT_PHRASE.split("{{")[0]  # "raised '": the narrative of a rule without a phrase
 
 
 def test_the_packs_hold_the_expected_rules() -> None:
@@ -49,6 +52,10 @@ def test_every_rule_has_two_matching_and_two_non_matching_cases() -> None:
 def test_case(rule, case) -> None:  # type: ignore[no-untyped-def]
     result = run_case(rule, case, WATCHLISTS)
     assert result.passed, result.detail
+    if rule.pack in ("default", "network"):  # each alert reads in its rule's own words
+        for alert in result.alerts:  # (content/incidents.yaml; not the fallback "raised ...")
+            story = narrate([SecurityAlert.from_record(alert)])
+            assert not story.startswith(FALLBACK) and f" {FALLBACK}" not in story, story
 
 
 @needs_shared

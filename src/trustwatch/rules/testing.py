@@ -24,6 +24,7 @@ class CaseResult:
     case: TestCase
     passed: bool
     detail: str  # what was wrong, or the alert count when it passed
+    alerts: tuple[dict[str, Any], ...] = ()  # the alerts the case raised (SecurityAlert records)
 
 
 def case_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -75,7 +76,7 @@ def run_case(
             elif not _same(row[column], expected):
                 problems.append(f"{column} is {row[column]!r}, expected {expected!r}")
     detail = "; ".join(problems) if problems else f"{len(alerts)} alert(s)"
-    return CaseResult(rule, case, not problems, detail)
+    return CaseResult(rule, case, not problems, detail, tuple(alerts))
 
 
 def _same(actual: Any, expected: Any) -> bool:
