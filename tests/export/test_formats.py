@@ -120,9 +120,7 @@ def test_defender_rules_match_the_graph_detection_rule_shape(rules: list[Rule]) 
 # each with a note naming the file to write, and converts the others
 NO_SIGMA_YET = frozenset(
     {
-        "adcs_certificate_request_other_identity",
         "adcs_server_tampering",
-        "adcs_template_changed",
         "capi2_private_key_access",
         "private_key_export",
         "sip_trust_provider_hijack",
