@@ -65,6 +65,7 @@ DEFAULT_PREFIX = {
     "makelist": "list_",
     "make_list_if": "list_",
     "make_bag": "bag_",
+    "make_dictionary": "dictionary_",
     "make_bag_if": "bag_",
     "stdev": "stdev_",
     "stdevif": "stdevif_",
@@ -285,8 +286,10 @@ AGGREGATES.update(
 )
 
 
-@register("make_bag", "make_bag_if")
+@register("make_bag", "make_bag_if", "make_dictionary")
 def _make_bag(ec: ExprCompiler, node: ast.Call) -> Typed:
+    """make_bag / make_bag_if; make_dictionary is make_bag's deprecated name (named
+    dictionary_X by Microsoft's analyzer). https://learn.microsoft.com/kusto/query/make-bag-aggregation-function"""
     with_predicate = node.name == "make_bag_if"
     args = _args(ec, node, 2 if with_predicate else 1, 3 if with_predicate else 2)
     pred = _pred(ec, args[1], node.args[1]) if with_predicate else None
