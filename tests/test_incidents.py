@@ -174,7 +174,7 @@ def _render(incidents: list[SecurityIncident], width: int) -> list[str]:
 @pytest.mark.parametrize(("width", "most"), [(80, 170), (200, 150)])
 def test_view_never_breaks_a_token(demo: list[SecurityIncident], width: int, most: int) -> None:
     lines = _render(demo, width)
-    assert len(lines) <= most  # measured 159 at 80 columns, 136 at 200
+    assert len(lines) <= most  # measured 161 at 80 columns, 124 at 200
     assert all(len(line) <= width for line in lines)
     text = "\n".join(lines)
     for incident in demo:
@@ -189,6 +189,28 @@ def test_view_never_breaks_a_token(demo: list[SecurityIncident], width: int, mos
             clock = alert.start_time[11:19]
             assert re.search(rf"(^|\s){clock}(\s|$)", text), clock
     assert "22 alerts in 7 incidents" in text
+
+
+@pytest.mark.parametrize("width", [120, 160, 200])
+def test_a_certificate_cell_never_wraps(demo: list[SecurityIncident], width: int) -> None:
+    """The certificate column shows "verdict (CN)" on one line, or the verdict alone; the CN is
+    in the incident's header (it wrapped to one word a line at 160 and 200 columns)."""
+    lines = _render(demo, width)
+    assert (
+        "certificates: 7C95805E4F31812C2CF2ACCDDDF7B0591710D668 (lookalike: Microsoft Root "
+        "Certificate Authority 2010)" in " ".join(line.strip() for line in lines)
+    )
+    row = re.compile(r"^  \d\d:\d\d:\d\d  ")
+    for n, line in enumerate(lines):
+        if not row.match(line):
+            continue
+        block = [line]
+        for after in lines[n + 1 :]:
+            if not after.strip() or row.match(after):
+                break
+            block.append(after)
+        for part in ("(Microsoft", "Authority", "2010)"):
+            assert all(part not in b for b in block[1:]), "\n".join(block)
 
 
 def test_narrow_view_puts_why_under_the_rule(demo: list[SecurityIncident]) -> None:

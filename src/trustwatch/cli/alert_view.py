@@ -5,7 +5,9 @@ Columns are chosen by the width they need (``choose_columns``): time, severity, 
 process, store and certificate as room allows, in that order. A token column (time,
 thumbprint, device, account, process, store) is never wrapped, so a thumbprint, a time or a
 path is never split across lines; a rule name wraps between words; "why" is shortened in the
-middle, whole space-separated tokens kept from both ends (``shorten_middle``). ``wide`` shows
+middle, whole space-separated tokens kept from both ends (``shorten_middle``); "certificate"
+is the verdict with the certificate's CN, or the verdict alone when that does not fit (the
+incident's header names each certificate's verdict and CN). ``wide`` shows
 every column at full width (the layout used into a pipe or file); ``columns`` names them.
 
 Every value comes from the logs or rule files and is shown inert (``render.cell``: escapes
@@ -38,7 +40,9 @@ class Column:
     """One column of the alert table: how to get its text and how it may be laid out."""
 
     get: Callable[[SecurityAlert, bool], str]  # (alert, full date?) -> raw text
-    kind: str  # "token": never wrapped; "words": wraps between words; "why": middle-shortened
+    # "token": never wrapped; "words": wraps between words; "why": middle-shortened; "verdict":
+    # never wrapped, the verdict alone when "verdict (CN)" is wider than the column
+    kind: str
     cap: int = 0  # words: the width it grows to at most (0: its widest value)
     least: int = 0  # the narrowest it is shown at
     comfort: int = 0  # the width it gets before optional columns are added
@@ -107,7 +111,7 @@ COLUMNS: Mapping[str, Column] = {
     "process": Column(_process, "token"),
     "store": Column(_store, "token"),
     "thumbprint": Column(lambda a, _: ", ".join(thumbprints_of(a)), "token"),
-    "certificate": Column(_certificate, "words", cap=40, least=12),
+    "certificate": Column(_certificate, "verdict", cap=40, least=len("certificate")),
     "why": Column(lambda a, _: why(a), "why", least=48, comfort=64),
 }
 ALWAYS = ("time", "severity", "rule", "why")
@@ -288,6 +292,10 @@ def alert_table(alerts: Sequence[SecurityAlert], plan: Layout, full: bool) -> Ta
             text = visible(COLUMNS[name].get(alert, full))
             if widths is not None and COLUMNS[name].kind == "why":
                 text = shorten_middle(text, widths[name])
+            elif (
+                widths is not None and COLUMNS[name].kind == "verdict" and len(text) > widths[name]
+            ):
+                text = visible(alert.certificate_verdict)  # the CN is in the incident's header
             cells.append(Text(text))
         grid.add_row(*cells)
         if plan.stacked and widths is not None:
@@ -301,6 +309,19 @@ def _span(incident: SecurityIncident) -> tuple[str, bool]:
     same_day = first.date() == last.date()
     end = last.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S")
     return f"{first:%Y-%m-%d %H:%M:%S} to {end} UTC", not same_day
+
+
+def _classified(thumbprint: str, alerts: Sequence[SecurityAlert]) -> str:
+    """``thumbprint (verdict: CN)`` as enrichment classified it; the thumbprint alone if not."""
+    for alert in alerts:
+        for cert in alert.certificates or ():
+            if str(cert.get("thumbprint") or "").upper() == thumbprint.upper() and cert.get(
+                "verdict"
+            ):
+                subject = str(cert.get("subject") or "")
+                cn = subject.split("CN=", 1)[1].split(",")[0] if "CN=" in subject else ""
+                return f"{thumbprint} ({cert['verdict']}{': ' + cn if cn else ''})"
+    return thumbprint
 
 
 def incident_header(incident: SecurityIncident) -> list[Text]:
@@ -326,7 +347,7 @@ def incident_header(incident: SecurityIncident) -> list[Text]:
     for label, values in (
         ("devices", entities.devices),
         ("accounts", entities.accounts),
-        ("certificates", entities.certificates),
+        ("certificates", [_classified(t, incident.alerts) for t in entities.certificates]),
         ("files", entities.files),
     ):
         if values:
