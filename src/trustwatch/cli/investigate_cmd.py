@@ -12,20 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from trustwatch.cli.common import echo, limit_option, memory_limit_option, reports_errors
 from trustwatch.cli.render import cell, plain, stdout_console, write_exact
 from trustwatch.cli.report_file import report_path, write_investigation_report
 from trustwatch.errors import InputError
-from trustwatch.inert import json_text
+from trustwatch.inert import json_text, visible
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    import pyarrow as pa
+    from rich.console import Console, RenderableType
 
     from trustwatch.guides.investigate import AlertInvestigation, Investigation, PivotResult
     from trustwatch.records import SecurityIncident
 
 ROW_LIMIT = 50  # rows of one pivot shown in the table view (JSON has them all)
+TEXT_LEAST = 24  # the room a text column needs for the rows to be shown as a table
 
 
 @click.command()
@@ -229,21 +232,61 @@ def _print_pivot(console: Console, result: PivotResult, *, several: bool) -> Non
     if table is None or table.num_rows == 0:
         console.print(cell("  no rows", "dim"))
         return
-    from trustwatch.output import json_rows, text_cell
-
-    grid = Table(header_style="bold")
-    for name in table.column_names:
-        grid.add_column(cell(name), overflow="fold")
-    for n, row in enumerate(json_rows(table)):
-        if n == ROW_LIMIT:
-            break
-        grid.add_row(*(cell(text_cell(v)) for v in row.values()))
-    console.print(grid)
+    console.print(pivot_rows(table, console.width))
     more = (
         f" (first {ROW_LIMIT} shown; --format json has all)" if table.num_rows > ROW_LIMIT else ""
     )
     console.print(cell(f"{table.num_rows} row(s){more}", "dim"))
     console.print()
+
+
+def pivot_rows(table: pa.Table, width: int) -> RenderableType:
+    """A pivot's first ``ROW_LIMIT`` rows for ``width`` columns, no token split across lines.
+
+    A column whose values have no space (a time, a hash, a thumbprint, an id, a path without
+    spaces) is a token column: never wrapped, as wide as its widest value. When the token
+    columns and a little room for each text column fit, the rows are a table (text wraps
+    between words); otherwise each row is a block of "column  value" lines, one column a
+    line, and only long text values wrap.
+    """
+    from rich.console import Group
+
+    from trustwatch.output import json_rows, text_cell
+
+    names = table.column_names
+    rows = [
+        [visible(text_cell(v)) for v in row.values()]
+        for _, row in zip(range(ROW_LIMIT), json_rows(table), strict=False)
+    ]
+    tokens = [all(" " not in r[i] for r in rows) for i in range(len(names))]
+    widest = [max([len(names[i]), *(len(r[i]) for r in rows)]) for i in range(len(names))]
+    least = [
+        w if token else min(w, max(len(name), TEXT_LEAST))
+        for w, token, name in zip(widest, tokens, names, strict=True)
+    ]
+    need = sum(least)
+    if need + 3 * len(names) + 1 <= width:
+        grid = Table(header_style="bold")
+        for i, name in enumerate(names):
+            if tokens[i]:
+                grid.add_column(cell(name), no_wrap=True, min_width=widest[i])
+            else:
+                grid.add_column(cell(name), overflow="fold", min_width=least[i])
+        for r in rows:
+            grid.add_row(*(Text(v) for v in r))
+        return grid
+    label = max(len(n) for n in names)
+    blocks: list[RenderableType] = []
+    for n, r in enumerate(rows, 1):
+        block = Table.grid(padding=(0, 2))
+        block.add_column(no_wrap=True, min_width=label, style="bold")
+        block.add_column(overflow="fold")
+        for name, value in zip(names, r, strict=True):
+            if value:
+                block.add_row(cell(name), Text(value))
+        blocks.append(Text(f"row {n}", style="dim"))
+        blocks.append(block)
+    return Group(*blocks)
 
 
 def _print_playbook(console: Console, item: AlertInvestigation) -> None:
