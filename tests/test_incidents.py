@@ -213,6 +213,40 @@ def test_a_certificate_cell_never_wraps(demo: list[SecurityIncident], width: int
             assert all(part not in b for b in block[1:]), "\n".join(block)
 
 
+def test_columns_and_wide(demo: list[SecurityIncident]) -> None:
+    """--columns: those columns in that order, fitted to the width; --wide: every column whole."""
+    out = io.StringIO()
+    console = Console(file=out, width=80, color_system=None)
+    print_incidents(console, demo, columns=["time", "thumbprint", "why"])
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    headers = [line.split() for line in lines if line.strip().startswith("time ")]
+    assert headers and all(h == ["time", "thumbprint", "why"] for h in headers)
+    assert "  10:45:59  EA8B4616FBF8679CFCB03CA7DCB65A335227A7DB  " in out.getvalue()
+    out = io.StringIO()  # the order asked for; tokens too wide for the screen are not cut
+    print_incidents(Console(file=out, width=40, color_system=None), demo, columns=["why", "time"])
+    text = out.getvalue()
+    assert "  why " in text and "  time " not in text.split("  why ")[0].splitlines()[-1]
+    assert "10:45:59" in text and "…" in text
+    out = io.StringIO()
+    print_incidents(Console(file=out, width=40, color_system=None), demo, columns=["thumbprint"])
+    assert "EA8B4616FBF8679CFCB03CA7DCB65A335227A7DB" in out.getvalue()
+    out = io.StringIO()
+    print_incidents(Console(file=out, width=80, color_system=None), demo, wide=True)
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) > 200  # past the console's width
+    command = (
+        '"C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe" -NoProfile '
+        "-ExecutionPolicy Bypass -File C:\\Users\\bob.lindqvist\\AppData\\Local\\Temp\\"
+        "install-root.ps1"
+    )
+    assert command in text and "…" not in text  # nothing shortened
+    piped = CliRunner().invoke(cli, ["hunt", str(FOLDER), "--columns", "time,device,why"])
+    assert piped.exit_code == 1, piped.stderr
+    assert "  time      device                         why" in piped.stdout
+    assert "ws-hr-749.hq.contoso.com" in piped.stdout and "severity" not in piped.stdout
+
+
 def test_narrow_view_puts_why_under_the_rule(demo: list[SecurityIncident]) -> None:
     narrow = "\n".join(_render(demo, 80))
     assert "rule / why" in narrow

@@ -247,6 +247,22 @@ class Layout:
 
     widths: Mapping[str, int] | None
     stacked: bool = False  # "why" on its own line under the rule
+    beyond: bool = False  # wider than the screen (--columns that do not fit): never cropped
+
+
+# the narrowest a shortened or wrapped column becomes when chosen columns do not fit
+FLOOR = {"why": 12, "rule": 12, "certificate": len("certificate")}
+
+
+def _fitted(widths: dict[str, int], width: int) -> Layout:
+    """Chosen columns in ``width``: "why", then rule and certificate, narrowed down to their
+    floor; tokens (times, thumbprints, paths) keep their full width, so a table that still
+    does not fit is laid out wider than the screen instead of cutting them."""
+    for name in ("why", "rule", "certificate"):
+        excess = _total(widths) - width
+        if excess > 0 and name in widths:
+            widths[name] = max(widths[name] - excess, min(widths[name], FLOOR[name]))
+    return Layout(widths, beyond=_total(widths) > width)
 
 
 def layout(
@@ -262,7 +278,8 @@ def layout(
     if columns:
         if wide:
             return Layout({n: _natural(n, alerts, full) for n in columns})
-        return Layout(choose_columns(alerts, width, full, required=columns, optional=()))
+        chosen = choose_columns(alerts, width, full, required=columns, optional=())
+        return _fitted({n: chosen[n] for n in columns}, width)  # in the order asked for
     if wide:
         return Layout(None)
     side = choose_columns(alerts, width, full, optional=[n for n in OPTIONAL if n not in exclude])
@@ -390,7 +407,7 @@ def print_incidents(
         _print_table(
             console,
             Padding(alert_table(incident.alerts, plan, full), (0, 0, 1, INDENT), expand=False),
-            wide,
+            wide or plan.beyond,
         )
     alerts = sum(len(i.alerts) for i in incidents)
     console.print(
@@ -409,7 +426,7 @@ def print_alerts(
 ) -> None:
     """The alerts as one table, without grouping (``hunt --no-grouping``)."""
     plan = layout(alerts, console.width, True, wide=wide, columns=columns)
-    _print_table(console, alert_table(alerts, plan, True), wide)
+    _print_table(console, alert_table(alerts, plan, True), wide or plan.beyond)
     console.print(f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}", style="dim")
 
 
