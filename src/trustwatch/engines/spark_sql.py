@@ -303,6 +303,10 @@ def _is_json_list(node: exp.Expr) -> bool:
     if isinstance(node, exp.Anonymous) and node.name.lower() == "json_extract":
         path = node.expressions[1]
         return isinstance(path, exp.Literal) and path.this == "$[*]"
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "list_transform":
+        # a list built element by element (array_iff): JSON when every element is
+        function = node.expressions[1]
+        return isinstance(function, exp.Lambda) and _json_valued(function.this)
     if isinstance(node, exp.Anonymous) and node.name.lower() == "list_value":
         kinds = {_json_valued(element) for element in node.expressions}
         if len(kinds) > 1:
@@ -319,6 +323,8 @@ _JSON_FUNCTIONS = {"to_json", "json_extract", "json_object", "json_array"}
 def _json_valued(node: exp.Expr) -> bool:
     """Is ``node`` (DuckDB) a JSON value? A bare column is: the compiler puts a value in a list
     of JSON values (pack_array) as it is only when it is dynamic, else through ``to_json``."""
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "list_extract":
+        return _is_json_list(node.expressions[0])  # an element of a list of JSON values
     if isinstance(node, exp.Anonymous):
         return node.name.lower() in _JSON_FUNCTIONS
     if isinstance(node, exp.Cast):

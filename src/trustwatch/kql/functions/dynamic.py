@@ -329,3 +329,68 @@ def _range(ec: ExprCompiler, node: ast.Call) -> Typed:
         exp.Lambda(this=element, expressions=[exp.to_identifier("i")]),
     )
     return Typed(func("to_json", values), "dynamic")
+
+
+@register("array_iff", "array_iif")
+def _array_iff(ec: ExprCompiler, node: ast.Call) -> Typed:
+    """``array_iff(conditions, when_true, when_false)``: element-wise iif over a dynamic array.
+
+    A condition is true if it is true or a number other than 0, false if false or 0, and any
+    other value (text, datetime, null) gives a null element; ``when_true``/``when_false`` are
+    arrays read at the same index (null past their end) or one value for every element; the
+    result is as long as the conditions. array_iif is the same function.
+    https://learn.microsoft.com/kusto/query/array-iff-function
+    """
+    conditions, when_true, when_false = ec.args(node, 3)
+    conds = func("json_extract", _dyn(conditions), lit_string("$[*]"))
+    i = exp.column("i")
+    cond = func("list_extract", conds.copy(), i.copy())
+    kind = func("json_type", cond.copy())
+    number_types = ("BIGINT", "UBIGINT", "DOUBLE")
+    flag = exp.Case(
+        ifs=[
+            exp.If(
+                this=exp.EQ(this=kind.copy(), expression=lit_string("BOOLEAN")),
+                true=exp.Cast(this=cond.copy(), to=sql_type("bool")),
+            ),
+            exp.If(
+                this=exp.In(this=kind.copy(), expressions=[lit_string(t) for t in number_types]),
+                true=exp.NEQ(
+                    this=exp.Cast(this=cond.copy(), to=sql_type("real")),
+                    expression=exp.Literal.number(0),
+                ),
+            ),
+        ]
+    )
+
+    def pick(t: Typed) -> exp.Expr:
+        if t.type != "dynamic":
+            return _json_value(t)
+        d = _dyn(t)
+        return exp.Case(
+            ifs=[
+                exp.If(
+                    this=exp.EQ(this=func("json_type", d), expression=lit_string("ARRAY")),
+                    true=func(
+                        "list_extract",
+                        func("json_extract", d.copy(), lit_string("$[*]")),
+                        i.copy(),
+                    ),
+                )
+            ],
+            default=d.copy(),
+        )
+
+    element = exp.Case(
+        ifs=[
+            exp.If(this=exp.EQ(this=flag, expression=exp.true()), true=pick(when_true)),
+            exp.If(this=exp.EQ(this=flag.copy(), expression=exp.false()), true=pick(when_false)),
+        ],
+        default=exp.Cast(this=exp.null(), to=sql_type("dynamic")),
+    )
+    values = func(
+        "list_transform",
+        func("generate_series", exp.Literal.number(1), func("len", conds.copy())),
+        exp.Lambda(this=element, expressions=[exp.to_identifier("i")]),
+    )
+    return Typed(func("to_json", values), "dynamic")
