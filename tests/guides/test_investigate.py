@@ -147,3 +147,25 @@ def test_the_command_investigates_an_incident_and_an_alert() -> None:
     assert "8080" in table.stdout
     missing = runner.invoke(cli, ["investigate", "ffffffff", DEMO])
     assert missing.exit_code == 2 and "no alert 'ffffffff'" in missing.stderr
+
+
+def test_an_incidents_playbook_lists_each_step_once_with_its_alerts(demo: Any) -> None:
+    from trustwatch.cli.investigate_cmd import merged_playbook
+
+    session, rules, alerts = demo
+    [key] = [i for i, d in incident_ids(alerts) if d.startswith("lt-dev-637")]
+    chosen, _ = select(alerts, key)
+    result = investigate(chosen, guides_of(rules), rules, session)
+    merged = merged_playbook(result.alerts)
+    every = [(a.alert["SystemAlertId"], s) for a in result.alerts for s in a.steps]
+    assert len(merged) < len(every)  # shared steps (isolate, export, audit) come once
+    for alert_id, step in every:  # and no step is lost
+        assert any(alert_id in served and m.command == step.command for m, served in merged)
+    by_id = {m.step.id: served for m, served in merged}
+    where = {
+        a.alert["Evidence"][0]["CertStoreLocation"]: a.alert["SystemAlertId"] for a in result.alerts
+    }
+    machine, user = where["LocalMachine"], where["CurrentUser"]
+    assert by_id["delete-cert-certutil-machine"] == [machine]
+    assert by_id["delete-cert-reg-user"] == [user]
+    assert sorted(by_id["isolate-device"]) == sorted([machine, user])
