@@ -176,3 +176,43 @@ def test_an_extract_expression_needs_a_group() -> None:
         _parameter("P", {"columns": ["RegistryKey"], "extract": "S-1-[0-9-]+"})
     with pytest.raises(RuleFileError, match="not a regular expression"):
         _parameter("P", {"columns": ["RegistryKey"], "extract": "("})
+
+
+@pytest.mark.parametrize(
+    ("location", "option"),
+    [
+        ("LocalMachine", ""),
+        ("CurrentUser", "-user "),
+        ("Policies", "-grouppolicy "),
+        ("Enterprise", "-enterprise "),
+    ],
+)
+def test_removal_is_verified_in_the_store_it_was_in(location: str, option: str) -> None:
+    """certutil -verifystore without its scope looks in the machine store: a root left in a user
+    (or Group Policy, enterprise) store would pass as removed."""
+    from trustwatch.guides.playbook import applies
+
+    row = {**SYSTEM_WRITES_USER_ROOT, "CertStoreLocation": location}
+    values = alert_values({"Evidence": [row]}, LIBRARY.parameters)
+    verify = [s for name, s in LIBRARY.steps.items() if name.startswith("verify-removed")]
+    chosen = [s for s in verify if applies(s, values)]
+    assert len(chosen) == 1
+    filled = fill_step(chosen[0], LIBRARY.parameters, values, LIBRARY.pivots)
+    assert filled.command == f"certutil {option}-verifystore Root {THUMB}"
+
+
+def test_a_guide_that_removes_from_a_store_verifies_that_store() -> None:
+    from trustwatch.guides.investigate import guides_of
+    from trustwatch.rules.model import load_rules
+
+    pairs = {
+        "delete-cert-certutil-machine": "verify-removed",
+        "delete-cert-certutil-user": "verify-removed-user",
+        "delete-cert-certutil-grouppolicy": "verify-removed-grouppolicy",
+        "delete-cert-certutil-enterprise": "verify-removed-enterprise",
+    }
+    for guide in guides_of(load_rules(("all",))).values():
+        steps = {s.id for s in guide.steps}
+        for delete, verify in pairs.items():
+            if delete in steps:
+                assert verify in steps, (guide.path.name, verify)
