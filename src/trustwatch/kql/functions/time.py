@@ -217,7 +217,6 @@ FUNCTIONS.update(
         "getmonth": _part("month"),
         "monthofyear": _part("month"),
         "week_of_year": _part("weekofyear"),
-        "weekofyear": _part("weekofyear"),
     }
 )
 
