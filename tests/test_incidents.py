@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from trustwatch.cli.alert_view import print_incidents, shorten_middle
+from trustwatch.cli.alert_view import print_alerts, print_incidents, shorten_middle
 from trustwatch.cli.main import cli
 from trustwatch.incidents import find, group, incident_id, shipped_catalog
 from trustwatch.records import SecurityAlert, SecurityIncident
@@ -245,6 +245,22 @@ def test_columns_and_wide(demo: list[SecurityIncident]) -> None:
     assert piped.exit_code == 1, piped.stderr
     assert "  time      device                         why" in piped.stdout
     assert "ws-hr-749.hq.contoso.com" in piped.stdout and "severity" not in piped.stdout
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_the_flat_view_names_each_alerts_device(demo: list[SecurityIncident], width: int) -> None:
+    """--no-grouping has no incident header: the device is a column, or starts the line under
+    a stacked rule (it was the last optional column: at 80 and 200 columns no device showed)."""
+    alerts = sorted((a for i in demo for a in i.alerts), key=lambda a: a.start_time)
+    out = io.StringIO()
+    print_alerts(Console(file=out, width=width, color_system=None), alerts)
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= width for line in lines)
+    starts = [n for n, line in enumerate(lines) if re.match(r"^2026-03-09 \d\d:\d\d:\d\d ", line)]
+    assert len(starts) == 22
+    for alert, n, end in zip(alerts, starts, [*starts[1:], len(lines) - 1], strict=True):
+        block = "\n".join(lines[n:end])
+        assert alert.compromised_entity in block, block
 
 
 def test_narrow_view_puts_why_under_the_rule(demo: list[SecurityIncident]) -> None:

@@ -248,6 +248,9 @@ class Layout:
     widths: Mapping[str, int] | None
     stacked: bool = False  # "why" on its own line under the rule
     beyond: bool = False  # wider than the screen (--columns that do not fit): never cropped
+    # no incident header above (--no-grouping): the device is a column, or starts the line
+    # under a stacked rule
+    flat: bool = False
 
 
 # the narrowest a shortened or wrapped column becomes when chosen columns do not fit
@@ -273,6 +276,7 @@ def layout(
     wide: bool = False,
     columns: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
+    flat: bool = False,
 ) -> Layout:
     """How to lay the alerts out in ``width`` characters (module docstring)."""
     if columns:
@@ -282,12 +286,14 @@ def layout(
         return _fitted({n: chosen[n] for n in columns}, width)  # in the order asked for
     if wide:
         return Layout(None)
-    side = choose_columns(alerts, width, full, optional=[n for n in OPTIONAL if n not in exclude])
+    required = (*ALWAYS, "device") if flat else ALWAYS  # flat: no header names the device
+    optional = [n for n in OPTIONAL if n not in exclude and n not in required]
+    side = choose_columns(alerts, width, full, required=required, optional=optional)
     if _total(side) <= width:
-        return Layout(side)
+        return Layout(side, flat=flat)
     widths = {n: _natural(n, alerts, full) for n in ("time", "severity")}
     rest = max(width - _total(widths) - GAP, COLUMNS["rule"].least)
-    return Layout({**widths, "rule": rest}, stacked=True)
+    return Layout({**widths, "rule": rest}, stacked=True, flat=flat)
 
 
 def alert_table(alerts: Sequence[SecurityAlert], plan: Layout, full: bool) -> Table:
@@ -311,12 +317,19 @@ def alert_table(alerts: Sequence[SecurityAlert], plan: Layout, full: bool) -> Ta
                 text = shorten_middle(text, widths[name])
             elif (
                 widths is not None and COLUMNS[name].kind == "verdict" and len(text) > widths[name]
-            ):
-                text = visible(alert.certificate_verdict)  # the CN is in the incident's header
+            ):  # the CN is in the incident's header (--no-grouping: --wide or --columns shows it)
+                text = visible(alert.certificate_verdict)
             cells.append(Text(text))
         grid.add_row(*cells)
         if plan.stacked and widths is not None:
-            reason = shorten_middle(visible(why(alert)), widths["rule"])
+            room = widths["rule"]
+            device = visible(alert.compromised_entity or "(no device name)") if plan.flat else ""
+            if device and len(device) + GAP + 12 <= room:
+                reason = (
+                    f"{device}  {shorten_middle(visible(why(alert)), room - len(device) - GAP)}"
+                )
+            else:
+                reason = device or shorten_middle(visible(why(alert)), room)
             grid.add_row(*([Text("")] * (len(names) - 1)), Text(reason, style="dim"))
     return grid
 
@@ -425,7 +438,7 @@ def print_alerts(
     columns: Sequence[str] | None = None,
 ) -> None:
     """The alerts as one table, without grouping (``hunt --no-grouping``)."""
-    plan = layout(alerts, console.width, True, wide=wide, columns=columns)
+    plan = layout(alerts, console.width, True, wide=wide, columns=columns, flat=True)
     _print_table(console, alert_table(alerts, plan, True), wide or plan.beyond)
     console.print(f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}", style="dim")
 
