@@ -216,3 +216,42 @@ def test_a_guide_that_removes_from_a_store_verifies_that_store() -> None:
         for delete, verify in pairs.items():
             if delete in steps:
                 assert verify in steps, (guide.path.name, verify)
+
+
+def test_a_ca_request_is_revoked_and_its_template_read_not_the_ca_isolated() -> None:
+    """The AD CS rules' alerts are on the CA: their playbooks act on the request and the
+    template (an ESC1 requester is elsewhere; isolating the CA stops every enrolment)."""
+    from trustwatch.guides.investigate import guides_of
+    from trustwatch.guides.playbook import fill_playbook
+    from trustwatch.rules.model import load_rules
+
+    rules = {r.path.stem: r for r in load_rules(("default",))}
+    guides = guides_of(list(rules.values()))
+    row = {
+        "DeviceName": "ca01.contoso.com",
+        "TimeGenerated": "2026-03-09T10:00:00Z",
+        "RequestId": "58",
+        "Template": "VPNUsers",
+    }
+    values = alert_values({"Evidence": [row]}, LIBRARY.parameters)
+    for stem, expected in (
+        (
+            "adcs_certificate_request_other_identity",
+            'certutil -view -restrict "RequestId=58" -out '
+            "RequestID,RequesterName,CommonName,CertificateTemplate,SerialNumber,NotAfter",
+        ),
+        ("adcs_template_changed", "certutil -SetCATemplates -VPNUsers"),
+    ):
+        steps = fill_playbook(guides[rules[stem].id], values, LIBRARY.pivots)
+        ids = [s.step.id for s in steps]
+        assert "isolate-device" not in ids
+        assert {"adcs-template-settings", "adcs-scope-ca-events"} <= set(ids)
+        assert expected in [s.command for s in steps]
+        assert "certutil -dstemplate VPNUsers" in [s.command for s in steps]
+        assert all(not s.unfilled for s in steps), [s.unfilled for s in steps]
+
+
+@pytest.mark.parametrize("template", ["VPNUsers,User", "VPN Users", "-VPNUsers", "a&calc"])
+def test_a_template_name_that_could_change_the_command_is_refused(template: str) -> None:
+    command, unfilled = fill("adcs-unpublish-template", AlertTemplate=template)
+    assert command == "" and "AlertTemplate" in unfilled
