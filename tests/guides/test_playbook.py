@@ -255,3 +255,31 @@ def test_a_ca_request_is_revoked_and_its_template_read_not_the_ca_isolated() -> 
 def test_a_template_name_that_could_change_the_command_is_refused(template: str) -> None:
     command, unfilled = fill("adcs-unpublish-template", AlertTemplate=template)
     assert command == "" and "AlertTemplate" in unfilled
+
+
+SIP_KEY = (
+    "HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Cryptography\\OID\\EncodingType 0\\"
+    "CryptSIPDllVerifyIndirectData\\{C689AAB8-8E78-11D0-8C47-00C04FC295EE}"
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "command"),
+    [
+        (SIP_KEY, f'reg query "{SIP_KEY}"'),
+        (SIP_KEY + '" & calc & "', ""),
+        ("HKEY_LOCAL_MACHINE\\SOFTWARE\\Classes\\x", ""),  # not a provider's key
+    ],
+    ids=["provider", "hostile", "elsewhere"],
+)
+def test_a_hijacked_signature_provider_is_read_before_it_is_put_back(
+    key: str, command: str
+) -> None:
+    """The SIP rule's playbook has an eradication step (it had none): read the key, restore it."""
+    assert fill("sip-restore-provider", AlertProviderKey=key)[0] == command
+    from trustwatch.guides.investigate import guides_of
+    from trustwatch.rules.model import load_rules
+
+    [rule] = [r for r in load_rules(("default",)) if r.path.stem == "sip_trust_provider_hijack"]
+    steps = guides_of([rule])[rule.id].steps
+    assert "sip-restore-provider" in [s.id for s in steps if s.phase == "eradication"]
