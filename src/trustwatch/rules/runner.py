@@ -156,6 +156,24 @@ def _statement_key(sql: str, params: Mapping[str, Any]) -> tuple[str, str]:
     return sql, repr(sorted(params.items()))
 
 
+def _schedule(rule: Rule) -> tuple[timedelta, timedelta]:
+    return rule.query_frequency, rule.query_period
+
+
+def _untimed_query(sql_name: str) -> exp.Query:
+    """Whether a table holds rows without a time (Hunter._has_untimed)."""
+    time = exp.column("TimeGenerated", quoted=True)
+    return (
+        exp.select(exp.Count(this=exp.Star()))
+        .from_(exp.to_table(sql_name, quoted=True))
+        .where(exp.Is(this=time, expression=exp.null()))
+    )
+
+
+def _untimed_found(table: pa.Table) -> bool:
+    return int(row_tuples(table)[0][0]) > 0
+
+
 class Hunter:
     """Runs rules over one session's tables.
 
@@ -318,6 +336,7 @@ class Hunter:
         self._activity = {}  # the data may have changed since the last hunt
         self._untimed_rows = {}
         one_pass = self.fast and now is None
+        self._warm(items, now)
         chunks = self._fused_chunks(items) if one_pass and self.fuse else []
         try:
             if one_pass:
@@ -494,7 +513,7 @@ class Hunter:
         rule = item.rule
         if now is not None:
             return [schedule.single_run(now, rule.query_period)], 1, []
-        frequency, period = rule.query_frequency, rule.query_period
+        frequency, period = _schedule(rule)
         key = (tuple(t.sql_name for t in item.tables), frequency, period)
         weighted = self._activity.get(key)
         if weighted is None:
@@ -578,15 +597,43 @@ class Hunter:
             return False
         found = self._untimed_rows.get(table.sql_name)
         if found is None:
-            time = exp.column("TimeGenerated", quoted=True)
-            query = (
-                exp.select(exp.Count(this=exp.Star()))
-                .from_(exp.to_table(table.sql_name, quoted=True))
-                .where(exp.Is(this=time, expression=exp.null()))
-            )
-            found = int(row_tuples(self.engine.execute(query))[0][0]) > 0
+            found = _untimed_found(self.engine.execute(_untimed_query(table.sql_name)))
             self._untimed_rows[table.sql_name] = found
         return found
+
+    def _warm(self, items: Sequence[_Compiled], now: datetime | None) -> None:
+        """Ask the engine at once which runs see data and which tables hold rows without a
+        time: small statements each rule would otherwise ask in turn (their planning is most of
+        their cost). A statement that fails is asked again in turn, and raises there."""
+        activity: dict[tuple[Any, ...], exp.Query] = {}
+        untimed: set[str] = set()
+        for item in items:
+            key = (tuple(t.sql_name for t in item.tables), *_schedule(item.rule))
+            if now is None and key not in self._activity and key not in activity:
+                query = schedule.activity_query(item.tables, *_schedule(item.rule))
+                if query is None:
+                    self._activity[key] = []
+                else:
+                    activity[key] = query
+            untimed.update(
+                t.sql_name
+                for t in item.tables
+                if t.sql_name is not None and t.schema.column("TimeGenerated") is not None
+            )
+        untimed -= set(self._untimed_rows)
+        statements: list[tuple[str, Mapping[str, object]]] = [
+            (self.engine.to_sql(q), {}) for q in activity.values()
+        ]
+        statements += [(self.engine.to_sql(_untimed_query(name)), {}) for name in sorted(untimed)]
+        results = iter(self.engine.execute_many(statements))
+        for key in activity:
+            table = next(results)
+            if table is not None:
+                self._activity[key] = schedule.activity_rows(table)
+        for name in sorted(untimed):
+            table = next(results)
+            if table is not None:
+                self._untimed_rows[name] = _untimed_found(table)
 
     def _replay(
         self,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
+import pyarrow as pa
 from sqlglot import exp
 
 from trustwatch.engines.base import Engine, row_tuples
@@ -258,6 +259,19 @@ def weighted_activity(
     engine: Engine, tables: Iterable[CatalogTable], frequency: timedelta, period: timedelta
 ) -> list[tuple[int, int, int]]:
     """As :func:`activity`, with the number of events seen by exactly runs ``[first, end)``."""
+    query = activity_query(tables, frequency, period)
+    return [] if query is None else activity_rows(engine.execute(query))
+
+
+def activity_rows(table: pa.Table) -> list[tuple[int, int, int]]:
+    """:func:`activity_query`'s result as ``(first, end, events)``."""
+    return [(int(a), int(b), int(n)) for a, b, n in row_tuples(table)]
+
+
+def activity_query(
+    tables: Iterable[CatalogTable], frequency: timedelta, period: timedelta
+) -> exp.Query | None:
+    """The query of :func:`weighted_activity` (None: no table has a time)."""
     f_us = frequency // timedelta(microseconds=1)
     p_us = period // timedelta(microseconds=1)
     time = exp.column("TimeGenerated", quoted=True)
@@ -269,7 +283,7 @@ def weighted_activity(
         if table.sql_name and table.schema.column("TimeGenerated") is not None
     ]
     if not parts:
-        return []
+        return None
     first = exp.cast(
         exp.Ceil(this=exp.Div(this=exp.column("us"), expression=_double(f_us))), "BIGINT"
     )
@@ -282,12 +296,11 @@ def weighted_activity(
         ),
         "BIGINT",
     )
-    query = (
+    return (
         exp.select(exp.alias_(first, "first"), exp.alias_(end, "end"), "count(*)")
         .from_(union_all(parts).subquery("t"))
         .group_by("1", "2")
     )
-    return [(int(a), int(b), int(n)) for a, b, n in row_tuples(engine.execute(query))]
 
 
 def batches(runs: Sequence[Run], weighted: Sequence[tuple[int, int, int]], limit: int) -> list[int]:
