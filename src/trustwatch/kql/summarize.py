@@ -191,9 +191,25 @@ def _multi(
     agg: exp.Expr
     if key_t is not None:
         agg_name = "arg_max" if call.name in ("arg_max", "argmax") else "arg_min"
+        # Rows that tie on the key: Kusto returns any one of them; the engines would return
+        # the first they meet, which depends on how a plan's tasks were scheduled (a hunt's
+        # one-evaluation and run-by-run replays gave different evidence rows). The tie goes to
+        # the least (arg_min) or greatest (arg_max) of the returned values, so the same rows
+        # give the same answer every time; rows with a null key are still skipped.
+        order = exp.Case(
+            ifs=[
+                exp.If(this=exp.Is(this=key_t.sql.copy(), expression=exp.null()), true=exp.null())
+            ],
+            default=exp.Struct(
+                expressions=[
+                    exp.PropertyEQ(this=exp.to_identifier("k"), expression=key_t.sql.copy()),
+                    exp.PropertyEQ(this=exp.to_identifier("t"), expression=struct.copy()),
+                ]
+            ),
+        )
         # a group whose keys are all null still yields a row (with a null key)
         agg = exp.Coalesce(
-            this=func(agg_name, struct, key_t.sql.copy()),
+            this=func(agg_name, struct, order),
             expressions=[func("any_value", struct.copy())],
         )
     elif len(picked) == 1 and picked[0][1].type in TEXTUAL:
