@@ -167,8 +167,34 @@ def test_equal_rows_at_different_times_alert_once(tmp_path: Path) -> None:
             " | distinct DeviceName, A, B",
             "batch",
         ),
+        (
+            "let Known = datatable(N:string)['x.exe', 'CERTUTIL.EXE'];"
+            " let K = Known | project L = tolower(N) | distinct L;"
+            " DeviceProcessEvents | where tolower(FileName) in (K) | project DeviceName, FileName",
+            "row",
+        ),
+        (
+            "let K = datatable(N:string)['nothing.exe'];"
+            " DeviceProcessEvents | where FileName !in (K)"
+            " | summarize Count = count() by DeviceName",
+            "batch",
+        ),
+        (
+            "let K = datatable(N:string)['x'] | extend At = now();"
+            " DeviceProcessEvents | where FileName !in (K | project N) | project DeviceName",
+            "per-run",
+        ),
     ],
-    ids=["now", "summarize-all", "take", "summarize-by", "join"],
+    ids=[
+        "now",
+        "summarize-all",
+        "take",
+        "summarize-by",
+        "join",
+        "in-constant",
+        "constant-batch",
+        "constant-reads-clock",
+    ],
 )
 def test_rules_that_read_the_clock_or_other_rows(tmp_path: Path, query: str, locality: str) -> None:
     rule = load_rule(write_rule(tmp_path, query, queryPeriod="2d", queryFrequency="12h"))
@@ -217,6 +243,17 @@ def test_per_run_is_decided_on_the_syntax_tree() -> None:
     assert of("DeviceEvents | where x in (DeviceProcessEvents | project x)") is Locality.PER_RUN
     assert of("DeviceEvents | join kind=fullouter DeviceProcessEvents on x") is Locality.PER_RUN
     assert of("datatable(x:long)[1] | where x == 1") is Locality.PER_RUN
+    # a constant table (datatable only) is the same in every run: 'in' over it is row-local
+    constant = "let G = datatable(x:string)['a']; let D = G | project y = tolower(x) | distinct y;"
+    assert of(constant + " DeviceEvents | where A !in (D)") is Locality.ROW
+    assert (
+        of(constant + " DeviceEvents | where A in (D) | summarize count() by A") is Locality.BATCH
+    )
+    assert of(constant + " G | where x == 'a'") is Locality.PER_RUN  # its rows are the result
+    clock = "let G = datatable(x:string)['a'] | extend t = now();"
+    assert of(clock + " DeviceEvents | where A !in (G)") is Locality.PER_RUN
+    mixed = "let G = datatable(x:string)['a']; let H = union G, DeviceEvents;"
+    assert of(mixed + " DeviceEvents | where A in (H)") is Locality.PER_RUN
     assert of("DeviceEvents | summarize count() by x | top 3 by x") is Locality.PER_RUN
 
 

@@ -16,8 +16,13 @@ evaluated once for every run of a replay, read from the syntax tree, conservativ
 
 Anything else - the clock (``now()``, ``ago()``), ``top``/``take``/``count``, ``summarize`` with
 no ``by`` (it yields a row even for an empty run), window functions, ``toscalar`` and tabular
-``in``, sources with no time (``datatable``, watchlists), ``pack_all()`` (it would see the hidden
-column), operators not listed here - is :attr:`Locality.PER_RUN`: evaluated run by run.
+``in`` over a windowed table, sources with no time (``datatable``, watchlists) as the query's
+rows, ``pack_all()`` (it would see the hidden column), operators not listed here - is
+:attr:`Locality.PER_RUN`: evaluated run by run.
+
+A ``let`` bound to a **constant table** - built from ``datatable`` only, reading neither the
+clock nor randomness - is the same in every run: it is kept as it is, and a tabular ``in`` /
+``!in`` over it is row-local (the SIP rule's lists of genuine providers).
 """
 
 from __future__ import annotations
@@ -119,6 +124,7 @@ class _Rewriter:
         self.hidden = hidden
         self.partition = partition
         self.tabular: set[str] = set()  # let names bound to tabular values
+        self.constant: set[str] = set()  # let names bound to constant tables (datatable only)
         self.functions: set[str] = set()  # let names bound to scalar functions
 
     def query(self, query: ast.Query) -> ast.Query:
@@ -132,7 +138,11 @@ class _Rewriter:
     def let(self, let: ast.Let) -> ast.Let:
         value = let.value
         self.tabular.discard(let.name)
+        self.constant.discard(let.name)
         self.functions.discard(let.name)
+        if self.is_tabular(value) and self.is_constant(value):
+            self.constant.add(let.name)  # the same in every run: kept as it is
+            return let
         if isinstance(value, ast.Lambda):
             self.scalar_function(value)
             self.functions.add(let.name)
@@ -148,8 +158,31 @@ class _Rewriter:
         if isinstance(node, ast.TabularExpr | TabularAsExpr):
             return True
         if isinstance(node, ast.Name):
-            return node.name in self.tabular or node.name in self.timed
+            return (
+                node.name in self.tabular or node.name in self.timed or node.name in self.constant
+            )
         return isinstance(node, ast.Call) and node.name == "materialize"
+
+    def is_constant(self, node: ast.Node) -> bool:
+        """A table that every run sees whole and alike: its only sources are ``datatable`` (or
+        lets bound to such tables), and nothing in it reads the clock, randomness or a table
+        by name (a bare name that is not a constant let may be a table: not constant)."""
+        kinds = [self._constant_part(sub) for sub in node.walk()]
+        return False not in kinds and True in kinds
+
+    def _constant_part(self, node: ast.Node) -> bool | None:
+        """True: a constant source; False: makes a table not constant; None: neither."""
+        if isinstance(node, ast.Datatable):
+            return True
+        if isinstance(node, ast.TableRef | ast.Name) and node.name in self.constant:
+            return True
+        if isinstance(node, ast.TableRef | ast.FunctionSource | ast.UnionSource):
+            return False
+        if isinstance(node, ast.Call) and node.name in NOT_LOCAL_FUNCTIONS:
+            return False
+        if isinstance(node, ast.Name) and (node.name in self.tabular or node.name in self.timed):
+            return False
+        return None
 
     def scalar_function(self, fn: ast.Lambda) -> None:
         if any(p.tabular for p in fn.params) or isinstance(fn.body, ast.TabularExpr):
@@ -307,7 +340,8 @@ class _Rewriter:
                 raise _NotLifted(f"the function {sub.name}()")
 
     def names_table(self, node: ast.Node) -> bool:
-        """A bare name in an ``in`` list that may be a table (a column of that name wins)."""
+        """A bare name in an ``in`` list that may be a windowed table (a column of that name
+        wins); a constant table is the same in every run, so ``in`` over it is row-local."""
         return isinstance(node, ast.Name) and (node.name in self.tabular or node.name in self.timed)
 
     def known_local(self, name: str) -> bool:
