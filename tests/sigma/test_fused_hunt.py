@@ -64,8 +64,8 @@ def test_sigma_rules_fused_alert_as_one_by_one(
     fused_positions: list[int] = []
     original = Hunter._fused
 
-    def spy(self: Hunter, items: Any) -> Any:
-        out = original(self, items)
+    def spy(self: Hunter, items: Any, chunks: Any) -> Any:
+        out = original(self, items, chunks)
         fused_positions.extend(out)
         return out
 

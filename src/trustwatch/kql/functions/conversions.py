@@ -300,3 +300,17 @@ def _parse_json(ec: ExprCompiler, node: ast.Call) -> Typed:
         ),
         "dynamic",
     )
+
+
+def typeof_argument(node: ast.Node) -> str | None:
+    """The type a ``typeof(T)`` argument names (canonical name), or None if it is not one."""
+    if (
+        isinstance(node, ast.Call)
+        and node.name == "typeof"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Name)
+    ):
+        name = node.args[0].name
+        if name in TYPE_NAMES:
+            return TYPE_NAMES[name]
+    return None

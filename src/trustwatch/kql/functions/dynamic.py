@@ -237,10 +237,9 @@ def _extractjson(ec: ExprCompiler, node: ast.Call) -> Typed:
     """``extract_json(path, text [, typeof(T)])``: the element at the JSONPath, as a string or,
     with a type argument, converted to that type (null when it does not convert); extractjson
     is the older name. https://learn.microsoft.com/kusto/query/extract-json-function"""
-    from trustwatch.kql.functions.conversions import convert
-    from trustwatch.kql.functions.strings import _typeof_arg
+    from trustwatch.kql.functions.conversions import convert, typeof_argument
 
-    ktype = _typeof_arg(node.args[2]) if len(node.args) == 3 else None
+    ktype = typeof_argument(node.args[2]) if len(node.args) == 3 else None
     if len(node.args) == 3 and ktype is None:
         raise _error(node.args[2], f"the third argument of {node.name}() is typeof(type)")
     path, text = (ec.compile(a) for a in node.args[:2]) if ktype else ec.args(node, 2, 2)

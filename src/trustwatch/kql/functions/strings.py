@@ -9,7 +9,6 @@ from sqlglot import exp
 
 from trustwatch.errors import KqlSemanticError
 from trustwatch.kql import ast
-from trustwatch.kql.literals import TYPE_NAMES
 from trustwatch.kql.semantics import (
     TEXTUAL,
     Typed,
@@ -23,7 +22,7 @@ from trustwatch.kql.semantics import (
 
 if TYPE_CHECKING:
     from trustwatch.kql.expressions import ExprCompiler
-from trustwatch.kql.functions.conversions import convert, to_string
+from trustwatch.kql.functions.conversions import convert, to_string, typeof_argument
 from trustwatch.kql.functions.dynamic import _dyn
 from trustwatch.kql.functions.registry import (
     FUNCTIONS,
@@ -208,22 +207,9 @@ def _trim_end(ec: ExprCompiler, node: ast.Call) -> Typed:
     return _trim(ec, node, False, True)
 
 
-def _typeof_arg(node: ast.Node) -> str | None:
-    if (
-        isinstance(node, ast.Call)
-        and node.name == "typeof"
-        and len(node.args) == 1
-        and isinstance(node.args[0], ast.Name)
-    ):
-        name = node.args[0].name
-        if name in TYPE_NAMES:
-            return TYPE_NAMES[name]
-    return None
-
-
 @register("extract")
 def _extract(ec: ExprCompiler, node: ast.Call) -> Typed:
-    ktype = _typeof_arg(node.args[3]) if len(node.args) == 4 else None
+    ktype = typeof_argument(node.args[3]) if len(node.args) == 4 else None
     if len(node.args) == 4 and ktype is None:
         raise _error(node.args[3], "the fourth argument of extract() is typeof(type)")
     regex, group, source = (
