@@ -230,11 +230,7 @@ class DuckDBEngine:
         cursor's result costs, and warns of, is of a rule's result rows only.
         """
         with mapped_errors("run"):
-            cursor = self.con.execute(sql, dict(params) if params else None)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
-                table: pa.Table = cursor.to_arrow_table()
-        return table
+            return _fetch(self.con, sql, params)
 
     def create_temp_view(self, name: str, query: exp.Query) -> str:
         """A temporary view over ``query`` (never saved into a workspace file); its SQL name."""
@@ -298,13 +294,9 @@ class DuckDBEngine:
         con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, object]
     ) -> pa.Table | None:
         try:
-            cursor = con.execute(sql, dict(params) if params else None)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
-                table: pa.Table = cursor.to_arrow_table()
+            return _fetch(con, sql, params)
         except duckdb.Error:
             return None
-        return table
 
     def table_names(self) -> set[str]:
         """The base tables of the database's main schema (a workspace's stored tables)."""
@@ -341,6 +333,17 @@ class DuckDBEngine:
         for worker in self._workers:
             worker.close()
         self.con.close()
+
+
+def _fetch(
+    con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, object] | None
+) -> pa.Table:
+    """Run ``sql`` on ``con``; its rows as Arrow (DuckDB's errors as they are)."""
+    cursor = con.execute(sql, dict(params) if params else None)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+        table: pa.Table = cursor.to_arrow_table()
+    return table
 
 
 @contextmanager

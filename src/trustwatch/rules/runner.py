@@ -456,10 +456,8 @@ class Hunter:
                 if item.locality is Locality.ROW:
                     statements.append((item.once_sql, all_time))
                 elif item.locality is Locality.BATCH:
-                    cuts = schedule.batches(runs, weighted, BATCH_READS)
-                    for start, stop in zip(cuts, [*cuts[1:], len(runs)], strict=True):
-                        params = self.window.run_params(runs[start:stop], start)
-                        statements.append((item.once_sql, dict(params)))
+                    batches = self._batch_params(runs, weighted)
+                    statements += [(item.once_sql, params) for params in batches]
             if item.fixed and item.untimed_sql and any(self._has_untimed(t) for t in item.tables):
                 statements.append((item.untimed_sql, {}))
         return _Ahead(statements, self.engine.execute_many(statements))
@@ -747,14 +745,22 @@ class Hunter:
         stats: RuleStats,
     ) -> dict[int, list[dict[str, Any]]]:
         """Every run's rows, by run (its position in ``runs``), from one evaluation per batch."""
-        cuts = schedule.batches(runs, weighted, BATCH_READS)
         by_run: dict[int, list[dict[str, Any]]] = {}
-        for start, stop in zip(cuts, [*cuts[1:], len(runs)], strict=True):
-            params = self.window.run_params(runs[start:stop], start)
+        for params in self._batch_params(runs, weighted):
             for row in self._execute(item.once_sql, params, item.once_columns):
                 by_run.setdefault(int(row.pop(item.hidden)), []).append(row)
             stats.evaluations += 1
         return by_run
+
+    def _batch_params(
+        self, runs: list[schedule.Run], weighted: list[tuple[int, int, int]]
+    ) -> list[dict[str, Any]]:
+        """The parameters of each batch of ``runs`` one evaluation reads (``BATCH_READS``)."""
+        cuts = schedule.batches(runs, weighted, BATCH_READS)
+        return [
+            dict(self.window.run_params(runs[start:stop], start))
+            for start, stop in zip(cuts, [*cuts[1:], len(runs)], strict=True)
+        ]
 
     def _evaluate(self, item: _Compiled, run: schedule.Run) -> list[dict[str, Any]]:
         params = self.window.params(run.start, run.at)
