@@ -160,6 +160,11 @@ def _schedule(rule: Rule) -> tuple[timedelta, timedelta]:
     return rule.query_frequency, rule.query_period
 
 
+def _activity_key(item: _Compiled) -> tuple[Any, ...]:
+    """What a rule's activity (Hunter._runs) depends on: its tables and schedule."""
+    return (tuple(t.sql_name for t in item.tables), *_schedule(item.rule))
+
+
 def _untimed_query(sql_name: str) -> exp.Query:
     """Whether a table holds rows without a time (Hunter._has_untimed)."""
     time = exp.column("TimeGenerated", quoted=True)
@@ -512,7 +517,7 @@ class Hunter:
         if now is not None:
             return [schedule.single_run(now, rule.query_period)], 1, []
         frequency, period = _schedule(rule)
-        key = (tuple(t.sql_name for t in item.tables), frequency, period)
+        key = _activity_key(item)
         weighted = self._activity.get(key)
         if weighted is None:
             weighted = schedule.weighted_activity(self.engine, item.tables, frequency, period)
@@ -606,7 +611,7 @@ class Hunter:
         activity: dict[tuple[Any, ...], exp.Query] = {}
         untimed: set[str] = set()
         for item in items:
-            key = (tuple(t.sql_name for t in item.tables), *_schedule(item.rule))
+            key = _activity_key(item)
             if now is None and key not in self._activity and key not in activity:
                 query = schedule.activity_query(item.tables, *_schedule(item.rule))
                 if query is None:
