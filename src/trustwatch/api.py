@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 from sqlglot import exp
 
-from trustwatch.engines.base import Engine, kql_type_of_arrow
+from trustwatch.engines.base import Engine, kql_type_of_arrow, row_tuples
 from trustwatch.engines.select import open_engine
 from trustwatch.errors import EngineError, InputError, Source, Span, TrustwatchError
 from trustwatch.kql.compiler import CatalogTable, CompiledStatement, compile_query
@@ -108,10 +108,14 @@ class Session:
         source = Source(kql, source_name)
         try:
             tree = parse_query(kql, source_name)
-            result = compile_query(tree, self.catalog, _utc(now))
+            result = compile_query(tree, self.catalog, _utc(now), probe=self._probe)
         except TrustwatchError as exc:
             raise exc.with_source(source) from None
         return result.statements, result.notices
+
+    def _probe(self, query: exp.Query) -> list[tuple[Any, ...]]:
+        """A first pass over the data for the compiler (``evaluate bag_unpack``, ``pivot``)."""
+        return row_tuples(self.engine.execute(query))
 
     def run(
         self, kql: str, now: datetime | str | None = None, source_name: str = "<query>"

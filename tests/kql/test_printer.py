@@ -292,6 +292,11 @@ table("T")
         id="sources",
     ),
     pytest.param(
+        "T | evaluate bag_unpack(d):(*,['a b']:long, c:string) | evaluate pivot(s) : (x:int)",
+        'T\n| evaluate bag_unpack(d) : (*, ["a b"]:long, c:string)\n| evaluate pivot(s) : (x:int)',
+        id="evaluate-output-schema",
+    ),
+    pytest.param(
         'T | top-nested 3 of a by count() | where a != ""',
         'T\n| top-nested 3 of a by count()\n| where a != ""',
         id="loosely-parsed-operator",

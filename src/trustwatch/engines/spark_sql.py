@@ -91,9 +91,25 @@ def _computed_key(path: exp.Expr) -> exp.Expr | None:
                 and isinstance(tail, exp.Literal)
                 and tail.this == '"'
             ):
-                copied: exp.Expr = key.copy()
+                copied: exp.Expr = _unescaped_key(key).copy()
                 return copied
     return None
+
+
+def _unescaped_key(key: exp.Expr) -> exp.Expr:
+    """The key itself, without the ``replace(key, '"', '\\"')`` that escapes it for DuckDB."""
+    if (
+        isinstance(key, exp.Anonymous)
+        and key.name.lower() == "replace"
+        and len(key.expressions) == 3
+        and isinstance(key.expressions[1], exp.Literal)
+        and key.expressions[1].this == '"'
+        and isinstance(key.expressions[2], exp.Literal)
+        and key.expressions[2].this == '\\"'
+    ):
+        unescaped: exp.Expr = key.expressions[0]
+        return unescaped
+    return key
 
 
 def _member(value: exp.Expr, path: exp.Expr) -> exp.Expr:

@@ -519,8 +519,13 @@ class Invoke(PipeOp):
 
 @_node
 class Evaluate(PipeOp):
+    """``evaluate plugin(...) [: (*, Name:type, ...)]``; ``schema`` is the output schema given
+    after ``:`` (None: none given), ``schema_star`` its leading ``*``."""
+
     call: Call
     hints: tuple[tuple[str, str], ...] = ()
+    schema: tuple[tuple[str, str], ...] | None = None
+    schema_star: bool = False
 
 
 @_node

@@ -7,14 +7,21 @@ their KQL types, so an unknown column is reported where it is used, with a "did 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlglot import exp
 
 from trustwatch import limits
-from trustwatch.errors import KqlSemanticError, KqlSyntaxError, Span, UnsupportedKql
+from trustwatch.errors import (
+    KqlSemanticError,
+    KqlSyntaxError,
+    Span,
+    TrustwatchError,
+    UnsupportedKql,
+)
 from trustwatch.kql import ast, deep
 from trustwatch.kql.parser import TabularAsExpr
 from trustwatch.kql.scope import (
@@ -29,6 +36,12 @@ from trustwatch.schema.model import TableSchema, suggest
 
 STAGES_PER_SUBQUERY = 32  # pipe stages nested as subqueries before one is shared by name
 WATCHLIST_PREFIX = "watchlist:"  # catalog name of a watchlist (not a valid KQL table name)
+
+#: Runs a query tree through the engine and returns its rows (tuples, by position): how the
+#: compiler takes a first pass over the data for operators whose output columns depend on it
+#: (``evaluate bag_unpack``, ``evaluate pivot``). Given by the caller that holds the engine
+#: (``trustwatch.api.Session``), so the compiler never imports an engine.
+Probe = Callable[[exp.Query], Sequence[tuple[Any, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +85,11 @@ def alias(sql: exp.Expr, name: str) -> exp.Expr:
 class Compiler:
     """Compiles one query against a catalog of tables, with ``now()`` fixed once."""
 
-    def __init__(self, catalog: Mapping[str, CatalogTable], now: datetime) -> None:
+    def __init__(
+        self, catalog: Mapping[str, CatalogTable], now: datetime, probe: Probe | None = None
+    ) -> None:
         self.catalog = catalog
+        self.probe = probe
         self.now = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
         self._aliases = itertools.count(1)
         self.notices: list[str] = []
@@ -207,6 +223,33 @@ class Compiler:
             body = sql.copy() if copy_ctes else sql
             select = select.with_(name, as_=body, materialized=materialized or None, copy=False)
         return CompiledStatement(select, rel.columns)
+
+    def rows_of(self, rel: Relation, span: Span, what: str, hint: str) -> list[tuple[Any, ...]]:
+        """Run ``rel`` now, before the query it is part of (a first pass over the data).
+
+        ``what`` names the operator that needs it (for the error when no data is at hand:
+        rules and cached content compile without an engine); ``hint`` says how to do without.
+
+        Raises:
+            UnsupportedKql: no probe was given, located at ``span``.
+            TrustwatchError: the engine's error, located at ``span`` if it was not.
+        """
+        if self.probe is None:
+            raise UnsupportedKql(
+                f"{what} takes its output columns from the data, and this query is compiled "
+                "without data (a rule, or content compiled ahead)",
+                span=span,
+                hint=hint,
+            )
+        copy = Relation(rel.sql.copy(), rel.columns, rel.order)
+        statement = self.finish(copy, copy_ctes=True)
+        try:
+            return list(self.probe(statement.sql))
+        except TrustwatchError as exc:
+            if exc.diagnostic.span is not None:
+                raise
+            d = exc.diagnostic
+            raise type(exc)(d.message, span=span, hint=d.hint, code=d.code) from exc
 
     # --- tabular expressions ------------------------------------------------------------------
 
@@ -416,7 +459,11 @@ OperatorHandler = Callable[[Compiler, ast.PipeOp, Relation, Scope], Relation]
 
 
 def compile_query(
-    query: ast.Query, catalog: Mapping[str, CatalogTable], now: datetime
+    query: ast.Query,
+    catalog: Mapping[str, CatalogTable],
+    now: datetime,
+    *,
+    probe: Probe | None = None,
 ) -> CompileResult:
     """Compile a parsed query to SQL trees.
 
@@ -424,6 +471,9 @@ def compile_query(
         query: the parsed query.
         catalog: every table the query may read.
         now: the value of ``now()`` for the whole query.
+        probe: runs a query over the catalog's data, for the operators whose output columns
+            come from the data (``evaluate bag_unpack``/``pivot`` without an output schema);
+            without it they are refused (``UnsupportedKql``).
 
     Raises:
         KqlSemanticError: unknown tables, columns or functions, or misused types.
@@ -431,4 +481,4 @@ def compile_query(
         LimitExceeded: a query past the ``union-tables`` limit (or nested past what the
             stack can take when ``query-depth`` was raised).
     """
-    return deep.call(Compiler(catalog, now).compile_query, query, span=query.span)
+    return deep.call(Compiler(catalog, now, probe).compile_query, query, span=query.span)

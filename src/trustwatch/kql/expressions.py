@@ -215,7 +215,9 @@ class ExprCompiler:
             path = f"$[#{i}]" if i < 0 else f"$[{i}]"
             return Typed(func("json_extract", base, lit_string(path)), "dynamic")
         if index.type in TEXTUAL:
-            path_sql = func("concat", lit_string('$."'), index.sql, lit_string('"'))
+            # a key holding '"' is escaped in the path, as visit_Member does
+            key = func("replace", index.sql, lit_string('"'), lit_string('\\"'))
+            path_sql = func("concat", lit_string('$."'), key, lit_string('"'))
             return Typed(func("json_extract", base, path_sql), "dynamic")
         if index.type not in NUMERIC:
             raise self.error(f"an array index must be a number, not {index.type}", node.index.span)

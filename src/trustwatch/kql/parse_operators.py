@@ -408,10 +408,29 @@ def parse_evaluate(p: Parser, tok: Token) -> ast.Evaluate:
         raise KqlSyntaxError(
             "evaluate needs a plugin call such as bag_unpack(Column)", span=call.span
         )
-    if p.match(T.COLON):  # an output schema: evaluate pivot(X) : (A:string, B:long)
+    schema: tuple[tuple[str, str], ...] | None = None
+    star = False
+    if p.match(T.COLON):  # an output schema: evaluate pivot(X) : (*, A:string, B:long)
         p.expect(T.LPAREN, "'(' with the output schema")
-        p.skip_to_closing_paren()
-    return ast.Evaluate(call=call, hints=tuple(hints), span=tok.span.to(p.prev_span()))
+        star = p.match(T.STAR) is not None
+        if star and not p.at(T.RPAREN):
+            p.expect(T.COMMA, "',' after '*'")
+        columns: list[tuple[str, str]] = []
+        while not p.at(T.RPAREN):
+            name = p.expect_name("a column name")
+            p.expect(T.COLON, "':' and a type")
+            columns.append((name, p.parse_type_name()))
+            if not p.match(T.COMMA):
+                break
+        p.expect(T.RPAREN, "')' after the output schema")
+        schema = tuple(columns)
+    return ast.Evaluate(
+        call=call,
+        hints=tuple(hints),
+        schema=schema,
+        schema_star=star,
+        span=tok.span.to(p.prev_span()),
+    )
 
 
 def parse_make_series(p: Parser, tok: Token) -> ast.MakeSeries:

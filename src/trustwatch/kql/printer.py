@@ -601,7 +601,12 @@ class Printer(ast.Visitor):
 
     def visit_Evaluate(self, node: ast.Evaluate) -> str:
         words = ["evaluate", *(_hint(key, value) for key, value in node.hints)]
-        return " ".join([*words, self.text(node.call)])
+        text = " ".join([*words, self.text(node.call)])
+        if node.schema is None:
+            return text
+        items = ["*"] if node.schema_star else []
+        items += [f"{format_name(name)}:{ktype}" for name, ktype in node.schema]
+        return f"{text} : ({', '.join(items)})"
 
     def visit_MakeSeries(self, node: ast.MakeSeries) -> str:
         series = []

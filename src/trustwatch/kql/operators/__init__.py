@@ -7,6 +7,7 @@ https://learn.microsoft.com/kusto/query/tabular-expression-statements
 from __future__ import annotations
 
 from trustwatch.kql.operators import (  # noqa: F401 - imported to register their operators
+    evaluate,
     expand,
     grouping,
     join,
