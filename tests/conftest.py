@@ -25,15 +25,42 @@ def shared_data_paths() -> list[Path]:
     return [p for p in sorted((SHARED / "data").iterdir()) if p.name not in NOT_YET_READ]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``--dist loadgroup`` (./dev test) the tests of ``shared_workspace`` share a worker.
+    """Under ``--dist loadgroup`` (./dev test) the tests sharing a costly fixture share a worker.
 
-    A session fixture is built once per xdist worker; this one ingests about 200k events (half a
-    minute and some 700 MB), so one worker builds it and the others run everything else.
+    A module or session fixture is built once per xdist worker that runs a test needing it, so
+    a module whose tests were spread over both workers built its fixture twice (the validate
+    matrix: 40 s each time). The tests of ``shared_workspace`` (about 200k events ingested: half
+    a minute and some 700 MB) are one group; every other test needing a module fixture, or a
+    session fixture of a folder's conftest, is grouped with the other tests needing it.
     """
     for item in items:
-        if "shared_workspace" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("shared_workspace"))
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        group = _fixture_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _fixture_group(item: pytest.Item) -> str | None:
+    """The group of the first module or session fixture ``item`` needs (None: it needs none).
+
+    This file's session fixtures are cheap (environment variables) or grouped on their own.
+    """
+    if "shared_workspace" in getattr(item, "fixturenames", ()):
+        return "shared_workspace"
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    for name in info.names_closure:
+        definitions = info.name2fixturedefs.get(name) or ()
+        for definition in definitions:
+            if definition.scope == "module":
+                return item.nodeid.split("::")[0]
+            if definition.scope == "session" and definition.baseid not in ("", "tests"):
+                return f"{definition.baseid}::{name}"
+    return None
 
 
 @pytest.fixture(autouse=True, scope="session")
