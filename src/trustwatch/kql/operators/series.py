@@ -25,10 +25,12 @@ def compile_make_series(c: Compiler, op: ast.MakeSeries, rel: Relation, scope: S
     one dynamic array per aggregate, and the axis as an array of bin starts."""
     from trustwatch.kql.summarize import summarize
 
-    if op.start is None or op.stop is None:
-        raise c.unsupported("'make-series' without both 'from' and 'to'", op.span)
     axis = c.expr(op.on, scope, rel)
-    start, stop, step = (c.expr(e, scope, None) for e in (op.start, op.stop, op.step))
+    step = c.expr(op.step, scope, None)
+    start = c.expr(op.start, scope, None) if op.start is not None else None
+    stop = c.expr(op.stop, scope, None) if op.stop is not None else None
+    if start is None or stop is None:
+        start, stop = _data_bounds(c, op, rel, scope, step, start, stop)
     if axis.type == "datetime":
         origin, width = func("epoch_us", start.sql), func("epoch_us", step.sql)
         offset = exp.Sub(this=func("epoch_us", axis.sql), expression=origin)
@@ -68,8 +70,11 @@ def compile_make_series(c: Compiler, op: ast.MakeSeries, rel: Relation, scope: S
     keys = [n for n, _ in grouped.columns[: len(op.by)]]
     values = list(grouped.columns[len(op.by) + 1 :])
     groups, steps, sums = c.fresh("_g"), c.fresh("_b"), c.fresh("_s")
+    # with no `by`, one group when there are rows, none when there are not (an empty input
+    # gives no series: https://learn.microsoft.com/kusto/query/make-series-operator)
+    group_keys = keys or ["__tw_one"]
     distinct = (
-        exp.Select(expressions=[col(k) for k in keys] or [exp.Literal.number(1)])
+        exp.Select(expressions=[col(k) for k in keys] or [alias(exp.Literal.number(1), "__tw_one")])
         .from_(c.source(grouped), copy=False)
         .distinct()
     )
@@ -123,9 +128,44 @@ def compile_make_series(c: Compiler, op: ast.MakeSeries, rel: Relation, scope: S
             join_type="LEFT",
         )
     )
-    if keys:
-        select = select.group_by(*[exp.column(k, table=groups, quoted=True) for k in keys])
+    select = select.group_by(*[exp.column(k, table=groups, quoted=True) for k in group_keys])
     return Relation(select, tuple(columns))
+
+
+def _data_bounds(
+    c: Compiler,
+    op: ast.MakeSeries,
+    rel: Relation,
+    scope: Scope,
+    step: Typed,
+    start: Typed | None,
+    stop: Typed | None,
+) -> tuple[Typed, Typed]:
+    """``from`` / ``to`` left out: the first bin that has data, ``bin(min(Axis), step)``, and
+    the end of the last one, ``bin(max(Axis), step) + step``, over the whole input (every
+    series gets the same axis). Empty input: null bounds, so no rows."""
+    span = op.span
+
+    def bound(fn: str) -> ast.Assignment:
+        agg = ast.Call(name=fn, args=(op.on,), span=span, name_span=span)
+        binned = ast.Call(name="bin", args=(agg, op.step), span=span, name_span=span)
+        return ast.Assignment(name=f"__tw_{fn}", expr=binned, span=span)
+
+    copy = Relation(rel.sql.copy(), rel.columns, rel.order)
+    bounds, _ = c.compile_op(
+        ast.Summarize(aggregates=(bound("min"), bound("max")), by=(), span=span), copy, scope
+    )
+    ktype = bounds.columns[0][1]
+
+    def scalar(name: str) -> exp.Expr:
+        return exp.Subquery(this=c.select(Relation(bounds.sql.copy(), bounds.columns), [col(name)]))
+
+    if start is None:
+        start = Typed(scalar("__tw_min"), ktype)
+    if stop is None:
+        last = scalar("__tw_max")
+        stop = Typed(exp.Add(this=last, expression=exp.paren(step.sql.copy())), ktype)
+    return start, stop
 
 
 def _bin_start(axis: Typed, start: Typed, step: Typed, i: exp.Expr) -> exp.Expr:
