@@ -248,7 +248,9 @@ def test_alert_totals(default_pack: HuntResult, shared_workspace: Any) -> None:
     each also from its host-less copy in extracted/; certutil_remote_path raises 2: SigmaHQ's
     certutil -syncwithWU \\\\10.0.1.14\\my-share record and its copy. The AD CS abuse rules
     (adcs_certificate_request_other_identity, adcs_template_changed, adcs_abuse_tool_command_line)
-    raise none: no certificate request, template event or AD CS tool run is in the data."""
+    raise none: no certificate request, template event or AD CS tool run is in the data;
+    key_file_written_by_unexpected_process raises none: the data holds no file event for a key
+    or certificate file (.pfx, .p12, .pvk, .key, .cer, .crt, .p7b, .der, .pem)."""
     by_rule = Counter(a["AlertName"] for a in default_pack.alerts)
     # downloads: panache, Hayabusa Sysmon 27, sigma direct IP and GitHub twice, the 4688 twice
     assert by_rule == {

@@ -137,6 +137,7 @@ def test_the_security_host_blind_spots_are_telemetry_not_rules(matrix: Matrix) -
         ("evasion-renamed-certutil", "renamed_certutil"),
         ("spec-test-1-certutil-root", "certificate_file_written_by_script_host"),
         ("spec-test-2-import-certificate", "certificate_file_written_by_script_host"),
+        ("attack-mimikatz-key-export-system32", "key_file_written_by_unexpected_process"),
     }
 
 
