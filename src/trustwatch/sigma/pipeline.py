@@ -62,21 +62,50 @@ DETAILS = (
 )
 
 SYSMON_COLUMNS: dict[str, str] = {"TargetObject": TARGET_OBJECT, "Details": DETAILS}
+
+# PowerShell script blocks (Sigma's ps_script: Microsoft-Windows-PowerShell/Operational 4104).
+# Defender has no script-block events; trustwatch's ingest writes each block as a DeviceEvents
+# row with ActionType "PowerShellScriptBlock" and the event's fields in AdditionalFields
+# (docs/ingest.md). A ps_script rule is converted to that table and ActionType, its two fields
+# (ScriptBlockText and Path, the only ones SigmaHQ's ps_script rules read) computed from
+# AdditionalFields as the registry columns are.
+SCRIPT_TABLE = "DeviceEvents"
+SCRIPT_ACTION = "PowerShellScriptBlock"
+SCRIPT_COLUMNS: dict[str, str] = {
+    name: f'iff(ActionType == "{SCRIPT_ACTION}", tostring(parse_json(AdditionalFields).{name}), "")'
+    for name in ("ScriptBlockText", "Path")
+}
+#: table -> the Sigma fields a query over it computes (``extend``) before its conditions
+COMPUTED: dict[str, dict[str, str]] = {TABLE: SYSMON_COLUMNS, SCRIPT_TABLE: SCRIPT_COLUMNS}
 _MAPPING_ITEM = "microsoft_xdr_table_fieldmappings"  # the XDR item mapping fields per table
+_SET_TABLE_ITEM = "microsoft_xdr_set_query_table"  # the XDR item choosing the rule's table
+_UNSUPPORTED_ITEM = "microsoft_xdr_unsupported_fields_"  # + table: refuses fields not its own
 
 
 def pipeline() -> Any:
     """The Microsoft XDR pipeline, its table mapping leaving ``TargetObject`` and ``Details``
-    alone (only DeviceRegistryEvents maps them), and the registry rules' ``extend``."""
+    alone (only DeviceRegistryEvents maps them), and the registry rules' ``extend``; ps_script
+    rules read trustwatch's script-block rows of DeviceEvents (:data:`SCRIPT_COLUMNS`)."""
+    from sigma.pipelines.kusto_common.errors import InvalidFieldTransformation
     from sigma.pipelines.kusto_common.transformations import DynamicFieldMappingTransformation
     from sigma.pipelines.microsoftxdr.mappings import MICROSOFT_XDR_FIELD_MAPPINGS
     from sigma.pipelines.microsoftxdr.microsoftxdr import microsoft_xdr_pipeline
-    from sigma.processing.conditions import ExcludeFieldCondition, IncludeFieldCondition
+    from sigma.processing.conditions import (
+        ExcludeFieldCondition,
+        IncludeFieldCondition,
+        LogsourceCondition,
+        RuleProcessingItemAppliedCondition,
+        RuleProcessingStateCondition,
+    )
     from sigma.processing.pipeline import ProcessingItem, QueryPostprocessingItem
+    from sigma.processing.transformations import (
+        AddConditionTransformation,
+        SetStateTransformation,
+    )
 
     xdr: Any = microsoft_xdr_pipeline()  # typed dict[str, Any] by the backend, wrongly
-    found = [i for i, item in enumerate(xdr.items) if item.identifier == _MAPPING_ITEM]
-    if len(found) != 1 or xdr.items[found[0]].field_name_conditions:
+    found = _item_index(xdr, _MAPPING_ITEM)
+    if xdr.items[found].field_name_conditions:
         raise RuntimeError(f"the Microsoft XDR pipeline's '{_MAPPING_ITEM}' is not as expected")
     mapping = ProcessingItem(
         identifier=_MAPPING_ITEM,
@@ -92,25 +121,65 @@ def pipeline() -> Any:
         identifier="trustwatch_sysmon_registry_columns",
         transformation=_sysmon_columns_transformation(),
     )
-    for item in (mapping, absent, extend):
+    script_table = ProcessingItem(  # read before the XDR item sets the table from the category
+        identifier="trustwatch_ps_script_table",
+        transformation=SetStateTransformation("query_table", SCRIPT_TABLE),
+        rule_conditions=[LogsourceCondition(product="windows", category="ps_script")],
+    )
+    script_action = ProcessingItem(
+        identifier="trustwatch_ps_script_action",
+        transformation=AddConditionTransformation({"ActionType": SCRIPT_ACTION}),
+        rule_conditions=[LogsourceCondition(product="windows", category="ps_script")],
+    )
+    unsupported = _item_index(xdr, _UNSUPPORTED_ITEM + SCRIPT_TABLE)
+    (allowed,) = xdr.items[unsupported].field_name_conditions
+    if not isinstance(allowed, ExcludeFieldCondition):
+        raise TypeError(f"the Microsoft XDR pipeline's '{_UNSUPPORTED_ITEM}' is not as expected")
+    refuse = ProcessingItem(  # XDR's refusal of fields DeviceEvents lacks, but the computed ones
+        identifier=_UNSUPPORTED_ITEM + SCRIPT_TABLE,
+        transformation=InvalidFieldTransformation(
+            f"Please use valid fields for the {SCRIPT_TABLE} table"
+        ),
+        field_name_conditions=[ExcludeFieldCondition([*allowed.fields, *SCRIPT_COLUMNS])],
+        rule_conditions=[
+            RuleProcessingItemAppliedCondition(_SET_TABLE_ITEM),
+            RuleProcessingStateCondition("query_table", SCRIPT_TABLE),
+        ],
+        rule_condition_linking=all,
+    )
+    for item in (mapping, absent, extend, script_table, script_action, refuse):
         item.set_pipeline(xdr)
-    xdr.items[found[0]] = mapping
-    xdr.items.insert(found[0] + 1, absent)
+    xdr.items[unsupported] = refuse
+    xdr.items[found] = mapping
+    xdr.items.insert(found + 1, absent)
+    first = _item_index(xdr, _SET_TABLE_ITEM)
+    xdr.items[first:first] = [script_table, script_action]
     xdr.postprocessing_items.append(extend)  # after the XDR item that writes "T | where"
-    xdr.name = f"{xdr.name}; trustwatch: Sysmon's TargetObject and Details on {TABLE}"
+    xdr.name = (
+        f"{xdr.name}; trustwatch: Sysmon's TargetObject and Details on {TABLE}, "
+        f"ps_script on {SCRIPT_TABLE} {SCRIPT_ACTION}"
+    )
     return xdr
 
 
-def with_sysmon_columns(query: str, fields: set[str]) -> str:
-    """``TABLE\\n| where P`` (the XDR pipeline's query) with the Sysmon columns ``P`` reads
-    computed before it and dropped after it."""
-    used = [name for name in SYSMON_COLUMNS if name in fields]
-    head = f"{TABLE}\n| where "
+def _item_index(xdr: Any, identifier: str) -> int:
+    found = [i for i, item in enumerate(xdr.items) if item.identifier == identifier]
+    if len(found) != 1:
+        raise RuntimeError(f"the Microsoft XDR pipeline's '{identifier}' is not as expected")
+    return found[0]
+
+
+def with_sysmon_columns(query: str, fields: set[str], table: str = TABLE) -> str:
+    """``table\n| where P`` (the XDR pipeline's query) with the computed columns of ``table``
+    (:data:`COMPUTED`) that ``P`` reads computed before it and dropped after it."""
+    columns = COMPUTED.get(table, {})
+    used = [name for name in columns if name in fields]
+    head = f"{table}\n| where "
     if not used or not query.startswith(head):
         return query
-    extend = ", ".join(f"{name} = {SYSMON_COLUMNS[name]}" for name in used)
+    extend = ", ".join(f"{name} = {columns[name]}" for name in used)
     where = query[len(head) :]
-    return f"{TABLE}\n| extend {extend}\n| where {where}\n| project-away {', '.join(used)}"
+    return f"{table}\n| extend {extend}\n| where {where}\n| project-away {', '.join(used)}"
 
 
 def rule_fields(rule: Any) -> set[str]:
@@ -152,14 +221,13 @@ def _sysmon_columns_transformation() -> Any:
     from sigma.processing.postprocessing import QueryPostprocessingTransformation
 
     class SysmonRegistryColumns(QueryPostprocessingTransformation):
-        """Adds the ``extend`` of the Sysmon columns a DeviceRegistryEvents query reads."""
+        """Adds the ``extend`` of the computed columns a query reads (:data:`COMPUTED`)."""
 
         def apply(self, rule: Any, query: Any) -> Any:
             super().apply(rule, query)
-            if self._pipeline is None or self._pipeline.state.get("query_table") != TABLE:
+            table = self._pipeline.state.get("query_table") if self._pipeline else None
+            if table not in COMPUTED or not isinstance(query, str):
                 return query
-            if not isinstance(query, str):
-                return query
-            return with_sysmon_columns(query, rule_fields(rule))
+            return with_sysmon_columns(query, rule_fields(rule), str(table))
 
     return SysmonRegistryColumns()
