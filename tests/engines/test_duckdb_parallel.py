@@ -7,6 +7,7 @@ Loaded tables and views live in the session's in-memory database (not DuckDB's p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -113,3 +114,31 @@ def test_workspace_files_of_any_name(tmp_path: Path, name: str) -> None:
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert tables == {"Stored"}
     con.close()
+
+
+def test_the_statements_run_ahead_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only RUN_AHEAD statements per connection start before the caller takes a result: the
+    results waiting to be taken stay a few, however many statements there are."""
+    import time
+
+    from trustwatch.engines import duckdb as engine_module
+
+    engine, table = engine_with_data(threads=2)
+    started: list[str] = []
+    attempt = DuckDBEngine._attempt
+
+    def counted(con: Any, sql: str, params: Any) -> Any:
+        started.append(sql)
+        return attempt(con, sql, params)
+
+    monkeypatch.setattr(DuckDBEngine, "_attempt", staticmethod(counted))
+    listed = statements(table) * 2  # 48 statements
+    results = engine.execute_many(listed)
+    first = next(results)
+    time.sleep(0.3)  # unbounded, every statement would have started by now
+    ahead = engine_module.RUN_AHEAD * 2
+    assert first is not None
+    assert len(started) <= ahead + 1
+    assert len([r for r in results if r is not None]) == len(listed) - 1
+    assert len(started) == len(listed)
+    engine.close()

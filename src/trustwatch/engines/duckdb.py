@@ -7,11 +7,13 @@ DuckDB database file, so the writer works on this engine's connection (``con``) 
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import re
 import tempfile
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -33,6 +35,8 @@ from trustwatch.schema.model import Column, TableSchema
 
 # the in-memory database holding what a session loads and defines (DuckDBEngine._attach_session)
 SESSION_DB = "tw_session"
+# statements execute_many keeps started ahead of the caller, per connection
+RUN_AHEAD = 2
 # (SQL name, Python function, parameter types, result type) of engines/udfs.py functions
 UDFS: list[tuple[str, Callable[..., Any], list[Any], str]] = [
     ("tw_parse_command_line", udfs.parse_command_line, ["VARCHAR", "VARCHAR"], "JSON"),
@@ -253,9 +257,10 @@ class DuckDBEngine:
         plans on the calling thread: the statements are shared among up to as many connections
         as DuckDB has threads (each a cursor of this database, seeing its tables and the
         session's), so planning uses every core. Yields each result in order as soon as it is
-        ready, the others running ahead; ``None`` where a statement failed (the caller runs it
-        again with :meth:`execute_sql`, which raises its error where it belongs). Statements
-        not yet started when the caller stops reading are not run.
+        ready, the next ones running ahead (at most ``RUN_AHEAD`` per connection: the results
+        held at once are a few, however many statements); ``None`` where a statement failed
+        (the caller runs it again with :meth:`execute_sql`, which raises its error where it
+        belongs). Statements not yet started when the caller stops reading are not run.
         """
         workers = min(len(statements), self._threads())
         if workers < 2:
@@ -278,10 +283,21 @@ class DuckDBEngine:
                 free.put(worker)
 
         pool = ThreadPoolExecutor(workers, thread_name_prefix="trustwatch-duckdb")
+        todo = iter(statements)
+        # at most RUN_AHEAD statements per connection started and not yet taken: the results
+        # held at once stay a few, whatever the number of statements (memory does not grow
+        # with the rules or their batches)
+        running = deque(
+            pool.submit(attempt, sql, params)
+            for sql, params in itertools.islice(todo, RUN_AHEAD * workers)
+        )
         try:
-            futures = [pool.submit(attempt, sql, params) for sql, params in statements]
-            for future in futures:
-                yield future.result()
+            while running:
+                result = running.popleft().result()
+                following = next(todo, None)
+                if following is not None:  # started before the caller reads this result
+                    running.append(pool.submit(attempt, *following))
+                yield result
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
