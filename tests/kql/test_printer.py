@@ -299,6 +299,16 @@ table("T")
     pytest.param(
         'T | top-nested 3 of a by count() | where a != ""',
         'T\n| top-nested 3 of a by count()\n| where a != ""',
+        id="top-nested",
+    ),
+    pytest.param(
+        "T | top-nested of x=a with others = 'o' by n=max(1) desc,top-nested 2 of b by min(c) asc",
+        'T\n| top-nested of x = a with others = "o" by n = max(1), top-nested 2 of b by min(c) asc',
+        id="top-nested-levels",
+    ),
+    pytest.param(
+        'T | facet by a | where a != ""',
+        'T\n| facet by a\n| where a != ""',
         id="loosely-parsed-operator",
     ),
     pytest.param(

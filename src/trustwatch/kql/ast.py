@@ -391,6 +391,23 @@ class Top(PipeOp):
 
 
 @_node
+class TopNestedLevel(Node):
+    """One clause of ``top-nested``: ``[N] of [Name =] Expr [with others = C] by [Name =]
+    Aggregation [asc|desc]``; ``count`` None keeps every value."""
+
+    count: Expr | None
+    value: Assignment
+    others: Expr | None = None
+    aggregate: Assignment
+    descending: bool = True
+
+
+@_node
+class TopNested(PipeOp):
+    levels: tuple[TopNestedLevel, ...]
+
+
+@_node
 class Take(PipeOp):
     count: Expr
 

@@ -127,6 +127,44 @@ def parse_top(p: Parser, tok: Token) -> ast.Top:
     return ast.Top(count=count, key=key, span=tok.span.to(p.prev_span()))
 
 
+def parse_top_nested(p: Parser, tok: Token) -> ast.TopNested:
+    """https://learn.microsoft.com/kusto/query/top-nested-operator"""
+    levels = []
+    start = tok
+    while True:
+        count = None if p.at_word("of") else p.parse_expr()
+        p.expect_word("of")
+        value = p.parse_assignment()
+        others = None
+        if p.match_word("with"):
+            p.expect_word("others")
+            p.expect(T.ASSIGN, "'=' after 'others'")
+            others = p.parse_expr()
+        p.expect_word("by")
+        aggregate = p.parse_assignment()
+        descending = True
+        order = p.match_word("asc", "desc")
+        if order is not None:
+            descending = order.text == "desc"
+        levels.append(
+            ast.TopNestedLevel(
+                count=count,
+                value=value,
+                others=others,
+                aggregate=aggregate,
+                descending=descending,
+                span=start.span.to(p.prev_span()),
+            )
+        )
+        if not (p.at(T.COMMA) and p.peek().is_word("top")):
+            break
+        p.advance()
+        start = p.read_operator_name()
+        if start.text != "top-nested":
+            raise KqlSyntaxError("expected 'top-nested' after ','", span=start.span)
+    return ast.TopNested(levels=tuple(levels), span=tok.span.to(p.prev_span()))
+
+
 def parse_take(p: Parser, tok: Token) -> ast.Take:
     p.skip_hints()
     count = p.parse_expr()
@@ -501,6 +539,7 @@ PIPE_OPERATORS: dict[str, Callable[[Parser, Token], ast.PipeOp]] = {
     "sort": parse_sort,
     "order": parse_sort,
     "top": parse_top,
+    "top-nested": parse_top_nested,
     "take": parse_take,
     "limit": parse_take,
     "sample": parse_sample,

@@ -1082,7 +1082,6 @@ LOOSE_OPERATORS = frozenset(
     {
         "scan",
         "partition",
-        "top-nested",
         "top-hitters",
         "fork",
         "facet",

@@ -608,6 +608,21 @@ class Printer(ast.Visitor):
         items += [f"{format_name(name)}:{ktype}" for name, ktype in node.schema]
         return f"{text} : ({', '.join(items)})"
 
+    def visit_TopNestedLevel(self, node: ast.TopNestedLevel) -> str:
+        words = ["top-nested"]
+        if node.count is not None:
+            words.append(self.text(node.count))
+        words += ["of", self.text(node.value)]
+        if node.others is not None:
+            words += ["with others =", self.text(node.others)]
+        words += ["by", self.text(node.aggregate)]
+        if not node.descending:
+            words.append("asc")
+        return " ".join(words)
+
+    def visit_TopNested(self, node: ast.TopNested) -> str:
+        return ", ".join(self.text(level) for level in node.levels)
+
     def visit_MakeSeries(self, node: ast.MakeSeries) -> str:
         series = []
         for i, agg in enumerate(node.aggregates):

@@ -11,6 +11,7 @@ from trustwatch.kql.operators import (  # noqa: F401 - imported to register thei
     expand,
     grouping,
     join,
+    nested,
     ordering,
     parse,
     series,
