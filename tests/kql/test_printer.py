@@ -307,6 +307,13 @@ table("T")
         id="top-nested-levels",
     ),
     pytest.param(
+        "T | partition hint.strategy=native by k (summarize n=count() by x | top 1 by n)"
+        " | partition by k { U | take 1 }",
+        "T\n| partition hint.strategy=native by k (\n    summarize n = count() by x\n"
+        "    | top 1 by n desc\n)\n| partition by k {\n    U\n    | take 1\n}",
+        id="partition",
+    ),
+    pytest.param(
         'T | facet by a | where a != ""',
         'T\n| facet by a\n| where a != ""',
         id="loosely-parsed-operator",
@@ -534,7 +541,7 @@ def test_unknown_node_is_refused() -> None:
 
 
 def test_other_operator_text_is_kept_verbatim() -> None:
-    text = "T\n| partition by x (\n  take 1\n)\n| count"
+    text = "T\n| fork (\n  take 1\n)\n| count"
     tree = parse_query(text)
     assert print_query(tree) == text
     assert_round_trip(text)

@@ -492,6 +492,17 @@ class MvApply(PipeOp):
 
 
 @_node
+class Partition(PipeOp):
+    """``partition [hint.strategy=...] by Column (subquery)``, or ``{ T | ... }`` (a subquery
+    with its own source, the legacy strategy's second form, kept in ``source_query``)."""
+
+    column: str
+    subquery: Pipeline | None
+    source_query: TabularExpr | None = None
+    hints: tuple[tuple[str, str], ...] = ()
+
+
+@_node
 class ParseColumn(Node):
     name: str
     type: str = "string"

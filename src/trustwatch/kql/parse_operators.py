@@ -356,6 +356,37 @@ def parse_mv_apply(p: Parser, tok: Token) -> ast.MvApply:
     )
 
 
+def parse_partition(p: Parser, tok: Token) -> ast.Partition:
+    """https://learn.microsoft.com/kusto/query/partition-operator"""
+    hints = p.skip_hints()
+    p.expect_word("by")
+    column = p.expect_name("the partition column")
+    if p.at(T.LBRACE):
+        p.advance()
+        source_query = p.parse_tabular()
+        close = p.expect(T.RBRACE, "'}' after the subquery")
+        return ast.Partition(
+            column=column,
+            subquery=None,
+            source_query=source_query,
+            hints=tuple(hints),
+            span=tok.span.to(close.span),
+        )
+    open_tok = p.expect(T.LPAREN, "'(' or '{' with the subquery")
+    ops = [p.parse_pipe_op()]
+    while p.match(T.PIPE):
+        ops.append(p.parse_pipe_op())
+    close = p.expect(T.RPAREN, "')' after the subquery")
+    sub = ast.Pipeline(
+        source=ast.TableRef(name="$partition", span=open_tok.span),
+        ops=tuple(ops),
+        span=open_tok.span.to(close.span),
+    )
+    return ast.Partition(
+        column=column, subquery=sub, hints=tuple(hints), span=tok.span.to(close.span)
+    )
+
+
 def parse_parse(p: Parser, tok: Token) -> ast.Parse:
     kind, flags = "simple", ""
     while p.tok.type is T.IDENT and p.peek().type is T.ASSIGN and p.tok.text in ("kind", "flags"):
@@ -552,6 +583,7 @@ PIPE_OPERATORS: dict[str, Callable[[Parser, Token], ast.PipeOp]] = {
     "mv-expand": parse_mv_expand,
     "mvexpand": parse_mv_expand,
     "mv-apply": parse_mv_apply,
+    "partition": parse_partition,
     "parse": parse_parse,
     # https://learn.microsoft.com/kusto/query/parse-where-operator
     "parse-where": parse_parse,

@@ -1081,7 +1081,6 @@ def _suggest(word: str, choices: list[str]) -> str | None:
 LOOSE_OPERATORS = frozenset(
     {
         "scan",
-        "partition",
         "top-hitters",
         "fork",
         "facet",

@@ -568,6 +568,21 @@ class Printer(ast.Visitor):
         body = inner + (inner + "| ").join(ops)
         return " ".join(words) + f" on ({body}{self.newline()})"
 
+    def visit_Partition(self, node: ast.Partition) -> str:
+        words = ["partition", *(_hint(key, value) for key, value in node.hints)]
+        words += ["by", format_name(node.column)]
+        if node.source_query is not None:
+            with self.indented():
+                inner = self.newline()
+                body = self.text(node.source_query)
+            return " ".join(words) + " {" + inner + body + self.newline() + "}"
+        assert node.subquery is not None
+        with self.indented():
+            ops = [self.text(op) for op in node.subquery.ops]
+            inner = self.newline()
+        body = inner + (inner + "| ").join(ops)
+        return " ".join(words) + f" ({body}{self.newline()})"
+
     def visit_ParseColumn(self, node: ast.ParseColumn) -> str:
         if node.name == "*":
             return "*"

@@ -14,6 +14,7 @@ from trustwatch.kql.operators import (  # noqa: F401 - imported to register thei
     nested,
     ordering,
     parse,
+    partition,
     series,
 )
 from trustwatch.kql.operators.common import KQL_NAMES, OPERATORS, ColumnNamer, col, inferred_name

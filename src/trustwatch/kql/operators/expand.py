@@ -142,9 +142,9 @@ def compile_mv_apply(c: Compiler, op: ast.MvApply, rel: Relation, scope: Scope) 
     rank: str | None = None  # the within-row order a sort set, for the operator right after it
     for sub_op in op.subquery.ops:
         if isinstance(sub_op, ast.Sort):
-            sub, rank = _sorted(c, sub_op, sub, scope, rowid)
+            sub, rank = sorted_within(c, sub_op, sub, scope, rowid)
             continue
-        sub = _partitioned(c, sub_op, sub, scope, rowid, rank)
+        sub = partitioned(c, sub_op, sub, scope, rowid, rank, "mv-apply")
         rank = None
     kept = [(n, t) for n, t in rel.columns if n not in item_names]
     added = [(n, t) for n, t in sub.columns if n not in {k for k, _ in kept}]
@@ -176,10 +176,10 @@ _ROW_WISE = (
 )
 
 
-def _sorted(
+def sorted_within(
     c: Compiler, op: ast.Sort, sub: Relation, scope: Scope, rowid: str
 ) -> tuple[Relation, str]:
-    """A sort inside mv-apply: each row's subtable numbered in the sort order.
+    """A sort inside mv-apply (or partition): each subtable numbered in the sort order.
 
     The number orders the next operator (``make_list`` after ``order by`` keeps that order).
     """
@@ -193,10 +193,17 @@ def _sorted(
     return Relation(ranked, sub.columns, rowid), rank
 
 
-def _partitioned(
-    c: Compiler, op: ast.PipeOp, sub: Relation, scope: Scope, rowid: str, rank: str | None
+def partitioned(
+    c: Compiler,
+    op: ast.PipeOp,
+    sub: Relation,
+    scope: Scope,
+    rowid: str,
+    rank: str | None,
+    within: str,
 ) -> Relation:
-    """One subquery operator of mv-apply, run separately for every input row."""
+    """One subquery operator of ``within`` (mv-apply: every input row; partition: every
+    value of its column), run separately for each subtable, told apart by column ``rowid``."""
     if isinstance(op, _ROW_WISE):
         out, _ = c.compile_op(op, sub, scope)  # row-wise operators carry the hidden row number
         return out
@@ -235,6 +242,6 @@ def _partitioned(
         )
         return Relation(select, sub.columns, rowid)
     raise c.unsupported(
-        f"the '{KQL_NAMES.get(type(op), type(op).__name__.lower())}' operator inside mv-apply",
+        f"the '{KQL_NAMES.get(type(op), type(op).__name__.lower())}' operator inside {within}",
         op.span,
     )
