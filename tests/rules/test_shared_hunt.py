@@ -250,7 +250,9 @@ def test_alert_totals(default_pack: HuntResult, shared_workspace: Any) -> None:
     (adcs_certificate_request_other_identity, adcs_template_changed, adcs_abuse_tool_command_line)
     raise none: no certificate request, template event or AD CS tool run is in the data;
     key_file_written_by_unexpected_process raises none: the data holds no file event for a key
-    or certificate file (.pfx, .p12, .pvk, .key, .cer, .crt, .p7b, .der, .pem)."""
+    or certificate file (.pfx, .p12, .pvk, .key, .cer, .crt, .p7b, .der, .pem), and
+    certificate_creation_and_signing_tooling none: no makecert, openssl, certreq -new, signtool
+    or Set-AuthenticodeSignature record."""
     by_rule = Counter(a["AlertName"] for a in default_pack.alerts)
     # downloads: panache, Hayabusa Sysmon 27, sigma direct IP and GitHub twice, the 4688 twice
     assert by_rule == {
