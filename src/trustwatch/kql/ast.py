@@ -574,6 +574,18 @@ class Search(PipeOp):
 
 
 @_node
+class FindSource(TabularExpr):
+    """``find [withsource=N] [in (T, ...)] where P [project-smart | project C[:type], ...]``
+    (or ``find P ...``). ``project`` None is project-smart; ``pack_all`` adds ``pack_``."""
+
+    predicate: Expr
+    tables: tuple[str, ...] = ()
+    withsource: str = "source_"
+    project: tuple[tuple[str, str | None], ...] | None = None
+    pack_all: bool = False
+
+
+@_node
 class SearchSource(TabularExpr):
     search: Search
 

@@ -350,6 +350,8 @@ class Parser:
             self.advance()
             u = self.parse_union_body(start)
             source = ast.UnionSource(union=u, span=u.span)
+        elif self.at_word("find") and self.peek().type in (T.STRING, T.IDENT):
+            source = self.parse_find()
         elif self.at_word("search") and self.peek().type in (T.STRING, T.IDENT, T.STAR):
             self.advance()
             s = self.parse_search_body(start)
@@ -662,6 +664,56 @@ class Parser:
             pat = self.parse_pattern()
             return ast.TableRef(name=pat.pattern, span=pat.span)
         return self.parse_join_side()
+
+    def parse_find(self) -> ast.FindSource:
+        """https://learn.microsoft.com/kusto/query/find-operator"""
+        tok = self.expect_word("find")
+        withsource = "source_"
+        if self.at_word("withsource") and self.peek().type is T.ASSIGN:
+            self.advance()
+            self.advance()
+            withsource = self.expect_name("a column name")
+        tables: list[str] = []
+        if self.match_word("in"):
+            self.expect(T.LPAREN, "'(' with the tables")
+            while not self.at(T.RPAREN):
+                tables.append(self.parse_pattern().pattern)
+                if not self.match(T.COMMA):
+                    break
+            self.expect(T.RPAREN, "')' after the tables")
+            self.expect_word("where")
+        else:
+            self.match_word("where")
+        predicate = self.parse_expr()
+        project: tuple[tuple[str, str | None], ...] | None = None
+        pack_all = False
+        if self.at_word("project"):
+            word = self.read_operator_name()
+            if word.text == "project":
+                items: list[tuple[str, str | None]] = []
+                while True:
+                    if self.at_word("pack_all") and self.peek().type is T.LPAREN:
+                        self.advance()
+                        self.expect(T.LPAREN, "'('")
+                        self.expect(T.RPAREN, "')'")
+                        pack_all = True
+                    else:
+                        name = self.expect_name("a column name")
+                        ktype = self.parse_type_name() if self.match(T.COLON) else None
+                        items.append((name, ktype))
+                    if not self.match(T.COMMA):
+                        break
+                project = tuple(items)
+            elif word.text != "project-smart":
+                raise self.error("expected 'project' or 'project-smart'", word)
+        return ast.FindSource(
+            predicate=predicate,
+            tables=tuple(tables),
+            withsource=withsource,
+            project=project,
+            pack_all=pack_all,
+            span=tok.span.to(self.prev_span()),
+        )
 
     def parse_search_body(self, tok: Token) -> ast.Search:
         self.parse_kind(frozenset({"case_sensitive", "case_insensitive"}))

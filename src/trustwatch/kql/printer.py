@@ -428,6 +428,23 @@ class Printer(ast.Visitor):
     def visit_QualifiedTable(self, node: ast.QualifiedTable) -> str:
         return self.text(node.path)
 
+    def visit_FindSource(self, node: ast.FindSource) -> str:
+        words = ["find"]
+        if node.withsource != "source_":
+            words.append(f"withsource={format_name(node.withsource)}")
+        if node.tables:
+            words.append(f"in ({', '.join(node.tables)})")
+        words += ["where", self.text(node.predicate)]
+        if node.project is not None:
+            items = [
+                format_name(name) + ("" if ktype is None else f":{ktype}")
+                for name, ktype in node.project
+            ]
+            if node.pack_all:
+                items.append("pack_all()")
+            words += ["project", ", ".join(items)]
+        return " ".join(words)
+
     def visit_SearchSource(self, node: ast.SearchSource) -> str:
         return self.text(node.search)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 
 from sqlglot import exp
@@ -11,6 +12,7 @@ from trustwatch.kql import ast
 from trustwatch.kql.compiler import Compiler, alias
 from trustwatch.kql.functions import convert
 from trustwatch.kql.operators import col, union_relations
+from trustwatch.kql.operators.project import compile_project
 from trustwatch.kql.scope import Relation, Scope
 from trustwatch.kql.semantics import Typed, sql_type
 
@@ -150,3 +152,139 @@ def compile_qualified(c: Compiler, node: ast.Node, scope: Scope) -> Relation:
         span=node.span,
         hint="export the table and bind it with --table NAME=PATH",
     )
+
+
+_TO_TYPE = {
+    "string": "tostring",
+    "long": "tolong",
+    "int": "toint",
+    "real": "toreal",
+    "bool": "tobool",
+    "datetime": "todatetime",
+    "timespan": "totimespan",
+    "dynamic": "todynamic",
+    "guid": "toguid",
+}
+
+
+@register(ast.FindSource)
+def compile_find_source(c: Compiler, node: ast.Node, scope: Scope) -> Relation:
+    """``find``: the rows of the tables (default: every table with data) that match, with the
+    table's name in ``source_``. Tables holding none of the columns the predicate names are left
+    out; in the others a column the table lacks reads as empty (strings) or null. Output:
+    ``project`` lists the columns (typed when a type is given; ``pack_all()`` adds ``pack_``
+    with each row's own columns); project-smart (the default) gives the predicate's columns,
+    then the columns every table has, then ``pack_`` with the row's other columns.
+
+    https://learn.microsoft.com/kusto/query/find-operator
+    """
+    assert isinstance(node, ast.FindSource)
+    from trustwatch.kql.operators import compile_where, search_predicate
+
+    span = node.span
+    names: list[str] = []
+    for pattern in node.tables:
+        if "*" in pattern:
+            matched = sorted(n for n in c.catalog if fnmatch.fnmatchcase(n, pattern))
+            if not matched:
+                raise c.semantic_error(f"no table matches '{pattern}'", span, code="KQL201")
+            names += [n for n in matched if n not in names]
+        elif pattern not in names:
+            names.append(pattern)
+    if not node.tables:
+        names = sorted(
+            n for n, t in c.catalog.items() if t.sql_name is not None and not n.startswith("_")
+        )
+    predicate = search_predicate(ast.Search(predicate=node.predicate, span=span))
+    used: list[str] = []
+    for part in predicate.walk():
+        if isinstance(part, ast.Name) and part.name not in used:
+            used.append(part.name)
+    star = any(isinstance(part, ast.Star) for part in predicate.walk())
+    tables = [(name, c.table_ref(name, span, scope)) for name in names]
+    columns_of = {name: rel.names() for name, rel in tables}
+    every = {col_name for cols in columns_of.values() for col_name in cols}
+    referenced = [n for n in used if n in every]
+    if referenced and not star:
+        tables = [(n, r) for n, r in tables if set(referenced) & set(r.names())]
+    if not tables:
+        return c.empty_relation(((node.withsource, "string"),))
+    types: dict[str, set[str]] = {}
+    for _, rel in tables:
+        for n, t in rel.columns:
+            types.setdefault(n, set()).add(t)
+
+    def out_name(n: str, t: str) -> str:
+        return n if len(types[n]) == 1 else f"{n}_{t}"
+
+    union = ast.Union(
+        tables=tuple(ast.TableRef(name=n, span=span) for n, _ in tables),
+        withsource=node.withsource,
+        span=span,
+    )
+    rel = union_relations(c, union, None, scope)
+    rel = compile_where(c, ast.Where(predicate=predicate, span=span), rel, scope)
+
+    def name(n: str) -> ast.Name:
+        return ast.Name(name=n, span=span)
+
+    def item(n: str, expr: ast.Expr) -> ast.Assignment:
+        return ast.Assignment(name=n, expr=expr, span=span)
+
+    def pack(of: dict[str, list[str]]) -> ast.Expr:
+        """``pack_``: for each row, a bag of the given columns of its own table."""
+        args: list[ast.Node] = []
+        for table, cols in of.items():
+            pairs: list[ast.Node] = []
+            for n in cols:
+                pairs += [ast.Literal(value=n, type="string", span=span), name(n)]
+            bag: ast.Expr = (
+                ast.Call(name="bag_pack", args=tuple(pairs), span=span, name_span=span)
+                if pairs
+                else ast.Literal(value={}, type="dynamic", span=span)
+            )
+            test = ast.BinaryOp(
+                op="==",
+                left=name(node.withsource),
+                right=ast.Literal(value=table, type="string", span=span),
+                span=span,
+            )
+            args += [test, bag]
+        args.append(ast.Literal(value=None, type="dynamic", span=span))
+        return ast.Call(name="case", args=tuple(args), span=span, name_span=span)
+
+    own = {t: [out_name(n, ty) for n, ty in r.columns] for t, r in tables}
+    items = [item(node.withsource, name(node.withsource))]
+    packed: ast.Expr | None = None
+    if node.project is not None:
+        for n, ktype in node.project:
+            if rel.type_of(n) is not None:
+                expr: ast.Expr = name(n)
+                if ktype is not None:
+                    expr = ast.Call(name=_TO_TYPE[ktype], args=(expr,), span=span, name_span=span)
+            elif ktype is not None:
+                expr = ast.Literal(value=None, type=ktype, span=span)
+            else:
+                raise c.semantic_error(
+                    f"find: the column '{n}' is in none of the tables searched",
+                    span,
+                    hint="give its type (Name:type) to have it null",
+                    code="KQL202",
+                )
+            items.append(item(n, expr))
+        if node.pack_all:
+            packed = pack(own)
+    else:
+        shown = [n for n in referenced if rel.type_of(n) is not None]
+        common = set.intersection(*(set(cols) for cols in own.values()))
+        shown += [n for n in own[tables[0][0]] if n in common and n not in shown]
+        rest = {t: [n for n in cols if n not in shown] for t, cols in own.items()}
+        items += [item(n, name(n)) for n in shown]
+        if any(rest.values()):
+            packed = pack(rest)
+    if packed is not None:
+        # computed before the projection, which may retype a column the bag holds
+        extend = ast.Extend(items=(item("__tw_pack", packed),), span=span)
+        rel, _ = c.compile_op(extend, rel, scope)
+        items.append(item("pack_", name("__tw_pack")))
+    return compile_project(c, ast.Project(items=tuple(items), span=span), rel, scope)
