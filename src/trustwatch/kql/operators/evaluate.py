@@ -24,9 +24,9 @@ from trustwatch.errors import KqlSemanticError, Span, UnsupportedKql
 from trustwatch.kql import ast
 from trustwatch.kql.compiler import Compiler, alias
 from trustwatch.kql.functions import convert
-from trustwatch.kql.operators.common import col, register
+from trustwatch.kql.operators.common import col, free_name, register
 from trustwatch.kql.scope import Relation, Scope
-from trustwatch.kql.semantics import Typed
+from trustwatch.kql.semantics import TEXTUAL, Typed, not_null_string
 
 #: the most output columns one operator takes from the data (slots, or pivot values)
 DATA_COLUMNS = 1_000
@@ -397,3 +397,85 @@ def _pivot_values(
     if len(rows) > DATA_COLUMNS:
         raise _too_many("evaluate pivot()", span)
     return sorted(str(v) for (v,) in rows)
+
+
+# --- ipv4_lookup ------------------------------------------------------------------------------
+
+
+@plugin("ipv4_lookup")
+def ipv4_lookup(c: Compiler, op: ast.Evaluate, rel: Relation, scope: Scope) -> Relation:
+    """``ipv4_lookup(LookupTable, SourceIPv4Key, LookupKey [, return_unmatched])``: each row
+    joined with every lookup row whose key matches its address as ``ipv4_is_match()`` does
+    (an address in a ``a.b.c.d/n`` range, either side may carry a prefix); without a match the
+    row is dropped, or kept with empty lookup columns when ``return_unmatched`` is true. The
+    lookup table's columns follow the input's, a clashing name getting ``1`` as in ``lookup``.
+    """
+    positional: list[ast.Node] = []
+    unmatched: ast.Node | None = None
+    for arg in op.call.args:
+        if isinstance(arg, ast.Assignment) and arg.name is not None:
+            if arg.name.lower() != "return_unmatched":
+                raise KqlSemanticError(
+                    f"ipv4_lookup has no parameter '{arg.name}'", span=arg.span, code="KQL204"
+                )
+            unmatched = arg.expr
+        else:
+            positional.append(arg)
+    if len(positional) == 4 and unmatched is None:
+        unmatched = positional.pop()
+    if len(positional) != 3:
+        raise KqlSemanticError(
+            "ipv4_lookup takes a lookup table, the input's address column and the lookup's "
+            "key column (and return_unmatched)",
+            span=op.call.span,
+            code="KQL204",
+        )
+    table, source_key, lookup_key = positional
+    keep = False
+    if unmatched is not None:
+        value = _constant(c, unmatched, scope, "return_unmatched")
+        if not isinstance(value, bool):
+            raise KqlSemanticError(
+                "return_unmatched must be true or false", span=unmatched.span, code="KQL205"
+            )
+        keep = value
+    source = _column_name(source_key, rel, "ipv4_lookup's address column")
+    right = c.compile_tabular(table, scope)
+    key = _column_name(lookup_key, right, "ipv4_lookup's key column")
+    taken = set(rel.names())
+    renamed: list[tuple[str, str, str]] = []  # lookup column, its name in the output, type
+    for n, t in right.columns:
+        out = free_name(n, taken)
+        taken.add(out)
+        renamed.append((n, out, t))
+    out_key = next(out for n, out, _ in renamed if n == key)
+    match = ast.Call(
+        name="ipv4_is_match",
+        args=(ast.Name(name=source, span=op.span), ast.Name(name=out_key, span=op.span)),
+        span=op.span,
+        name_span=op.span,
+    )
+    both = Relation(rel.sql, (*rel.columns, *((out, t) for _, out, t in renamed)))
+    on = c.expr(match, scope, both).sql
+    la, ra = c.fresh("_l"), c.fresh("_r")
+    lookup_sql = c.select(right, [alias(col(n), out) for n, out, _ in renamed])
+    projections: list[exp.Expr] = [
+        alias(exp.column(n, table=la, quoted=True), n) for n in rel.names()
+    ]
+    columns = list(rel.columns)
+    for _, out, t in renamed:
+        ref: exp.Expr = exp.column(out, table=ra, quoted=True)
+        if keep and t in TEXTUAL:
+            ref = not_null_string(ref)
+        projections.append(alias(ref, out))
+        columns.append((out, t))
+    select = (
+        exp.Select(expressions=projections)
+        .from_(exp.Subquery(this=rel.sql, alias=exp.TableAlias(this=exp.to_identifier(la))))
+        .join(
+            exp.Subquery(this=lookup_sql, alias=exp.TableAlias(this=exp.to_identifier(ra))),
+            on=on,
+            join_type="LEFT" if keep else "INNER",
+        )
+    )
+    return Relation(select, tuple(columns))
