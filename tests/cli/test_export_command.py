@@ -20,7 +20,7 @@ def test_arm_pack_on_stdout() -> None:
     assert code == 0, err
     template = json.loads(out)
     assert template["parameters"]["workspace"]["type"] == "String"
-    assert "20 rule(s) as arm" in err
+    assert "22 rule(s) as arm" in err
 
 
 def test_one_rule_into_a_folder(tmp_path: Path) -> None:

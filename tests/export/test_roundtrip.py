@@ -66,6 +66,12 @@ KNOWN_MISSES: dict[str, tuple[set[str], str]] = {
         {"attack-mimikatz-key-export-system32"},
         NO_SIGMA_LOGIC,
     ),
+    "certificate_creation_and_signing_tooling": (
+        {"attack-makecert-root-signs-payload"},
+        NO_SIGMA_LOGIC,
+    ),
+    "adcs_ca_san_flag_enabled": ({"attack-adcs-san-flag-esc6"}, NO_SIGMA_LOGIC),
+    "adcs_abuse_tool_script_block": ({"attack-adcs-certify-rubeus-in-powershell"}, NO_SIGMA_LOGIC),
     "capi2_private_key_access": (set(), CAPI2_LOG),
     "adcs_server_tampering": (set(), SECURITY_LOG),
     "adcs_certificate_request_other_identity": (set(), SECURITY_LOG),

@@ -252,7 +252,8 @@ def test_alert_totals(default_pack: HuntResult, shared_workspace: Any) -> None:
     key_file_written_by_unexpected_process raises none: the data holds no file event for a key
     or certificate file (.pfx, .p12, .pvk, .key, .cer, .crt, .p7b, .der, .pem), and
     certificate_creation_and_signing_tooling none: no makecert, openssl, certreq -new, signtool
-    or Set-AuthenticodeSignature record."""
+    or Set-AuthenticodeSignature record; adcs_ca_san_flag_enabled and adcs_abuse_tool_script_block
+    none: no EditFlags change, certutil -setreg or script block naming an AD CS tool."""
     by_rule = Counter(a["AlertName"] for a in default_pack.alerts)
     # downloads: panache, Hayabusa Sysmon 27, sigma direct IP and GitHub twice, the 4688 twice
     assert by_rule == {
