@@ -122,7 +122,6 @@ NO_SIGMA_YET = frozenset(
     {
         "key_file_written_by_unexpected_process",
         "certificate_creation_and_signing_tooling",
-        "adcs_ca_san_flag_enabled",
         "adcs_abuse_tool_script_block",
     }
 )

@@ -70,7 +70,7 @@ KNOWN_MISSES: dict[str, tuple[set[str], str]] = {
         {"attack-makecert-root-signs-payload"},
         NO_SIGMA_LOGIC,
     ),
-    "adcs_ca_san_flag_enabled": ({"attack-adcs-san-flag-esc6"}, NO_SIGMA_LOGIC),
+    "adcs_ca_san_flag_enabled": (set(), SCRIPT_BLOCKS),
     "adcs_abuse_tool_script_block": ({"attack-adcs-certify-rubeus-in-powershell"}, NO_SIGMA_LOGIC),
     "capi2_private_key_access": (set(), CAPI2_LOG),
     "adcs_server_tampering": (set(), SECURITY_LOG),
@@ -178,7 +178,7 @@ CASE_DIFFERENCES: dict[tuple[str, str], str] = {
     ): "matches any other value name under a provider key",
 }
 #: rules whose own test cases hold the Defender rows their converted Sigma reads
-CASE_CHECKED = ("private_key_export", "sip_trust_provider_hijack")
+CASE_CHECKED = ("private_key_export", "sip_trust_provider_hijack", "adcs_ca_san_flag_enabled")
 
 
 def _sigma_fires(rules: list[Rule], case: rule_model.TestCase) -> bool:
