@@ -1,4 +1,5 @@
-"""hunt and validate take --engine; spark is refused by name until they run on Spark."""
+"""hunt and validate take --engine; validate refuses spark by name until it runs there (hunt runs
+on Spark: tests/engines/test_spark.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from click.testing import CliRunner
 from trustwatch.cli.main import cli
 
 
-@pytest.mark.parametrize("command", [["hunt", "nothing-here"], ["validate"]])
+@pytest.mark.parametrize("command", [["validate"]])
 def test_spark_engine_is_refused_with_the_reason(command: list[str]) -> None:
     result = CliRunner().invoke(cli, [*command, "--engine", "spark"])
     assert result.exit_code == 2
@@ -22,3 +23,9 @@ def test_duckdb_engine_is_accepted_and_documented() -> None:
     # the default engine goes on to the command itself (here: a path that does not exist)
     result = CliRunner().invoke(cli, ["hunt", "no-such-path", "--engine", "duckdb"])
     assert "--engine" not in result.stderr
+
+
+def test_spark_settings_need_the_spark_engine() -> None:
+    result = CliRunner().invoke(cli, ["hunt", "no-such-path", "--spark-conf", "a=b"])
+    assert result.exit_code == 2
+    assert "--spark-master and --spark-conf go with --engine spark" in result.stderr

@@ -182,3 +182,32 @@ def test_constructs_once_answered_differently_give_duckdbs_rows(
     finally:
         spark.close()
         duckdb.close()
+
+
+def test_hunt_on_spark_raises_the_alerts_of_duckdb(spark_session: Any) -> None:
+    """hunt --engine spark: the same ingest, its tables written as Parquet for Spark, the
+    rules' one-evaluation replay (its runs as zipped lists) run there: the same alerts."""
+    import trustwatch
+
+    content = Path(trustwatch.__file__).parent / "content"
+    samples = content / "samples" / "hunt"
+    args = [
+        "hunt",
+        str(samples / "spec-test-1-certutil-root.sysmon.xml"),
+        str(samples / "spec-test-2-import-certificate.defender.json"),
+        "--rules",
+        str(content / "rules" / "default" / "trust_store_certificate_write.yaml"),
+        "--rules",
+        str(content / "rules" / "default" / "powershell_certificate_install.yaml"),
+        "--format",
+        "json",
+    ]
+    code, on_duckdb, err = _run(*args)
+    assert code == 1, err
+    code, on_spark, err = _run(*args, "--engine", "spark")
+    assert code == 1, err
+    assert json.loads(on_spark) == json.loads(on_duckdb)
+    assert {a["AlertName"] for a in json.loads(on_spark)} == {
+        "Certificate added to a Windows trust store",
+        "PowerShell adds a certificate to a trust-granting certificate store",
+    }

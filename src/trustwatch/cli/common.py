@@ -169,6 +169,64 @@ def duckdb_only_engine_option(fn: F) -> F:
     return option(fn)
 
 
+def engine_options(fn: F) -> F:
+    """``--engine duckdb|spark`` with ``--spark-master URL`` and ``--spark-conf KEY=VALUE``
+    (values ``engine``, ``spark_master``, ``spark_conf``; :func:`spark_engine` opens Spark)."""
+    for option in reversed(
+        [
+            click.option(
+                "--engine",
+                type=click.Choice(["duckdb", "spark"]),
+                default="duckdb",
+                show_default=True,
+                help="The SQL engine the rules run on (spark: docs/spark.md).",
+            ),
+            click.option(
+                "--spark-master",
+                metavar="URL",
+                help="Spark master for --engine spark (default: $TRUSTWATCH_SPARK_MASTER or "
+                "local[*]).",
+            ),
+            click.option(
+                "--spark-conf",
+                "spark_conf",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="A Spark setting for --engine spark (spark.executor.memory=4g...). "
+                "Repeatable.",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def spark_engine(engine: str, master: str | None, conf: tuple[str, ...]) -> Any:
+    """The Spark engine of :func:`engine_options`' values (None for ``--engine duckdb``).
+
+    Raises:
+        InputError: Spark settings without ``--engine spark``, or a setting not KEY=VALUE.
+    """
+    from trustwatch.errors import InputError
+
+    if engine != "spark":
+        if master or conf:
+            raise InputError("--spark-master and --spark-conf go with --engine spark")
+        return None
+    settings: dict[str, str] = {}
+    for item in conf:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(
+                f"--spark-conf expects KEY=VALUE, got '{item}'",
+                hint="for example --spark-conf spark.executor.memory=4g",
+            )
+        settings[key] = value
+    from trustwatch.engines.select import SparkOptions, open_engine
+
+    return open_engine("spark", SparkOptions(master=master, conf=settings))
+
+
 def limit_option(fn: F) -> F:
     """``--limit NAME=VALUE`` (repeatable): the limits on what the command reads."""
     option = click.option(

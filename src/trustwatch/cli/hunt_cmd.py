@@ -25,11 +25,12 @@ from rich.table import Table
 from trustwatch.cli.common import (
     EXIT_FOUND,
     EXIT_SKIPPED,
-    duckdb_only_engine_option,
     echo,
+    engine_options,
     limit_option,
     memory_limit_option,
     reports_errors,
+    spark_engine,
 )
 from trustwatch.cli.render import cell, emit, format_option, stdout_console
 from trustwatch.cli.report_file import report_path, write_hunt_report
@@ -135,7 +136,7 @@ if TYPE_CHECKING:
     help="Write the report: one self-contained HTML page (FILE.html) or Markdown for a ticket "
     "(FILE.md): summary, incidents, timelines, evidence, certificates, pivots, playbooks, noise.",
 )
-@duckdb_only_engine_option
+@engine_options
 @memory_limit_option
 @limit_option
 @reports_errors
@@ -158,6 +159,9 @@ def hunt(
     wide: bool,
     columns: str | None,
     report: str | None,
+    engine: str,
+    spark_master: str | None,
+    spark_conf: tuple[str, ...],
     memory_limit: str | None,
 ) -> None:
     """Run the certificate-abuse rule pack over telemetry and print its alerts.
@@ -170,6 +174,9 @@ def hunt(
     with the rest; the last line on stderr then counts what was skipped. Exit 1 when there are
     alerts (even if input was skipped), 0 when there are none, 3 when there are none but input
     was skipped, 2 on bad input.
+
+    With --engine spark the telemetry is ingested as without it, then written as Parquet to a
+    temporary folder that Spark reads (deleted at the end), and the rules run on Spark.
     """
     from trustwatch.api import Session
     from trustwatch.certs.enrich import enrich_hunt
@@ -203,7 +210,10 @@ def hunt(
     report_file = report_path(report)
     window = None if no_grouping else _window(group_window)
     chosen = _columns(columns)
+    spark = spark_engine(engine, spark_master, spark_conf)
     telemetry, skipped = _hunt_telemetry(paths, workspace, memory_limit)
+    if spark is not None:
+        telemetry = _on_spark(telemetry, spark)
     session = Session(tuned.tables(), **telemetry)
     hunter = Hunter(session, tuned)
     if sigma is not None:  # the Sigma rules that compile here run with the others
@@ -307,6 +317,24 @@ def _hunt_telemetry(
         engine, views = pipeline.open_workspace_for_query(workspace, memory_limit)
         return {"engine": engine, "views": views}, skipped
     return {"engine": ws.engine, "views": pipeline.query_views(ws.engine)}, skipped
+
+
+def _on_spark(telemetry: dict[str, Any], spark: Any) -> dict[str, Any]:
+    """The ingested tables (stored tables and the Sentinel views over raw events) written as
+    Parquet to a temporary folder, deleted when the command ends, and Spark's views of it."""
+    import shutil
+    import tempfile
+
+    from trustwatch.engines.spark import parquet_views
+    from trustwatch.ingest.export import export_parquet
+
+    folder = Path(tempfile.mkdtemp(prefix="trustwatch-spark-"))
+    click.get_current_context().call_on_close(lambda: shutil.rmtree(folder, ignore_errors=True))
+    duckdb = telemetry["engine"]
+    written = export_parquet(duckdb.con, telemetry["views"], folder)
+    duckdb.close()
+    views = parquet_views(spark, [str(folder)]) if written else {}
+    return {"engine": spark, "views": views}
 
 
 def _print_account(result: HuntResult, tuning: Tuning) -> None:

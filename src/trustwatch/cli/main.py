@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from trustwatch.cli.common import echo, limit_option, reports_errors
+from trustwatch.cli.common import echo, engine_options, limit_option, reports_errors, spark_engine
 from trustwatch.cli.lazy import LazyGroup
 from trustwatch.errors import InputError, TrustwatchError
 
@@ -148,21 +148,7 @@ def _parse_tables(bindings: tuple[str, ...]) -> dict[str, str]:
     metavar="ISO8601",
     help="Pin now() (and ago()) to this UTC time; default: the current time.",
 )
-@click.option(
-    "--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True
-)
-@click.option(
-    "--spark-master",
-    metavar="URL",
-    help="Spark master for --engine spark (default: $TRUSTWATCH_SPARK_MASTER or local[*]).",
-)
-@click.option(
-    "--spark-conf",
-    "spark_conf",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A Spark setting for --engine spark (spark.executor.memory=4g...). Repeatable.",
-)
+@engine_options
 @click.option(
     "--format",
     "fmt",
@@ -198,11 +184,16 @@ def query(
     text, source_name = _read_query(kql, file)
     if data and workspace:
         raise InputError("give --data or --workspace, not both")
-    if engine != "spark" and (spark_master or spark_conf):
-        raise InputError("--spark-master and --spark-conf go with --engine spark")
+    if engine == "spark" and workspace:
+        raise InputError(
+            "--workspace is a DuckDB file, which the spark engine does not read",
+            hint="export it with `trustwatch ingest PATH --workspace W --parquet DIR` "
+            "and give --data DIR",
+        )
+    spark = spark_engine(engine, spark_master, spark_conf)
     bound = {**_builtin_watchlists(text), **_parse_tables(tables)}
-    if engine == "spark":
-        telemetry, skipped = _spark_telemetry(data, workspace, spark_master, spark_conf), None
+    if spark is not None:
+        telemetry, skipped = _spark_telemetry(data, spark), None
     else:
         telemetry, skipped = _telemetry(data, workspace)
     session = Session(bound, **telemetry)
@@ -236,33 +227,12 @@ def _builtin_watchlists(text: str) -> dict[str, Any]:
     return dict(builtin_watchlist_tables()) if named else {}
 
 
-def _spark_telemetry(
-    data: tuple[str, ...], workspace: str | None, master: str | None, conf: tuple[str, ...]
-) -> dict[str, Any]:
-    """A Spark engine and the views of ``--data``'s Parquet folders."""
-    from trustwatch.engines.select import SparkOptions, open_engine
-
-    if workspace:
-        raise InputError(
-            "--workspace is a DuckDB file, which the spark engine does not read",
-            hint="export it with `trustwatch ingest PATH --workspace W --parquet DIR` "
-            "and give --data DIR",
-        )
-    settings: dict[str, str] = {}
-    for item in conf:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(
-                f"--spark-conf expects KEY=VALUE, got '{item}'",
-                hint="for example --spark-conf spark.executor.memory=4g",
-            )
-        settings[key] = value
-    engine = open_engine("spark", SparkOptions(master=master, conf=settings))
+def _spark_telemetry(data: tuple[str, ...], engine: Any) -> dict[str, Any]:
+    """The Spark engine and the views of ``--data``'s Parquet folders."""
     if not data:
         return {"engine": engine}
-    from trustwatch.engines.spark import SparkEngine, parquet_views
+    from trustwatch.engines.spark import parquet_views
 
-    assert isinstance(engine, SparkEngine)  # noqa: S101 - open_engine("spark") makes one
     return {"engine": engine, "views": parquet_views(engine, data)}
 
 

@@ -54,6 +54,8 @@ UDFS: list[tuple[str, Callable[..., Any], str]] = [
     ("tw_parse_path", udfs.parse_path, "string"),
     ("tw_todatetime_us", udfs.todatetime, "bigint"),
     ("tw_totimespan_us", udfs.totimespan, "bigint"),
+    ("tw_base64_text", udfs.base64_text, "string"),
+    ("tw_url_text", udfs.url_text, "string"),
 ]
 
 

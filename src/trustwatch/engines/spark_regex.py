@@ -47,7 +47,7 @@ def java_regex(pattern: str) -> str:
         UnsupportedKql: a construct this translation does not handle.
     """
     out = ["(?d)"]  # UNIX_LINES: only \n ends a line, as in RE2
-    i, n, in_class = 0, len(pattern), False
+    i, n, in_class, negated = 0, len(pattern), False, False
     while i < n:
         ch = pattern[i]
         if ch == "\\":
@@ -61,6 +61,12 @@ def java_regex(pattern: str) -> str:
                 i = end
                 continue
             table = _IN_CLASS if in_class else _OUTSIDE
+            if in_class and nxt == "S" and not negated:
+                # a union with the class of what is not RE2's space ([\s\S]: any character);
+                # in a negated class Java's reading of a nested class is not RE2's: refused
+                out.append(f"[^{_ASCII_SPACE}]")
+                i += 2
+                continue
             if in_class and nxt in "SbB":
                 raise refuse_regex(pattern, f"\\{nxt} in a character class")
             if nxt in table:
@@ -95,7 +101,7 @@ def java_regex(pattern: str) -> str:
         if ch == "[":
             start = "[^" if pattern.startswith("[^", i) else "["
             out.append(start)
-            in_class = True
+            in_class, negated = True, start == "[^"
             i += len(start)
             if i < n and pattern[i] == "]":  # a leading ] is a literal in both
                 out.append("\\]")

@@ -135,7 +135,21 @@ def _json_extract(args: list[exp.Expr]) -> exp.Expr:
 
 def _json_extract_string(args: list[exp.Expr]) -> exp.Expr:
     value, path = args
-    got = _member(value, path)
+    if isinstance(path, exp.Literal) and path.this == "$[*]":
+        # DuckDB: the elements of a JSON array each as text, [] for any other JSON value, NULL
+        # for NULL
+        elements = call("try_variant_get", _variant(value), _lit("$"), _lit("array<variant>"))
+        e = exp.to_identifier("e")
+        lam = exp.Lambda(this=_variant_text(e), expressions=[e.copy()])
+        listed = exp.Coalesce(this=call("transform", elements, lam), expressions=[call("array")])
+        return exp.Case(
+            ifs=[exp.If(this=exp.Is(this=value.copy(), expression=exp.null()), true=exp.null())],
+            default=listed,
+        )
+    return _variant_text(_member(value, path))
+
+
+def _variant_text(got: exp.Expr) -> exp.Expr:
     # a JSON string's text unquoted; anything else as JSON text (DuckDB's json_extract_string)
     return exp.Case(
         ifs=[
@@ -245,6 +259,37 @@ def _string_split(args: list[exp.Expr]) -> exp.Expr:
         raise UnsupportedKql("not supported on the spark engine: a separator containing \\E")
     pattern = call("concat", _lit("\\Q"), sep, _lit("\\E"))
     return call("split", text, pattern, exp.Literal.number(-1))
+
+
+def _array_to_string(args: list[exp.Expr]) -> exp.Expr:
+    # both skip NULL elements, give NULL for a NULL list and "" for an empty one; DuckDB writes
+    # any element as text, Spark's array_join takes strings
+    array, sep = args
+    text = exp.Cast(this=array, to=exp.DataType.build("ARRAY<STRING>", dialect="spark"))
+    return call("array_join", text, sep)
+
+
+# DuckDB's try() around a decoding, as trustwatch's Python function with its meaning (udfs)
+_TRIED = {("decode", "from_base64"): "tw_base64_text", ("url_decode",): "tw_url_text"}
+
+
+def _try(args: list[exp.Expr]) -> exp.Expr:
+    """``try(decode(from_base64(x)))`` and ``try(url_decode(x))``, what the compiler wraps in
+    try(); any other expression is refused (Spark has no general try). Given the arguments
+    before they are rewritten (:func:`_rewrite_node`): the decoding functions are DuckDB's."""
+    (inner,) = args
+    names: list[str] = []
+    node = inner
+    while isinstance(node, exp.Anonymous) and len(node.expressions) == 1:
+        names.append(node.name.lower())
+        node = node.expressions[0]
+    udf = _TRIED.get(tuple(names))
+    if udf is None:
+        raise UnsupportedKql(
+            "not supported on the spark engine: try() of this expression",
+            hint="run this query with --engine duckdb",
+        )
+    return call(udf, node.transform(_rewrite_node, copy=False))
 
 
 def _list_extract(args: list[exp.Expr]) -> exp.Expr:
@@ -680,6 +725,9 @@ REWRITES: dict[str, Rewrite] = {
     # strings
     "contains": _same("contains"),
     "split_part": _same("split_part"),
+    # 1-based position, 0 when absent, 1 for "" and NULL of NULL on both
+    "strpos": _renamed("instr"),
+    "array_to_string": _array_to_string,
     "translate": _same("translate"),
     "lower": _same("lower"),
     "upper": _same("upper"),
@@ -700,6 +748,8 @@ REWRITES: dict[str, Rewrite] = {
     "substring": _substring,
     "substr": _substring,
     "sha256": _sha256,
+    # the hex digest of the text's UTF-8 bytes on both
+    "sha1": _same("sha1"),
     "string_split": _string_split,
     # numbers
     "coalesce": _same("coalesce"),
@@ -745,6 +795,8 @@ REWRITES: dict[str, Rewrite] = {
     "list_concat": _list_concat,
     "generate_series": _sequence,
     "list_transform": _renamed("transform"),
+    # the elements whose condition is true (false and NULL dropped) on both
+    "list_filter": _renamed("filter"),
     "trunc": _trunc,
     "round": _same("round"),
     "date_trunc": _same("date_trunc"),
@@ -765,6 +817,8 @@ REWRITES: dict[str, Rewrite] = {
     "uuid": _same("uuid"),
     # Spark's own, put in by this module (the order of row numbers)
     "monotonically_increasing_id": _same("monotonically_increasing_id"),
+    "inline": _same("inline"),
+    "arrays_zip": _same("arrays_zip"),
     # trustwatch's Python functions, registered as pandas UDFs by engines.spark
     "tw_parse_command_line": _same("tw_parse_command_line"),
     "tw_parse_url": _same("tw_parse_url"),
@@ -772,6 +826,7 @@ REWRITES: dict[str, Rewrite] = {
     "tw_parse_path": _same("tw_parse_path"),
     "tw_todatetime_us": _same("tw_todatetime_us"),
     "tw_totimespan_us": _same("tw_totimespan_us"),
+    "try": _try,
 }
 
 # DuckDB types -> Spark types (JSON travels as text; TIMESTAMP is UTC wall time)
@@ -786,6 +841,28 @@ def _unordered_row_number(window: exp.Window) -> bool:
     return isinstance(window.this, exp.RowNumber) and not window.args.get("order")
 
 
+def _zipped_lists(select: exp.Select, unnests: list[exp.Unnest]) -> bool:
+    """``SELECT UNNEST(a) AS x, UNNEST(b) AS y`` (nothing else, no FROM: the replay's runs,
+    rules.schedule.Window.bind_runs) as Spark's ``SELECT inline(arrays_zip(a, b)) AS (x, y)``,
+    in place: both give a row per position of the longest list, NULL past a shorter one's
+    end. False (unchanged) for any other SELECT."""
+    names = [u.alias for u in unnests]
+    if (
+        select.args.get("from_") is not None
+        or select.args.get("from") is not None
+        or len(unnests) != len(select.expressions)
+        or not all(names)
+        or any(len(u.expressions) != 1 for u in unnests)
+    ):
+        return False
+    # the lists are rewritten after, as the new node's children
+    rows = call("inline", call("arrays_zip", *[u.expressions[0] for u in unnests]))
+    select.set(
+        "expressions", [exp.Aliases(this=rows, expressions=[exp.to_identifier(n) for n in names])]
+    )
+    return True
+
+
 def _rewrite_node(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.Anonymous):
         name = node.name.lower()
@@ -795,6 +872,8 @@ def _rewrite_node(node: exp.Expr) -> exp.Expr:
                 f"not supported on the spark engine: the SQL function {name}",
                 hint="run this query with --engine duckdb",
             )
+        if name == "try":  # reads its argument as DuckDB wrote it
+            return _try(node.expressions)
         # the arguments first: a rewritten node's children are not visited again
         json_list = name == "to_json" and _is_json_list(node.expressions[0])
         args = [arg.transform(_rewrite_node, copy=False) for arg in node.expressions]
@@ -811,6 +890,8 @@ def _rewrite_node(node: exp.Expr) -> exp.Expr:
         )
     if isinstance(node, exp.Select):
         unnests = [e for e in node.expressions if isinstance(e, exp.Unnest)]
+        if len(unnests) > 1 and _zipped_lists(node, unnests):
+            return node
         if len(unnests) > 1:
             # DuckDB zips several UNNESTs of one SELECT (padding with NULL); Spark takes one
             # generator per SELECT
@@ -861,7 +942,33 @@ def to_spark(tree: exp.Expr) -> exp.Expr:
     Raises:
         UnsupportedKql: the tree uses a function with no Spark equivalent here.
     """
-    return tree.copy().transform(_rewrite_node, copy=False)
+    return _defined_once(tree.copy().transform(_rewrite_node, copy=False))
+
+
+def _defined_once(tree: exp.Expr) -> exp.Expr:
+    """Each CTE name defined once: Spark SQL has WITH at the top only (sqlglot's Spark writer
+    moves every nested WITH there), and refuses two definitions of one name, which a query
+    reading one ``let`` in several places holds (one WITH per subquery, the same bodies).
+
+    Raises:
+        UnsupportedKql: one name with two different bodies.
+    """
+    bodies: dict[str, str] = {}
+    for cte in list(tree.find_all(exp.CTE)):
+        name, body = cte.alias_or_name, cte.this.sql("spark")
+        if name not in bodies:
+            bodies[name] = body
+            continue
+        if bodies[name] != body:
+            raise UnsupportedKql(
+                f"not supported on the spark engine: two definitions of {name}",
+                hint="run this query with --engine duckdb",
+            )
+        holder = cte.parent
+        cte.pop()
+        if isinstance(holder, exp.With) and not holder.expressions:
+            holder.pop()
+    return tree
 
 
 def spark_sql(tree: exp.Expr) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from trustwatch.kql.literals import parse_datetime_text, parse_timespan_text
 
@@ -93,6 +95,28 @@ def parse_url(url: str | None) -> str | None:
         },
         ensure_ascii=False,
     )
+
+
+def base64_text(text: str | None) -> str | None:
+    """Base64 text decoded to UTF-8 text, None where either is invalid: DuckDB's
+    ``try(decode(from_base64(x)))`` (padding required, no whitespace or URL-safe letters)."""
+    if text is None:
+        return None
+    try:
+        return base64.b64decode(text, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def url_text(text: str | None) -> str | None:
+    """%-escapes decoded, None where they make invalid UTF-8: DuckDB's ``try(url_decode(x))``
+    (``+`` stays, an escape that is not two hex digits is kept as it is)."""
+    if text is None:
+        return None
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        return None
 
 
 def parse_urlquery(query: str | None) -> str | None:

@@ -894,43 +894,9 @@ class Workspace:
 
     def export_parquet(self, directory: Path) -> dict[str, int]:
         """Write every stored table as Parquet under DIR/<Table>/day=YYYY-MM-DD/."""
-        out: dict[str, int] = {}
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise IngestError(f"cannot create {directory}: {exc.strerror or exc}") from exc
-        for table in self.stored_tables():
-            schema = builtin_schemas()[table]
-            n = self._count(table)
-            if not n:
-                continue
-            time_col = "Timestamp" if schema.column("Timestamp") else "TimeGenerated"
-            day = exp.Anonymous(
-                this="strftime",
-                expressions=[exp.column(time_col, quoted=True), exp.Literal.string("%Y-%m-%d")],
-            )
-            select = exp.Select(
-                expressions=[
-                    *[exp.column(c.name, quoted=True) for c in schema.columns],
-                    day.as_("day"),
-                ]
-            ).from_(exp.to_table(table, quoted=True))
-            target = exp.Literal.string(str(directory / table))
-            copy = exp.Copy(
-                this=select.subquery(),
-                kind=False,
-                files=[target],
-                params=[
-                    exp.CopyParameter(this=exp.var("FORMAT"), expression=exp.var("parquet")),
-                    exp.CopyParameter(
-                        this=exp.var("PARTITION_BY"), expression=exp.paren(exp.column("day"))
-                    ),
-                    exp.CopyParameter(this=exp.var("OVERWRITE_OR_IGNORE")),
-                ],
-            )
-            self.con.execute(_q(copy))
-            out[table] = n
-        return out
+        from trustwatch.ingest.export import export_parquet
+
+        return export_parquet(self.con, {t: t for t in self.stored_tables()}, directory)
 
     def close(self) -> None:
         """Close the workspace (DuckDB checkpoints it once more: readers wait for that)."""
