@@ -79,13 +79,23 @@ def _no_user_certificate_lists(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_compiled_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Compiled content (trustwatch.compiled) is cached in this session's own empty folder."""
+    """Compiled content (trustwatch.compiled) is cached in this session's own empty folder.
+
+    Under xdist the workers share it (the base temporary folder's parent is the session's):
+    each entry is compiled once for the session, not once per worker; entries are written to
+    a temporary file and renamed, so a worker never reads half of one.
+    """
     import os
 
     from trustwatch import compiled
 
     before = os.environ.get("TRUSTWATCH_CACHE_DIR")
-    os.environ["TRUSTWATCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("trustwatch-cache"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.getbasetemp().parent / "trustwatch-cache"
+        folder.mkdir(exist_ok=True)
+    else:
+        folder = tmp_path_factory.mktemp("trustwatch-cache")
+    os.environ["TRUSTWATCH_CACHE_DIR"] = str(folder)
     compiled.clear_memo()
     yield
     compiled.clear_memo()
