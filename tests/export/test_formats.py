@@ -120,7 +120,6 @@ def test_defender_rules_match_the_graph_detection_rule_shape(rules: list[Rule]) 
 # file to write, and converts the others
 NO_SIGMA_YET = frozenset(
     {
-        "key_file_written_by_unexpected_process",
         "certificate_creation_and_signing_tooling",
         "adcs_abuse_tool_script_block",
     }

@@ -62,10 +62,6 @@ KNOWN_MISSES: dict[str, tuple[set[str], str]] = {
     ),
     "certificate_store_enumeration": ({"evasion-forged-microsoft-root"}, SCRIPT_BLOCKS),
     "private_key_export": (set(), SCRIPT_BLOCKS),
-    "key_file_written_by_unexpected_process": (
-        {"attack-mimikatz-key-export-system32"},
-        NO_SIGMA_LOGIC,
-    ),
     "certificate_creation_and_signing_tooling": (
         {"attack-makecert-root-signs-payload"},
         NO_SIGMA_LOGIC,
@@ -176,9 +172,29 @@ CASE_DIFFERENCES: dict[tuple[str, str], str] = {
         "key creation without values, other values, and SIP keys of another encoding type are not "
         "registrations",
     ): "matches any other value name under a provider key",
+    **{
+        ("key_file_written_by_unexpected_process", case): "a row with a file name and no path"
+        for case in (
+            "PowerShell writes a public certificate to D:\\certs (Low)",
+            "the sibling rule's events are not repeated (PowerShell writes a .cer and a .pfx to "
+            "%TEMP%)",
+            "certificate tooling and Windows writers - the CA's CertEnroll, MMC export, IIS "
+            "Manager, servicing, a browser download",
+        )
+    },
+    (
+        "key_file_written_by_unexpected_process",
+        "an ordinary program's public certificates outside \\Windows\\, deletes, FileModified "
+        "rows and look-alike names",
+    ): "a deleted or modified key file matches too",
 }
 #: rules whose own test cases hold the Defender rows their converted Sigma reads
-CASE_CHECKED = ("private_key_export", "sip_trust_provider_hijack", "adcs_ca_san_flag_enabled")
+CASE_CHECKED = (
+    "private_key_export",
+    "sip_trust_provider_hijack",
+    "adcs_ca_san_flag_enabled",
+    "key_file_written_by_unexpected_process",
+)
 
 
 def _sigma_fires(rules: list[Rule], case: rule_model.TestCase) -> bool:
