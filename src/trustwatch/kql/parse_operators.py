@@ -333,19 +333,26 @@ def parse_mv_expand(p: Parser, tok: Token) -> ast.MvExpand:
     )
 
 
-def parse_mv_apply(p: Parser, tok: Token) -> ast.MvApply:
-    bagexpansion, itemindex, items, limit = _expand_head(p)
-    p.expect_word("on")
-    open_tok = p.expect(T.LPAREN, "'(' with the subquery")
+def _row_subquery(p: Parser, source: str, opening: str) -> tuple[ast.Pipeline, Token]:
+    """``( op | op ... )``: a subquery over ``source`` (mv-apply's and partition's rows), and
+    its closing token."""
+    open_tok = p.expect(T.LPAREN, opening)
     ops = [p.parse_pipe_op()]
     while p.match(T.PIPE):
         ops.append(p.parse_pipe_op())
     close = p.expect(T.RPAREN, "')' after the subquery")
     sub = ast.Pipeline(
-        source=ast.TableRef(name="$mvapply", span=open_tok.span),
+        source=ast.TableRef(name=source, span=open_tok.span),
         ops=tuple(ops),
         span=open_tok.span.to(close.span),
     )
+    return sub, close
+
+
+def parse_mv_apply(p: Parser, tok: Token) -> ast.MvApply:
+    bagexpansion, itemindex, items, limit = _expand_head(p)
+    p.expect_word("on")
+    sub, close = _row_subquery(p, "$mvapply", "'(' with the subquery")
     return ast.MvApply(
         items=items,
         subquery=sub,
@@ -372,16 +379,7 @@ def parse_partition(p: Parser, tok: Token) -> ast.Partition:
             hints=tuple(hints),
             span=tok.span.to(close.span),
         )
-    open_tok = p.expect(T.LPAREN, "'(' or '{' with the subquery")
-    ops = [p.parse_pipe_op()]
-    while p.match(T.PIPE):
-        ops.append(p.parse_pipe_op())
-    close = p.expect(T.RPAREN, "')' after the subquery")
-    sub = ast.Pipeline(
-        source=ast.TableRef(name="$partition", span=open_tok.span),
-        ops=tuple(ops),
-        span=open_tok.span.to(close.span),
-    )
+    sub, close = _row_subquery(p, "$partition", "'(' or '{' with the subquery")
     return ast.Partition(
         column=column, subquery=sub, hints=tuple(hints), span=tok.span.to(close.span)
     )
