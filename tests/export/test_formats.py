@@ -121,7 +121,6 @@ def test_defender_rules_match_the_graph_detection_rule_shape(rules: list[Rule]) 
 NO_SIGMA_YET = frozenset(
     {
         "certificate_creation_and_signing_tooling",
-        "adcs_abuse_tool_script_block",
     }
 )
 
