@@ -63,10 +63,7 @@ KNOWN_MISSES: dict[str, tuple[set[str], str]] = {
     ),
     "certificate_store_enumeration": ({"evasion-forged-microsoft-root"}, SCRIPT_BLOCKS),
     "private_key_export": (set(), SCRIPT_BLOCKS),
-    "certificate_creation_and_signing_tooling": (
-        {"attack-makecert-root-signs-payload"},
-        NO_SIGMA_LOGIC,
-    ),
+    "certificate_creation_and_signing_tooling": (set(), SCRIPT_BLOCKS),
     "adcs_ca_san_flag_enabled": (set(), SCRIPT_BLOCKS),
     "adcs_abuse_tool_script_block": ({"attack-adcs-certify-rubeus-in-powershell"}, SCRIPT_BLOCKS),
     "capi2_private_key_access": (set(), CAPI2_LOG),
@@ -236,7 +233,13 @@ SCRIPT_CASE_DIFFERENCES: dict[tuple[str, str], str] = {
 
 
 @pytest.mark.parametrize(
-    "stem", ["private_key_export", "adcs_ca_san_flag_enabled", "adcs_abuse_tool_script_block"]
+    "stem",
+    [
+        "private_key_export",
+        "adcs_ca_san_flag_enabled",
+        "adcs_abuse_tool_script_block",
+        "certificate_creation_and_signing_tooling",
+    ],
 )
 def test_exported_sigma_hunted_by_trustwatch_agrees_with_the_rules_own_test_cases(
     tmp_path: Path, stem: str
