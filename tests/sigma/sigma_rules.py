@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CERTUTIL_URLCACHE = """\
 title: Certutil fetches a URL into its cache
@@ -63,3 +64,32 @@ def write(folder: Path, name: str, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# a Sigma case: its detection and the ReportIds of the rows it must match
+Cases = dict[str, tuple[str, list[int]]]
+
+
+def converted(folder: Path, template: str, cases: Cases, rows: dict[str, Any]) -> list[Any]:
+    """Each case's detection written as a rule from ``template`` ({name}, {n}, {detection}),
+    converted and compiled over a session of ``rows`` (table -> rows): none may fail."""
+    from tests.rules.test_runner import session_of
+    from trustwatch.rules.runner import Hunter
+    from trustwatch.sigma.load import load_sigma, runnable
+
+    paths = [
+        write(folder, f"{name}.yml", template.format(name=name, n=n, detection=detection))
+        for n, (name, (detection, _)) in enumerate(cases.items())
+    ]
+    found = runnable(Hunter(session_of(**rows)), load_sigma(paths))
+    assert not found.failures, found.failures  # converted, and compiled
+    return list(found.rules)
+
+
+def matched(result: Any, prefix: str) -> dict[str, list[int]]:
+    """The ReportIds of each rule's alert evidence, by rule title less ``prefix``."""
+    out: dict[str, list[int]] = {}
+    for alert in result.alerts:
+        name = str(alert["AlertName"]).removeprefix(prefix)
+        out.setdefault(name, []).extend(int(r["ReportId"]) for r in alert["Evidence"])
+    return {name: sorted(ids) for name, ids in out.items()}

@@ -16,13 +16,14 @@ import pytest
 
 from tests.rules.test_fusion import spy_fused
 from tests.rules.test_runner import session_of
-from tests.sigma.sigma_rules import write
+from tests.sigma.sigma_rules import Cases, converted, write
+from tests.sigma.sigma_rules import matched as matched_ids
 from trustwatch.kql.parser import parse_query
 from trustwatch.rules import fusion
 from trustwatch.rules.runner import Hunter, HuntResult
 from trustwatch.rules.tuning import Tuning
 from trustwatch.sigma import pipeline
-from trustwatch.sigma.load import load_sigma, runnable
+from trustwatch.sigma.load import load_sigma
 
 PROCDUMP = r"HKEY_LOCAL_MACHINE\SOFTWARE\Sysinternals\ProcDump"
 COMMAND = r"HKEY_CURRENT_USER\S-1-5-21-1-2-3-1001\Software\Classes\ms-settings\shell\open\command"
@@ -99,22 +100,12 @@ level: high
 """
 
 
-def rules_for(tmp_path: Path, cases: dict[str, tuple[str, list[int]]]) -> list[Any]:
-    paths = [
-        write(tmp_path, f"{name}.yml", RULE.format(name=name, n=n, detection=detection))
-        for n, (name, (detection, _)) in enumerate(cases.items())
-    ]
-    found = runnable(Hunter(session_of(DeviceRegistryEvents=ROWS)), load_sigma(paths))
-    assert not found.failures, found.failures  # converted, and compiled
-    return list(found.rules)
+def rules_for(tmp_path: Path, cases: Cases) -> list[Any]:
+    return converted(tmp_path, RULE, cases, {"DeviceRegistryEvents": ROWS})
 
 
 def matched(result: HuntResult) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for alert in result.alerts:
-        name = str(alert["AlertName"]).removeprefix("registry ")
-        out.setdefault(name, []).extend(int(r["ReportId"]) for r in alert["Evidence"])
-    return {name: sorted(ids) for name, ids in out.items()}
+    return matched_ids(result, "registry ")
 
 
 @pytest.fixture(scope="module")

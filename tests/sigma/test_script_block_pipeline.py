@@ -18,12 +18,13 @@ import pytest
 
 from tests.rules.test_fusion import spy_fused
 from tests.rules.test_runner import session_of
-from tests.sigma.sigma_rules import write
+from tests.sigma.sigma_rules import converted, write
+from tests.sigma.sigma_rules import matched as matched_ids
 from trustwatch.kql.parser import parse_query
 from trustwatch.rules import fusion
 from trustwatch.rules.runner import Hunter, HuntResult
 from trustwatch.rules.tuning import Tuning
-from trustwatch.sigma.load import load_sigma, runnable
+from trustwatch.sigma.load import load_sigma
 
 
 def row(n: int, action: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -77,22 +78,11 @@ level: high
 
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
-    folder = tmp_path_factory.mktemp("ps_script")
-    paths = [
-        write(folder, f"{name}.yml", RULE.format(name=name, n=n, detection=detection))
-        for n, (name, (detection, _)) in enumerate(CASES.items())
-    ]
-    found = runnable(Hunter(session_of(DeviceEvents=ROWS)), load_sigma(paths))
-    assert not found.failures, found.failures  # converted, and compiled
-    return list(found.rules)
+    return converted(tmp_path_factory.mktemp("ps_script"), RULE, CASES, {"DeviceEvents": ROWS})
 
 
 def matched(result: HuntResult) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for alert in result.alerts:
-        name = str(alert["AlertName"]).removeprefix("script ")
-        out.setdefault(name, []).extend(int(r["ReportId"]) for r in alert["Evidence"])
-    return {name: sorted(ids) for name, ids in out.items()}
+    return matched_ids(result, "script ")
 
 
 def test_rules_match_the_script_blocks_sigma_matches(rules: list[Any]) -> None:
