@@ -6,14 +6,15 @@ https://learn.microsoft.com/kusto/query/tabular-expression-statements
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from sqlglot import exp
 
-from trustwatch.errors import KqlSemanticError, UnsupportedKql
+from trustwatch.errors import KqlSemanticError, Span, UnsupportedKql
 from trustwatch.kql import ast
 from trustwatch.kql.aggregates import column_name_of
-from trustwatch.kql.compiler import OperatorHandler
-from trustwatch.kql.scope import Relation
+from trustwatch.kql.compiler import Compiler, OperatorHandler
+from trustwatch.kql.scope import Relation, Scope
 
 OPERATORS: dict[type, OperatorHandler] = {}
 
@@ -115,3 +116,24 @@ def _assignment_names(a: ast.Assignment, namer: ColumnNamer) -> str:
             code="KQL205",
         )
     return a.name or inferred_name(a.expr) or namer.next()
+
+
+def distinct_first_pass(
+    c: Compiler,
+    rel: Relation,
+    scope: Scope,
+    name: str,
+    expr: ast.Expr,
+    limit: int,
+    span: Span,
+    what: str,
+    hint: str,
+) -> list[tuple[Any, ...]]:
+    """A first pass over ``rel`` (:meth:`Compiler.rows_of`: ``what`` and ``hint`` as there):
+    the distinct values of ``expr`` as column ``name``, at most ``limit + 1`` of them, so the
+    caller sees when the data holds more than its ``limit``."""
+    by = (ast.Assignment(name=name, expr=expr, span=span),)
+    grouped, _ = c.compile_op(ast.Summarize(aggregates=(), by=by, span=span), rel, scope)
+    count = ast.Literal(value=limit + 1, type="long", span=span)
+    taken, _ = c.compile_op(ast.Take(count=count, span=span), grouped, scope)
+    return c.rows_of(taken, span, what, hint)

@@ -24,7 +24,7 @@ from trustwatch.errors import KqlSemanticError, Span, UnsupportedKql
 from trustwatch.kql import ast
 from trustwatch.kql.compiler import Compiler, alias
 from trustwatch.kql.functions import convert
-from trustwatch.kql.operators.common import col, free_name, register
+from trustwatch.kql.operators.common import col, distinct_first_pass, free_name, register
 from trustwatch.kql.scope import Relation, Scope
 from trustwatch.kql.semantics import TEXTUAL, Typed, not_null_string
 
@@ -375,21 +375,13 @@ def _pivot_values(
 ) -> list[str]:
     """The first pass: the distinct values of the pivot column, as text, sorted ordinally."""
     span = op.span
-    value = "__tw_value"
-    first, _ = c.compile_op(
-        ast.Summarize(
-            aggregates=(), by=(ast.Assignment(name=value, expr=key, span=span),), span=span
-        ),
+    rows = distinct_first_pass(
+        c,
         rel,
         scope,
-    )
-    first, _ = c.compile_op(
-        ast.Take(count=ast.Literal(value=DATA_COLUMNS + 1, type="long", span=span), span=span),
-        first,
-        scope,
-    )
-    rows = c.rows_of(
-        first,
+        "__tw_value",
+        key,
+        DATA_COLUMNS,
         span,
         "evaluate pivot() without an output schema",
         "give the output schema: `evaluate pivot(Column) : (Group:type, Value1:long, ...)`",

@@ -139,13 +139,7 @@ def compile_mv_apply(c: Compiler, op: ast.MvApply, rel: Relation, scope: Scope) 
     sub_columns = tuple((n, t) for n, t in expanded.columns if n != rowid)
     visible: list[exp.Expr] = [col(n) for n, _ in sub_columns]
     sub = Relation(c.select(expanded, [*visible, col(rowid)]), sub_columns, rowid)
-    rank: str | None = None  # the within-row order a sort set, for the operator right after it
-    for sub_op in op.subquery.ops:
-        if isinstance(sub_op, ast.Sort):
-            sub, rank = sorted_within(c, sub_op, sub, scope, rowid)
-            continue
-        sub = partitioned(c, sub_op, sub, scope, rowid, rank, "mv-apply")
-        rank = None
+    sub = run_within(c, op.subquery.ops, sub, scope, rowid, "mv-apply")
     kept = [(n, t) for n, t in rel.columns if n not in item_names]
     added = [(n, t) for n, t in sub.columns if n not in {k for k, _ in kept}]
     la, ra = c.fresh("_l"), c.fresh("_r")
@@ -174,6 +168,27 @@ _ROW_WISE = (
     ast.Parse,
     ast.MvExpand,
 )
+
+
+def run_within(
+    c: Compiler,
+    ops: tuple[ast.PipeOp, ...],
+    sub: Relation,
+    scope: Scope,
+    rowid: str,
+    within: str,
+) -> Relation:
+    """The subquery's operators of ``within`` (mv-apply, partition) run on each subtable of
+    ``sub`` (told apart by column ``rowid``): each by :func:`partitioned`, a sort numbering the
+    rows for the operator right after it (:func:`sorted_within`)."""
+    rank: str | None = None  # the within-subtable order a sort set, for the next operator
+    for op in ops:
+        if isinstance(op, ast.Sort):
+            sub, rank = sorted_within(c, op, sub, scope, rowid)
+            continue
+        sub = partitioned(c, op, sub, scope, rowid, rank, within)
+        rank = None
+    return sub
 
 
 def sorted_within(

@@ -8,8 +8,8 @@ from __future__ import annotations
 from trustwatch.errors import KqlSemanticError, UnsupportedKql
 from trustwatch.kql import ast
 from trustwatch.kql.compiler import Compiler, alias
-from trustwatch.kql.operators.common import col, register
-from trustwatch.kql.operators.expand import partitioned, sorted_within
+from trustwatch.kql.operators.common import col, distinct_first_pass, register
+from trustwatch.kql.operators.expand import run_within
 from trustwatch.kql.scope import Relation, Scope
 
 _STRATEGIES = ("native", "shuffle", "legacy")
@@ -58,35 +58,17 @@ def compile_partition(c: Compiler, op: ast.Partition, rel: Relation, scope: Scop
         rel.columns,
         key,
     )
-    sub = keyed
-    rank: str | None = None
-    for sub_op in op.subquery.ops:
-        if isinstance(sub_op, ast.Sort):
-            sub, rank = sorted_within(c, sub_op, sub, scope, key)
-            continue
-        sub = partitioned(c, sub_op, sub, scope, key, rank, "partition")
-        rank = None
+    sub = run_within(c, op.subquery.ops, keyed, scope, key, "partition")
     return Relation(c.select(sub, [col(n) for n in sub.names()]), sub.columns)
 
 
 def _check_legacy_partitions(c: Compiler, op: ast.Partition, rel: Relation, scope: Scope) -> None:
     """The legacy strategy's limit: an error past 64 distinct values of the key column."""
     span = op.span
-    counted, _ = c.compile_op(
-        ast.Summarize(
-            aggregates=(),
-            by=(ast.Assignment(name=op.column, expr=ast.Name(name=op.column, span=span)),),
-            span=span,
-        ),
-        rel,
-        scope,
+    column = ast.Name(name=op.column, span=span)
+    rows = distinct_first_pass(
+        c, rel, scope, op.column, column, LEGACY_PARTITIONS, span, "partition", ""
     )
-    counted, _ = c.compile_op(
-        ast.Take(count=ast.Literal(value=LEGACY_PARTITIONS + 1, type="long", span=span), span=span),
-        counted,
-        scope,
-    )
-    rows = c.rows_of(counted, span, "partition", "")
     if len(rows) > LEGACY_PARTITIONS:
         raise KqlSemanticError(
             f"partition's legacy strategy (the default) takes at most {LEGACY_PARTITIONS} "
