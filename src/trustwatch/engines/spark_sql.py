@@ -849,7 +849,6 @@ def _zipped_lists(select: exp.Select, unnests: list[exp.Unnest]) -> bool:
     names = [u.alias for u in unnests]
     if (
         select.args.get("from_") is not None
-        or select.args.get("from") is not None
         or len(unnests) != len(select.expressions)
         or not all(names)
         or any(len(u.expressions) != 1 for u in unnests)
@@ -953,9 +952,9 @@ def _defined_once(tree: exp.Expr) -> exp.Expr:
     Raises:
         UnsupportedKql: one name with two different bodies.
     """
-    bodies: dict[str, str] = {}
+    bodies: dict[str, exp.Expr] = {}  # compared as trees (sqlglot's structural equality)
     for cte in list(tree.find_all(exp.CTE)):
-        name, body = cte.alias_or_name, cte.this.sql("spark")
+        name, body = cte.alias_or_name, cte.this
         if name not in bodies:
             bodies[name] = body
             continue
